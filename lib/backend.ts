@@ -1,0 +1,188 @@
+/**
+ * The contract between the vmcomm core and a transport (`import … from 'vmcomm/backend'`).
+ *
+ * ## Lifecycle
+ *
+ * 1. **Build.** The core calls a {@link BackendFactory} once per world with {@link BackendComponents}:
+ *    who this rank is, the job secret, and the {@link FrameSink} that inbound frames go to. A transport
+ *    never sees communicators, tags, matching or the rank→transport choice; the core never reads inside
+ *    a channel. (Open MPI's BTL contract, `opal/mca/btl/btl.h`, splits the same way.)
+ * 2. **`start()`** acquires what the transport needs (a listening socket, a mapped segment) and returns
+ *    the fields it adds to this rank's *locality card*, or `undefined` when it cannot run here (then it
+ *    sets {@link Transport.unavailableReason} and is not offered to any peer).
+ * 3. **Cards are exchanged**, then each transport's {@link Transport.probe} is asked, for every peer,
+ *    whether it can reach that peer, judged from the peer's card. The answers are exchanged as a
+ *    reachability bitmap (round two).
+ * 4. **Selection.** For each pair the core picks the transport with the highest
+ *    {@link Transport.priority} that *both* cards list and that *both* probes proved. Both ends compute
+ *    this from the same data, so they always agree. Built-in priorities: `self` 100, `threads` 80,
+ *    `shm` 60, `ivshmem` 40, `tcp` 0.
+ * 5. **`addPeers()`** tells the transport which peers it was chosen for.
+ * 6. **`connect(peer)`** opens a {@link Channel} on first use. Either end may open first; a transport
+ *    must accept frames from a chosen peer that connects to it before it connected back.
+ * 7. **`stop()`** closes channels and releases everything `start()` acquired, after the core has
+ *    drained traffic.
+ *
+ * ## Frames
+ *
+ * The core hands a channel a {@link FRAME_HEADER_BYTES}-byte header and an optional payload; the
+ * payload length is in the header ({@link frameLength}). A transport moves both, in order, and on
+ * the far side hands them to the {@link FrameSink} in three steps — `begin` (the core says where the
+ * payload goes, so it can land straight in the user's buffer), the copy, `commit`.
+ *
+ * @module
+ */
+
+import type { TransportName } from './constants.js';
+export { FRAME_HEADER_BYTES, frameLength } from './protocol.js';
+export type { TransportName } from './constants.js';
+
+/** JSON-compatible data a transport adds to the locality card (it travels through the launcher). */
+export type CardValue = string | number | boolean | null | CardValue[] | { [key: string]: CardValue };
+/** The fields one transport adds to a card. */
+export type CardFields = { [key: string]: CardValue };
+
+/**
+ * What every rank publishes at `init()` (DESIGN section 4). Proof of co-location comes from the
+ * nonces and the transports' probes, never from host names or pids, which collide across VMs.
+ */
+export interface LocalityCard {
+  /** World rank. */
+  readonly rank: number;
+  /** Random per process (128 bits, hex). Equal nonces = same process. */
+  readonly processNonce: string;
+  /** Informational only. */
+  readonly hostname: string;
+  /** Informational only. */
+  readonly pid: number;
+  /** The local address of the socket that reached the launcher (`127.0.0.1` for a local job). */
+  readonly address: string;
+  /** Per transport that started here: the fields it published. */
+  readonly backends: { readonly [name: string]: CardFields };
+}
+
+/** A minimal logger; every method is optional to call. */
+export interface Logger {
+  debug(message: string): void;
+  warn(message: string): void;
+}
+
+/** Called when a frame's payload may be reused, or with the reason it will never be sent. Called once. */
+export type SendDone = (error?: Error) => void;
+
+/**
+ * One direction-agnostic, ordered connection to one peer.
+ */
+export interface Channel {
+  /**
+   * Queues one frame. Synchronous, never throws for transport trouble (that goes to `done` and to
+   * {@link FrameSink.lost}). Frames reach the peer in call order. The transport copies `header` before
+   * returning; `payload` is borrowed until `done` is called (so the core can pin the user's buffer).
+   */
+  send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void;
+  /**
+   * Delivers what is queued, then closes. Idempotent. After it resolves no `FrameSink` call for this
+   * channel's peer happens.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Where a transport delivers inbound frames. All calls for one peer happen in frame order, and a
+ * `begin` is always followed by its `commit` before the next `begin` for that peer (one frame in
+ * progress per peer), unless the peer is `lost` in between.
+ */
+export interface FrameSink {
+  /**
+   * A frame from `peer` begins. `header` is valid only during the call. Returns the bytes to write the
+   * payload into: at most {@link frameLength}(header) long, the rest is discarded by the transport;
+   * `undefined` discards all of it. Synchronous.
+   */
+  begin(peer: number, header: Uint8Array): Uint8Array | undefined;
+  /** The payload of the frame begun last for `peer` is in place. Synchronous. */
+  commit(peer: number): void;
+  /**
+   * The channel to `peer` broke (closed by the peer without {@link Channel.close}, a socket error, a
+   * failed validation). `error` becomes the `cause` of the `PEER_LOST` (or `CORRUPT`/`AUTH`) error the
+   * program sees. Idempotent.
+   */
+  lost(peer: number, error: Error): void;
+}
+
+/** What the core gives a transport factory. Plain data: tests can build it by hand. */
+export interface BackendComponents {
+  /** This rank's world rank. */
+  readonly rank: number;
+  /** The world size. */
+  readonly size: number;
+  /** Identifies the job (shared by all its ranks). */
+  readonly jobId: string;
+  /** The job secret, for peer authentication. Never send it. */
+  readonly jobSecret: Uint8Array;
+  /** This process's random nonce, as in the card. */
+  readonly processNonce: string;
+  /** The address to bind and publish (see {@link LocalityCard.address}). */
+  readonly address: string;
+  /** Inbound frames go here. */
+  readonly sink: FrameSink;
+  /** Optional. */
+  readonly logger?: Logger;
+}
+
+/**
+ * A transport: one instance per world. See the module comment for the lifecycle; each method says
+ * which phase may call it.
+ */
+export interface Transport {
+  /** The registered name (`'tcp'`, or a plug-in's own). Constant. */
+  readonly name: TransportName;
+  /** Higher wins when several transports can reach a peer. Constant. */
+  readonly priority: number;
+  /** Where the transport reaches: the rank itself, the same host (shared memory), or a network. */
+  readonly role: 'self' | 'local' | 'network';
+  /** Largest payload (bytes) sent eagerly; larger messages use rendezvous. The core may lower it. */
+  readonly eagerLimitBytes: number;
+  /** Eager messages one sender may have outstanding at one receiver. */
+  readonly eagerCredits: number;
+  /** Set when `start()` returned `undefined`: one sentence saying why the transport cannot run. */
+  readonly unavailableReason?: string;
+  /** Phase 1, once, async: acquire resources; return card fields, or `undefined` when unavailable. */
+  start(): Promise<CardFields | undefined>;
+  /**
+   * Phase 2, after all cards are known; may be called for every peer, in any order, async or not:
+   * can this rank reach `peer` through this transport, judged from the peer's card (`peer.backends[name]`
+   * is present)? Must not open channels.
+   */
+  probe(peer: LocalityCard): boolean | Promise<boolean>;
+  /** Phase 3, once, sync: the peers this transport was chosen for (world ranks). */
+  addPeers(peers: readonly number[]): void;
+  /**
+   * Phase 4, any number of times, async: the channel to `peer` (one of `addPeers`), opened on first
+   * call; later calls return the same channel. Rejects if the peer cannot be reached.
+   */
+  connect(peer: number): Promise<Channel>;
+  /**
+   * Optional, sync: makes progress without the event loop (shared-memory transports poll their rings
+   * here). Returns how many frames were delivered. The core calls it from `test()`, `iprobe()` and the
+   * spin of blocking calls.
+   */
+  poll?(): number;
+  /** Phase 5, once, async: close all channels and release resources. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds a transport. A factory carries its `transportName` so the core can report it before building.
+ *
+ * @example
+ * ```ts
+ * import type { BackendFactory } from 'vmcomm/backend';
+ * const mine: BackendFactory = Object.assign((c) => new MyTransport(c), { transportName: 'mine' });
+ * const comm = await init({ backends: [mine] });
+ * ```
+ */
+export interface BackendFactory {
+  (components: BackendComponents): Transport;
+  /** The name of the transport it builds. */
+  readonly transportName: TransportName;
+}

@@ -1,0 +1,156 @@
+/**
+ * The frame header every transport carries, and the message protocol kinds (eager, rendezvous,
+ * credits). Pure: no I/O. Layout, little-endian, {@link FRAME_HEADER_BYTES} bytes:
+ *
+ * | offset | type | field |
+ * |---|---|---|
+ * | 0 | u8  | version ({@link PROTOCOL_VERSION}) |
+ * | 1 | u8  | kind ({@link FrameKind}) |
+ * | 2 | u16 | flags ({@link FrameFlags}) |
+ * | 4 | u32 | context id (communicator × p2p/collective) |
+ * | 8 | i32 | source rank in that communicator |
+ * | 12 | i32 | tag |
+ * | 16 | u32 | sequence number (per pair) |
+ * | 20 | u32 | sender's request id (RTS, CTS, DATA, cancel) |
+ * | 24 | u32 | receiver's request id (CTS, DATA) |
+ * | 28 | u32 | aux (credits returned; cancel result) |
+ * | 32 | u64 | payload bytes that follow this header |
+ * | 40 | u64 | message bytes (the whole message; for RTS, what DATA will carry) |
+ *
+ * @module
+ */
+
+import { VmcommError } from './errors.js';
+
+/** Bytes in every frame header. */
+export const FRAME_HEADER_BYTES = 48;
+/** The wire version; a frame with another version is `CORRUPT`. */
+export const PROTOCOL_VERSION = 1;
+
+/** What a frame is. */
+export const FrameKind = {
+  /** A whole message, payload included. Uses one credit. */
+  EAGER: 1,
+  /** Request to send: envelope and length only; the receiver answers CTS once it matched. */
+  RTS: 2,
+  /** Clear to send: the receiver matched the RTS and has a buffer. */
+  CTS: 3,
+  /** The payload of a rendezvous message, after CTS. */
+  DATA: 4,
+  /** Returns `aux` eager credits to the sender. */
+  CREDIT: 5,
+  /** The sender withdraws an RTS not yet matched (a timed-out or aborted send). */
+  RTS_CANCEL: 6,
+  /** Answer to RTS_CANCEL: aux = 1 withdrawn, 0 already matched (the send goes on). */
+  CANCEL_REPLY: 7,
+} as const;
+/** One of {@link FrameKind}'s values. */
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+const MAX_KIND = 7;
+
+/** Bit flags in the header. */
+export const FrameFlags = {
+  /** The message is a msgpack-encoded value (`send`), not raw bytes (`sendBuffer`). */
+  OBJECT: 1,
+} as const;
+
+/** A decoded header (for the core; transports need only {@link frameLength}). */
+export interface FrameHeader {
+  kind: FrameKind;
+  flags: number;
+  context: number;
+  source: number;
+  tag: number;
+  seq: number;
+  sendId: number;
+  recvId: number;
+  aux: number;
+  payloadBytes: number;
+  messageBytes: number;
+}
+
+/** A header with every field zero, to fill in. */
+export function emptyHeader(): FrameHeader {
+  return {
+    kind: FrameKind.EAGER,
+    flags: 0,
+    context: 0,
+    source: 0,
+    tag: 0,
+    seq: 0,
+    sendId: 0,
+    recvId: 0,
+    aux: 0,
+    payloadBytes: 0,
+    messageBytes: 0,
+  };
+}
+
+/** Writes `h` into `out` (at least {@link FRAME_HEADER_BYTES} long). Returns `out`. */
+export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
+  const v = new DataView(out.buffer, out.byteOffset, FRAME_HEADER_BYTES);
+  v.setUint8(0, PROTOCOL_VERSION);
+  v.setUint8(1, h.kind);
+  v.setUint16(2, h.flags, true);
+  v.setUint32(4, h.context >>> 0, true);
+  v.setInt32(8, h.source, true);
+  v.setInt32(12, h.tag, true);
+  v.setUint32(16, h.seq >>> 0, true);
+  v.setUint32(20, h.sendId >>> 0, true);
+  v.setUint32(24, h.recvId >>> 0, true);
+  v.setUint32(28, h.aux >>> 0, true);
+  setU64(v, 32, h.payloadBytes);
+  setU64(v, 40, h.messageBytes);
+  return out;
+}
+
+/**
+ * Reads and validates a header into `into`. Throws `CORRUPT` for a wrong version, an unknown kind, or
+ * lengths beyond 2^53 (no JavaScript buffer could hold them).
+ */
+export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader {
+  if (bytes.byteLength < FRAME_HEADER_BYTES) throw corrupt(`a frame header is ${FRAME_HEADER_BYTES} bytes, got ${bytes.byteLength}`);
+  const v = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_BYTES);
+  const version = v.getUint8(0);
+  if (version !== PROTOCOL_VERSION) throw corrupt(`frame version ${version}, expected ${PROTOCOL_VERSION}`);
+  const kind = v.getUint8(1);
+  if (kind < 1 || kind > MAX_KIND) throw corrupt(`unknown frame kind ${kind}`);
+  into.kind = kind as FrameKind;
+  into.flags = v.getUint16(2, true);
+  into.context = v.getUint32(4, true);
+  into.source = v.getInt32(8, true);
+  into.tag = v.getInt32(12, true);
+  into.seq = v.getUint32(16, true);
+  into.sendId = v.getUint32(20, true);
+  into.recvId = v.getUint32(24, true);
+  into.aux = v.getUint32(28, true);
+  into.payloadBytes = getU64(v, 32);
+  into.messageBytes = getU64(v, 40);
+  if (into.payloadBytes > into.messageBytes && kind !== FrameKind.DATA) {
+    throw corrupt(`payload of ${into.payloadBytes} bytes exceeds the message length ${into.messageBytes}`);
+  }
+  return into;
+}
+
+/**
+ * The payload length of a frame, from its header: what a transport reads after the header. Throws
+ * `CORRUPT` when it exceeds 2^53 − 1.
+ */
+export function frameLength(header: Uint8Array): number {
+  return getU64(new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES), 32);
+}
+
+function setU64(v: DataView, at: number, n: number): void {
+  v.setUint32(at, n % 0x1_0000_0000, true);
+  v.setUint32(at + 4, Math.floor(n / 0x1_0000_0000), true);
+}
+
+function getU64(v: DataView, at: number): number {
+  const hi = v.getUint32(at + 4, true);
+  if (hi > 0x1f_ffff) throw corrupt(`a length of 2^${Math.floor(Math.log2(hi)) + 32} bytes or more`);
+  return hi * 0x1_0000_0000 + v.getUint32(at, true);
+}
+
+function corrupt(what: string): VmcommError {
+  return new VmcommError('CORRUPT', `invalid frame: ${what}; the channel is closed`);
+}
