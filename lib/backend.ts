@@ -59,6 +59,8 @@ export interface LocalityCard {
   readonly address: string;
   /** Per transport that started here: the fields it published. */
   readonly backends: { readonly [name: string]: CardFields };
+  /** Per transport in `backends`: its priority here. A pair uses the lower rank's numbers. */
+  readonly priorities: { readonly [name: string]: number };
 }
 
 /** A minimal logger; every method is optional to call. */

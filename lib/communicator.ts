@@ -1,0 +1,406 @@
+/**
+ * The communicator: point-to-point messaging between the ranks of a group, in two families (as in
+ * mpi4py): lowercase calls move any value (`send`, `recv`), `…Buffer` calls move raw bytes of an
+ * `ArrayBufferView` (`sendBuffer`, `recvBuffer`).
+ *
+ * @module
+ */
+
+import type { LocalityCard } from './backend.js';
+import { dissemination } from './collectives/barrier.js';
+import { ANY_SOURCE, ANY_TAG, TAG_UB, type TransportName } from './constants.js';
+import { invalidArgument, VmcommError, type Status } from './errors.js';
+import type { PeerStats } from './engine.js';
+import type { PostedRecv, RecvMode } from './matching.js';
+import { FrameFlags } from './protocol.js';
+import { createRequest, settledRequest, type Request } from './request.js';
+import type { World, WorldEvents } from './world.js';
+
+/** Options of every blocking call. */
+export interface CallOptions {
+  /**
+   * Give up after this many milliseconds with `TIMEOUT`. A receive that has not matched is withdrawn
+   * (no message is lost); a send gives up only while it waits for its receiver (rendezvous): once the
+   * data moves, it completes.
+   */
+  timeout?: number;
+  /** Give up with `ABORTED` when this signal aborts (same withdrawal rules as `timeout`). */
+  signal?: AbortSignal;
+}
+
+/** A received value with its envelope (`recvMessage`). */
+export interface Message<T> {
+  /** The value. */
+  data: T;
+  /** The sender's rank. */
+  source: number;
+  /** The tag it was sent with. */
+  tag: number;
+}
+
+/** Events a communicator reports: see {@link Communicator.on}. */
+export type CommunicatorEvents = WorldEvents;
+
+/** Traffic with one peer, from {@link Communicator.stats}. */
+export type { PeerStats } from './engine.js';
+
+/**
+ * A group of ranks that can talk to each other (`MPI_Comm`). The world communicator comes from
+ * `init()`. Every rank of a communicator calls its collective methods in the same order.
+ */
+export class Communicator {
+  /** This rank's rank in the communicator (`MPI_Comm_rank`). */
+  readonly rank: number;
+  /** The number of ranks (`MPI_Comm_size`). */
+  readonly size: number;
+  readonly #world: World;
+  /** Communicator rank → world rank. */
+  readonly #group: readonly number[];
+  /** World rank → communicator rank (−1: not a member). */
+  readonly #rankOfWorld: Map<number, number>;
+  /** Context id for point-to-point; +1 for collectives. */
+  readonly #context: number;
+  #collectiveSeq = 0;
+  #freed: VmcommError | undefined;
+  readonly #unregister: () => void;
+  readonly #peerOf = (r: number) => this.#group[r];
+
+  /** @internal Built by `init()` (and, later, `split`/`dup`). */
+  constructor(world: World, group: readonly number[], context: number) {
+    this.#world = world;
+    this.#group = group;
+    this.#context = context;
+    this.size = group.length;
+    this.rank = group.indexOf(world.rank);
+    this.#rankOfWorld = new Map(group.map((w, r) => [w, r]));
+    this.#unregister = world.register({
+      peerLost: (peer, error) => {
+        const r = this.#rankOfWorld.get(peer);
+        if (r === undefined) return;
+        world.engine.failReceivesFrom(this.#context, r, error);
+        world.engine.failReceivesFrom(this.#context + 1, r, error);
+      },
+    });
+  }
+
+  // ------------------------------------------------------------ objects
+
+  /**
+   * Sends a value to `dest` (`MPI_Send` for objects). The value is encoded at once (msgpack: typed
+   * arrays, Buffers, Maps, Dates and bigints keep their types), so it may be changed as soon as this
+   * returns a promise; the promise resolves when the message has been handed to the transport (small
+   * messages) or taken by the receiver (large ones).
+   *
+   * @param dest the receiver's rank
+   * @param tag 0 … `TAG_UB` (default 0)
+   */
+  async send(value: unknown, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
+    throwIf(checkOptions(opts));
+    return this.#blocking(this.isend(value, dest, tag), opts);
+  }
+
+  /** Starts sending a value; see {@link send}. The returned request resolves as `send` does. */
+  isend(value: unknown, dest: number, tag = 0): Request<void> {
+    const bad = this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false);
+    if (bad) return settledRequest<void>({ error: bad });
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#world.codec.encode(value);
+    } catch (e) {
+      return settledRequest<void>({ error: e as Error });
+    }
+    return this.#startSend(bytes, dest, tag, FrameFlags.OBJECT, true);
+  }
+
+  /**
+   * Receives a value (`MPI_Recv` for objects). `T` is not checked: it is what the program says the
+   * sender sent. A message sent with `sendBuffer` arrives as a `Uint8Array` of its bytes.
+   *
+   * @param source a rank or `ANY_SOURCE` (default)
+   * @param tag a tag or `ANY_TAG` (default)
+   */
+  async recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
+    throwIf(checkOptions(opts));
+    return this.#blocking(this.irecv<T>(source, tag), opts);
+  }
+
+  /** Receives a value with its source and tag. */
+  async recvMessage<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Message<T>> {
+    throwIf(checkOptions(opts));
+    return this.#blocking(this.#startRecv<Message<T>>('message', undefined, source, tag), opts);
+  }
+
+  /** Posts a receive for a value; see {@link recv}. `cancel()` withdraws it while unmatched. */
+  irecv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG): Request<T> {
+    return this.#startRecv<T>('value', undefined, source, tag);
+  }
+
+  // ------------------------------------------------------------ buffers
+
+  /**
+   * Sends the bytes of `view` (`MPI_Send`), no serialization. The memory is borrowed: do not change it
+   * until the promise resolves. Any `ArrayBufferView`, `SharedArrayBuffer`-backed included; a detached
+   * or resizable buffer is `INVALID_ARGUMENT`.
+   */
+  async sendBuffer(view: ArrayBufferView, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
+    throwIf(checkOptions(opts));
+    return this.#blocking(this.isendBuffer(view, dest, tag), opts);
+  }
+
+  /** Starts sending bytes; see {@link sendBuffer}. Keep `view` unchanged until the request completes. */
+  isendBuffer(view: ArrayBufferView, dest: number, tag = 0): Request<void> {
+    const bad = this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false) ?? checkView(view, 'view');
+    if (bad) return settledRequest<void>({ error: bad });
+    return this.#startSend(new Uint8Array(view.buffer, view.byteOffset, view.byteLength), dest, tag, 0, false);
+  }
+
+  /**
+   * Receives bytes into `view` (`MPI_Recv`). Resolves with the {@link Status}. A longer message is
+   * consumed and rejects with `TRUNCATE` (its status in `error.status`; the bytes that fit are in
+   * `view`).
+   */
+  async recvBuffer(view: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
+    throwIf(checkOptions(opts));
+    return this.#blocking(this.irecvBuffer(view, source, tag), opts);
+  }
+
+  /** Posts a receive into `view`; see {@link recvBuffer}. Do not touch `view` until it completes. */
+  irecvBuffer(view: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG): Request<Status> {
+    const bad = checkView(view, 'view');
+    if (bad) return settledRequest<Status>({ error: bad });
+    return this.#startRecv<Status>('buffer', new Uint8Array(view.buffer, view.byteOffset, view.byteLength), source, tag);
+  }
+
+  // ------------------------------------------------------------ probe, sendrecv
+
+  /** Waits until a matching message can be received and returns its status, without receiving it (`MPI_Probe`). */
+  async probe(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
+    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true) ?? checkOptions(opts);
+    if (bad) throw bad;
+    const found = this.iprobe(source, tag);
+    if (found) return found;
+    const [request, control] = createRequest<Status>(this.#world.engine);
+    const withdraw = this.#world.engine.matching(this.#context).waitProbe(source, tag, (m) => control.resolve({ source: m.source, tag: m.tag, bytes: m.bytes }));
+    request.setCanceller(() => {
+      withdraw();
+      return true;
+    });
+    const unwatch = source === ANY_SOURCE ? undefined : this.#world.on('peer:lost', ({ peer, error }) => peer === this.#group[source] && control.reject(error));
+    try {
+      return await this.#blocking(request, opts, (err) => {
+        withdraw();
+        control.reject(err);
+      });
+    } finally {
+      withdraw();
+      unwatch?.();
+    }
+  }
+
+  /** The status of a message that could be received now, or `undefined` (`MPI_Iprobe`). Never blocks. */
+  iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | undefined {
+    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true);
+    if (bad) throw bad;
+    this.#world.engine.poll();
+    return this.#world.engine.probe(this.#context, source, tag);
+  }
+
+  /**
+   * Sends `value` to `dest` and receives from `source` at once (`MPI_Sendrecv`), so two ranks that
+   * exchange never deadlock.
+   */
+  async sendrecv<T = unknown>(value: unknown, dest: number, source: number = ANY_SOURCE, sendTag = 0, recvTag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
+    throwIf(checkOptions(opts));
+    const r = this.irecv<T>(source, recvTag);
+    const s = this.isend(value, dest, sendTag);
+    const [, v] = await Promise.all([this.#blocking(s, opts), this.#blocking(r, opts)]);
+    return v;
+  }
+
+  // ------------------------------------------------------------ collectives
+
+  /**
+   * Waits until every rank of the communicator has called it (`MPI_Barrier`). Dissemination algorithm:
+   * ⌈log2 size⌉ rounds of one message each way.
+   */
+  async barrier(opts?: CallOptions): Promise<void> {
+    const bad = this.#checkUsable() ?? checkOptions(opts);
+    if (bad) throw bad;
+    // The collective number is taken now, before any await: collectives started together keep order.
+    const seq = this.#collectiveSeq++;
+    await dissemination(this.size, this.rank, (round, peer, isSend): Request<unknown> => {
+      const tag = collectiveTag(seq, round);
+      if (isSend) return this.#startSend(new Uint8Array(0), peer, tag, 0, false, this.#context + 1);
+      return this.#startRecv<Status>('buffer', new Uint8Array(0), peer, tag, this.#context + 1);
+    }, (request) => this.#blocking(request, opts));
+  }
+
+  // ------------------------------------------------------------ introspection
+
+  /** The transport that carries messages between this rank and `peer` (a rank of this communicator). */
+  transportOf(peer: number): TransportName {
+    const bad = this.#checkRank(peer, 'peer');
+    if (bad) throw bad;
+    return this.#world.engine.transportOf(this.#group[peer]).name;
+  }
+
+  /** This rank's locality card (what it published at `init()`). */
+  locality(): LocalityCard {
+    return this.#world.card;
+  }
+
+  /** Per-peer message and byte counts, transport and switches, indexed by rank in this communicator. */
+  stats(): PeerStats[] {
+    const all = this.#world.engine.stats();
+    return this.#group.map((w) => all[w]);
+  }
+
+  /**
+   * Listens to an event: `'transport'` (a pair changed transport) or `'peer:lost'`. Returns a function
+   * that removes the listener. There is deliberately no generic `error` event: failures reach the calls
+   * they affect.
+   */
+  on<K extends keyof CommunicatorEvents>(event: K, listener: (e: CommunicatorEvents[K]) => void): () => void {
+    if (event !== 'transport' && event !== 'peer:lost') throw new VmcommError('INVALID_ARGUMENT', `unknown event "${String(event)}" (known: transport, peer:lost)`);
+    if (typeof listener !== 'function') throw invalidArgument('listener', 'a function', listener);
+    return this.#world.on(event, listener);
+  }
+
+  /**
+   * Ends communication (`MPI_Finalize`). Collective over the world: waits for this rank's sends in
+   * flight, synchronizes with every rank, closes every channel and removes the job's files. Calls after
+   * it reject with `FINALIZED`. Idempotent. World communicator only.
+   */
+  async finalize(): Promise<void> {
+    if (this.#context !== 0) throw new VmcommError('INVALID_ARGUMENT', 'finalize() is called on the world communicator');
+    const engine = this.#world.engine;
+    // Own sends first (their receivers are still listening: nobody leaves the barrier before all
+    // entered it), then the barrier, then own receives whose data is still on its way.
+    return this.#world.finalize(async () => {
+      await engine.sendsDone();
+      await this.barrier();
+      await engine.receivesDone();
+    });
+  }
+
+  /** Ends every rank of the job with exit code `code` (`MPI_Abort`). Never returns. */
+  abort(code = 1): never {
+    const c = Number.isInteger(code) && code >= 0 && code <= 255 ? code : 1;
+    return this.#world.abort(c, `comm.abort(${code}) on rank ${this.rank}`);
+  }
+
+  // ------------------------------------------------------------ internals
+
+  #startSend(bytes: Uint8Array, dest: number, tag: number, flags: number, isObject: boolean, context = this.#context): Request<void> {
+    const engine = this.#world.engine;
+    const [request, control] = createRequest<void>(engine);
+    const sendId = engine.send(context, this.rank, this.#group[dest], tag, bytes, flags, control, isObject);
+    sendWithdrawers.set(request, (error) => sendId !== 0 && control.pending && engine.withdrawSend(sendId, error));
+    return request;
+  }
+
+  #startRecv<T>(mode: RecvMode, bytes: Uint8Array | undefined, source: number, tag: number, context = this.#context): Request<T> {
+    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true);
+    if (bad) return settledRequest<T>({ error: bad });
+    const engine = this.#world.engine;
+    const [request, control] = createRequest<T>(engine);
+    const posted: PostedRecv = { source, tag, mode, bytes, control };
+    engine.receive(context, posted, this.#peerOf);
+    if (control.pending) {
+      const cancel = (error: Error) => {
+        if (!engine.cancelReceive(context, posted)) return false;
+        control.reject(error);
+        return true;
+      };
+      request.setCanceller(() => cancel(new VmcommError('ABORTED', 'receive cancelled')));
+      recvWithdrawers.set(request, cancel);
+    }
+    return request;
+  }
+
+  /** Awaits `request` honouring `opts`: on expiry, withdraws what can be withdrawn, else waits on. */
+  #blocking<T>(request: Request<T>, opts: CallOptions | undefined, onExpire?: (error: VmcommError) => void): Promise<T> {
+    if (opts === undefined) return request.wait();
+    const { timeout, signal } = opts;
+    if (timeout === undefined && signal === undefined) return request.wait();
+    const expire = onExpire ?? ((err: VmcommError) => (recvWithdrawers.get(request) ?? sendWithdrawers.get(request))?.(err));
+    if (signal?.aborted) expire(abortedError(signal));
+    if (request.state !== 'pending') return request.wait();
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => expire(abortedError(signal!));
+    if (timeout !== undefined) timer = setTimeout(() => expire(new VmcommError('TIMEOUT', `no completion within ${timeout} ms`)), timeout);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    return request.wait().finally(() => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
+  }
+
+  #checkUsable(): VmcommError | undefined {
+    return this.#world.finalized ?? this.#freed;
+  }
+
+  #checkRank(r: unknown, what: string): VmcommError | undefined {
+    if (typeof r === 'number' && Number.isInteger(r) && r >= 0 && r < this.size) return undefined;
+    return invalidArgument(what, `a rank from 0 to ${this.size - 1}`, r);
+  }
+
+  #checkSource(r: unknown): VmcommError | undefined {
+    return r === ANY_SOURCE ? undefined : this.#checkRank(r, 'source');
+  }
+
+  #checkTag(t: unknown, wildcard: boolean): VmcommError | undefined {
+    if (typeof t === 'number' && Number.isInteger(t) && ((t >= 0 && t <= TAG_UB) || (wildcard && t === ANY_TAG))) return undefined;
+    return invalidArgument('tag', wildcard ? `ANY_TAG or a whole number from 0 to ${TAG_UB}` : `a whole number from 0 to ${TAG_UB}`, t);
+  }
+
+  /** @internal Detaches this communicator from its world (used by `free()` once sub-communicators exist). */
+  protected release(reason: VmcommError): void {
+    this.#freed = reason;
+    this.#unregister();
+  }
+}
+
+/** How a request's pending work is withdrawn on timeout/abort (kept off the public Request type). */
+const recvWithdrawers = new WeakMap<Request<any>, (error: Error) => boolean>();
+const sendWithdrawers = new WeakMap<Request<any>, (error: Error) => unknown>();
+
+function abortedError(signal: AbortSignal): VmcommError {
+  return new VmcommError('ABORTED', `the call was aborted${signal.reason instanceof Error ? `: ${signal.reason.message}` : ''}`, { cause: signal.reason });
+}
+
+/** Collective tags live in the collective context: a collective number and a round. */
+function collectiveTag(seq: number, round: number): number {
+  return ((seq & 0xfffff) << 8) | (round & 0xff);
+}
+
+function throwIf(error: VmcommError | undefined): void {
+  if (error) throw error;
+}
+
+function checkOptions(opts: CallOptions | undefined): VmcommError | undefined {
+  if (opts === undefined) return undefined;
+  if (opts === null || typeof opts !== 'object') return invalidArgument('options', 'an object { timeout?, signal? }', opts);
+  const { timeout, signal } = opts;
+  if (timeout !== undefined && !(typeof timeout === 'number' && timeout >= 0 && Number.isFinite(timeout))) {
+    return invalidArgument('timeout', 'a finite number of milliseconds ≥ 0', timeout);
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) return invalidArgument('signal', 'an AbortSignal', signal);
+  return undefined;
+}
+
+function checkView(view: unknown, what: string): VmcommError | undefined {
+  if (!ArrayBuffer.isView(view)) return invalidArgument(what, 'an ArrayBufferView (a typed array, Buffer or DataView)', view);
+  const buf = view.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
+  if (buf.resizable === true || buf.growable === true) {
+    return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a resizable buffer, which may shrink while in flight; copy it into a fixed-length one`);
+  }
+  if (view.byteLength === 0 && !(buf instanceof SharedArrayBuffer)) {
+    try {
+      new Uint8Array(buf);
+    } catch {
+      return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a detached ArrayBuffer (it was transferred)`);
+    }
+  }
+  return undefined;
+}

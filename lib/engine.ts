@@ -1,0 +1,562 @@
+/**
+ * The point-to-point engine of one world: turns sends into frames (eager within credits, rendezvous
+ * beyond), turns inbound frames into matched messages, and fails what depends on a lost peer.
+ *
+ * Eager: `EAGER` carries the message; it uses one of the sender's per-pair credits, which the receiver
+ * returns (`CREDIT`, in batches) once the message left its unexpected queue. Rendezvous: `RTS`
+ * announces the message, the receiver answers `CTS` once a receive matched, then `DATA` carries the
+ * bytes straight into the receive buffer. So memory at a receiver is bounded by
+ * credits × eager limit per sender, plus tiny RTS records.
+ *
+ * @module
+ */
+
+import type { FrameSink, Transport } from './backend.js';
+import type { ValueCodec } from './codec.js';
+import { Endpoint } from './endpoint.js';
+import { VmcommError, type Status } from './errors.js';
+import { Matching, type PostedRecv, type UnexpectedMsg } from './matching.js';
+import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, frameLength, type FrameHeader } from './protocol.js';
+import type { ProgressEngine, RequestControl } from './request.js';
+
+/** Per-peer traffic counters, as `comm.stats()` reports them. */
+export interface PeerStats {
+  /** World rank of the peer. */
+  peer: number;
+  /** Transport chosen for the pair. */
+  transport: string;
+  messagesSent: number;
+  bytesSent: number;
+  messagesReceived: number;
+  bytesReceived: number;
+  /** Times the pair changed transport (migration, issue 10); 0 until then. */
+  switches: number;
+}
+
+/** A message on its way out by rendezvous, waiting for CTS. */
+interface PendingSend {
+  readonly peer: number;
+  readonly bytes: Uint8Array;
+  readonly control: RequestControl<void>;
+  readonly context: number;
+  /** Set while an RTS_CANCEL is in flight: the error to reject with if the receiver withdraws it. */
+  cancelling: Error | undefined;
+}
+
+/** A receive that sent CTS and waits for DATA. */
+interface PendingRecv {
+  readonly posted: PostedRecv;
+  readonly peer: number;
+  readonly source: number;
+  readonly tag: number;
+  readonly length: number;
+  readonly flags: number;
+  /** Object receives: vmcomm's own buffer for the encoded value. */
+  readonly data: Uint8Array | undefined;
+}
+
+/** What to do when the frame in progress from a peer is complete. */
+interface InboundFrame {
+  readonly header: FrameHeader;
+  posted: PostedRecv | undefined;
+  pendingRecv: PendingRecv | undefined;
+  data: Uint8Array | undefined;
+}
+
+interface PeerState {
+  readonly endpoint: Endpoint;
+  readonly eagerLimit: number;
+  readonly creditsMax: number;
+  /** Eager messages this rank may still send to the peer. */
+  credits: number;
+  /** Credits to hand back to the peer (its eager messages this rank consumed). */
+  creditsOwed: number;
+  /** Next sequence number to that peer. */
+  seqOut: number;
+  lost: VmcommError | undefined;
+  readonly stats: PeerStats;
+}
+
+/** Lifecycle hooks the world gives the engine. */
+export interface EngineHooks {
+  /** A peer was lost (channel broke, or the launcher said so). */
+  peerLost(peer: number, error: VmcommError): void;
+}
+
+/** Per-pair settings the world derives from the chosen transport and the options. */
+export interface PeerPlan {
+  readonly transport: Transport;
+  readonly eagerLimitBytes: number;
+  readonly eagerCredits: number;
+}
+
+const MAX_ID = 0xffff_ffff;
+
+/** The engine; one per world. */
+export class Engine implements FrameSink, ProgressEngine {
+  private peers: PeerState[] = [];
+  private readonly contexts = new Map<number, Matching>();
+  private readonly pendingSends = new Map<number, PendingSend>();
+  private readonly pendingRecvs = new Map<number, PendingRecv>();
+  private readonly inbound: (InboundFrame | undefined)[] = [];
+  /** Frames that arrived before selection finished: replayed in order by {@link ready}. */
+  private early: { peer: number; header: Uint8Array; data: Uint8Array | undefined }[] | undefined = [];
+  private nextSendId = 1;
+  private nextRecvId = 1;
+  private pollers: Transport[] = [];
+  private readonly scratch = emptyHeader();
+  private readonly headerBytes = new Uint8Array(FRAME_HEADER_BYTES);
+  /** Set once the world is finalizing: channel breaks are then expected, not failures. */
+  private closing = false;
+  /** Eager frames handed to channels whose `done` has not come yet. */
+  private eagerInFlight = 0;
+  /** Finalize waits here until its condition holds; re-checked whenever traffic completes. */
+  private idleWaiters: { ready: () => boolean; resolve: () => void }[] = [];
+
+  constructor(
+    readonly rank: number,
+    readonly size: number,
+    private readonly codec: ValueCodec,
+    private readonly hooks: EngineHooks,
+  ) {}
+
+  /** True when some transport needs polling. */
+  get polling(): boolean {
+    return this.pollers.length > 0;
+  }
+
+  /** Installs the per-peer plan once selection is done, then replays frames that came early. */
+  ready(plans: readonly PeerPlan[]): void {
+    this.peers = plans.map((plan, peer) => ({
+      endpoint: new Endpoint(peer, plan.transport, (p, e) => this.lost(p, e)),
+      eagerLimit: plan.eagerLimitBytes,
+      creditsMax: plan.eagerCredits,
+      credits: plan.eagerCredits,
+      creditsOwed: 0,
+      seqOut: 0,
+      lost: undefined,
+      stats: { peer, transport: plan.transport.name, messagesSent: 0, bytesSent: 0, messagesReceived: 0, bytesReceived: 0, switches: 0 },
+    }));
+    this.pollers = [...new Set(plans.map((p) => p.transport))].filter((t) => typeof t.poll === 'function');
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const f of early) {
+      const target = this.begin(f.peer, f.header);
+      if (target && f.data) target.set(f.data.subarray(0, target.byteLength));
+      this.commit(f.peer);
+    }
+  }
+
+  /** The matching queues of a context, created on first use (a message may precede its communicator). */
+  matching(context: number): Matching {
+    let m = this.contexts.get(context);
+    if (!m) this.contexts.set(context, (m = new Matching(context)));
+    return m;
+  }
+
+  /** Polls transports that progress synchronously. */
+  poll(): void {
+    for (const t of this.pollers) t.poll!();
+  }
+
+  /** The traffic counters of every peer. */
+  stats(): PeerStats[] {
+    return this.peers.map((p) => ({ ...p.stats }));
+  }
+
+  /** The transport chosen for `peer`. */
+  transportOf(peer: number): Transport {
+    return this.peers[peer].endpoint.transport;
+  }
+
+  /** The error a send to / receive from `peer` fails with, if the peer is lost. */
+  lostError(peer: number): VmcommError | undefined {
+    return this.peers[peer]?.lost;
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  /**
+   * Sends a message. `bytes` is borrowed until `control` resolves (objects: encoded bytes, owned by the
+   * caller's request). The sequence number is taken now, synchronously, so calls keep their order.
+   * Returns the send id when the message went rendezvous (it can then be withdrawn), else 0.
+   */
+  send(context: number, source: number, dest: number, tag: number, bytes: Uint8Array, flags: number, control: RequestControl<void>, resolveEarly: boolean): number {
+    const p = this.peers[dest];
+    if (p.lost) {
+      control.reject(p.lost);
+      return 0;
+    }
+    const h = this.scratch;
+    h.context = context;
+    h.source = source;
+    h.tag = tag;
+    h.flags = flags;
+    h.seq = p.seqOut;
+    p.seqOut = (p.seqOut + 1) >>> 0;
+    h.messageBytes = bytes.byteLength;
+    h.aux = 0;
+    h.recvId = 0;
+    p.stats.messagesSent++;
+    p.stats.bytesSent += bytes.byteLength;
+    if (bytes.byteLength <= p.eagerLimit && p.credits > 0) {
+      p.credits--;
+      h.kind = FrameKind.EAGER;
+      h.sendId = 0;
+      h.payloadBytes = bytes.byteLength;
+      encodeHeader(h, this.headerBytes);
+      this.eagerInFlight++;
+      p.endpoint.send(this.headerBytes, bytes, (err) => {
+        this.eagerInFlight--;
+        if (err) control.reject(this.asLost(dest, err));
+        else control.resolve();
+        this.checkIdle();
+      });
+      // Objects: the encoded bytes are vmcomm's, so the value may change now.
+      if (resolveEarly) control.resolve();
+      return 0;
+    }
+    const sendId = this.allocId('send');
+    this.pendingSends.set(sendId, { peer: dest, bytes, control, context, cancelling: undefined });
+    h.kind = FrameKind.RTS;
+    h.sendId = sendId;
+    h.payloadBytes = 0;
+    encodeHeader(h, this.headerBytes);
+    p.endpoint.send(this.headerBytes, undefined, (err) => err && this.failSend(sendId, this.asLost(dest, err)));
+    return sendId;
+  }
+
+  /**
+   * Asks the receiver to withdraw a rendezvous send that has not matched (a timed-out or aborted
+   * send). If it had matched, the send simply completes; nothing is lost either way.
+   */
+  withdrawSend(sendId: number, error: Error): void {
+    const s = this.pendingSends.get(sendId);
+    if (!s || s.cancelling) return;
+    s.cancelling = error;
+    this.control(s.peer, FrameKind.RTS_CANCEL, sendId, 0, 0, s.context);
+  }
+
+  private control(peer: number, kind: FrameKind, sendId: number, recvId: number, aux: number, context: number): void {
+    const p = this.peers[peer];
+    if (p.lost) return;
+    const h = this.scratch;
+    h.kind = kind;
+    h.flags = 0;
+    h.context = context;
+    h.source = this.rank;
+    h.tag = 0;
+    h.seq = 0;
+    h.sendId = sendId;
+    h.recvId = recvId;
+    h.aux = aux;
+    h.payloadBytes = 0;
+    h.messageBytes = 0;
+    p.endpoint.send(encodeHeader(h, this.headerBytes), undefined, undefined);
+  }
+
+  private failSend(sendId: number, error: Error): void {
+    const s = this.pendingSends.get(sendId);
+    if (!s) return;
+    this.pendingSends.delete(sendId);
+    s.control.reject(error);
+    this.checkIdle();
+  }
+
+  private allocId(kind: 'send' | 'recv'): number {
+    // Ids wrap at 2^32; one still in use after 4 billion others is skipped.
+    const map = kind === 'send' ? this.pendingSends : this.pendingRecvs;
+    let id = kind === 'send' ? this.nextSendId : this.nextRecvId;
+    while (map.has(id)) id = id === MAX_ID ? 1 : id + 1;
+    const next = id === MAX_ID ? 1 : id + 1;
+    if (kind === 'send') this.nextSendId = next;
+    else this.nextRecvId = next;
+    return id;
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  /**
+   * Posts a receive: takes the oldest matching unexpected message, or queues the receive. `peerOf`
+   * maps a communicator rank to a world rank (for loss checks).
+   */
+  receive(context: number, recv: PostedRecv, peerOf: (commRank: number) => number): void {
+    const m = this.matching(context);
+    const msg = m.takeUnexpected(recv.source, recv.tag);
+    if (msg) return this.deliverUnexpected(msg, recv);
+    if (recv.source >= 0) {
+      const lost = this.lostError(peerOf(recv.source));
+      if (lost) return recv.control.reject(lost);
+    }
+    m.post(recv);
+  }
+
+  /** Withdraws a posted receive that has not matched; false when too late. */
+  cancelReceive(context: number, recv: PostedRecv): boolean {
+    return this.matching(context).unpost(recv);
+  }
+
+  private deliverUnexpected(msg: UnexpectedMsg, recv: PostedRecv): void {
+    if (msg.data === undefined) return this.clearToSend(recv, msg.peer, msg.source, msg.tag, msg.bytes, msg.flags, msg.sendId);
+    if (recv.mode === 'buffer' && recv.bytes) recv.bytes.set(msg.data.byteLength <= recv.bytes.byteLength ? msg.data : msg.data.subarray(0, recv.bytes.byteLength));
+    this.returnCredit(msg.peer);
+    this.complete(recv, msg.source, msg.tag, msg.bytes, msg.flags, msg.data);
+  }
+
+  private clearToSend(recv: PostedRecv, peer: number, source: number, tag: number, length: number, flags: number, sendId: number): void {
+    const recvId = this.allocId('recv');
+    const data = recv.mode === 'buffer' ? undefined : new Uint8Array(length);
+    this.pendingRecvs.set(recvId, { posted: recv, peer, source, tag, length, flags, data });
+    this.control(peer, FrameKind.CTS, sendId, recvId, 0, 0);
+  }
+
+  /** Settles a matched receive with its message. */
+  private complete(recv: PostedRecv, source: number, tag: number, length: number, flags: number, data: Uint8Array | undefined): void {
+    const status: Status = { source, tag, bytes: length };
+    if (recv.mode === 'buffer') {
+      const cap = recv.bytes?.byteLength ?? 0;
+      if (length > cap) {
+        recv.control.reject(new VmcommError('TRUNCATE', `message of ${length} bytes from rank ${source} (tag ${tag}) does not fit the ${cap}-byte receive buffer; it was consumed, its first ${cap} bytes are in the buffer`, { status }));
+      } else recv.control.resolve(status);
+      return;
+    }
+    let value: unknown;
+    try {
+      value = flags & FrameFlags.OBJECT ? this.codec.decode(data ?? new Uint8Array(0)) : (data ?? new Uint8Array(0));
+    } catch (e) {
+      return recv.control.reject(e as Error);
+    }
+    recv.control.resolve(recv.mode === 'message' ? { data: value, source, tag } : value);
+  }
+
+  private returnCredit(peer: number): void {
+    const p = this.peers[peer];
+    if (!p || p.lost) return;
+    // Batched: one CREDIT frame per half window keeps control traffic low without starving the sender.
+    if (++p.creditsOwed >= Math.max(1, p.creditsMax >> 1)) {
+      const n = p.creditsOwed;
+      p.creditsOwed = 0;
+      this.control(peer, FrameKind.CREDIT, 0, 0, n, 0);
+    }
+  }
+
+  /** Status of the oldest unexpected message that fits, without taking it (`iprobe`). */
+  probe(context: number, source: number, tag: number): Status | undefined {
+    const msg = this.matching(context).peekUnexpected(source, tag);
+    return msg && { source: msg.source, tag: msg.tag, bytes: msg.bytes };
+  }
+
+  // ---------------------------------------------------------------- FrameSink
+
+  begin(peer: number, bytes: Uint8Array): Uint8Array | undefined {
+    if (this.early) {
+      // Selection not done yet here, though the peer is done: keep the frame for ready().
+      const header = bytes.slice(0, FRAME_HEADER_BYTES);
+      const length = frameLength(header);
+      const data = length > 0 ? new Uint8Array(length) : undefined;
+      this.early.push({ peer, header, data });
+      return data;
+    }
+    const f = (this.inbound[peer] ??= { header: emptyHeader(), posted: undefined, pendingRecv: undefined, data: undefined });
+    const h = decodeHeader(bytes, f.header);
+    f.posted = undefined;
+    f.pendingRecv = undefined;
+    f.data = undefined;
+    switch (h.kind) {
+      case FrameKind.EAGER: {
+        const posted = this.matching(h.context).takePosted(h.source, h.tag);
+        f.posted = posted;
+        if (posted?.mode === 'buffer') {
+          const dst = posted.bytes ?? new Uint8Array(0);
+          return h.payloadBytes <= dst.byteLength ? dst.subarray(0, h.payloadBytes) : dst;
+        }
+        return h.payloadBytes > 0 ? (f.data = new Uint8Array(h.payloadBytes)) : undefined;
+      }
+      case FrameKind.DATA: {
+        const pr = this.pendingRecvs.get(h.recvId);
+        if (!pr || pr.peer !== peer) throw new VmcommError('CORRUPT', `rank ${peer} sent data for unknown receive ${h.recvId}`);
+        if (h.payloadBytes !== pr.length) throw new VmcommError('CORRUPT', `rank ${peer} sent ${h.payloadBytes} bytes for a ${pr.length}-byte message`);
+        this.pendingRecvs.delete(h.recvId);
+        f.pendingRecv = pr;
+        if (pr.data) return pr.data;
+        const dst = pr.posted.bytes ?? new Uint8Array(0);
+        return pr.length <= dst.byteLength ? dst.subarray(0, pr.length) : dst;
+      }
+      default:
+        if (h.payloadBytes !== 0) throw new VmcommError('CORRUPT', `a control frame (kind ${h.kind}) from rank ${peer} carries ${h.payloadBytes} bytes`);
+        return undefined;
+    }
+  }
+
+  commit(peer: number): void {
+    const f = this.inbound[peer];
+    if (!f) return;
+    const h = f.header;
+    const p = this.peers[peer];
+    switch (h.kind) {
+      case FrameKind.EAGER: {
+        p.stats.messagesReceived++;
+        p.stats.bytesReceived += h.messageBytes;
+        if (f.posted) {
+          this.returnCredit(peer);
+          this.complete(f.posted, h.source, h.tag, h.messageBytes, h.flags, f.data);
+        } else {
+          this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data: f.data ?? new Uint8Array(0), sendId: 0 });
+        }
+        break;
+      }
+      case FrameKind.RTS: {
+        p.stats.messagesReceived++;
+        p.stats.bytesReceived += h.messageBytes;
+        const posted = this.matching(h.context).takePosted(h.source, h.tag);
+        if (posted) this.clearToSend(posted, peer, h.source, h.tag, h.messageBytes, h.flags, h.sendId);
+        else this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data: undefined, sendId: h.sendId });
+        break;
+      }
+      case FrameKind.DATA: {
+        const pr = f.pendingRecv!;
+        this.complete(pr.posted, pr.source, pr.tag, pr.length, pr.flags, pr.data);
+        this.checkIdle();
+        break;
+      }
+      case FrameKind.CTS: {
+        const s = this.pendingSends.get(h.sendId);
+        if (!s || s.peer !== peer) throw new VmcommError('CORRUPT', `rank ${peer} cleared unknown send ${h.sendId}`);
+        this.pendingSends.delete(h.sendId);
+        const out = this.scratch;
+        out.kind = FrameKind.DATA;
+        out.flags = 0;
+        out.context = s.context;
+        out.source = this.rank;
+        out.tag = 0;
+        out.seq = 0;
+        out.sendId = h.sendId;
+        out.recvId = h.recvId;
+        out.aux = 0;
+        out.payloadBytes = s.bytes.byteLength;
+        out.messageBytes = s.bytes.byteLength;
+        this.eagerInFlight++;
+        p.endpoint.send(encodeHeader(out, this.headerBytes), s.bytes, (err) => {
+          this.eagerInFlight--;
+          if (err) s.control.reject(this.asLost(peer, err));
+          else s.control.resolve();
+          this.checkIdle();
+        });
+        break;
+      }
+      case FrameKind.CREDIT:
+        p.credits = Math.min(p.creditsMax, p.credits + h.aux);
+        break;
+      case FrameKind.RTS_CANCEL: {
+        const withdrawn = this.matching(h.context).takeUnexpectedRts(peer, h.sendId);
+        if (withdrawn) {
+          p.stats.messagesReceived--;
+          p.stats.bytesReceived -= withdrawn.bytes;
+        }
+        this.control(peer, FrameKind.CANCEL_REPLY, h.sendId, 0, withdrawn ? 1 : 0, h.context);
+        break;
+      }
+      case FrameKind.CANCEL_REPLY: {
+        const s = this.pendingSends.get(h.sendId);
+        // Unknown: the send already completed (CTS overtook the cancel). Not an error.
+        if (!s) break;
+        if (h.aux === 1) {
+          this.pendingSends.delete(h.sendId);
+          p.stats.messagesSent--;
+          p.stats.bytesSent -= s.bytes.byteLength;
+          s.control.reject(s.cancelling ?? new VmcommError('ABORTED', 'send withdrawn'));
+        } else s.cancelling = undefined;
+        break;
+      }
+    }
+    f.posted = undefined;
+    f.pendingRecv = undefined;
+    f.data = undefined;
+  }
+
+  lost(peer: number, error: Error): void {
+    if (this.closing) return;
+    const p = this.peers[peer];
+    if (!p) return;
+    if (p.lost) return;
+    const err = this.asLost(peer, error);
+    p.lost = err;
+    p.endpoint.fail(err);
+    // In-progress inbound frame.
+    const f = this.inbound[peer];
+    if (f) {
+      f.posted?.control.reject(err);
+      f.pendingRecv?.posted.control.reject(err);
+      this.inbound[peer] = undefined;
+    }
+    for (const [id, s] of this.pendingSends) if (s.peer === peer) this.failSend(id, err);
+    for (const [id, r] of this.pendingRecvs) {
+      if (r.peer !== peer) continue;
+      this.pendingRecvs.delete(id);
+      r.posted.control.reject(err);
+    }
+    this.checkIdle();
+    this.hooks.peerLost(peer, err);
+  }
+
+  /** Rejects the posted receives of `context` that wait on `source` specifically. */
+  failReceivesFrom(context: number, source: number, error: Error): void {
+    const m = this.contexts.get(context);
+    if (!m) return;
+    for (const r of m.postedReceives()) {
+      if (r.source === source && m.unpost(r)) r.control.reject(error);
+    }
+  }
+
+  private asLost(peer: number, error: Error): VmcommError {
+    // CORRUPT and AUTH say more than "lost": keep them as they are.
+    if (error instanceof VmcommError) return error;
+    return new VmcommError('PEER_LOST', `rank ${peer} was lost: ${error.message}`, { cause: error, peer });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Resolves once every send of this rank has completed (eager frames handed over, rendezvous data
+   * written). A send no receive will ever match keeps it waiting, as `MPI_Finalize` would.
+   */
+  sendsDone(): Promise<void> {
+    return this.whenIdle(() => this.eagerInFlight === 0 && this.pendingSends.size === 0);
+  }
+
+  /** Resolves once every matched rendezvous receive of this rank has its data. */
+  receivesDone(): Promise<void> {
+    return this.whenIdle(() => this.pendingRecvs.size === 0);
+  }
+
+  private whenIdle(ready: () => boolean): Promise<void> {
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push({ ready, resolve }));
+  }
+
+  private checkIdle(): void {
+    if (this.idleWaiters.length === 0) return;
+    this.idleWaiters = this.idleWaiters.filter((w) => (w.ready() ? (w.resolve(), false) : true));
+  }
+
+  /** From now on channel breaks are part of shutting down. */
+  beginClosing(): void {
+    this.closing = true;
+  }
+
+  /** Closes every channel (after what is queued has left). */
+  async closeAll(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.peers.map((p) => p.endpoint.close().catch(() => undefined)));
+  }
+
+  /** Rejects every receive still posted in any context, and every pending send (finalize, abort). */
+  failEverything(error: Error): void {
+    for (const m of this.contexts.values()) for (const r of m.postedReceives()) if (m.unpost(r)) r.control.reject(error);
+    for (const id of [...this.pendingSends.keys()]) this.failSend(id, error);
+    for (const [id, r] of this.pendingRecvs) {
+      this.pendingRecvs.delete(id);
+      r.posted.control.reject(error);
+    }
+  }
+}

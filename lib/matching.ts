@@ -1,0 +1,142 @@
+/**
+ * MPI message matching for one context (a communicator's point-to-point or collective half): the
+ * posted-receive queue and the unexpected-message queue.
+ *
+ * Rules (MPI 4.0 §3.5): a message matches the *oldest* posted receive whose source and tag fit
+ * (wildcards included); a receive matches the *oldest* arrived message that fits. Messages from one
+ * sender arrive in the order sent (channels are FIFO), so these two rules give MPI's non-overtaking
+ * order per (communicator, source, tag), and ANY_SOURCE takes messages in arrival order, which keeps
+ * every sender served (no starvation).
+ *
+ * @module
+ */
+
+import { ANY_SOURCE, ANY_TAG } from './constants.js';
+import { LinkedQueue, type QueueNode } from './queue.js';
+import type { RequestControl } from './request.js';
+
+/** How a posted receive wants its message. */
+export type RecvMode = 'value' | 'message' | 'buffer';
+
+/** A receive waiting for a message. */
+export interface PostedRecv {
+  /** Communicator rank or ANY_SOURCE. */
+  readonly source: number;
+  /** Tag or ANY_TAG. */
+  readonly tag: number;
+  readonly mode: RecvMode;
+  /** For `buffer`: where the bytes go (the user's memory). */
+  readonly bytes: Uint8Array | undefined;
+  /** Settles the user's request. */
+  readonly control: RequestControl<any>;
+  /** Set while queued, so cancel can unlink it. */
+  node?: QueueNode<PostedRecv>;
+}
+
+/** A message that arrived before its receive. */
+export interface UnexpectedMsg {
+  /** Sender's communicator rank. */
+  readonly source: number;
+  readonly tag: number;
+  /** Sender's world rank (where CTS and credits go). */
+  readonly peer: number;
+  /** Message length in bytes. */
+  readonly bytes: number;
+  readonly flags: number;
+  /** Eager: the whole payload, owned by vmcomm. Rendezvous (RTS): undefined. */
+  readonly data: Uint8Array | undefined;
+  /** For RTS: the sender's request id. */
+  readonly sendId: number;
+  node?: QueueNode<UnexpectedMsg>;
+}
+
+/** A `probe` waiting for a message to arrive. */
+interface ProbeWaiter {
+  readonly source: number;
+  readonly tag: number;
+  readonly notify: (msg: UnexpectedMsg) => void;
+}
+
+function fits(wantSource: number, wantTag: number, source: number, tag: number): boolean {
+  return (wantSource === ANY_SOURCE || wantSource === source) && (wantTag === ANY_TAG || wantTag === tag);
+}
+
+/** The two queues of one context. */
+export class Matching {
+  private readonly posted = new LinkedQueue<PostedRecv>();
+  private readonly unexpected = new LinkedQueue<UnexpectedMsg>();
+  private readonly probes = new LinkedQueue<ProbeWaiter>();
+
+  constructor(readonly context: number) {}
+
+  /** Removes and returns the oldest posted receive that accepts (source, tag). */
+  takePosted(source: number, tag: number): PostedRecv | undefined {
+    const node = this.posted.find((r) => fits(r.source, r.tag, source, tag));
+    if (!node) return undefined;
+    this.posted.remove(node);
+    node.value.node = undefined;
+    return node.value;
+  }
+
+  /** Removes and returns the oldest unexpected message that fits the wanted (source, tag). */
+  takeUnexpected(source: number, tag: number): UnexpectedMsg | undefined {
+    const node = this.unexpected.find((m) => fits(source, tag, m.source, m.tag));
+    if (!node) return undefined;
+    this.unexpected.remove(node);
+    node.value.node = undefined;
+    return node.value;
+  }
+
+  /** The oldest unexpected message that fits, left in place (for `probe`). */
+  peekUnexpected(source: number, tag: number): UnexpectedMsg | undefined {
+    return this.unexpected.find((m) => fits(source, tag, m.source, m.tag))?.value;
+  }
+
+  /** Withdraws an unexpected rendezvous announcement (the sender cancelled it). */
+  takeUnexpectedRts(peer: number, sendId: number): UnexpectedMsg | undefined {
+    const node = this.unexpected.find((m) => m.data === undefined && m.peer === peer && m.sendId === sendId);
+    if (!node) return undefined;
+    this.unexpected.remove(node);
+    return node.value;
+  }
+
+  /** Queues a receive that found no message. */
+  post(recv: PostedRecv): void {
+    recv.node = this.posted.push(recv);
+  }
+
+  /** Unlinks a posted receive; false when it already matched. */
+  unpost(recv: PostedRecv): boolean {
+    const node = recv.node;
+    if (!node || !node.linked) return false;
+    this.posted.remove(node);
+    recv.node = undefined;
+    return true;
+  }
+
+  /** Queues an arrived message that no receive wanted, and wakes the probes it satisfies. */
+  addUnexpected(msg: UnexpectedMsg): void {
+    msg.node = this.unexpected.push(msg);
+    if (this.probes.length === 0) return;
+    for (let n = this.probes.find((p) => fits(p.source, p.tag, msg.source, msg.tag)); n; n = this.probes.find((p) => fits(p.source, p.tag, msg.source, msg.tag))) {
+      this.probes.remove(n);
+      n.value.notify(msg);
+    }
+  }
+
+  /** Waits for a message that fits; returns a function that withdraws the wait. */
+  waitProbe(source: number, tag: number, notify: (msg: UnexpectedMsg) => void): () => void {
+    const node = this.probes.push({ source, tag, notify });
+    return () => this.probes.remove(node);
+  }
+
+  /** Every posted receive (for failing them on peer loss or finalize). */
+  postedReceives(): PostedRecv[] {
+    return [...this.posted];
+  }
+
+  /** Number of queued unexpected messages and posted receives (for stats and tests). */
+  get depth(): { posted: number; unexpected: number } {
+    return { posted: this.posted.length, unexpected: this.unexpected.length };
+  }
+}

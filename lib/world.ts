@@ -1,0 +1,224 @@
+/**
+ * One rank's world: the bootstrap, the transports, the per-pair choice, the engine, and the lifecycle
+ * from `init()` to `finalize()`.
+ *
+ * Start-up (phases as in `vmcomm/backend`): build every transport → `start()` each (card fields) →
+ * round one: exchange cards → probe every peer with every transport both list → round two: exchange
+ * reachability bitmaps → choose per pair (`locality.ts`) → `addPeers` → the engine takes traffic.
+ *
+ * @module
+ */
+
+import 'reflect-metadata';
+import { inject, injectable, multiInject } from 'inversify';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { BackendComponents, BackendFactory, CardFields, CardValue, LocalityCard, Transport } from './backend.js';
+import type { Bootstrap } from './bootstrap.js';
+import { ValueCodec } from './codec.js';
+import { Engine, type PeerPlan } from './engine.js';
+import { VmcommError } from './errors.js';
+import { choosePairTransport, encodeBitmap, explainNoTransport, type PairChoice, type Reachability } from './locality.js';
+import { perTransport, type ParsedOptions } from './options.js';
+import { TOKENS } from './tokens.js';
+
+/** A random nonce per process (not per world, not per thread): equal nonces prove one process. */
+const PROCESS_NONCE = randomBytes(16).toString('hex');
+
+/** Events of a world, delivered to every communicator's listeners. */
+export interface WorldEvents {
+  /** A pair changed transport (migration; issue 10). */
+  transport: { peer: number; from: string; to: string };
+  /** A peer was lost. */
+  'peer:lost': { peer: number; error: VmcommError };
+}
+
+/** The part of a communicator the world needs on a peer loss. */
+export interface CommunicatorHandle {
+  /** Rejects this communicator's receives waiting on world rank `peer` specifically. */
+  peerLost(peer: number, error: VmcommError): void;
+}
+
+/** A started world. Built by the container (`container.ts`). */
+@injectable()
+export class World {
+  readonly engine: Engine;
+  readonly codec = new ValueCodec();
+  /** This rank's card (after start). */
+  card!: LocalityCard;
+  /** Every rank's card (after start). */
+  cards: readonly LocalityCard[] = [];
+  /** Per peer: the transport choice and why (after start). */
+  choices: readonly PairChoice[] = [];
+  /** Transports that started, with the reason for each that did not. */
+  readonly unavailable = new Map<string, string>();
+  private transports: Transport[] = [];
+  private readonly listeners = new Map<keyof WorldEvents, Set<(e: never) => void>>();
+  private readonly communicators = new Set<CommunicatorHandle>();
+  private keepAlive: NodeJS.Timeout | undefined;
+  private finalizing: Promise<void> | undefined;
+  /** Set once finalize began: calls after it reject with this. */
+  finalized: VmcommError | undefined;
+  /** Next free context id; the world communicator uses 0 (point-to-point) and 1 (collectives). */
+  nextContext = 2;
+
+  constructor(
+    @inject(TOKENS.Bootstrap) readonly bootstrap: Bootstrap,
+    @multiInject(TOKENS.BackendFactory) private readonly factories: readonly BackendFactory[],
+    @inject(TOKENS.Options) private readonly options: ParsedOptions,
+  ) {
+    this.engine = new Engine(bootstrap.rank, bootstrap.size, this.codec, {
+      peerLost: (peer, error) => {
+        for (const c of this.communicators) c.peerLost(peer, error);
+        this.emit('peer:lost', { peer, error });
+      },
+    });
+  }
+
+  get rank(): number {
+    return this.bootstrap.rank;
+  }
+  get size(): number {
+    return this.bootstrap.size;
+  }
+
+  /** Runs the start-up sequence. On failure, releases what it acquired and rethrows. */
+  async start(): Promise<void> {
+    const { bootstrap } = this;
+    bootstrap.listen({
+      peerLost: (rank, reason) => this.engine.lost(rank, new VmcommError('PEER_LOST', `rank ${rank} was lost: ${reason}`, { peer: rank })),
+      abort: (code, fromRank, reason) => {
+        process.stderr.write(`vmcomm: rank ${fromRank} aborted the job (code ${code}): ${reason}\n`);
+        process.exit(code);
+      },
+    });
+    // Held until finalize(): a pending wait keeps the process alive (Atomics.waitAsync would not).
+    this.keepAlive = setInterval(() => undefined, 1 << 30);
+    try {
+      await this.startTransports();
+      await this.select();
+    } catch (e) {
+      await this.release();
+      throw e;
+    }
+  }
+
+  private async startTransports(): Promise<void> {
+    const components: BackendComponents = {
+      rank: this.rank,
+      size: this.size,
+      jobId: this.bootstrap.jobId,
+      jobSecret: this.bootstrap.secret,
+      processNonce: PROCESS_NONCE,
+      address: this.bootstrap.address,
+      sink: this.engine,
+    };
+    const seen = new Set<string>();
+    const backends: Record<string, CardFields> = {};
+    const priorities: Record<string, number> = {};
+    for (const factory of this.factories) {
+      const name = factory.transportName;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      if (this.options.only && !this.options.only.has(name)) {
+        this.unavailable.set(name, 'excluded by VMCOMM_BACKENDS / init({ only })');
+        continue;
+      }
+      const t = factory(components);
+      let fields: CardFields | undefined;
+      try {
+        fields = await t.start();
+      } catch (e) {
+        this.unavailable.set(name, `start failed: ${(e as Error).message}`);
+        await t.stop().catch(() => undefined);
+        continue;
+      }
+      if (fields === undefined) {
+        this.unavailable.set(name, t.unavailableReason ?? 'not available here');
+        continue;
+      }
+      this.transports.push(t);
+      backends[name] = fields;
+      priorities[name] = t.priority;
+    }
+    this.card = { rank: this.rank, processNonce: PROCESS_NONCE, hostname: hostname(), pid: process.pid, address: this.bootstrap.address, backends, priorities };
+  }
+
+  private async select(): Promise<void> {
+    const { size, rank } = this;
+    this.cards = (await this.bootstrap.allgather('cards', this.card as unknown as CardValue)) as unknown as LocalityCard[];
+    const mine: Reachability = {};
+    for (const t of this.transports) {
+      const reach = await Promise.all(this.cards.map(async (card) => (t.name in card.backends ? Boolean(await t.probe(card)) : false)));
+      mine[t.name] = encodeBitmap(size, (p) => reach[p]);
+    }
+    const reach = (await this.bootstrap.allgather('reach', mine)) as Reachability[];
+    this.choices = this.cards.map((_, peer) => choosePairTransport(rank, peer, this.cards, reach));
+    const plans: PeerPlan[] = [];
+    const byTransport = new Map<Transport, number[]>();
+    for (let peer = 0; peer < size; peer++) {
+      const name = this.choices[peer].transport;
+      const t = this.transports.find((x) => x.name === name);
+      if (!t) throw new VmcommError('UNSUPPORTED', `${explainNoTransport(rank, peer, this.choices[peer])}; check VMCOMM_BACKENDS`);
+      if (!byTransport.has(t)) byTransport.set(t, []);
+      byTransport.get(t)!.push(peer);
+      plans.push({
+        transport: t,
+        eagerLimitBytes: perTransport(this.options.eagerLimitBytes, t.name, t.eagerLimitBytes),
+        eagerCredits: perTransport(this.options.eagerCredits, t.name, t.eagerCredits),
+      });
+    }
+    for (const [t, peers] of byTransport) t.addPeers(peers);
+    this.engine.ready(plans);
+  }
+
+  /** Registers a communicator for peer-loss notices; returns the unregister function. */
+  register(c: CommunicatorHandle): () => void {
+    this.communicators.add(c);
+    return () => this.communicators.delete(c);
+  }
+
+  /** Adds an event listener; returns its removal. */
+  on<K extends keyof WorldEvents>(event: K, fn: (e: WorldEvents[K]) => void): () => void {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    const set = this.listeners.get(event)!;
+    set.add(fn as (e: never) => void);
+    return () => set.delete(fn as (e: never) => void);
+  }
+
+  private emit<K extends keyof WorldEvents>(event: K, e: WorldEvents[K]): void {
+    for (const fn of this.listeners.get(event) ?? []) (fn as (e: WorldEvents[K]) => void)(e);
+  }
+
+  /**
+   * Ends the world: `drain` (the caller's barrier, after its own requests completed) runs first, then
+   * channels close, transports stop and the launcher is told. Idempotent.
+   */
+  finalize(drain: () => Promise<void>): Promise<void> {
+    return (this.finalizing ??= (async () => {
+      try {
+        await drain();
+      } finally {
+        this.finalized = new VmcommError('FINALIZED', 'the world was finalized; no further communication is possible');
+        await this.release();
+      }
+    })());
+  }
+
+  private async release(): Promise<void> {
+    const error = this.finalized ?? new VmcommError('FINALIZED', 'the world did not start');
+    this.engine.beginClosing();
+    await this.engine.closeAll();
+    this.engine.failEverything(error);
+    await Promise.all(this.transports.map((t) => t.stop().catch(() => undefined)));
+    await this.bootstrap.finalize().catch(() => undefined);
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
+  }
+
+  /** Ends every rank of the job with `code` (best effort to tell the launcher), then this process. */
+  abort(code: number, reason: string): never {
+    void this.bootstrap.abort(code, reason).catch(() => undefined);
+    process.exit(code);
+  }
+}
