@@ -7,9 +7,9 @@
  */
 
 import type { LocalityCard } from './backend.js';
-import { dissemination } from './collectives/barrier.js';
+import { dissemination, disseminationSurvivingLoss } from './collectives/barrier.js';
 import { ANY_SOURCE, ANY_TAG, TAG_UB, type TransportName } from './constants.js';
-import { invalidArgument, VmcommError, type Status } from './errors.js';
+import { invalidArgument, isVmcommError, VmcommError, type Status } from './errors.js';
 import type { PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
 import { FrameFlags } from './protocol.js';
@@ -226,13 +226,17 @@ export class Communicator {
   async barrier(opts?: CallOptions): Promise<void> {
     const bad = this.#checkUsable() ?? checkOptions(opts);
     if (bad) throw bad;
-    // The collective number is taken now, before any await: collectives started together keep order.
+    await dissemination(this.size, this.rank, this.#barrierStep(), (request) => this.#blocking(request, opts));
+  }
+
+  /** One barrier's steps; the collective number is taken now, before any await, so order holds. */
+  #barrierStep(): (round: number, peer: number, isSend: boolean) => Request<unknown> {
     const seq = this.#collectiveSeq++;
-    await dissemination(this.size, this.rank, (round, peer, isSend): Request<unknown> => {
+    return (round, peer, isSend) => {
       const tag = collectiveTag(seq, round);
       if (isSend) return this.#startSend(new Uint8Array(0), peer, tag, 0, false, this.#context + 1);
       return this.#startRecv<Status>('buffer', new Uint8Array(0), peer, tag, this.#context + 1);
-    }, (request) => this.#blocking(request, opts));
+    };
   }
 
   // ------------------------------------------------------------ introspection
@@ -275,10 +279,11 @@ export class Communicator {
     if (this.#context !== 0) throw new VmcommError('INVALID_ARGUMENT', 'finalize() is called on the world communicator');
     const engine = this.#world.engine;
     // Own sends first (their receivers are still listening: nobody leaves the barrier before all
-    // entered it), then the barrier, then own receives whose data is still on its way.
+    // entered it), then the barrier, then own receives whose data is still on its way. A lost rank
+    // does not make finalize fail: the survivors still finish (ULFM's rule for MPI_Finalize).
     return this.#world.finalize(async () => {
       await engine.sendsDone();
-      await this.barrier();
+      await disseminationSurvivingLoss(this.size, this.rank, this.#barrierStep(), (r) => r.wait(), (e) => isVmcommError(e, 'PEER_LOST'));
       await engine.receivesDone();
     });
   }

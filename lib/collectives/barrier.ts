@@ -16,3 +16,15 @@ export async function dissemination<R>(size: number, rank: number, start: (round
     await Promise.all([block(send), block(recv)]);
   }
 }
+
+/**
+ * The same pattern, surviving lost ranks (for `finalize`): a step that fails because its peer is
+ * lost counts as done, and every live rank still sends in every round, so no live rank waits on a
+ * message that will never come. `isLoss` tells a peer loss from any other error (which is thrown).
+ */
+export async function disseminationSurvivingLoss<R>(size: number, rank: number, start: (round: number, peer: number, isSend: boolean) => R, block: (r: R) => Promise<unknown>, isLoss: (e: unknown) => boolean): Promise<void> {
+  const tolerant = (r: R) => block(r).catch((e) => {
+    if (!isLoss(e)) throw e;
+  });
+  await dissemination(size, rank, start, tolerant);
+}

@@ -1,0 +1,79 @@
+// The core across real processes: examples and semantics fixtures under `vmcomm run` and under a
+// separately served `vmcomm rendezvous`.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { finish, lines, ROOT, start, vmcomm } from '../helpers/processes.js';
+
+const SEMANTICS = 'tests/fixtures/core/p2p-semantics.ts';
+
+describe('vmcomm jobs with the core', () => {
+  it('examples/hello.ts prints 4 ranks, each with its transport to every peer', async () => {
+    for (const env of [process.env, { ...process.env, VMCOMM_BACKENDS: 'tcp' }]) {
+      const out = await vmcomm(['run', '-n', '4', 'examples/hello.ts'], env);
+      expect(out.stderr).toBe('');
+      expect(out.code).toBe(0);
+      const got = lines(out.stdout).sort();
+      expect(got).toHaveLength(4);
+      got.forEach((line, rank) => {
+        const peers = Array.from({ length: 4 }, (_, p) => `${p}:${p === rank ? 'self' : 'tcp'}`).join(' ');
+        expect(line).toMatch(new RegExp(`^hello from rank ${rank} of 4 on .+ \\(pid \\d+\\) — ${peers}$`));
+      });
+    }
+  });
+
+  it('examples/ring.ts passes a token round 3 ranks', async () => {
+    const out = await vmcomm(['run', '-n', '3', 'examples/ring.ts', '4']);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain('ring OK (3 ranks, 4 laps)');
+  });
+
+  for (const n of [1, 2, 3, 8]) {
+    it(`point-to-point semantics hold at ${n} rank(s) in ${n} processes`, async () => {
+      const out = await vmcomm(['run', '-n', String(n), SEMANTICS], process.env, 120_000);
+      expect(out.stderr).toBe('');
+      expect(out.code).toBe(0);
+      const ok = lines(out.stdout).filter((l) => / OK \(/.test(l));
+      expect(ok).toHaveLength(n);
+    }, 130_000);
+  }
+
+  it('moves a 256 MiB message each way round a ring of 2 processes', async () => {
+    const out = await vmcomm(['run', '-n', '2', SEMANTICS, '--huge'], process.env, 120_000);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(lines(out.stdout).filter((l) => / OK \(/.test(l))).toHaveLength(2);
+  }, 130_000);
+
+  it('a SIGKILLed rank: survivors get PEER_LOST, still talk and finalize; the launcher names the rank', async () => {
+    const out = await vmcomm(['run', '-n', '3', 'tests/fixtures/core/peer-loss.ts']);
+    expect(out.stdout).toContain('rank 0: PEER_LOST from rank 1');
+    expect(out.stdout).toContain('rank 2: got "still here"');
+    expect(out.stdout).toContain('rank 0: finalized');
+    expect(out.stdout).toContain('rank 2: finalized');
+    expect(out.stderr).toMatch(/rank 1 \(pid \d+\) was killed by SIGKILL/);
+    expect(out.code).not.toBe(0);
+  });
+
+  it('ranks started by hand join a job served by `vmcomm rendezvous`', async () => {
+    const server = start(['rendezvous', '-n', '3']);
+    let resolveVars!: (v: Record<string, string>) => void;
+    const vars = new Promise<Record<string, string>>((r) => (resolveVars = r));
+    const served = finish(server, (stdout) => {
+      const found = Object.fromEntries(lines(stdout).map((l) => l.split('=', 2) as [string, string]));
+      if (found.VMCOMM_SIZE) resolveVars(found);
+    });
+    const v = await vars;
+    const ranks = [0, 1, 2].map((rank) => {
+      // Only the four documented variables (VMCOMM_JOB_ID is derived from the secret).
+      const env = { ...process.env, VMCOMM_RENDEZVOUS: v.VMCOMM_RENDEZVOUS, VMCOMM_RANK: String(rank), VMCOMM_SIZE: '3', VMCOMM_JOB_SECRET: v.VMCOMM_JOB_SECRET };
+      return finish(spawn(process.execPath, ['--import', 'vmcomm/ts-register', path.join(ROOT, 'examples/hello.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    });
+    const outs = await Promise.all(ranks);
+    for (const [rank, o] of outs.entries()) {
+      expect(o.code).toBe(0);
+      expect(o.stdout).toMatch(new RegExp(`^hello from rank ${rank} of 3 `));
+    }
+    expect((await served).code).toBe(0);
+  });
+});
