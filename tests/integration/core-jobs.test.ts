@@ -55,6 +55,13 @@ describe('vmcomm jobs with the core', () => {
     expect(out.code).not.toBe(0);
   });
 
+  it('comm.abort(7) ends every rank and the launcher exits 7', async () => {
+    const out = await vmcomm(['run', '-n', '3', 'tests/fixtures/core/abort.ts']);
+    expect(out.stdout).toContain('rank 1: aborting');
+    expect(out.stdout).not.toContain('not reached');
+    expect(out.code).toBe(7);
+  });
+
   it('ranks started by hand join a job served by `vmcomm rendezvous`', async () => {
     const server = start(['rendezvous', '-n', '3']);
     let resolveVars!: (v: Record<string, string>) => void;
