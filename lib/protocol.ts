@@ -137,8 +137,15 @@ export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader 
  * `CORRUPT` when it exceeds 2^53 − 1.
  */
 export function frameLength(header: Uint8Array): number {
-  return getU64(new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES), 32);
+  // Byte arithmetic, not a DataView: transports call this once per frame and must not allocate.
+  const lo = (header[32] | (header[33] << 8) | (header[34] << 16) | (header[35] << 24)) >>> 0;
+  const hi = (header[36] | (header[37] << 8) | (header[38] << 16) | (header[39] << 24)) >>> 0;
+  if (hi > MAX_LENGTH_HIGH_WORD) throw corrupt(`a length of 2^${Math.floor(Math.log2(hi)) + 32} bytes or more`);
+  return hi * 0x1_0000_0000 + lo;
 }
+
+/** Lengths stay below 2^53 (the largest exact JavaScript integer): the high word's limit. */
+const MAX_LENGTH_HIGH_WORD = 0x1f_ffff;
 
 function setU64(v: DataView, at: number, n: number): void {
   v.setUint32(at, n % 0x1_0000_0000, true);
@@ -147,7 +154,7 @@ function setU64(v: DataView, at: number, n: number): void {
 
 function getU64(v: DataView, at: number): number {
   const hi = v.getUint32(at + 4, true);
-  if (hi > 0x1f_ffff) throw corrupt(`a length of 2^${Math.floor(Math.log2(hi)) + 32} bytes or more`);
+  if (hi > MAX_LENGTH_HIGH_WORD) throw corrupt(`a length of 2^${Math.floor(Math.log2(hi)) + 32} bytes or more`);
   return hi * 0x1_0000_0000 + v.getUint32(at, true);
 }
 

@@ -33,15 +33,6 @@ export const ControlKind = {
 export type ControlKind = (typeof ControlKind)[keyof typeof ControlKind];
 
 /**
- * Where the payload-length field sits in the header (see the table in `lib/protocol.ts`). Read here
- * through a DataView made once per reader, because {@link frameLength} builds a new DataView per
- * call and the receive path must not allocate per frame.
- */
-const PAYLOAD_BYTES_OFFSET = 32;
-/** Largest high word of a length the core accepts (lengths stay below 2^53). */
-const MAX_LENGTH_HIGH_WORD = 0x1f_ffff;
-
-/**
  * A pending payload at least this long is read straight into its target; shorter ones go through
  * the pool, where one read can also pick up the headers that follow (fewer syscalls for a stream of
  * small frames, and the copy is cheap at this size).
@@ -66,7 +57,6 @@ const READING_PAYLOAD = 1;
 export class FrameReader {
   /** Collects the current header, also when it arrives split across reads. */
   private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
-  private readonly headerView = new DataView(this.header.buffer);
   private headerFilled = 0;
   private phase: typeof READING_HEADER | typeof READING_PAYLOAD = READING_HEADER;
   /** Where the current payload goes (`undefined`: discard all of it). */
@@ -158,11 +148,11 @@ export class FrameReader {
   private beginFrame(): void {
     const header = this.header;
     if (header[0] === CONTROL_VERSION) {
-      if (this.payloadLength() !== 0) throw new VmcommError('CORRUPT', 'invalid frame: a tcp control frame announced a payload; the channel is closed');
+      if (frameLength(header) !== 0) throw new VmcommError('CORRUPT', 'invalid frame: a tcp control frame announced a payload; the channel is closed');
       this.handler.control(header);
       return;
     }
-    const length = this.payloadLength();
+    const length = frameLength(header);
     const target = this.handler.begin(header);
     if (length === 0) {
       this.handler.commit();
@@ -179,15 +169,6 @@ export class FrameReader {
     this.target = undefined;
     this.readingDirect = false;
     if (!this.stopped) this.handler.commit();
-  }
-
-  /** The current header's payload length, as {@link frameLength} computes it, without allocating. */
-  private payloadLength(): number {
-    const v = this.headerView;
-    const high = v.getUint32(PAYLOAD_BYTES_OFFSET + 4, true);
-    // Out of range: let the protocol module build its exact CORRUPT error.
-    if (high > MAX_LENGTH_HIGH_WORD) return frameLength(this.header);
-    return high * 0x1_0000_0000 + v.getUint32(PAYLOAD_BYTES_OFFSET, true);
   }
 }
 
