@@ -77,8 +77,10 @@ export class Communicator {
       peerLost: (peer, error) => {
         const r = this.#rankOfWorld.get(peer);
         if (r === undefined) return;
-        world.engine.failReceivesFrom(this.#context, r, error);
-        world.engine.failReceivesFrom(this.#context + 1, r, error);
+        for (const context of [this.#context, this.#context + 1]) {
+          world.engine.failReceivesFrom(context, r, error);
+          world.engine.matching(context).failProbes(r, error);
+        }
       },
     });
   }
@@ -95,7 +97,7 @@ export class Communicator {
    * @param tag 0 … `TAG_UB` (default 0)
    */
   async send(value: unknown, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
-    throwIf(checkOptions(opts));
+    throwIf(preflight(opts));
     return this.#blocking(this.isend(value, dest, tag), opts);
   }
 
@@ -120,13 +122,13 @@ export class Communicator {
    * @param tag a tag or `ANY_TAG` (default)
    */
   async recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
-    throwIf(checkOptions(opts));
+    throwIf(preflight(opts));
     return this.#blocking(this.irecv<T>(source, tag), opts);
   }
 
   /** Receives a value with its source and tag. */
   async recvMessage<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Message<T>> {
-    throwIf(checkOptions(opts));
+    throwIf(preflight(opts));
     return this.#blocking(this.#startRecv<Message<T>>('message', undefined, source, tag), opts);
   }
 
@@ -143,7 +145,7 @@ export class Communicator {
    * or resizable buffer is `INVALID_ARGUMENT`.
    */
   async sendBuffer(view: ArrayBufferView, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
-    throwIf(checkOptions(opts));
+    throwIf(preflight(opts));
     return this.#blocking(this.isendBuffer(view, dest, tag), opts);
   }
 
@@ -160,7 +162,7 @@ export class Communicator {
    * `view`).
    */
   async recvBuffer(view: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
-    throwIf(checkOptions(opts));
+    throwIf(preflight(opts));
     return this.#blocking(this.irecvBuffer(view, source, tag), opts);
   }
 
@@ -175,17 +177,17 @@ export class Communicator {
 
   /** Waits until a matching message can be received and returns its status, without receiving it (`MPI_Probe`). */
   async probe(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
-    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true) ?? checkOptions(opts);
-    if (bad) throw bad;
+    throwIf(this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true) ?? checkOptions(opts));
     const found = this.iprobe(source, tag);
     if (found) return found;
+    if (source !== ANY_SOURCE) throwIf(this.#world.engine.lostError(this.#group[source]));
     const [request, control] = createRequest<Status>(this.#world.engine);
-    const withdraw = this.#world.engine.matching(this.#context).waitProbe(source, tag, (m) => control.resolve({ source: m.source, tag: m.tag, bytes: m.bytes }));
-    request.setCanceller(() => {
-      withdraw();
-      return true;
-    });
-    const unwatch = source === ANY_SOURCE ? undefined : this.#world.on('peer:lost', ({ peer, error }) => peer === this.#group[source] && control.reject(error));
+    const withdraw = this.#world.engine.matching(this.#context).waitProbe(
+      source,
+      tag,
+      (m) => control.resolve({ source: m.source, tag: m.tag, bytes: m.bytes }),
+      (e) => control.reject(e),
+    );
     try {
       return await this.#blocking(request, opts, (err) => {
         withdraw();
@@ -193,7 +195,6 @@ export class Communicator {
       });
     } finally {
       withdraw();
-      unwatch?.();
     }
   }
 
@@ -207,14 +208,29 @@ export class Communicator {
 
   /**
    * Sends `value` to `dest` and receives from `source` at once (`MPI_Sendrecv`), so two ranks that
-   * exchange never deadlock.
+   * exchange never deadlock. With a `timeout`/`signal`, both halves are withdrawn where they still can
+   * be; if the receive half had already completed, the rejection carries its value in
+   * `error.received`, so the message is not lost.
    */
   async sendrecv<T = unknown>(value: unknown, dest: number, source: number = ANY_SOURCE, sendTag = 0, recvTag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
-    throwIf(checkOptions(opts));
-    const r = this.irecv<T>(source, recvTag);
-    const s = this.isend(value, dest, sendTag);
-    const [, v] = await Promise.all([this.#blocking(s, opts), this.#blocking(r, opts)]);
-    return v;
+    // Everything is checked (and encoded) before either half starts: a bad argument leaves nothing behind.
+    throwIf(this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(sendTag, false) ?? this.#checkSource(source) ?? this.#checkTag(recvTag, true) ?? preflight(opts));
+    const bytes = this.#world.codec.encode(value);
+    const r = this.#startRecv<T>('value', undefined, source, recvTag);
+    const s = this.#startSend(bytes, dest, sendTag, FrameFlags.OBJECT, true);
+    const [both, control] = createRequest<T>(this.#world.engine);
+    void Promise.allSettled([s.wait(), r.wait()]).then(([sr, rr]) => {
+      if (rr.status === 'rejected') control.reject(rr.reason);
+      else if (sr.status === 'rejected') {
+        // The receive part has its message: it travels on the error instead of being dropped.
+        const e = sr.reason as Error;
+        control.reject(isVmcommError(e) ? new VmcommError(e.code, `${e.message} (the receive part completed: its value is in error.received)`, { cause: e.cause, peer: e.peer, received: rr.value }) : e);
+      } else control.resolve(rr.value);
+    });
+    return this.#blocking(both, opts, (err) => {
+      recvWithdrawers.get(r)?.(err);
+      sendWithdrawers.get(s)?.(err);
+    });
   }
 
   // ------------------------------------------------------------ collectives
@@ -300,7 +316,7 @@ export class Communicator {
     const engine = this.#world.engine;
     const [request, control] = createRequest<void>(engine);
     const sendId = engine.send(context, this.rank, this.#group[dest], tag, bytes, flags, control, isObject);
-    sendWithdrawers.set(request, (error) => sendId !== 0 && control.pending && engine.withdrawSend(sendId, error));
+    if (sendId !== 0) sendWithdrawers.set(request, (error) => control.pending && engine.withdrawSend(sendId, error));
     return request;
   }
 
@@ -333,7 +349,18 @@ export class Communicator {
     if (request.state !== 'pending') return request.wait();
     let timer: NodeJS.Timeout | undefined;
     const onAbort = () => expire(abortedError(signal!));
-    if (timeout !== undefined) timer = setTimeout(() => expire(new VmcommError('TIMEOUT', `no completion within ${timeout} ms`)), timeout);
+    if (timeout !== undefined) {
+      // setTimeout fires at once past 2^31−1 ms: re-arm against the deadline in steps.
+      const deadline = Date.now() + timeout;
+      const arm = (ms: number) => {
+        timer = setTimeout(() => {
+          const left = deadline - Date.now();
+          if (left > 0) arm(left);
+          else expire(new VmcommError('TIMEOUT', `no completion within ${timeout} ms`));
+        }, Math.min(ms, MAX_TIMER_MS));
+      };
+      arm(timeout);
+    }
     signal?.addEventListener('abort', onAbort, { once: true });
     return request.wait().finally(() => {
       if (timer) clearTimeout(timer);
@@ -368,7 +395,7 @@ export class Communicator {
 
 /** How a request's pending work is withdrawn on timeout/abort (kept off the public Request type). */
 const recvWithdrawers = new WeakMap<Request<any>, (error: Error) => boolean>();
-const sendWithdrawers = new WeakMap<Request<any>, (error: Error) => unknown>();
+const sendWithdrawers = new WeakMap<Request<any>, (error: Error) => boolean>();
 
 function abortedError(signal: AbortSignal): VmcommError {
   return new VmcommError('ABORTED', `the call was aborted${signal.reason instanceof Error ? `: ${signal.reason.message}` : ''}`, { cause: signal.reason });
@@ -379,8 +406,19 @@ function collectiveTag(seq: number, round: number): number {
   return ((seq & 0xfffff) << 8) | (round & 0xff);
 }
 
+/** The longest delay setTimeout honours. */
+const MAX_TIMER_MS = 0x7fff_ffff;
+
 function throwIf(error: VmcommError | undefined): void {
   if (error) throw error;
+}
+
+/**
+ * Checks a blocking call's options before it starts anything: an already-aborted signal rejects with
+ * `ABORTED` and the call sends or consumes nothing (as `fetch` does).
+ */
+function preflight(opts: CallOptions | undefined): VmcommError | undefined {
+  return checkOptions(opts) ?? (opts?.signal?.aborted ? abortedError(opts.signal) : undefined);
 }
 
 function checkOptions(opts: CallOptions | undefined): VmcommError | undefined {

@@ -39,13 +39,17 @@ interface PendingSend {
   readonly bytes: Uint8Array;
   readonly control: RequestControl<void>;
   readonly context: number;
-  /** Set while an RTS_CANCEL is in flight: the error to reject with if the receiver withdraws it. */
-  cancelling: Error | undefined;
+  /**
+   * The sender gave up (timeout, abort) and its request is rejected; the entry stays until the
+   * receiver answers the RTS_CANCEL, so a CTS that crossed it gets a WITHDRAWN DATA, never the bytes.
+   */
+  withdrawn: boolean;
 }
 
 /** A receive that sent CTS and waits for DATA. */
 interface PendingRecv {
   readonly posted: PostedRecv;
+  readonly context: number;
   readonly peer: number;
   readonly source: number;
   readonly tag: number;
@@ -53,6 +57,14 @@ interface PendingRecv {
   readonly flags: number;
   /** Object receives: vmcomm's own buffer for the encoded value. */
   readonly data: Uint8Array | undefined;
+}
+
+/** A frame kept while selection was still running. */
+interface EarlyFrame {
+  readonly peer: number;
+  readonly header: Uint8Array;
+  readonly data: Uint8Array | undefined;
+  committed: boolean;
 }
 
 /** What to do when the frame in progress from a peer is complete. */
@@ -71,6 +83,8 @@ interface PeerState {
   credits: number;
   /** Credits to hand back to the peer (its eager messages this rank consumed). */
   creditsOwed: number;
+  /** The peer's own credit window (it says so in every EAGER frame); credits return per half of it. */
+  peerWindow: number;
   /** Next sequence number to that peer. */
   seqOut: number;
   lost: VmcommError | undefined;
@@ -100,7 +114,9 @@ export class Engine implements FrameSink, ProgressEngine {
   private readonly pendingRecvs = new Map<number, PendingRecv>();
   private readonly inbound: (InboundFrame | undefined)[] = [];
   /** Frames that arrived before selection finished: replayed in order by {@link ready}. */
-  private early: { peer: number; header: Uint8Array; data: Uint8Array | undefined }[] | undefined = [];
+  private early: EarlyFrame[] | undefined = [];
+  /** Per peer: an early frame whose payload was still arriving at {@link ready}; its commit replays it. */
+  private readonly earlyInProgress = new Map<number, EarlyFrame>();
   private nextSendId = 1;
   private nextRecvId = 1;
   private pollers: Transport[] = [];
@@ -108,7 +124,7 @@ export class Engine implements FrameSink, ProgressEngine {
   private readonly headerBytes = new Uint8Array(FRAME_HEADER_BYTES);
   /** Set once the world is finalizing: channel breaks are then expected, not failures. */
   private closing = false;
-  /** Eager frames handed to channels whose `done` has not come yet. */
+  /** Frames with a payload (eager messages, rendezvous DATA) handed to channels whose `done` has not come yet. */
   private eagerInFlight = 0;
   /** Finalize waits here until its condition holds; re-checked whenever traffic completes. */
   private idleWaiters: { ready: () => boolean; resolve: () => void }[] = [];
@@ -133,6 +149,7 @@ export class Engine implements FrameSink, ProgressEngine {
       creditsMax: plan.eagerCredits,
       credits: plan.eagerCredits,
       creditsOwed: 0,
+      peerWindow: plan.eagerCredits,
       seqOut: 0,
       lost: undefined,
       stats: { peer, transport: plan.transport.name, messagesSent: 0, bytesSent: 0, messagesReceived: 0, bytesReceived: 0, switches: 0 },
@@ -141,10 +158,15 @@ export class Engine implements FrameSink, ProgressEngine {
     const early = this.early ?? [];
     this.early = undefined;
     for (const f of early) {
-      const target = this.begin(f.peer, f.header);
-      if (target && f.data) target.set(f.data.subarray(0, target.byteLength));
-      this.commit(f.peer);
+      if (f.committed) this.replay(f);
+      else this.earlyInProgress.set(f.peer, f); // its transport will commit it later
     }
+  }
+
+  private replay(f: EarlyFrame): void {
+    const target = this.begin(f.peer, f.header);
+    if (target && f.data) target.set(f.data.subarray(0, target.byteLength));
+    this.commit(f.peer);
   }
 
   /** The matching queues of a context, created on first use (a message may precede its communicator). */
@@ -195,7 +217,7 @@ export class Engine implements FrameSink, ProgressEngine {
     h.seq = p.seqOut;
     p.seqOut = (p.seqOut + 1) >>> 0;
     h.messageBytes = bytes.byteLength;
-    h.aux = 0;
+    h.aux = p.creditsMax;
     h.recvId = 0;
     p.stats.messagesSent++;
     p.stats.bytesSent += bytes.byteLength;
@@ -217,7 +239,7 @@ export class Engine implements FrameSink, ProgressEngine {
       return 0;
     }
     const sendId = this.allocId('send');
-    this.pendingSends.set(sendId, { peer: dest, bytes, control, context, cancelling: undefined });
+    this.pendingSends.set(sendId, { peer: dest, bytes, control, context, withdrawn: false });
     h.kind = FrameKind.RTS;
     h.sendId = sendId;
     h.payloadBytes = 0;
@@ -227,14 +249,22 @@ export class Engine implements FrameSink, ProgressEngine {
   }
 
   /**
-   * Asks the receiver to withdraw a rendezvous send that has not matched (a timed-out or aborted
-   * send). If it had matched, the send simply completes; nothing is lost either way.
+   * Gives up a rendezvous send whose CTS has not arrived (a timed-out or aborted send): its request
+   * rejects with `error` now, without waiting for the receiver, and the receiver is told to forget the
+   * RTS. If the receiver had already matched it, the CTS that crosses the cancel is answered with a
+   * WITHDRAWN DATA frame and the receiver's receive goes back to waiting. Returns false when the send
+   * is past that point (its data is moving: it completes normally).
    */
-  withdrawSend(sendId: number, error: Error): void {
+  withdrawSend(sendId: number, error: Error): boolean {
     const s = this.pendingSends.get(sendId);
-    if (!s || s.cancelling) return;
-    s.cancelling = error;
+    if (!s || s.withdrawn) return false;
+    s.withdrawn = true;
+    const st = this.peers[s.peer].stats;
+    st.messagesSent--;
+    st.bytesSent -= s.bytes.byteLength;
+    s.control.reject(error);
     this.control(s.peer, FrameKind.RTS_CANCEL, sendId, 0, 0, s.context);
+    return true;
   }
 
   private control(peer: number, kind: FrameKind, sendId: number, recvId: number, aux: number, context: number): void {
@@ -283,7 +313,7 @@ export class Engine implements FrameSink, ProgressEngine {
   receive(context: number, recv: PostedRecv, peerOf: (commRank: number) => number): void {
     const m = this.matching(context);
     const msg = m.takeUnexpected(recv.source, recv.tag);
-    if (msg) return this.deliverUnexpected(msg, recv);
+    if (msg) return this.deliverUnexpected(context, msg, recv);
     if (recv.source >= 0) {
       const lost = this.lostError(peerOf(recv.source));
       if (lost) return recv.control.reject(lost);
@@ -296,17 +326,22 @@ export class Engine implements FrameSink, ProgressEngine {
     return this.matching(context).unpost(recv);
   }
 
-  private deliverUnexpected(msg: UnexpectedMsg, recv: PostedRecv): void {
-    if (msg.data === undefined) return this.clearToSend(recv, msg.peer, msg.source, msg.tag, msg.bytes, msg.flags, msg.sendId);
-    if (recv.mode === 'buffer' && recv.bytes) recv.bytes.set(msg.data.byteLength <= recv.bytes.byteLength ? msg.data : msg.data.subarray(0, recv.bytes.byteLength));
-    this.returnCredit(msg.peer);
-    this.complete(recv, msg.source, msg.tag, msg.bytes, msg.flags, msg.data);
+  private deliverUnexpected(context: number, msg: UnexpectedMsg, recv: PostedRecv): void {
+    if (msg.data === undefined) return this.clearToSend(recv, context, msg.peer, msg.source, msg.tag, msg.bytes, msg.flags, msg.sendId);
+    this.deliverEager(recv, msg.peer, msg.source, msg.tag, msg.bytes, msg.flags, msg.data);
   }
 
-  private clearToSend(recv: PostedRecv, peer: number, source: number, tag: number, length: number, flags: number, sendId: number): void {
+  /** Completes `recv` with an eager message held in vmcomm's own buffer `data`. */
+  private deliverEager(recv: PostedRecv, peer: number, source: number, tag: number, length: number, flags: number, data: Uint8Array): void {
+    if (recv.mode === 'buffer' && recv.bytes) recv.bytes.set(data.byteLength <= recv.bytes.byteLength ? data : data.subarray(0, recv.bytes.byteLength));
+    this.returnCredit(peer);
+    this.complete(recv, source, tag, length, flags, data);
+  }
+
+  private clearToSend(recv: PostedRecv, context: number, peer: number, source: number, tag: number, length: number, flags: number, sendId: number): void {
     const recvId = this.allocId('recv');
     const data = recv.mode === 'buffer' ? undefined : new Uint8Array(length);
-    this.pendingRecvs.set(recvId, { posted: recv, peer, source, tag, length, flags, data });
+    this.pendingRecvs.set(recvId, { posted: recv, context, peer, source, tag, length, flags, data });
     this.control(peer, FrameKind.CTS, sendId, recvId, 0, 0);
   }
 
@@ -333,7 +368,9 @@ export class Engine implements FrameSink, ProgressEngine {
     const p = this.peers[peer];
     if (!p || p.lost) return;
     // Batched: one CREDIT frame per half window keeps control traffic low without starving the sender.
-    if (++p.creditsOwed >= Math.max(1, p.creditsMax >> 1)) {
+    // The sender's window, not ours, sets the batch: a sender with a smaller window must get its
+    // credits back before it runs dry.
+    if (++p.creditsOwed >= Math.max(1, Math.min(p.creditsMax, p.peerWindow) >> 1)) {
       const n = p.creditsOwed;
       p.creditsOwed = 0;
       this.control(peer, FrameKind.CREDIT, 0, 0, n, 0);
@@ -354,7 +391,7 @@ export class Engine implements FrameSink, ProgressEngine {
       const header = bytes.slice(0, FRAME_HEADER_BYTES);
       const length = frameLength(header);
       const data = length > 0 ? new Uint8Array(length) : undefined;
-      this.early.push({ peer, header, data });
+      this.early.push({ peer, header, data, committed: false });
       return data;
     }
     const f = (this.inbound[peer] ??= { header: emptyHeader(), posted: undefined, pendingRecv: undefined, data: undefined });
@@ -375,6 +412,12 @@ export class Engine implements FrameSink, ProgressEngine {
       case FrameKind.DATA: {
         const pr = this.pendingRecvs.get(h.recvId);
         if (!pr || pr.peer !== peer) throw new VmcommError('CORRUPT', `rank ${peer} sent data for unknown receive ${h.recvId}`);
+        if (h.flags & FrameFlags.WITHDRAWN) {
+          if (h.payloadBytes !== 0) throw new VmcommError('CORRUPT', `rank ${peer} sent a withdrawn message with a payload`);
+          this.pendingRecvs.delete(h.recvId);
+          f.pendingRecv = pr;
+          return undefined;
+        }
         if (h.payloadBytes !== pr.length) throw new VmcommError('CORRUPT', `rank ${peer} sent ${h.payloadBytes} bytes for a ${pr.length}-byte message`);
         this.pendingRecvs.delete(h.recvId);
         f.pendingRecv = pr;
@@ -389,6 +432,20 @@ export class Engine implements FrameSink, ProgressEngine {
   }
 
   commit(peer: number): void {
+    if (this.early) {
+      for (let i = this.early.length - 1; i >= 0; i--) {
+        if (this.early[i].peer === peer) {
+          this.early[i].committed = true;
+          break;
+        }
+      }
+      return;
+    }
+    const late = this.earlyInProgress.get(peer);
+    if (late) {
+      this.earlyInProgress.delete(peer);
+      return this.replay(late);
+    }
     const f = this.inbound[peer];
     if (!f) return;
     const h = f.header;
@@ -397,25 +454,35 @@ export class Engine implements FrameSink, ProgressEngine {
       case FrameKind.EAGER: {
         p.stats.messagesReceived++;
         p.stats.bytesReceived += h.messageBytes;
+        if (h.aux > 0) p.peerWindow = h.aux;
         if (f.posted) {
           this.returnCredit(peer);
           this.complete(f.posted, h.source, h.tag, h.messageBytes, h.flags, f.data);
-        } else {
-          this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data: f.data ?? new Uint8Array(0), sendId: 0 });
+          break;
         }
+        const data = f.data ?? new Uint8Array(0);
+        // A receive may have been posted while the payload was arriving (between begin and commit).
+        const late = this.matching(h.context).takePosted(h.source, h.tag);
+        if (late) this.deliverEager(late, peer, h.source, h.tag, h.messageBytes, h.flags, data);
+        else this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data, sendId: 0 });
         break;
       }
       case FrameKind.RTS: {
         p.stats.messagesReceived++;
         p.stats.bytesReceived += h.messageBytes;
         const posted = this.matching(h.context).takePosted(h.source, h.tag);
-        if (posted) this.clearToSend(posted, peer, h.source, h.tag, h.messageBytes, h.flags, h.sendId);
+        if (posted) this.clearToSend(posted, h.context, peer, h.source, h.tag, h.messageBytes, h.flags, h.sendId);
         else this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data: undefined, sendId: h.sendId });
         break;
       }
       case FrameKind.DATA: {
         const pr = f.pendingRecv!;
-        this.complete(pr.posted, pr.source, pr.tag, pr.length, pr.flags, pr.data);
+        if (h.flags & FrameFlags.WITHDRAWN) {
+          // The sender gave up after we matched: the message never happened; the receive waits on.
+          p.stats.messagesReceived--;
+          p.stats.bytesReceived -= pr.length;
+          this.requeue(pr.context, pr.posted);
+        } else this.complete(pr.posted, pr.source, pr.tag, pr.length, pr.flags, pr.data);
         this.checkIdle();
         break;
       }
@@ -425,7 +492,7 @@ export class Engine implements FrameSink, ProgressEngine {
         this.pendingSends.delete(h.sendId);
         const out = this.scratch;
         out.kind = FrameKind.DATA;
-        out.flags = 0;
+        out.flags = s.withdrawn ? FrameFlags.WITHDRAWN : 0;
         out.context = s.context;
         out.source = this.rank;
         out.tag = 0;
@@ -433,8 +500,13 @@ export class Engine implements FrameSink, ProgressEngine {
         out.sendId = h.sendId;
         out.recvId = h.recvId;
         out.aux = 0;
-        out.payloadBytes = s.bytes.byteLength;
+        out.payloadBytes = s.withdrawn ? 0 : s.bytes.byteLength;
         out.messageBytes = s.bytes.byteLength;
+        if (s.withdrawn) {
+          p.endpoint.send(encodeHeader(out, this.headerBytes), undefined, undefined);
+          this.checkIdle();
+          break;
+        }
         this.eagerInFlight++;
         p.endpoint.send(encodeHeader(out, this.headerBytes), s.bytes, (err) => {
           this.eagerInFlight--;
@@ -457,15 +529,11 @@ export class Engine implements FrameSink, ProgressEngine {
         break;
       }
       case FrameKind.CANCEL_REPLY: {
-        const s = this.pendingSends.get(h.sendId);
-        // Unknown: the send already completed (CTS overtook the cancel). Not an error.
-        if (!s) break;
-        if (h.aux === 1) {
+        // Unknown: a CTS crossed the cancel and was answered already. Not an error.
+        if (this.pendingSends.get(h.sendId)?.withdrawn) {
           this.pendingSends.delete(h.sendId);
-          p.stats.messagesSent--;
-          p.stats.bytesSent -= s.bytes.byteLength;
-          s.control.reject(s.cancelling ?? new VmcommError('ABORTED', 'send withdrawn'));
-        } else s.cancelling = undefined;
+          this.checkIdle();
+        }
         break;
       }
     }
@@ -482,13 +550,17 @@ export class Engine implements FrameSink, ProgressEngine {
     const err = this.asLost(peer, error);
     p.lost = err;
     p.endpoint.fail(err);
-    // In-progress inbound frame.
+    // In-progress inbound frame. An ANY_SOURCE receive it had taken goes back to waiting for the others.
     const f = this.inbound[peer];
     if (f) {
-      f.posted?.control.reject(err);
+      if (f.posted && f.posted.source < 0) this.requeue(f.header.context, f.posted);
+      else f.posted?.control.reject(err);
       f.pendingRecv?.posted.control.reject(err);
       this.inbound[peer] = undefined;
     }
+    this.earlyInProgress.delete(peer);
+    // Rendezvous announcements of the lost peer can never deliver their data.
+    for (const m of this.contexts.values()) m.dropRtsFrom(peer);
     for (const [id, s] of this.pendingSends) if (s.peer === peer) this.failSend(id, err);
     for (const [id, r] of this.pendingRecvs) {
       if (r.peer !== peer) continue;
@@ -550,9 +622,23 @@ export class Engine implements FrameSink, ProgressEngine {
     await Promise.all(this.peers.map((p) => p.endpoint.close().catch(() => undefined)));
   }
 
-  /** Rejects every receive still posted in any context, and every pending send (finalize, abort). */
+  /**
+   * A matched receive whose message will not come after all: first, another message already waiting
+   * that fits; else back to the head of the posted queue (it was the oldest receive that fitted).
+   */
+  private requeue(context: number, recv: PostedRecv): void {
+    const m = this.matching(context);
+    const msg = m.takeUnexpected(recv.source, recv.tag);
+    if (msg) this.deliverUnexpected(context, msg, recv);
+    else m.repost(recv);
+  }
+
+  /** Rejects every receive and probe still waiting in any context, and every pending send (finalize, abort). */
   failEverything(error: Error): void {
-    for (const m of this.contexts.values()) for (const r of m.postedReceives()) if (m.unpost(r)) r.control.reject(error);
+    for (const m of this.contexts.values()) {
+      m.failProbes(undefined, error);
+      for (const r of m.postedReceives()) if (m.unpost(r)) r.control.reject(error);
+    }
     for (const id of [...this.pendingSends.keys()]) this.failSend(id, error);
     for (const [id, r] of this.pendingRecvs) {
       this.pendingRecvs.delete(id);

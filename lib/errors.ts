@@ -65,6 +65,8 @@ export interface VmcommErrorOptions extends ErrorOptions {
   status?: Status;
   /** For `PEER_LOST`: the world rank of the lost peer. */
   peer?: number;
+  /** For a `sendrecv` whose send part failed after its receive part completed: the value received. */
+  received?: unknown;
 }
 
 /**
@@ -85,6 +87,11 @@ export class VmcommError extends Error {
   readonly status?: Status;
   /** For `PEER_LOST`: the world rank of the peer that was lost. */
   readonly peer?: number;
+  /**
+   * For a `sendrecv` whose send part failed (timed out, aborted, peer lost) after its receive part had
+   * completed: the value it received, so that no message is lost. `undefined` otherwise.
+   */
+  readonly received?: unknown;
 
   constructor(code: VmcommErrorCode, message: string, options?: VmcommErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -92,6 +99,7 @@ export class VmcommError extends Error {
     this.code = code;
     if (options?.status !== undefined) this.status = options.status;
     if (options?.peer !== undefined) this.peer = options.peer;
+    if (options && 'received' in options) this.received = options.received;
   }
 }
 

@@ -55,6 +55,7 @@ interface ProbeWaiter {
   readonly source: number;
   readonly tag: number;
   readonly notify: (msg: UnexpectedMsg) => void;
+  readonly fail: (error: Error) => void;
 }
 
 function fits(wantSource: number, wantTag: number, source: number, tag: number): boolean {
@@ -105,6 +106,21 @@ export class Matching {
     recv.node = this.posted.push(recv);
   }
 
+  /**
+   * Puts back a receive that had matched a message which then did not come (withdrawn by its sender,
+   * or its sender was lost mid-frame): first in line, as it was the oldest receive that fitted.
+   */
+  repost(recv: PostedRecv): void {
+    recv.node = this.posted.unshift(recv);
+  }
+
+  /** Drops the unexpected rendezvous announcements of `peer` (lost: their data can never come). */
+  dropRtsFrom(peer: number): void {
+    for (let n = this.unexpected.find((m) => m.peer === peer && m.data === undefined); n; n = this.unexpected.find((m) => m.peer === peer && m.data === undefined)) {
+      this.unexpected.remove(n);
+    }
+  }
+
   /** Unlinks a posted receive; false when it already matched. */
   unpost(recv: PostedRecv): boolean {
     const node = recv.node;
@@ -125,9 +141,17 @@ export class Matching {
   }
 
   /** Waits for a message that fits; returns a function that withdraws the wait. */
-  waitProbe(source: number, tag: number, notify: (msg: UnexpectedMsg) => void): () => void {
-    const node = this.probes.push({ source, tag, notify });
+  waitProbe(source: number, tag: number, notify: (msg: UnexpectedMsg) => void, fail: (error: Error) => void): () => void {
+    const node = this.probes.push({ source, tag, notify, fail });
     return () => this.probes.remove(node);
+  }
+
+  /** Fails the probes waiting on `source` specifically (lost), or every probe (`undefined`: finalize). */
+  failProbes(source: number | undefined, error: Error): void {
+    for (const p of this.probes.drain()) {
+      if (source === undefined || p.source === source) p.fail(error);
+      else this.probes.push(p);
+    }
   }
 
   /** Every posted receive (for failing them on peer loss or finalize). */

@@ -13,7 +13,7 @@
  * | 16 | u32 | sequence number (per pair) |
  * | 20 | u32 | sender's request id (RTS, CTS, DATA, cancel) |
  * | 24 | u32 | receiver's request id (CTS, DATA) |
- * | 28 | u32 | aux (credits returned; cancel result) |
+ * | 28 | u32 | aux (EAGER: the sender's credit window; CREDIT: credits returned; cancel result) |
  * | 32 | u64 | payload bytes that follow this header |
  * | 40 | u64 | message bytes (the whole message; for RTS, what DATA will carry) |
  *
@@ -41,7 +41,7 @@ export const FrameKind = {
   CREDIT: 5,
   /** The sender withdraws an RTS not yet matched (a timed-out or aborted send). */
   RTS_CANCEL: 6,
-  /** Answer to RTS_CANCEL: aux = 1 withdrawn, 0 already matched (the send goes on). */
+  /** Answer to RTS_CANCEL: aux = 1 withdrawn, 0 already matched (a CTS went out before it). */
   CANCEL_REPLY: 7,
 } as const;
 /** One of {@link FrameKind}'s values. */
@@ -52,6 +52,8 @@ const MAX_KIND = 7;
 export const FrameFlags = {
   /** The message is a msgpack-encoded value (`send`), not raw bytes (`sendBuffer`). */
   OBJECT: 1,
+  /** DATA: the sender withdrew the message after the receiver had matched it; no payload follows. */
+  WITHDRAWN: 2,
 } as const;
 
 /** A decoded header (for the core; transports need only {@link frameLength}). */

@@ -35,6 +35,16 @@ export class LinkedQueue<T> {
     return node;
   }
 
+  /** Puts `value` first; returns its node. */
+  unshift(value: T): QueueNode<T> {
+    const node: QueueNode<T> = { value, prev: undefined, next: this.head, linked: true };
+    if (this.head) this.head.prev = node;
+    else this.tail = node;
+    this.head = node;
+    this.count++;
+    return node;
+  }
+
   /** The first node whose value satisfies `pred`, oldest first. */
   find(pred: (value: T) => boolean): QueueNode<T> | undefined {
     for (let n = this.head; n; n = n.next) if (pred(n.value)) return n;

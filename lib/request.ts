@@ -158,7 +158,8 @@ export function waitAll<const T extends readonly (PromiseLike<unknown> | unknown
  * Waits for the first request to complete (`MPI_Waitany`): resolves with its index and value, or
  * rejects with its error. An empty array rejects with `INVALID_ARGUMENT`.
  */
-export function waitAny<T>(requests: readonly PromiseLike<T>[]): Promise<{ index: number; value: T }> {
+export function waitAny<const R extends readonly PromiseLike<unknown>[]>(requests: R): Promise<{ index: number; value: Awaited<R[number]> }> {
+  type T = Awaited<R[number]>;
   if (!Array.isArray(requests) || requests.length === 0) {
     return Promise.reject(new VmcommError('INVALID_ARGUMENT', 'waitAny takes a non-empty array of requests'));
   }
