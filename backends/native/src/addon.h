@@ -1,0 +1,40 @@
+// What the source files of the addon share: the per-instance data (one per Node environment: the main
+// thread and each worker thread load the addon separately, so nothing JS-related is global) and each
+// file's export function, called once per environment by module.cc.
+#pragma once
+
+#include <node_api.h>
+
+namespace vmcomm {
+
+// Settings read from `process.env` of the loading environment (a worker's own `env` option counts).
+struct AddonData {
+  // VMCOMM_CMA=0: single copy is turned off; cmaRead/cmaWrite throw ENOTSUP.
+  bool cma_disabled = false;
+  // VMCOMM_FUTEX_WAITV=0: waiters use the FUTEX_WAIT fallback even where futex_waitv exists (testing).
+  bool futex_waitv_disabled = false;
+  // The NativeWaiter class (createWaiter instantiates it).
+  napi_ref waiter_class = nullptr;
+};
+
+// Every binding receives the AddonData as its callback data.
+napi_value ExportMapping(napi_env env, napi_value exports, AddonData* data);  // mapping.cc
+napi_value ExportFutex(napi_env env, napi_value exports, AddonData* data);    // futex-waiter.cc
+napi_value ExportCma(napi_env env, napi_value exports, AddonData* data);      // cma.cc
+napi_value ExportSched(napi_env env, napi_value exports, AddonData* data);    // sched.cc
+
+// Closes the lockFile fds that `data`'s environment still holds (it is ending).
+void ReleaseLocksOf(const AddonData* data);  // mapping.cc
+
+// Probes for `capability` (each a cheap system call, no side effects).
+bool ProbeFutex();
+bool ProbeCma();
+
+// Defines `count` functions on `exports`, each with `data` as its callback data.
+struct Binding {
+  const char* name;
+  napi_callback callback;
+};
+napi_value DefineBindings(napi_env env, napi_value exports, AddonData* data, const Binding* bindings, size_t count);
+
+}  // namespace vmcomm
