@@ -21,6 +21,7 @@ import { World } from './world.js';
  */
 const BUILT_IN: readonly (() => Promise<BackendFactory>)[] = [
   async () => (await import('../backends/self/index.js')).self(),
+  async () => (await import('../backends/threads/index.js')).threads(),
   async () => (await import('../backends/tcp/index.js')).tcp(),
 ];
 

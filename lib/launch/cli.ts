@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { isVmcommError } from '../errors.js';
 import { parseRendezvousAddress } from './address.js';
 import { UsageError, describeOptions, parseArgs, positiveInteger, seconds, type OptionSpec, type ParsedArgs } from './args.js';
+import { cleanShm, DEFAULT_CLEAN_MIN_AGE_SECONDS } from './clean-command.js';
 import { processOutput, resolveApp, runJob } from './launcher.js';
 import { serveRendezvous } from './rendezvous-command.js';
 
@@ -32,7 +33,7 @@ export interface Command {
 const HELP: OptionSpec = { key: 'help', flags: ['-h', '--help'], help: 'show this help' };
 
 const runOptions: readonly OptionSpec[] = [
-  { key: 'size', flags: ['-n', '-np', '--np'], value: 'N', help: 'number of ranks (processes) to start' },
+  { key: 'size', flags: ['-n', '-np', '--np'], value: 'N', help: 'number of ranks to start' },
   { key: 'tagOutput', flags: ['--tag-output'], help: "prefix each output line with '[rank] '" },
   {
     key: 'killGrace',
@@ -42,14 +43,8 @@ const runOptions: readonly OptionSpec[] = [
   },
   { key: 'backends', flags: ['--backends'], value: 'LIST', help: 'transports the ranks may use, e.g. shm,tcp (sets VMCOMM_BACKENDS)' },
   { key: 'typecheck', flags: ['--typecheck'], help: 'type-check TypeScript apps (default: transpile only)' },
-  { key: 'threads', flags: ['--threads'], help: '', unavailable: 'thread ranks come with a later vmcomm version; start one process per rank' },
-  {
-    key: 'threadsPerProcess',
-    flags: ['--threads-per-process'],
-    value: 'K',
-    help: '',
-    unavailable: 'thread ranks come with a later vmcomm version; start one process per rank',
-  },
+  { key: 'threads', flags: ['--threads'], help: 'run the ranks as worker threads of one process' },
+  { key: 'threadsPerProcess', flags: ['--threads-per-process'], value: 'K', help: 'run the ranks as worker threads, K per process' },
   { key: 'bindTo', flags: ['--bind-to'], value: 'WHAT', help: '', unavailable: 'process binding comes with a later vmcomm version' },
   HELP,
 ];
@@ -58,6 +53,18 @@ const rendezvousOptions: readonly OptionSpec[] = [
   { key: 'size', flags: ['-n', '-np', '--np'], value: 'N', help: 'number of ranks in the job' },
   { key: 'bind', flags: ['--bind'], value: 'ADDR:PORT', help: 'where to listen (default 127.0.0.1:0, a random port); [v6]:PORT for IPv6' },
   { key: 'grace', flags: ['--grace'], value: 'SECONDS', help: 'after a failure, how long connected ranks get to leave (default 5)' },
+  HELP,
+];
+
+const cleanOptions: readonly OptionSpec[] = [
+  { key: 'dir', flags: ['--dir'], value: 'PATH', help: 'the shared-memory directory to sweep (default /dev/shm)' },
+  {
+    key: 'minAge',
+    flags: ['--min-age'],
+    value: 'SECONDS',
+    help: `keep unlocked files younger than this (default ${DEFAULT_CLEAN_MIN_AGE_SECONDS}; 0 removes every unlocked one)`,
+  },
+  { key: 'dryRun', flags: ['--dry-run'], help: 'list what would be removed, remove nothing' },
   HELP,
 ];
 
@@ -71,6 +78,8 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
       options: runOptions,
       details: [
         'Ranks are node processes; .ts/.mts/.cts apps run through ts-node (transpile only unless --typecheck).',
+        'With --threads or --threads-per-process, ranks are worker threads instead, and the ranks of one process',
+        'talk through shared memory (the threads transport); ranks in different processes use the other transports.',
         'Node options for the ranks go in NODE_OPTIONS. Rank 0 reads the launcher\'s stdin.',
         'Exit status: the abort code if a rank aborted; else the first non-zero exit of a rank that ended by',
         'itself (a signal counts as 128 + its number); 1 if a rank ended before finalize with status 0;',
@@ -91,6 +100,21 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
         'is lost or aborts, exits non-zero once the others left (or after --grace).',
       ].join('\n'),
       run: rendezvousCommand,
+    },
+  ],
+  [
+    'clean',
+    {
+      summary: 'remove stale shared-memory files left by ranks that died',
+      usage: 'vmcomm clean [--dir PATH] [--min-age SECONDS] [--dry-run]',
+      options: cleanOptions,
+      details: [
+        'A rank holds a lock (flock) on each of its /dev/shm/vmcomm-* files while it runs; the kernel drops',
+        'it when the process ends, however it ends. So a file whose lock can be taken is stale: it is removed',
+        '(while locked). Files in use are kept; pids are never used. Prints each removed file on stdout.',
+        'vmcomm run does the same for its own job (and for old files of other jobs) by itself.',
+      ].join('\n'),
+      run: cleanCommand,
     },
   ],
 ]);
@@ -170,6 +194,11 @@ async function runCommand(name: string, args: ParsedArgs): Promise<number> {
   } catch (error) {
     throw new UsageError(`${name}: ${(error as Error).message}`);
   }
+  const perProcess = positiveInteger(name, '--threads-per-process', args.values.get('threadsPerProcess'));
+  if (perProcess !== undefined && args.values.has('threads')) {
+    throw new UsageError(`${name}: use --threads (all ranks in one process) or --threads-per-process K, not both`);
+  }
+  const threadsPerProcess = args.values.has('threads') ? size : perProcess;
   return runJob({
     size,
     app,
@@ -178,6 +207,7 @@ async function runCommand(name: string, args: ParsedArgs): Promise<number> {
     killGraceMs: seconds(name, '--kill-grace', args.values.get('killGrace'), 5),
     typecheck: args.values.has('typecheck'),
     ...(typeof backends === 'string' ? { backends } : {}),
+    ...(threadsPerProcess === undefined ? {} : { threadsPerProcess }),
   });
 }
 
@@ -195,6 +225,20 @@ async function rendezvousCommand(name: string, args: ParsedArgs): Promise<number
     }
   }
   return serveRendezvous({ size, bind, graceMs: seconds(name, '--grace', args.values.get('grace'), 5) }, processOutput());
+}
+
+async function cleanCommand(name: string, args: ParsedArgs): Promise<number> {
+  if (args.rest.length > 0) throw new UsageError(`${name}: unexpected argument '${args.rest[0]}' (see '${name} --help')`);
+  const dir = args.values.get('dir');
+  if (dir === true || dir === '') throw new UsageError(`${name}: --dir needs a directory`);
+  return cleanShm(
+    {
+      ...(dir === undefined ? {} : { directory: dir }),
+      minAgeMs: seconds(name, '--min-age', args.values.get('minAge'), DEFAULT_CLEAN_MIN_AGE_SECONDS),
+      dryRun: args.values.has('dryRun'),
+    },
+    processOutput(),
+  );
 }
 
 function overview(): string {

@@ -12,6 +12,7 @@
  * |---|---|
  * | `VMCOMM_RENDEZVOUS` | `host:port` (`[v6]:port`) of the rendezvous |
  * | `VMCOMM_RANK` | this rank, `0 … VMCOMM_SIZE−1` |
+ * | `VMCOMM_RANKS` | for a process that hosts several thread-ranks: their ranks, comma-separated (`2,3`). The process runs vmcomm's thread host (`thread-host.ts`), which starts one worker thread per rank with its own `VMCOMM_RANK` |
  * | `VMCOMM_SIZE` | ranks in the job |
  * | `VMCOMM_JOB_SECRET` | the job secret, hex, at least 16 bytes (32 hex digits) |
  * | `VMCOMM_JOB_ID` | optional; default {@link deriveJobId}(secret), which is what the launchers use |
@@ -87,14 +88,22 @@ export function readVmcommEnvironment(env: NodeJS.ProcessEnv = process.env): {
   secret: Uint8Array;
 } {
   const address = parseRendezvousAddress(required(env, ENV.rendezvous, 'host:port of the rendezvous'), ENV.rendezvous);
-  if (env[ENV.ranks] !== undefined && env[ENV.rank] === undefined) {
+  const ranksText = env[ENV.ranks];
+  if (ranksText !== undefined && ranksText !== '' && env[ENV.rank] === undefined) {
+    // A process that hosts thread-ranks is not a rank itself: its thread host gives each worker
+    // thread its own VMCOMM_RANK. Reaching init() here means the app was started without that host.
     throw new VmcommError(
       'UNSUPPORTED',
-      `${ENV.ranks} (several thread-ranks in one process) is not available in this version of vmcomm; start one process per rank with ${ENV.rank}`,
+      `${ENV.ranks}=${ranksText} names the thread-ranks of this process, but init() runs as one rank and ${ENV.rank} is not set: ` +
+        `start the process with vmcomm's thread host, which starts one worker thread per rank ` +
+        `(\`node <vmcomm>/dist/lib/launch/thread-host.js app …\`, what \`vmcomm run --threads-per-process\` does), or give each process one rank with ${ENV.rank}`,
     );
   }
   const size = integer(env, ENV.size, 1, 0x7fffffff, 'the number of ranks in the job, a positive integer');
   const rank = integer(env, ENV.rank, 0, size - 1, `this rank, an integer in 0…${size - 1} (${ENV.size}=${size})`);
+  if (ranksText !== undefined && ranksText !== '' && !parseRankList(ranksText, size).includes(rank)) {
+    throw new VmcommError('INVALID_ARGUMENT', `${ENV.rank}=${rank} is not one of the thread-ranks of this process (${ENV.ranks}=${ranksText})`);
+  }
   const secretText = required(env, ENV.secret, `the job secret as hex (at least ${MIN_SECRET_BYTES * 2} hex digits)`);
   if (!/^(?:[0-9a-fA-F]{2})+$/.test(secretText) || secretText.length < MIN_SECRET_BYTES * 2) {
     throw new VmcommError(
@@ -126,11 +135,33 @@ export function deriveJobId(secret: Uint8Array): string {
   return createHash('sha256').update('vmcomm-job-id|').update(secret).digest('hex').slice(0, 16);
 }
 
+/**
+ * The ranks in a `VMCOMM_RANKS` list: comma-separated, distinct, each in `0 … size−1`. Throws
+ * `INVALID_ARGUMENT` naming the variable otherwise.
+ */
+export function parseRankList(text: string, size: number): number[] {
+  const parts = text.split(',').map((p) => p.trim());
+  const ranks = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : Number.NaN));
+  if (ranks.some((r) => !Number.isSafeInteger(r) || r >= size) || new Set(ranks).size !== ranks.length) {
+    throw new VmcommError(
+      'INVALID_ARGUMENT',
+      `${ENV.ranks} must be a comma-separated list of distinct ranks in 0…${size - 1} (${ENV.size}=${size}); got ${JSON.stringify(text)}`,
+    );
+  }
+  return ranks;
+}
+
 /** What a launcher passes to {@link jobEnvironment}. */
 export interface JobEnvironmentOptions {
   /** Where the rendezvous listens (as reachable from the rank). */
   readonly rendezvous: RendezvousAddress;
+  /** The rank of a one-rank process (`VMCOMM_RANK`); ignored when {@link ranks} is given. */
   readonly rank: number;
+  /**
+   * The thread-ranks of a process that hosts several (`VMCOMM_RANKS`, and no `VMCOMM_RANK`: its
+   * thread host sets that per worker thread).
+   */
+  readonly ranks?: readonly number[];
   readonly size: number;
   readonly secret: Uint8Array;
   /** Default {@link deriveJobId}(secret). */
@@ -143,7 +174,7 @@ export interface JobEnvironmentOptions {
 export function jobEnvironment(options: JobEnvironmentOptions): { [name: string]: string } {
   const env: { [name: string]: string } = {
     [ENV.rendezvous]: formatRendezvousAddress(options.rendezvous),
-    [ENV.rank]: String(options.rank),
+    ...(options.ranks === undefined ? { [ENV.rank]: String(options.rank) } : { [ENV.ranks]: options.ranks.join(',') }),
     [ENV.size]: String(options.size),
     [ENV.secret]: Buffer.from(options.secret).toString('hex'),
     [ENV.jobId]: options.jobId ?? deriveJobId(options.secret),

@@ -2,6 +2,12 @@
  * `vmcomm run`: starts N rank processes on this host around an embedded rendezvous, forwards their
  * output, and ends the job as a unit.
  *
+ * With `--threads` (all N ranks in one process) or `--threads-per-process K` (⌈N/K⌉ processes of up
+ * to K ranks), ranks are worker threads: each process is a *thread host* (`thread-host.ts`) that
+ * starts one worker per rank and reports over an IPC channel when each of them ends, so everything
+ * below holds per rank, whether the rank is a process or a thread (a signal to a host ends all of
+ * its ranks).
+ *
  * ## How a job ends
  *
  * - **Normally**: every rank exits. A rank that exited after `finalize()` ended normally whatever its
@@ -17,6 +23,13 @@
  *   ranks that do not exit by themselves as above. The job's status is the abort code.
  * - **The launcher gets SIGINT, SIGTERM or SIGHUP**: SIGTERM to every rank at once, SIGKILL after the
  *   grace period (at once on a second signal); status 128 + the signal number.
+ *
+ * ## Shared-memory files
+ *
+ * The shm transport removes its `/dev/shm` files at `finalize()`; a rank that died cannot. So when a
+ * rank ends before it finalized, the launcher removes that rank's files whose lock can be taken
+ * (`shm-files.ts`: the kernel dropped the dead rank's locks), and when the job ends, every such file
+ * of the job. Before starting, it removes stale files of other jobs that are older than a minute.
  *
  * No path leaves a rank running: an `exit` hook SIGKILLs any rank still alive if the launcher itself
  * fails. (If the launcher is SIGKILLed, the ranks see their rendezvous connection break and their
@@ -37,9 +50,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { deriveJobId, jobEnvironment } from './environment.js';
 import { LineForwarder, type LineSink } from './line-forwarder.js';
 import { RendezvousServer, type RendezvousServerOptions } from './rendezvous-server.js';
+import { shmJobPrefix, shmRankPrefix, sweepStaleShmFiles } from './shm-files.js';
 import { isTypeScriptApp, moduleKindOf, tsNodeSettings } from './typescript.js';
 
 /** What `vmcomm run` was asked to do. */
@@ -58,6 +73,11 @@ export interface RunOptions {
   readonly backends?: string;
   /** Type-check TypeScript apps (default: transpile only). */
   readonly typecheck: boolean;
+  /**
+   * Run ranks as worker threads, this many per process (`--threads` = all of them in one,
+   * `--threads-per-process K`); absent: one process per rank.
+   */
+  readonly threadsPerProcess?: number;
 }
 
 /** Where the launcher writes. Whole lines only (see {@link LineSink}). */
@@ -70,11 +90,24 @@ export interface LauncherOutput {
 const TAG = 'vmcomm run';
 /** See {@link RendezvousServerOptions.lostGraceMs}. */
 const LOST_GRACE_MS = 500;
+/** The process a thread host runs. */
+const THREAD_HOST = fileURLToPath(new URL('./thread-host.js', import.meta.url));
 /** After the last rank exited, how long its output pipes may stay open (a grandchild holding them). */
 const OUTPUT_DRAIN_MS = 2_000;
+/**
+ * Stale shm files of *other* jobs are removed at start only past this age: one of their ranks may be
+ * between creating a file and locking it, or a finished rank's ring may still wait for its reader.
+ */
+const OTHER_JOBS_MIN_AGE_MS = 60_000;
 
+/** One started process: a rank, or a thread host with its thread-ranks. */
 interface RankProcess {
-  readonly rank: number;
+  /** The ranks it runs (one, unless it is a thread host). */
+  readonly ranks: readonly number[];
+  /** A thread host: its ranks are threads, and it reports each one's end itself. */
+  readonly host: boolean;
+  /** Ranks whose end was already handled (a host's report, or the process's exit). */
+  readonly ended: Set<number>;
   readonly child: ChildProcess;
   readonly pid: number | undefined;
   readonly stdout: LineForwarder;
@@ -117,6 +150,8 @@ class Job {
   private firstOwnFailureStatus: number | undefined;
   private joinedAny = false;
   private readonly exitedWithoutJoining: number[] = [];
+  /** Removals of dead ranks' shm files under way (awaited before the job's own final sweep). */
+  private readonly sweeps: Promise<unknown>[] = [];
   private remaining = 0;
   private done!: () => void;
   private readonly finished = new Promise<void>((resolve) => {
@@ -165,27 +200,35 @@ class Job {
       }
     }
 
+    await sweepStaleShmFiles({ minAgeMs: OTHER_JOBS_MIN_AGE_MS });
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
     process.on('SIGHUP', this.onSignal);
     process.on('exit', this.onProcessExit);
     try {
-      for (let rank = 0; rank < options.size; rank += 1) {
+      for (const ranks of processGroups(options.size, options.threadsPerProcess)) {
+        const host = options.threadsPerProcess !== undefined;
         const env = {
           ...process.env,
           ...tsEnv,
           ...jobEnvironment({
             rendezvous: address,
-            rank,
+            rank: ranks[0],
+            ...(host ? { ranks } : {}),
             size: options.size,
             secret: this.secret,
             jobId: this.server.jobId,
             ...(options.backends === undefined ? {} : { backends: options.backends }),
           }),
         };
-        this.start(rank, [...execArgv, app, ...options.args], env);
+        // A thread host is plain JavaScript; it gives each worker the TypeScript preload itself.
+        const args = host ? [THREAD_HOST, ...(options.tagOutput ? ['--tag-output'] : []), '--', app, ...options.args] : [...execArgv, app, ...options.args];
+        this.start(ranks, host, args, env);
       }
       if (this.remaining > 0) await this.finished;
+      // Every rank is gone: whatever shm file of this job is still there, nobody holds.
+      await Promise.all(this.sweeps);
+      await sweepStaleShmFiles({ prefix: shmJobPrefix(this.server.jobId) });
       await Promise.race([Promise.all(this.ranks.map((r) => r.drained)), delay(OUTPUT_DRAIN_MS)]);
       for (const r of this.ranks) {
         r.child.stdout?.destroy();
@@ -205,12 +248,16 @@ class Job {
     return this.status();
   }
 
-  private start(rank: number, args: string[], env: NodeJS.ProcessEnv): void {
-    // Rank 0 reads the launcher's stdin (as with mpirun); the others get none.
-    const child = spawn(process.execPath, args, { env, stdio: [rank === 0 ? 'inherit' : 'ignore', 'pipe', 'pipe'] });
-    const prefix = this.options.tagOutput ? `[${rank}] ` : '';
+  private start(ranks: readonly number[], host: boolean, args: string[], env: NodeJS.ProcessEnv): void {
+    // Rank 0 reads the launcher's stdin (as with mpirun); the others get none. A thread host tags its
+    // ranks' lines itself, and tells us over IPC when each of its ranks ends.
+    const stdin = ranks.includes(0) ? 'inherit' : 'ignore';
+    const child = spawn(process.execPath, args, { env, stdio: host ? [stdin, 'pipe', 'pipe', 'ipc'] : [stdin, 'pipe', 'pipe'] });
+    const prefix = this.options.tagOutput && !host ? `[${ranks[0]}] ` : '';
     const r: RankProcess = {
-      rank,
+      ranks,
+      host,
+      ended: new Set(),
       child,
       pid: child.pid,
       stdout: new LineForwarder(this.out.stdout, prefix),
@@ -225,40 +272,61 @@ class Job {
     child.stdout?.on('end', () => r.stdout.end());
     child.stderr?.on('data', (chunk: Buffer) => r.stderr.push(chunk));
     child.stderr?.on('end', () => r.stderr.end());
-    child.once('exit', (code, signal) => this.ended(r, code, signal));
+    child.once('exit', (code, signal) => {
+      // A host's last reports may still be in the IPC pipe: read them (up to its end) first.
+      if (host && child.connected) child.once('disconnect', () => this.ended(r, code, signal));
+      else this.ended(r, code, signal);
+    });
+    if (host) child.on('message', (message) => this.reported(r, message));
     child.once('error', (error) => {
       // Spawning failed ('exit' will not come); any other error is followed by 'exit'.
       if (child.pid === undefined) {
-        this.say(`could not start rank ${rank}: ${error.message}`);
+        this.say(`could not start ${ranks.length === 1 ? 'rank' : 'ranks'} ${ranks.join(', ')}: ${error.message}`);
         this.ended(r, 127, null, true);
       }
     });
   }
 
+  /** A thread host says one of its ranks ended. */
+  private reported(r: RankProcess, message: unknown): void {
+    const m = message as { type?: unknown; rank?: unknown; code?: unknown };
+    if (m?.type !== 'vmcomm:rank-exit' || typeof m.rank !== 'number' || !r.ranks.includes(m.rank) || !Number.isInteger(m.code)) return;
+    this.rankEnded(r, m.rank, m.code as number, null);
+  }
+
+  /** A process ended: so did each of its ranks not reported yet. */
   private ended(r: RankProcess, code: number | null, signal: NodeJS.Signals | null, quiet = false): void {
     if (r.exited) return;
     r.exited = true;
     this.remaining -= 1;
+    for (const rank of r.ranks) this.rankEnded(r, rank, code, signal, quiet);
+    if (this.remaining === 0) this.done();
+  }
+
+  private rankEnded(r: RankProcess, rank: number, code: number | null, signal: NodeJS.Signals | null, quiet = false): void {
+    if (r.ended.has(rank)) return;
+    r.ended.add(rank);
     const status = signal !== null ? 128 + (osConstants.signals[signal] ?? 0) : (code ?? 1);
     const how = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`;
-    const who = `rank ${r.rank} (pid ${r.pid ?? '?'})`;
-    const state = this.server.stateOf(r.rank);
+    const who = r.host ? `rank ${rank} (a thread of pid ${r.pid ?? '?'})` : `rank ${rank} (pid ${r.pid ?? '?'})`;
+    const state = this.server.stateOf(rank);
     if (!r.signalled && status !== 0) this.firstOwnFailureStatus ??= status;
 
     if (state === 'finalized') {
       if (status !== 0) this.say(`${who} ${how} after finalize`);
     } else if (status === 0 && state === 'waiting') {
       // Never joined: not a vmcomm program, or it ended before init(). Tell anyone waiting for it.
-      this.server.markLost(r.rank, `${who} exited with code 0 without joining the job (it never called init())`);
-      this.exitedWithoutJoining.push(r.rank);
+      this.server.markLost(rank, `${who} exited with code 0 without joining the job (it never called init())`);
+      this.exitedWithoutJoining.push(rank);
     } else {
       // Survivors first: nothing must wait for this rank while the launcher talks.
-      this.server.markLost(r.rank, `${who} ${how} before finalize`);
+      this.server.markLost(rank, `${who} ${how} before finalize`);
+      // Its shm files: it cannot remove them, and its locks died with it.
+      this.sweeps.push(sweepStaleShmFiles({ prefix: shmRankPrefix(this.server.jobId, rank) }));
       const expected = r.signalled || this.abortStatus !== undefined || this.signalStatus !== undefined;
       if (!expected && !quiet) this.say(`${who} ${how} before finalize`);
       this.fail();
     }
-    if (this.remaining === 0) this.done();
   }
 
   private watchServer(): void {
@@ -303,7 +371,9 @@ class Job {
   private terminate(signal: 'SIGTERM' | 'SIGKILL', when: string): void {
     const running = this.ranks.filter((r) => !r.exited);
     if (running.length === 0) return;
-    this.say(`sending ${signal} to ${running.length === 1 ? 'rank' : 'ranks'} ${running.map((r) => r.rank).join(', ')} ${when}`);
+    const ranks = running.flatMap((r) => r.ranks.filter((rank) => !r.ended.has(rank)));
+    const whom = running.some((r) => r.host) ? ` (${running.length === 1 ? 'the process' : 'the processes'} hosting them)` : '';
+    this.say(`sending ${signal} to ${ranks.length === 1 ? 'rank' : 'ranks'} ${ranks.join(', ')}${whom} ${when}`);
     for (const r of running) {
       r.signalled = true;
       r.child.kill(signal);
@@ -348,4 +418,12 @@ function sinkOf(stream: NodeJS.WriteStream): LineSink {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** The ranks of each process: one each, or consecutive groups of `threadsPerProcess`. */
+export function processGroups(size: number, threadsPerProcess: number | undefined): number[][] {
+  const per = threadsPerProcess ?? 1;
+  const groups: number[][] = [];
+  for (let first = 0; first < size; first += per) groups.push(Array.from({ length: Math.min(per, size - first) }, (_, i) => first + i));
+  return groups;
 }

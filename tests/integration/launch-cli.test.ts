@@ -143,7 +143,7 @@ describe('vmcomm run', () => {
       ['run', '-n', '2', '--frobnicate', RANK_JS],
       ['run', RANK_JS],
       ['run', '-n', 'two', RANK_JS],
-      ['run', '-n', '2', '--threads', RANK_JS],
+      ['run', '-n', '2', '--threads', '--threads-per-process', '2', RANK_JS],
       ['run', '-n', '2', '--bind-to', 'core', RANK_JS],
       ['run', '-n', '2', path.join(FIXTURES, 'missing.mjs')],
       ['teleport'],
@@ -154,8 +154,8 @@ describe('vmcomm run', () => {
       expect(lines(out.stderr), args.join(' ')).toHaveLength(1);
       expect(out.stdout).toBe('');
     }
-    const threads = await vmcomm(['run', '-n', '2', '--threads', RANK_JS]);
-    expect(threads.stderr).toMatch(/--threads is not available yet/);
+    const bind = await vmcomm(['run', '-n', '2', '--bind-to', 'core', RANK_JS]);
+    expect(bind.stderr).toMatch(/--bind-to is not available yet/);
   });
 
   it('prints help', async () => {

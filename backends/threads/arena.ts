@@ -1,0 +1,108 @@
+/**
+ * A thread-rank's *arena*: one `SharedArrayBuffer` holding its inbox and the rings it sends on, one
+ * per peer, carved on first use. The buffer is allocated once at start-up at its full size, but the
+ * operating system commits its pages only when they are first touched (V8 allocates large shared
+ * buffers zero-filled with `calloc`, i.e. untouched anonymous pages), so the memory a rank really
+ * uses is its inbox plus one ring per peer it has sent to.
+ *
+ * ## Layout
+ *
+ * | offset | bytes | what |
+ * |---|---|---|
+ * | 0 | `inboxBytes(slots)` | the inbox (`lib/ring/inbox.ts`) |
+ * | `ringsStart` (next multiple of 64) | `ringRegionBytes(ringBytes)` each | rings, in the order they were carved |
+ *
+ * A ring is announced to its consumer with an 8-byte descriptor: u32 offset, u32 length, both
+ * little-endian (see {@link encodeRingDescriptor}); the consumer checks it against the arena it
+ * received from the producer before touching anything.
+ *
+ * @module
+ */
+
+import { VmcommError } from '../../lib/errors.js';
+import { initInbox, inboxBytes } from '../../lib/ring/inbox.js';
+import { corrupt, REGION_ALIGN_BYTES, type Region } from '../../lib/ring/region.js';
+import { initRing, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
+
+/** Bytes of a ring descriptor. */
+export const RING_DESCRIPTOR_BYTES = 8;
+
+/** The sizes an arena is built from. */
+export interface ArenaPlan {
+  /** Inbox announcement slots. */
+  readonly slots: number;
+  /** Data bytes of each ring. */
+  readonly ringBytes: number;
+  /** Rings the arena has room for. */
+  readonly rings: number;
+}
+
+/** Bytes of an arena built from `plan`. */
+export function arenaBytes(plan: ArenaPlan): number {
+  return ringsStart(plan.slots) + plan.rings * ringRegionBytes(plan.ringBytes);
+}
+
+/** Where the first ring starts, after an inbox of `slots` slots. */
+export function ringsStart(slots: number): number {
+  return Math.ceil(inboxBytes(slots) / REGION_ALIGN_BYTES) * REGION_ALIGN_BYTES;
+}
+
+/** One rank's arena. */
+export class Arena {
+  readonly sab: SharedArrayBuffer;
+  readonly inbox: Region;
+  readonly plan: ArenaPlan;
+  private next: number;
+  private readonly end: number;
+
+  constructor(plan: ArenaPlan) {
+    this.plan = plan;
+    this.sab = new SharedArrayBuffer(arenaBytes(plan));
+    this.inbox = { sab: this.sab, byteOffset: 0, byteLength: inboxBytes(plan.slots) };
+    initInbox(this.inbox, plan.slots);
+    this.next = ringsStart(plan.slots);
+    this.end = this.sab.byteLength;
+  }
+
+  /** Carves and initializes the next ring; throws `UNSUPPORTED` when the arena is full. */
+  carveRing(): Region {
+    const byteLength = ringRegionBytes(this.plan.ringBytes);
+    if (this.next + byteLength > this.end) {
+      throw new VmcommError('UNSUPPORTED', `the threads arena has room for ${this.plan.rings} rings and all are in use; raise arenaBytes`);
+    }
+    const region = { sab: this.sab, byteOffset: this.next, byteLength };
+    this.next += byteLength;
+    initRing(region);
+    return region;
+  }
+
+  /** Bytes carved so far (inbox included). */
+  get usedBytes(): number {
+    return this.next;
+  }
+}
+
+/** The descriptor announcing `ring` (a region of this rank's arena). */
+export function encodeRingDescriptor(ring: Region): Uint8Array {
+  const d = new Uint8Array(RING_DESCRIPTOR_BYTES);
+  const v = new DataView(d.buffer);
+  v.setUint32(0, ring.byteOffset, true);
+  v.setUint32(4, ring.byteLength, true);
+  return d;
+}
+
+/**
+ * The ring a peer announced, checked against that peer's arena: the right length, inside the rings
+ * area, aligned. Throws `CORRUPT` otherwise.
+ */
+export function decodeRingDescriptor(descriptor: Uint8Array, arena: SharedArrayBuffer, slots: number, ringBytes: number): Region {
+  if (descriptor.byteLength !== RING_DESCRIPTOR_BYTES) throw corrupt(`a ring descriptor of ${descriptor.byteLength} bytes (expected ${RING_DESCRIPTOR_BYTES})`);
+  const v = new DataView(descriptor.buffer, descriptor.byteOffset, RING_DESCRIPTOR_BYTES);
+  const byteOffset = v.getUint32(0, true);
+  const byteLength = v.getUint32(4, true);
+  if (byteLength !== ringRegionBytes(ringBytes)) throw corrupt(`a ring of ${byteLength} bytes where the peer's rings are ${ringRegionBytes(ringBytes)}`);
+  if (byteOffset < ringsStart(slots) || byteOffset % REGION_ALIGN_BYTES !== 0 || byteOffset + byteLength > arena.byteLength) {
+    throw corrupt(`a ring at offset ${byteOffset} outside the rings of a ${arena.byteLength}-byte arena`);
+  }
+  return { sab: arena, byteOffset, byteLength };
+}

@@ -1,0 +1,238 @@
+import { hostname } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import type { BackendComponents, CardFields, FrameSink, LocalityCard } from '../../../lib/backend.js';
+import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength } from '../../../lib/protocol.js';
+import { InboxSender, inboxBytes } from '../../../lib/ring/inbox.js';
+import { runTsWorker } from '../../../lib/ring/test/helpers.js';
+import { parseThreadsInit, threads, ThreadsTransport, type ThreadsInit } from '../index.js';
+
+let jobs = 0;
+
+/** A sink that records (peer, payload) and losses. */
+function sink() {
+  const frames: { peer: number; data: Uint8Array }[] = [];
+  const lost: { peer: number; error: Error }[] = [];
+  let current: { peer: number; data: Uint8Array } | undefined;
+  const s: FrameSink = {
+    begin(peer, h) {
+      current = { peer, data: new Uint8Array(frameLength(h)) };
+      return current.data;
+    },
+    commit() {
+      frames.push(current!);
+    },
+    lost(peer, error) {
+      lost.push({ peer, error });
+    },
+  };
+  return { s, frames, lost };
+}
+
+function components(rank: number, size: number, jobId: string, s: FrameSink): BackendComponents {
+  return { rank, size, jobId, jobSecret: new Uint8Array(32), processNonce: 'p', address: '127.0.0.1', sink: s };
+}
+
+function card(rank: number, fields: CardFields, over: Partial<LocalityCard> = {}): LocalityCard {
+  return { rank, processNonce: 'p', hostname: hostname(), pid: process.pid, address: '127.0.0.1', backends: { threads: fields }, priorities: { threads: 80 }, ...over };
+}
+
+const frame = (n: number, seed = 0) => ({
+  header: encodeHeader({ ...emptyHeader(), payloadBytes: n, messageBytes: n }, new Uint8Array(FRAME_HEADER_BYTES)),
+  payload: Uint8Array.from({ length: n }, (_, i) => (i + seed) & 0xff),
+});
+
+/** Two started, probed, connected-up transports of one job on this thread. */
+async function pair(init: ThreadsInit = {}) {
+  const jobId = `test-${process.pid}-${jobs++}`;
+  const sinks = [sink(), sink()];
+  const [a, b] = [0, 1].map((r) => threads({ allowSameThread: true, ...init })(components(r, 2, jobId, sinks[r].s)) as ThreadsTransport);
+  const fields = await Promise.all([a.start(), b.start()]);
+  expect(await a.probe(card(1, fields[1]!))).toBe(true);
+  expect(await b.probe(card(0, fields[0]!))).toBe(true);
+  a.addPeers([1]);
+  b.addPeers([0]);
+  return { a, b, sinks, fields };
+}
+
+describe('threads options', () => {
+  it('applies defaults and refuses bad values with INVALID_ARGUMENT', () => {
+    expect(parseThreadsInit()).toMatchObject({ ringBytes: 0, arenaBytes: 0, eagerLimitBytes: 16 * 1024, eagerCredits: 64, waitMode: 'auto', allowSameThread: false });
+    for (const bad of [
+      { ringBytes: 5000 },
+      { ringBytes: 1024 },
+      { eagerCredits: 0 },
+      { minSpinNs: 10, maxSpinNs: 5 },
+      { waitMode: 'fast' },
+      { allowSameThread: 1 },
+      { ringbytes: 4096 },
+      { probeTimeoutMs: 1.5 },
+    ]) {
+      expect(() => parseThreadsInit(bad as ThreadsInit), JSON.stringify(bad)).toThrow(expect.objectContaining({ name: 'VmcommError', code: 'INVALID_ARGUMENT' }));
+    }
+  });
+
+  it('sizes rings from a 4 MiB budget: 1 MiB at 2 ranks, 512 KiB at 8, 128 KiB at 32, 64 KiB at 64; reserves, does not commit', async () => {
+    for (const [size, ringBytes] of [
+      [2, 1 << 20],
+      [8, 512 << 10],
+      [32, 128 << 10],
+      [64, 64 << 10],
+    ]) {
+      const t = threads()(components(0, size, `sizes-${jobs++}`, sink().s)) as ThreadsTransport;
+      const fields = await t.start();
+      expect(fields?.ringBytes).toBe(ringBytes);
+      expect(t.memory.arenaBytes).toBeGreaterThan((size - 1) * ringBytes);
+      expect(t.memory.arenaBytes).toBeLessThan((size - 1) * ringBytes + inboxBytes(128) + size * 1024);
+      expect(t.memory.rings).toBe(0);
+      await t.stop();
+    }
+    const explicit = threads({ ringBytes: 8192, arenaBytes: 20_000 })(components(0, 4, `sizes-${jobs++}`, sink().s)) as ThreadsTransport;
+    expect((await explicit.start())?.ringBytes).toBe(4096);
+    await explicit.stop();
+    const tooSmall = threads({ arenaBytes: 1000 })(components(0, 4, `sizes-${jobs++}`, sink().s)) as ThreadsTransport;
+    expect(await tooSmall.start()).toBeUndefined();
+    expect(tooSmall.unavailableReason).toMatch(/arenaBytes/);
+  });
+
+  it('is unavailable in a world of one', async () => {
+    const t = threads()(components(0, 1, 'solo', sink().s));
+    expect(await t.start()).toBeUndefined();
+    expect(t.unavailableReason).toMatch(/world of one/);
+  });
+});
+
+describe('threads detection', () => {
+  it('proves a peer only from its hello with the nonce of its card', async () => {
+    const jobId = `probe-${jobs++}`;
+    const init = { allowSameThread: true, probeTimeoutMs: 100 };
+    const [a, b] = [0, 1].map((r) => threads(init)(components(r, 3, jobId, sink().s)));
+    const fields = await Promise.all([a.start(), b.start()]);
+    expect(await a.probe(card(1, fields[1]!))).toBe(true);
+    // A nonce that was never announced, another pid, another host, no fields, itself: false.
+    expect(await a.probe(card(1, { ...fields[1]!, nonce: 'f'.repeat(32) }))).toBe(false);
+    expect(await a.probe(card(1, fields[1]!, { pid: process.pid + 1 }))).toBe(false);
+    expect(await a.probe(card(1, fields[1]!, { hostname: 'elsewhere' }))).toBe(false);
+    expect(await a.probe(card(1, {}))).toBe(false);
+    expect(await a.probe(card(0, fields[0]!))).toBe(false);
+    // Rank 2 never started: nothing to prove.
+    expect(await a.probe(card(2, { nonce: 'a'.repeat(32) }))).toBe(false);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('does not serve a peer on this very thread unless allowSameThread', async () => {
+    const jobId = `same-${jobs++}`;
+    const [a, b] = [0, 1].map((r) => threads()(components(r, 2, jobId, sink().s)));
+    const fields = await Promise.all([a.start(), b.start()]);
+    expect(await a.probe(card(1, fields[1]!))).toBe(false);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('proves a peer in another thread of this process, both ways, and carries frames to it', async () => {
+    const jobId = `worker-${jobs++}`;
+    const s = sink();
+    const t = threads()(components(0, 2, jobId, s.s)) as ThreadsTransport;
+    const fields = await t.start();
+    const { result, worker } = runTsWorker<{ probed: boolean; card: CardFields; got: number[] }>('backends/threads/test/worker-rank.ts', { jobId, peerFields: fields });
+    try {
+      // The worker posts its card first, then its probe result and what it received.
+      const first = await new Promise<{ card: CardFields }>((resolve) => worker.once('message', resolve));
+      expect(await t.probe(card(1, first.card))).toBe(true);
+      t.addPeers([1]);
+      const channel = await t.connect(1);
+      const f = frame(100_000, 7); // bigger than the worker's 64 KiB ring: streamed
+      channel.send(f.header, f.payload);
+      const answer = await new Promise<{ probed: boolean; got: number[] }>((resolve) => worker.on('message', (m) => 'probed' in m && resolve(m)));
+      expect(answer.probed).toBe(true);
+      expect(answer.got).toEqual([100_000, f.payload.reduce((x, y) => (x + y) % 65_521, 0)]);
+      // And the worker's reply frame reached us.
+      for (let i = 0; i < 1000 && s.frames.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(s.frames.map((x) => x.data.byteLength)).toEqual([3]);
+    } finally {
+      await worker.terminate();
+      await t.stop();
+      void result.catch(() => undefined);
+    }
+  }, 60_000);
+});
+
+describe('threads channels', () => {
+  it('carries frames both ways, in order; rings are carved on first use only', async () => {
+    const { a, b, sinks } = await pair({ ringBytes: 4096 });
+    expect(a.memory.rings).toBe(0);
+    const ab = await a.connect(1);
+    expect(a.memory.rings).toBe(1);
+    expect(await a.connect(1)).toBe(ab);
+    const sent: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const f = frame(i * 37, i);
+      ab.send(f.header, f.payload, (e) => e === undefined && sent.push(i));
+    }
+    const ba = await b.connect(0);
+    const g = frame(5);
+    ba.send(g.header, g.payload);
+    for (let k = 0; k < 2000 && (sinks[1].frames.length < 200 || sinks[0].frames.length < 1); k++) await new Promise((r) => setImmediate(r));
+    expect(sent).toHaveLength(200);
+    expect(sinks[1].frames.map((f) => f.data.byteLength)).toEqual(Array.from({ length: 200 }, (_, i) => i * 37));
+    expect(sinks[1].frames[150].data[3]).toBe((3 + 150) & 0xff);
+    expect(sinks[0].frames.map((f) => f.peer)).toEqual([1]);
+    await Promise.all([ab.close(), ba.close()]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a peer that stopped: frames that no longer fit fail with PEER_LOST, and the loss is reported once', async () => {
+    const { a, b, sinks } = await pair({ ringBytes: 4096 });
+    const ab = await a.connect(1);
+    await b.stop();
+    const results: (Error | undefined)[] = [];
+    for (let i = 0; i < 10; i++) {
+      const f = frame(1000, i);
+      ab.send(f.header, f.payload, (e) => results.push(e));
+    }
+    for (let k = 0; k < 200 && results.length < 10; k++) await new Promise((r) => setImmediate(r));
+    expect(results.filter((e) => e === undefined).length).toBeGreaterThan(0); // what fit the ring
+    expect(results.filter((e) => e !== undefined)).not.toHaveLength(0);
+    for (const e of results.filter((x) => x !== undefined)) expect(e).toMatchObject({ name: 'VmcommError', code: 'PEER_LOST', peer: 1 });
+    expect(sinks[0].lost.map((l) => l.peer)).toEqual([1]);
+    await expect(a.connect(1)).resolves.toBe(ab);
+    await a.stop();
+  });
+
+  it('refuses a ring announcement that does not fit the peer arena: CORRUPT, reported as that peer lost', async () => {
+    const { a, b, sinks, fields } = await pair();
+    expect(fields[0]).toBeDefined();
+    // Rank 0 announces garbage into rank 1's inbox (reaching into b's arena the way a peer would).
+    const arena = (b as unknown as { arena: { sab: SharedArrayBuffer; plan: { slots: number } } }).arena;
+    const inbox = new InboxSender({ sab: arena.sab, byteOffset: 0, byteLength: inboxBytes(arena.plan.slots) });
+    expect(inbox.announce(0, Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]))).toBe(true);
+    for (let k = 0; k < 100 && sinks[1].lost.length === 0; k++) await new Promise((r) => setImmediate(r));
+    expect(sinks[1].lost).toHaveLength(1);
+    expect(sinks[1].lost[0]).toMatchObject({ peer: 0, error: { code: 'CORRUPT' } });
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('connect refuses ranks it does not serve, and everything after stop', async () => {
+    const { a, b } = await pair();
+    await expect(a.connect(0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(a.connect(5)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await Promise.all([a.stop(), b.stop()]);
+    await expect(a.connect(1)).rejects.toMatchObject({ code: 'FINALIZED' });
+    await a.stop(); // idempotent
+  });
+
+  it('sleeps when idle and is woken by a send', async () => {
+    const { a, b, sinks } = await pair({ maxSpinNs: 20_000, spinBudgetNs: 20_000 });
+    for (let k = 0; k < 5000 && b.waiting?.state !== 'sleeping'; k++) await new Promise((r) => setImmediate(r));
+    expect(b.waiting?.state).toBe('sleeping');
+    const ch = await a.connect(1);
+    const f = frame(8);
+    ch.send(f.header, f.payload);
+    // No polling from here: only the wake-up can deliver it.
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('not delivered')), 10_000);
+      const check = () => (sinks[1].frames.length > 0 ? (clearTimeout(t), resolve()) : setTimeout(check, 1));
+      check();
+    });
+    expect(b.waiting?.counts.wakes).toBeGreaterThan(0);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});

@@ -1,0 +1,381 @@
+/**
+ * The threads {@link Transport}: ranks that are threads of one process talk through rings carved from
+ * each rank's arena (see `arena.ts`), found through each rank's inbox (`lib/ring/inbox.ts`), proven
+ * to share the process through a `BroadcastChannel` (see `directory.ts`).
+ *
+ * ## Progress and waiting
+ *
+ * `poll()` — what the core calls from `test()`, `iprobe()` and the spin of blocking waits — takes new
+ * ring announcements, reads every announced ring (one atomic load each when idle) and writes what
+ * waits in blocked send queues. Between the core's calls a {@link WaitingPolicy} keeps polling from
+ * the event loop for an adaptive budget, then sleeps with `Atomics.waitAsync` on this rank's doorbell
+ * after raising its waiter flag. A sender publishes, then increments the doorbell and calls
+ * `Atomics.notify` only when that flag is up. A pending `waitAsync` does not keep Node alive; the
+ * core's own handle (from `init()` to `finalize()`) does.
+ *
+ * When the process hosts more thread-ranks than it has cores, or a peer runs on this very thread (an
+ * in-process test job), the policy yields to the event loop between polls instead of spinning.
+ *
+ * ## Lifecycle
+ *
+ * `start()` allocates the arena and posts this rank's hello; `probe()` waits (briefly) for a peer's
+ * hello with the nonce of its card; `addPeers()` closes the directory and starts the wait loop;
+ * `connect()` carves a ring and announces it; `stop()` marks the inbox closed, detaches the rings,
+ * and wakes everyone who might wait on this rank. A thread that ends without `stop()` (an uncaught
+ * exception, `process.exit`) marks its inbox *gone* from a process `exit` hook, so peers blocked on
+ * a full ring to it fail instead of hanging.
+ *
+ * @module
+ */
+
+import { randomBytes } from 'node:crypto';
+import { availableParallelism, hostname } from 'node:os';
+import { threadId } from 'node:worker_threads';
+import type { BackendComponents, CardFields, Channel, LocalityCard, Transport } from '../../lib/backend.js';
+import { VmcommError, invalidArgument } from '../../lib/errors.js';
+import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes } from '../../lib/ring/inbox.js';
+import { Poller } from '../../lib/ring/poller.js';
+import { nextPowerOfTwo } from '../../lib/ring/region.js';
+import { PendingChannels, RingChannel } from '../../lib/ring/ring-channel.js';
+import { RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
+import { Progress, WaitingPolicy, type Sleeper } from '../../lib/ring/waiting.js';
+import { Arena, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
+import { ThreadDirectory, type ThreadPeer } from './directory.js';
+import { DEFAULT_RING_BUDGET_BYTES, MAX_AUTO_RING_BYTES, MIN_AUTO_RING_BYTES, type ThreadsOptions } from './options.js';
+
+/** A peer proven to be a thread of this process. */
+interface PeerLink {
+  readonly info: ThreadPeer;
+  readonly inbox: InboxSender;
+}
+
+/** The most announcement slots an inbox gets (more peers than this retry when it is full). */
+const MAX_SLOTS = 1024;
+/** Rings never shrink below this to fit `arenaBytes`. */
+const MIN_FITTED_RING_BYTES = 4096;
+
+/** The largest power of two ≤ `n` (n ≥ 1), 1 for smaller n. */
+function floorPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
+
+/** Transports of this thread that have not stopped: the `exit` hook marks their inboxes gone. */
+const live = new Set<ThreadsTransport>();
+let exitHooked = false;
+
+/** The threads transport of one world. Build it with `threads(init)(components)`. */
+export class ThreadsTransport implements Transport {
+  readonly name = 'threads';
+  readonly priority = 80;
+  readonly role = 'local';
+  readonly eagerLimitBytes: number;
+  readonly eagerCredits: number;
+  unavailableReason: string | undefined = undefined;
+  readonly [Symbol.toStringTag] = '@vmcomm/threads';
+
+  /** In this rank's card; a peer's hello must carry the same. */
+  readonly nonce = randomBytes(16).toString('hex');
+  private arena: Arena | undefined;
+  private inbox: Inbox | undefined;
+  private directory: ThreadDirectory | undefined;
+  private readonly links = new Map<number, PeerLink>();
+  private served = new Set<number>();
+  private readonly channels = new Map<number, RingChannel>();
+  private readonly pending = new PendingChannels();
+  private poller: Poller | undefined;
+  private policy: WaitingPolicy | undefined;
+  /** Poll once per event-loop turn instead of spinning (decided at addPeers). */
+  private yieldMode = false;
+  private starting: Promise<CardFields | undefined> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly components: BackendComponents,
+    private readonly options: ThreadsOptions,
+  ) {
+    this.eagerLimitBytes = options.eagerLimitBytes;
+    this.eagerCredits = options.eagerCredits;
+  }
+
+  /** The number of rings this rank has carved and the bytes of its arena in use (diagnostics). */
+  get memory(): { arenaBytes: number; usedBytes: number; rings: number } {
+    const a = this.arena;
+    return { arenaBytes: a?.sab.byteLength ?? 0, usedBytes: a?.usedBytes ?? 0, rings: this.channels.size };
+  }
+
+  /** The wait loop's state and counters (diagnostics, tests). */
+  get waiting(): { state: string; spinBudgetNs: number; yieldBetweenPolls: boolean; counts: WaitingPolicy['counts'] } | undefined {
+    const p = this.policy;
+    return p && { state: p.state, spinBudgetNs: p.spinBudgetNs, yieldBetweenPolls: this.yieldMode, counts: p.counts };
+  }
+
+  /** Allocates the arena (lazily committed), opens the directory, posts the hello. */
+  start(): Promise<CardFields | undefined> {
+    this.starting ??= this.open();
+    return this.starting;
+  }
+
+  private async open(): Promise<CardFields | undefined> {
+    const { size } = this.components;
+    if (size < 2) return this.unavailable('a world of one has no peer to reach');
+    if (typeof SharedArrayBuffer !== 'function' || typeof Atomics.waitAsync !== 'function') {
+      return this.unavailable('this runtime lacks SharedArrayBuffer or Atomics.waitAsync');
+    }
+    const slots = Math.min(MAX_SLOTS, nextPowerOfTwo(Math.max(2, size - 1)));
+    const ringBytes = this.fitRingBytes(size - 1);
+    if (ringBytes === undefined) {
+      return this.unavailable(`arenaBytes ${this.options.arenaBytes} cannot hold ${size - 1} rings of at least ${MIN_FITTED_RING_BYTES} bytes`);
+    }
+    this.arena = new Arena({ slots, ringBytes, rings: size - 1 });
+    this.inbox = new Inbox(this.arena.inbox);
+    this.directory = new ThreadDirectory(this.components.jobId, {
+      rank: this.components.rank,
+      nonce: this.nonce,
+      threadId,
+      arena: this.arena.sab,
+      slots,
+      ringBytes,
+    });
+    try {
+      await this.directory.open();
+    } catch (error) {
+      this.directory.close();
+      return this.unavailable((error as Error).message);
+    }
+    live.add(this);
+    hookExit();
+    return { nonce: this.nonce, threadId, ringBytes };
+  }
+
+  /** The ring size for `peers` peers (see `ThreadsInit.ringBytes` and `arenaBytes`), or undefined when none fits. */
+  private fitRingBytes(peers: number): number | undefined {
+    const { ringBytes, arenaBytes } = this.options;
+    if (ringBytes === 0) {
+      const budget = arenaBytes === 0 ? DEFAULT_RING_BUDGET_BYTES : arenaBytes;
+      const share = floorPowerOfTwo(Math.floor(budget / peers));
+      if (arenaBytes === 0) return Math.min(MAX_AUTO_RING_BYTES, Math.max(MIN_AUTO_RING_BYTES, share));
+      return share < MIN_FITTED_RING_BYTES ? undefined : Math.min(MAX_AUTO_RING_BYTES, share);
+    }
+    if (arenaBytes === 0) return ringBytes;
+    let fitted = ringBytes;
+    while (peers * fitted > arenaBytes) {
+      if (fitted / 2 < MIN_FITTED_RING_BYTES) return undefined;
+      fitted /= 2;
+    }
+    return fitted;
+  }
+
+  private unavailable(reason: string): undefined {
+    this.unavailableReason = reason;
+    return undefined;
+  }
+
+  /**
+   * True when `peer` is a thread of this process: its hello arrived on this job's channel with the
+   * nonce of its card. A different pid or host name rules that out at once (a process has one of
+   * each); equal ones prove nothing (containers), so the hello is awaited, up to `probeTimeoutMs`.
+   */
+  async probe(peer: LocalityCard): Promise<boolean> {
+    const { rank } = this.components;
+    const fields = peer.backends?.[this.name];
+    const directory = this.directory;
+    if (directory === undefined || fields === undefined || peer.rank === rank) return false;
+    const nonce = fields.nonce;
+    if (typeof nonce !== 'string' || nonce === '') return false;
+    if (peer.pid !== process.pid || peer.hostname !== hostname()) return false;
+    const info = await directory.waitFor(peer.rank, nonce, this.options.probeTimeoutMs);
+    if (info === undefined) return false;
+    if (info.threadId === threadId && !this.options.allowSameThread) return false;
+    try {
+      // Validates the peer's inbox layout (CORRUPT otherwise) and its ring size.
+      ringRegionBytes(info.ringBytes);
+      const inbox = new InboxSender({ sab: info.arena, byteOffset: 0, byteLength: inboxBytes(info.slots) });
+      this.links.set(peer.rank, { info, inbox });
+      return true;
+    } catch (error) {
+      this.components.logger?.warn(`vmcomm:threads: rank ${peer.rank}'s arena is unusable: ${(error as Error).message}`);
+      return false;
+    }
+  }
+
+  /** Remembers the peers threads serves, closes the directory and starts the wait loop. */
+  addPeers(peers: readonly number[]): void {
+    this.served = new Set(peers);
+    this.directory?.close();
+    const inbox = this.inbox;
+    if (inbox === undefined || peers.length === 0 || this.stopping !== undefined) return;
+    const { sink } = this.components;
+    this.poller = new Poller(inbox, sink, {
+      attach: (from, descriptor) => this.attach(from, descriptor),
+      wakeProducer: (peer) => this.wake(peer, true),
+      lost: (peer, error) => this.lost(peer, error),
+      inboxBroken: (error) => this.components.logger?.warn(`vmcomm:threads: this rank's inbox failed validation: ${error.message}`),
+    }, { framesPerPoll: this.options.pollFramesPerCall });
+    this.yieldMode = this.chooseYield(peers);
+    this.policy = new WaitingPolicy(() => this.progress(), doorbellSleeper(inbox), {
+      spinBudgetNs: this.options.spinBudgetNs,
+      minSpinNs: this.options.minSpinNs,
+      maxSpinNs: this.options.maxSpinNs,
+      maxYieldNs: this.options.maxYieldNs,
+      yieldBetweenPolls: this.yieldMode,
+      defer: setImmediate,
+      now: () => performance.now(),
+    });
+    this.policy.start();
+  }
+
+  /** Yield between polls when spinning cannot help (see the module comment). */
+  private chooseYield(peers: readonly number[]): boolean {
+    if (this.options.waitMode !== 'auto') return this.options.waitMode === 'yield';
+    const threads = new Set<number>([threadId]);
+    for (const p of peers) {
+      const t = this.links.get(p)?.info.threadId;
+      if (t === threadId) return true;
+      if (t !== undefined) threads.add(t);
+    }
+    return threads.size > availableParallelism();
+  }
+
+  /**
+   * The channel to `peer`: on the first call, carves a ring from this rank's arena and announces it
+   * in the peer's inbox. Rejects with `INVALID_ARGUMENT` for a rank threads does not serve, and with
+   * `FINALIZED` after `stop()`.
+   */
+  async connect(peer: number): Promise<Channel> {
+    const existing = this.channels.get(peer);
+    if (existing !== undefined) return existing;
+    if (this.stopping !== undefined) throw new VmcommError('FINALIZED', 'the threads transport has stopped; no new channels can be opened');
+    const { rank, size } = this.components;
+    if (!Number.isInteger(peer) || peer < 0 || peer >= size || peer === rank) {
+      throw invalidArgument('the threads peer', `a rank in 0…${size - 1} other than ${rank}`, peer);
+    }
+    const link = this.links.get(peer);
+    if (!this.served.has(peer) || link === undefined || this.arena === undefined) {
+      throw new VmcommError('INVALID_ARGUMENT', `rank ${peer} is not served by threads here (probe() must accept its card and addPeers() list it)`);
+    }
+    if (link.inbox.state !== InboxState.OPEN) throw new VmcommError('PEER_LOST', `rank ${peer} no longer reads (its inbox is closed)`, { peer });
+    const ring = this.arena.carveRing();
+    const channel = new RingChannel({
+      peer,
+      self: rank,
+      ring,
+      descriptor: encodeRingDescriptor(ring),
+      peerInbox: link.inbox,
+      wake: (p) => this.wake(p, false),
+      needsFlush: (c) => this.pending.add(c),
+      lost: (p, error) => this.lost(p, error),
+      // After close() resolves no frame from the peer reaches the core (the Channel contract).
+      closed: (p) => this.poller?.detach(p),
+    });
+    this.channels.set(peer, channel);
+    return channel;
+  }
+
+  /** Makes progress without the event loop; returns the frames delivered (see the module comment). */
+  poll(): number {
+    const poller = this.poller;
+    if (poller === undefined) return 0;
+    const frames = poller.poll();
+    if (this.pending.size > 0) this.pending.flushAll();
+    if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
+    return frames;
+  }
+
+  /** One look at everything, for the wait loop: frames delivered and sends completed, or {@link Progress.MOVED}. */
+  private progress(): number {
+    const poller = this.poller;
+    if (poller === undefined) return Progress.NONE;
+    let delivered = poller.poll();
+    let moved = poller.moved;
+    if (this.pending.size > 0 && this.pending.flushAll() > 0) {
+      delivered += this.pending.completed;
+      moved = true;
+    }
+    return delivered > 0 ? delivered : moved ? Progress.MOVED : Progress.NONE;
+  }
+
+  /** Stops the wait loop, closes the inbox and the rings, wakes whoever might wait on us. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.starting?.catch(() => undefined);
+    live.delete(this);
+    this.policy?.stop();
+    this.directory?.close();
+    const stopped = new VmcommError('FINALIZED', 'the threads transport stopped before this frame was sent');
+    for (const channel of this.channels.values()) if (channel.pending) channel.fail(stopped);
+    this.pending.clear();
+    this.inbox?.changeState(InboxState.OPEN, InboxState.CLOSED);
+    this.poller?.detachAll();
+    this.wakeEveryone();
+  }
+
+  /** This thread ends without stop(): peers must not wait for it. */
+  gone(): void {
+    if (this.inbox?.changeState(InboxState.OPEN, InboxState.GONE)) this.wakeEveryone();
+  }
+
+  private wakeEveryone(): void {
+    // Our own outstanding waitAsync (so it does not hold the SharedArrayBuffer), then every peer, so
+    // a producer blocked on a full ring to us re-checks our inbox state.
+    if (this.inbox !== undefined) {
+      Atomics.add(this.inbox.words, DOORBELL_WORD, 1);
+      Atomics.notify(this.inbox.words, DOORBELL_WORD);
+    }
+    for (const link of this.links.values()) {
+      link.inbox.ringAlways();
+      Atomics.notify(link.inbox.words, DOORBELL_WORD);
+    }
+  }
+
+  /** Rings `peer`'s doorbell (if it sleeps) and wakes it. */
+  private wake(peer: number, ring: boolean): void {
+    const link = this.links.get(peer);
+    if (link === undefined) return;
+    if (ring && !link.inbox.ring()) return;
+    Atomics.notify(link.inbox.words, DOORBELL_WORD, 1);
+  }
+
+  /** The consumer side of a ring `from` announced, checked against `from`'s arena. */
+  private attach(from: number, descriptor: Uint8Array): RingConsumer {
+    const link = this.links.get(from);
+    if (link === undefined) throw new VmcommError('CORRUPT', `rank ${from} announced a ring but is not a proven thread of this process`);
+    const { arena, slots, ringBytes } = link.info;
+    return new RingConsumer(decodeRingDescriptor(descriptor, arena, slots, ringBytes));
+  }
+
+  private lost(peer: number, error: Error): void {
+    this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
+    try {
+      this.components.sink.lost(peer, error);
+    } catch (err) {
+      this.components.logger?.warn(`vmcomm:threads: sink.lost(${peer}) threw: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Sleeps with `Atomics.waitAsync` on the inbox doorbell. */
+function doorbellSleeper(inbox: Inbox): Sleeper {
+  return {
+    prepare: () => inbox.prepareToSleep(),
+    cancel: () => inbox.clearWaiter(),
+    sleep: (token, wake) => {
+      const result = Atomics.waitAsync(inbox.words, DOORBELL_WORD, token);
+      if (result.async) void result.value.then(wake);
+      else queueMicrotask(wake);
+    },
+  };
+}
+
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on('exit', () => {
+    for (const t of live) t.gone();
+  });
+}

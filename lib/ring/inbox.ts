@@ -1,0 +1,274 @@
+/**
+ * A rank's *inbox*: where its peers find it (Nemesis-style, as in MPICH's ch3:nemesis). Created by
+ * the rank at start-up and named in its locality card, it holds
+ *
+ * - a **doorbell** word that a peer increments (then wakes the owner) when the owner is asleep;
+ * - a **waiter** flag that the owner raises just before it sleeps, so peers wake it only then
+ *   (a wake costs a system call or an event-loop task; a flag check costs a load);
+ * - a **state** word: open, closed (the owner stopped cleanly) or gone (its thread ended without
+ *   stopping), which a peer waiting for space in a ring checks;
+ * - an **announcement queue** (multi-producer, single-consumer, fixed size): a peer that opens a ring
+ *   to the owner pushes the ring's descriptor here once; the owner polls only announced rings.
+ *
+ * A descriptor is an opaque byte string of at most {@link INBOX_DESCRIPTOR_MAX_BYTES} bytes: `threads`
+ * puts an arena offset and length there, `shm` will put a file name (≤ 64 bytes), `ivshmem` a region
+ * slot.
+ *
+ * ## Layout
+ *
+ * Offsets from the region start; u32/i32 little-endian words:
+ *
+ * | offset | type | field | written by |
+ * |---|---|---|---|
+ * | 0 | u32 | magic {@link INBOX_MAGIC} (`'VMIB'`) | owner, once |
+ * | 4 | u32 | layout version {@link INBOX_LAYOUT_VERSION} | owner, once |
+ * | 8 | u32 | slots `S` (a power of two, 2 … {@link MAX_INBOX_SLOTS}) | owner, once |
+ * | 12 | u32 | descriptor bytes per slot ({@link INBOX_DESCRIPTOR_MAX_BYTES}) | owner, once |
+ * | 128 | i32 | state: {@link InboxState} | owner (and its exit hook) |
+ * | 256 | i32 | doorbell (incremented, wrapping) | peers |
+ * | 384 | i32 | waiter flag (1 = asleep or about to be) | owner |
+ * | 512 | u32 | enqueue position (claimed by compare-and-swap) | peers |
+ * | 640 + 128·i | slot i: u32 sequence, i32 from (rank), u32 descriptor length, u32 reserved, 96 descriptor bytes, 16 spare | peers, owner |
+ *
+ * The queue is Vyukov's bounded queue: slot i starts with sequence i; a peer that claimed position p
+ * (slot p mod S) fills it and stores sequence p + 1; the owner at position p takes the slot when its
+ * sequence is p + 1 and gives it back with p + S. Any other sequence is `CORRUPT`.
+ *
+ * ## Sleeping without lost wake-ups
+ *
+ * Owner: raise waiter → read doorbell (the token) → poll everything once more → sleep until the
+ * doorbell differs from the token. Peer: publish (ring head or announcement) → if waiter is raised,
+ * increment the doorbell and wake. All of these are sequentially consistent `Atomics` operations, so
+ * either the owner's last poll sees the data or the peer sees the flag (Dekker's argument).
+ *
+ * @module
+ */
+
+import { checkRegion, CONTROL_STRIDE_BYTES, corrupt, isPowerOfTwo, type Region } from './region.js';
+
+/** `'VMIB'` as a little-endian u32. */
+export const INBOX_MAGIC = 0x4249_4d56;
+/** The layout described in the module comment. */
+export const INBOX_LAYOUT_VERSION = 1;
+/** Longest descriptor an announcement carries. */
+export const INBOX_DESCRIPTOR_MAX_BYTES = 96;
+/** Bytes before the first slot. */
+export const INBOX_HEADER_BYTES = 5 * CONTROL_STRIDE_BYTES;
+/** Bytes per announcement slot. */
+export const INBOX_SLOT_BYTES = 128;
+/** The fewest slots an inbox may have (with one, "full" and "empty" would look the same). */
+export const MIN_INBOX_SLOTS = 2;
+/** The most slots an inbox may have. */
+export const MAX_INBOX_SLOTS = 65_536;
+
+/** What the state word says about the owner. */
+export const InboxState = {
+  /** Not initialized yet (all zero). */
+  UNSET: 0,
+  /** Accepting announcements and frames. */
+  OPEN: 1,
+  /** The owner stopped cleanly (finalized); nothing it has not read will be read. */
+  CLOSED: 2,
+  /** The owner's thread ended without stopping (a crash): nothing will be read. */
+  GONE: 3,
+} as const;
+/** One of {@link InboxState}'s values. */
+export type InboxState = (typeof InboxState)[keyof typeof InboxState];
+
+const W_MAGIC = 0;
+const W_VERSION = 1;
+const W_SLOTS = 2;
+const W_DESCRIPTOR_BYTES = 3;
+const W_STATE = CONTROL_STRIDE_BYTES >> 2;
+/** Index of the doorbell word in an `Int32Array` over the inbox region (for `Atomics.waitAsync`). */
+export const DOORBELL_WORD = (2 * CONTROL_STRIDE_BYTES) >> 2;
+const W_WAITER = (3 * CONTROL_STRIDE_BYTES) >> 2;
+const W_ENQUEUE = (4 * CONTROL_STRIDE_BYTES) >> 2;
+const SLOT_WORDS = INBOX_SLOT_BYTES >> 2;
+const S_SEQ = 0;
+const S_FROM = 1;
+const S_LENGTH = 2;
+const S_DESCRIPTOR_BYTE = 16;
+/** Compare-and-swap attempts before `announce` gives up for now (only heavy contention or garbage). */
+const MAX_CLAIM_ATTEMPTS = 1_000;
+
+/** Bytes of an inbox with `slots` announcement slots. */
+export function inboxBytes(slots: number): number {
+  if (!isPowerOfTwo(slots) || slots < MIN_INBOX_SLOTS || slots > MAX_INBOX_SLOTS) {
+    throw new RangeError(`an inbox has a power of two from ${MIN_INBOX_SLOTS} to ${MAX_INBOX_SLOTS} slots, got ${slots}`);
+  }
+  return INBOX_HEADER_BYTES + slots * INBOX_SLOT_BYTES;
+}
+
+/** Writes a fresh, open inbox with `slots` slots into `region` (exactly {@link inboxBytes} long). */
+export function initInbox(region: Region, slots: number): void {
+  const bytes = inboxBytes(slots);
+  checkRegion(region, bytes, 'initInbox');
+  if (region.byteLength !== bytes) throw new RangeError(`an inbox of ${slots} slots is ${bytes} bytes, the region is ${region.byteLength}`);
+  const words = new Int32Array(region.sab, region.byteOffset, bytes >> 2);
+  for (let i = 0; i < words.length; i++) Atomics.store(words, i, 0);
+  for (let i = 0; i < slots; i++) Atomics.store(words, (INBOX_HEADER_BYTES >> 2) + i * SLOT_WORDS + S_SEQ, i);
+  Atomics.store(words, W_SLOTS, slots);
+  Atomics.store(words, W_DESCRIPTOR_BYTES, INBOX_DESCRIPTOR_MAX_BYTES);
+  Atomics.store(words, W_VERSION, INBOX_LAYOUT_VERSION);
+  Atomics.store(words, W_MAGIC, INBOX_MAGIC | 0);
+  Atomics.store(words, W_STATE, InboxState.OPEN);
+}
+
+/** One taken announcement; {@link Inbox.take} refills the same object. */
+export interface Announcement {
+  /** The announcing rank, as it wrote it (the caller validates it). */
+  from: number;
+  /** Bytes of {@link descriptor} in use. */
+  length: number;
+  /** {@link INBOX_DESCRIPTOR_MAX_BYTES} bytes, a private copy. */
+  readonly descriptor: Uint8Array;
+}
+
+/** An empty {@link Announcement} to pass to {@link Inbox.take}. */
+export function newAnnouncement(): Announcement {
+  return { from: -1, length: 0, descriptor: new Uint8Array(INBOX_DESCRIPTOR_MAX_BYTES) };
+}
+
+/** The validated views shared by both sides. */
+abstract class InboxView {
+  /** The whole inbox as words: `words[DOORBELL_WORD]` is the doorbell. */
+  readonly words: Int32Array;
+  readonly slots: number;
+  protected readonly bytes: Uint8Array;
+
+  constructor(region: Region, what: string) {
+    checkRegion(region, INBOX_HEADER_BYTES + MIN_INBOX_SLOTS * INBOX_SLOT_BYTES, what);
+    const head = new Int32Array(region.sab, region.byteOffset, 4);
+    const magic = Atomics.load(head, W_MAGIC) >>> 0;
+    const version = Atomics.load(head, W_VERSION) >>> 0;
+    const slots = Atomics.load(head, W_SLOTS) >>> 0;
+    const descriptorBytes = Atomics.load(head, W_DESCRIPTOR_BYTES) >>> 0;
+    if (magic !== INBOX_MAGIC) throw corrupt(`inbox magic 0x${magic.toString(16)}, expected 0x${INBOX_MAGIC.toString(16)}`);
+    if (version !== INBOX_LAYOUT_VERSION) throw corrupt(`inbox layout version ${version}, expected ${INBOX_LAYOUT_VERSION}`);
+    if (!isPowerOfTwo(slots) || slots < MIN_INBOX_SLOTS || slots > MAX_INBOX_SLOTS || INBOX_HEADER_BYTES + slots * INBOX_SLOT_BYTES !== region.byteLength) {
+      throw corrupt(`an inbox declaring ${slots} slots in a ${region.byteLength}-byte region`);
+    }
+    if (descriptorBytes !== INBOX_DESCRIPTOR_MAX_BYTES) throw corrupt(`inbox descriptors of ${descriptorBytes} bytes, expected ${INBOX_DESCRIPTOR_MAX_BYTES}`);
+    this.slots = slots;
+    this.words = new Int32Array(region.sab, region.byteOffset, region.byteLength >> 2);
+    this.bytes = new Uint8Array(region.sab, region.byteOffset, region.byteLength);
+  }
+
+  /** The owner's state as stored (an unknown value reads as {@link InboxState.GONE}). */
+  get state(): InboxState {
+    const s = Atomics.load(this.words, W_STATE);
+    return s === InboxState.OPEN || s === InboxState.CLOSED || s === InboxState.UNSET ? s : InboxState.GONE;
+  }
+
+  protected slotWord(slot: number, field: number): number {
+    return (INBOX_HEADER_BYTES >> 2) + slot * SLOT_WORDS + field;
+  }
+}
+
+/** The owner's side: takes announcements, sleeps on the doorbell. */
+export class Inbox extends InboxView {
+  /** Next position to take (local: only the owner reads the queue). */
+  private next = 0;
+
+  constructor(region: Region) {
+    super(region, 'Inbox');
+  }
+
+  /** True when an announcement is ready (one atomic load). */
+  pending(): boolean {
+    return Atomics.load(this.words, this.slotWord(this.next & (this.slots - 1), S_SEQ)) === ((this.next + 1) | 0);
+  }
+
+  /**
+   * Takes the next announcement into `out`; false when none is ready. Throws `CORRUPT` for a slot
+   * whose sequence or length is impossible.
+   */
+  take(out: Announcement): boolean {
+    const pos = this.next;
+    const slot = pos & (this.slots - 1);
+    const seq = Atomics.load(this.words, this.slotWord(slot, S_SEQ));
+    if (seq === (pos | 0)) return false;
+    if (seq !== ((pos + 1) | 0)) throw corrupt(`inbox slot ${slot} has sequence ${seq >>> 0} at position ${pos >>> 0}`);
+    const from = Atomics.load(this.words, this.slotWord(slot, S_FROM));
+    const length = Atomics.load(this.words, this.slotWord(slot, S_LENGTH)) >>> 0;
+    if (length > INBOX_DESCRIPTOR_MAX_BYTES) throw corrupt(`an announcement of ${length} descriptor bytes (at most ${INBOX_DESCRIPTOR_MAX_BYTES})`);
+    const base = INBOX_HEADER_BYTES + slot * INBOX_SLOT_BYTES + S_DESCRIPTOR_BYTE;
+    const d = out.descriptor;
+    for (let i = 0; i < length; i++) d[i] = this.bytes[base + i];
+    out.from = from;
+    out.length = length;
+    Atomics.store(this.words, this.slotWord(slot, S_SEQ), (pos + this.slots) | 0);
+    this.next = (pos + 1) >>> 0;
+    return true;
+  }
+
+  /** Raises the waiter flag and returns the doorbell's value: poll once more, then sleep on it. */
+  prepareToSleep(): number {
+    Atomics.store(this.words, W_WAITER, 1);
+    return Atomics.load(this.words, DOORBELL_WORD);
+  }
+
+  /** Lowers the waiter flag (awake: peers need not wake this side). */
+  clearWaiter(): void {
+    Atomics.store(this.words, W_WAITER, 0);
+  }
+
+  /** Sets the state word (see {@link InboxState}). */
+  setState(state: InboxState): void {
+    Atomics.store(this.words, W_STATE, state);
+  }
+
+  /** Moves the state from `from` to `to` only if it still is `from`; returns whether it did. */
+  changeState(from: InboxState, to: InboxState): boolean {
+    return Atomics.compareExchange(this.words, W_STATE, from, to) === from;
+  }
+}
+
+/** A peer's side of someone's inbox: announce rings, ring the doorbell. */
+export class InboxSender extends InboxView {
+  constructor(region: Region) {
+    super(region, 'InboxSender');
+  }
+
+  /**
+   * Pushes an announcement. Returns false when the queue is full for now (retry later). Throws
+   * `RangeError` for a descriptor over {@link INBOX_DESCRIPTOR_MAX_BYTES} bytes.
+   */
+  announce(from: number, descriptor: Uint8Array): boolean {
+    if (descriptor.byteLength > INBOX_DESCRIPTOR_MAX_BYTES) throw new RangeError(`a descriptor is at most ${INBOX_DESCRIPTOR_MAX_BYTES} bytes, got ${descriptor.byteLength}`);
+    const mask = this.slots - 1;
+    for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
+      const pos = Atomics.load(this.words, W_ENQUEUE);
+      const slot = pos & mask;
+      const seq = Atomics.load(this.words, this.slotWord(slot, S_SEQ));
+      const diff = (seq - pos) | 0;
+      if (diff < 0) return false;
+      if (diff > 0) continue; // another peer claimed it; reload the position
+      if (Atomics.compareExchange(this.words, W_ENQUEUE, pos, (pos + 1) | 0) !== pos) continue;
+      const base = INBOX_HEADER_BYTES + slot * INBOX_SLOT_BYTES + S_DESCRIPTOR_BYTE;
+      for (let i = 0; i < descriptor.byteLength; i++) this.bytes[base + i] = descriptor[i];
+      Atomics.store(this.words, this.slotWord(slot, S_FROM), from);
+      Atomics.store(this.words, this.slotWord(slot, S_LENGTH), descriptor.byteLength);
+      Atomics.store(this.words, this.slotWord(slot, S_SEQ), (pos + 1) | 0);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Call after publishing something the owner must see. When the owner is (about to be) asleep,
+   * increments the doorbell and returns true: the caller then wakes it (`Atomics.notify`, a futex).
+   * Otherwise returns false at the cost of one load.
+   */
+  ring(): boolean {
+    if (Atomics.load(this.words, W_WAITER) === 0) return false;
+    Atomics.add(this.words, DOORBELL_WORD, 1);
+    return true;
+  }
+
+  /** Increments the doorbell whatever the waiter flag says (shutdown, peer gone). */
+  ringAlways(): void {
+    Atomics.add(this.words, DOORBELL_WORD, 1);
+  }
+}

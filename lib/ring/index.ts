@@ -1,0 +1,23 @@
+/**
+ * The shared-memory ring layer: one layout for every transport whose ranks share memory (`threads`
+ * now; `shm` and `ivshmem` later). Pure TypeScript over `SharedArrayBuffer` regions; see each module
+ * for its layout.
+ *
+ * - `region.ts` — regions, alignment, the `CORRUPT` error.
+ * - `spsc-ring.ts` — the per-pair single-producer single-consumer ring of frames.
+ * - `send-queue.ts` — a producer's frames not yet in its ring.
+ * - `inbox.ts` — a rank's doorbell, waiter flag, state and ring announcements.
+ * - `ring-channel.ts` — a core `Channel` over a ring and the peer's inbox.
+ * - `poller.ts` — polls announced rings with a budget, round-robin.
+ * - `waiting.ts` — spin (or yield), then sleep.
+ *
+ * @module
+ */
+
+export * from './region.js';
+export * from './spsc-ring.js';
+export * from './send-queue.js';
+export * from './inbox.js';
+export * from './ring-channel.js';
+export * from './poller.js';
+export * from './waiting.js';

@@ -1,0 +1,172 @@
+/**
+ * The receiving half of a shared-memory transport's progress: takes new rings from this rank's inbox
+ * and polls the rings it knows, with a fixed budget per call, round-robin so that no sender starves
+ * (the progress loop of Open MPI's sm BTL, `mca_btl_sm_component_progress`, has the same shape).
+ *
+ * A call costs one atomic load for the inbox and one per ring while nothing arrives. A ring that
+ * fails validation, or whose frame the sink rejects, is dropped and its peer reported lost; the other
+ * rings go on.
+ *
+ * @module
+ */
+
+import type { FrameSink } from '../backend.js';
+import { newAnnouncement, type Inbox } from './inbox.js';
+import type { RingConsumer } from './spsc-ring.js';
+
+/** What a {@link Poller} asks of its transport. */
+export interface PollerHooks {
+  /**
+   * Turns an announcement into the consumer side of the announced ring. `descriptor` is a private
+   * copy, valid during the call; `from` is as the peer wrote it. Throws (`CORRUPT`) to refuse it.
+   */
+  attach(from: number, descriptor: Uint8Array): RingConsumer;
+  /** A producer waited for space that this rank just freed: wake it. */
+  wakeProducer(peer: number): void;
+  /** The ring from `peer` broke (validation failed, or the sink threw). */
+  lost(peer: number, error: Error): void;
+  /** The inbox itself failed validation: no more rings can be announced to this rank. */
+  inboxBroken(error: Error): void;
+}
+
+/** Budgets of one {@link Poller.poll} call. */
+export interface PollerBudget {
+  /** Frames delivered per call, over all rings. */
+  readonly framesPerPoll: number;
+  /** Frames one ring may deliver before the next ring's turn. */
+  readonly framesPerRing: number;
+  /** Announcements taken per call. */
+  readonly announcementsPerPoll: number;
+}
+
+/** Default {@link PollerBudget}. */
+export const DEFAULT_POLLER_BUDGET: PollerBudget = { framesPerPoll: 64, framesPerRing: 16, announcementsPerPoll: 16 };
+
+interface Entry {
+  readonly peer: number;
+  readonly consumer: RingConsumer;
+}
+
+/** Polls the rings announced to one inbox. */
+export class Poller {
+  private entries: Entry[] = [];
+  private next = 0;
+  private inboxOk = true;
+  private readonly announcement = newAnnouncement();
+  private readonly budget: PollerBudget;
+  /** True when the last {@link poll} read bytes, even if no frame completed (a streamed piece). */
+  moved = false;
+
+  constructor(
+    private readonly inbox: Inbox,
+    private readonly sink: FrameSink,
+    private readonly hooks: PollerHooks,
+    budget: Partial<PollerBudget> = {},
+  ) {
+    this.budget = { ...DEFAULT_POLLER_BUDGET, ...budget };
+  }
+
+  /** The peers whose rings are polled. */
+  get peers(): number[] {
+    return this.entries.map((e) => e.peer);
+  }
+
+  /** The consumer of `peer`'s ring, if it was announced. */
+  consumerOf(peer: number): RingConsumer | undefined {
+    return this.entries.find((e) => e.peer === peer)?.consumer;
+  }
+
+  /**
+   * Takes new announcements, then polls rings round-robin until the frame budget is spent or every
+   * ring had its turn. Returns the frames delivered. Never throws.
+   */
+  poll(): number {
+    this.moved = false;
+    if (this.inboxOk && this.inbox.pending()) this.takeAnnouncements();
+    const entries = this.entries;
+    const n = entries.length;
+    if (n === 0) return 0;
+    const { sink } = this;
+    let budget = this.budget.framesPerPoll;
+    const perRing = this.budget.framesPerRing;
+    let delivered = 0;
+    const start = this.next < n ? this.next : 0;
+    let i = start;
+    let visited = 0;
+    while (visited < n && budget > 0) {
+      const e = entries[i];
+      i = i + 1 === n ? 0 : i + 1;
+      visited++;
+      const before = e.consumer.position;
+      let got: number;
+      try {
+        got = e.consumer.poll(sink, e.peer, budget < perRing ? budget : perRing);
+      } catch (error) {
+        this.drop(e, error as Error);
+        return delivered;
+      }
+      if (e.consumer.position !== before) this.moved = true;
+      delivered += got;
+      budget -= got;
+      if (e.consumer.producerWantsWake) {
+        e.consumer.producerWantsWake = false;
+        this.hooks.wakeProducer(e.peer);
+      }
+    }
+    // Spent: the next call starts after the last ring served; else rotate by one.
+    this.next = budget === 0 ? i : start + 1 === n ? 0 : start + 1;
+    return delivered;
+  }
+
+  /** Bytes published to this rank and not yet read, over all rings. */
+  unread(): number {
+    let total = 0;
+    for (const e of this.entries) total += e.consumer.available();
+    return total;
+  }
+
+  /** Stops polling `peer`'s ring and tells its producer that nothing more will be read. */
+  detach(peer: number): void {
+    const e = this.entries.find((x) => x.peer === peer);
+    if (e === undefined) return;
+    e.consumer.close();
+    this.entries = this.entries.filter((x) => x !== e);
+  }
+
+  /** Detaches every ring. */
+  detachAll(): void {
+    for (const e of this.entries) e.consumer.close();
+    this.entries = [];
+  }
+
+  private takeAnnouncements(): void {
+    const a = this.announcement;
+    for (let k = 0; k < this.budget.announcementsPerPoll; k++) {
+      let taken: boolean;
+      try {
+        taken = this.inbox.take(a);
+      } catch (error) {
+        this.inboxOk = false;
+        this.hooks.inboxBroken(error as Error);
+        return;
+      }
+      if (!taken) return;
+      const from = a.from;
+      let consumer: RingConsumer;
+      try {
+        if (this.entries.some((e) => e.peer === from)) throw new Error(`rank ${from} announced a second ring`);
+        consumer = this.hooks.attach(from, a.descriptor.subarray(0, a.length));
+      } catch (error) {
+        this.hooks.lost(from, error as Error);
+        continue;
+      }
+      this.entries.push({ peer: from, consumer });
+    }
+  }
+
+  private drop(e: Entry, error: Error): void {
+    this.entries = this.entries.filter((x) => x !== e);
+    this.next = 0;
+    this.hooks.lost(e.peer, error);
+  }
+}

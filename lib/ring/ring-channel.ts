@@ -1,0 +1,256 @@
+/**
+ * A {@link Channel} over shared memory: this rank's producer side of the ring to one peer, plus that
+ * peer's inbox (to announce the ring once and to ring its doorbell when it sleeps). The wake itself is
+ * a hook, because it depends on where the peer is: `threads` calls `Atomics.notify` on the doorbell,
+ * `shm` will call the addon's `futexWake`.
+ *
+ * Sending: a frame that fits is copied into the ring at once and its `done` called before `send`
+ * returns; one that does not waits in the ring's send queue (payload borrowed, not copied) and is
+ * written by {@link RingChannel.flush}, which the transport calls from its `poll()` while
+ * {@link RingChannel.pending}. After every publish: one load of the peer's waiter flag, and a wake
+ * only when it is raised.
+ *
+ * Failure: a peer whose inbox says closed or gone, or a ring that fails validation, fails the queued
+ * frames (`done(error)`) and reports `lost` once. Closing: `close()` waits for the queue to drain,
+ * then marks the ring closed (the consumer may stop polling it).
+ *
+ * @module
+ */
+
+import type { Channel, SendDone } from '../backend.js';
+import { VmcommError } from '../errors.js';
+import { FRAME_HEADER_BYTES, frameLength } from '../protocol.js';
+import { InboxState, type InboxSender } from './inbox.js';
+import type { Region } from './region.js';
+import { RingProducer } from './spsc-ring.js';
+
+/** What a {@link RingChannel} needs. */
+export interface RingChannelOptions {
+  /** The peer's world rank. */
+  readonly peer: number;
+  /** This rank (written into the announcement). */
+  readonly self: number;
+  /** The ring, initialized (`initRing`) and not yet announced. */
+  readonly ring: Region;
+  /** What the peer needs to find the ring (at most 96 bytes; see `inbox.ts`). */
+  readonly descriptor: Uint8Array;
+  /** The peer's inbox. */
+  readonly peerInbox: InboxSender;
+  /** Wakes the peer; called after its doorbell was incremented. */
+  readonly wake: (peer: number) => void;
+  /** The channel has work that only {@link RingChannel.flush} can finish: call it from `poll()`. */
+  readonly needsFlush: (channel: RingChannel) => void;
+  /** The channel broke (reported once, not after `close()`). */
+  readonly lost: (peer: number, error: Error) => void;
+  /**
+   * Optional: `close()` is about to resolve. A transport stops delivering the peer's inbound frames
+   * here, as the `Channel` contract asks.
+   */
+  readonly closed?: (peer: number) => void;
+}
+
+/** One peer's outbound channel. */
+export class RingChannel implements Channel {
+  readonly peer: number;
+  private readonly producer: RingProducer;
+  private readonly options: RingChannelOptions;
+  private announced = false;
+  private flagged = false;
+  private failure: Error | undefined;
+  private closing: Promise<void> | undefined;
+  private closed = false;
+  private resolveClosing: (() => void) | undefined;
+
+  constructor(options: RingChannelOptions) {
+    this.options = options;
+    this.peer = options.peer;
+    this.producer = new RingProducer(options.ring, this.onPublish);
+    this.announce();
+  }
+
+  /** True while the channel has queued frames, an unannounced ring, or a close to finish. */
+  get pending(): boolean {
+    if (this.failure !== undefined) return false;
+    return !this.announced || this.producer.queued > 0 || (this.closing !== undefined && !this.closed);
+  }
+
+  /** Bytes published that the peer has not read yet. */
+  get unread(): number {
+    return this.producer.unread;
+  }
+
+  /** Frames fully written since the channel opened (their `done` was called). */
+  get completed(): number {
+    return this.producer.completed;
+  }
+
+  private readonly onPublish = (): void => {
+    if (this.announced && this.options.peerInbox.ring()) this.options.wake(this.peer);
+  };
+
+  /**
+   * Sends one frame (see the module comment). Never throws: a frame that cannot go gets `done(error)`
+   * on a microtask.
+   */
+  send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
+    if (this.failure !== undefined) return refuse(done, this.failure);
+    if (this.closing !== undefined) return refuse(done, new VmcommError('FINALIZED', `the channel to rank ${this.peer} is closed; nothing more can be sent on it`, { peer: this.peer }));
+    const length = payload === undefined ? 0 : payload.byteLength;
+    if (header.byteLength < FRAME_HEADER_BYTES || announced(header) !== length) {
+      return refuse(done, new VmcommError('INVALID_ARGUMENT', `a ring channel got a header that does not announce the ${length}-byte payload; nothing was sent`));
+    }
+    try {
+      this.producer.send(header, payload, done);
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
+    if (this.producer.queued > 0) this.flag();
+  }
+
+  /**
+   * Writes what the ring has room for, announces the ring if that is still to do, finishes a close.
+   * Returns the bytes published plus one per announcement (0 = no progress).
+   */
+  flush(): number {
+    if (this.failure !== undefined) return 0;
+    let progress = 0;
+    if (!this.announced && this.announce()) progress++;
+    if (this.producer.queued > 0) {
+      try {
+        progress += this.producer.flush();
+      } catch (error) {
+        this.fail(error as Error);
+        return progress;
+      }
+      if (this.producer.waiting && progress === 0) this.checkPeer();
+    }
+    if (this.closing !== undefined && !this.closed && this.announced && this.producer.queued === 0 && this.failure === undefined) this.finishClose();
+    if (!this.pending) this.flagged = false;
+    return progress;
+  }
+
+  /** Delivers what is queued (needs `flush()` calls), then marks the ring closed. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
+    this.closing = new Promise<void>((resolve) => (this.resolveClosing = resolve));
+    if (this.failure !== undefined) this.finish();
+    else if (this.announced && this.producer.queued === 0) this.finishClose();
+    else this.flag();
+    return this.closing;
+  }
+
+  /** Fails queued frames with `error` and reports the loss (unless closing). Idempotent. */
+  fail(error: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.producer.failQueued(error);
+    this.flagged = false;
+    const report = this.closing === undefined;
+    this.finish();
+    if (report) this.options.lost(this.peer, error);
+  }
+
+  private announce(): boolean {
+    const { peerInbox, self, descriptor } = this.options;
+    if (peerInbox.state !== InboxState.OPEN) {
+      this.checkPeer();
+      return false;
+    }
+    if (!peerInbox.announce(self, descriptor)) {
+      this.flag();
+      return false;
+    }
+    this.announced = true;
+    // Data may already be waiting in the ring: make sure the peer looks.
+    if (peerInbox.ring()) this.options.wake(this.peer);
+    return true;
+  }
+
+  /** A blocked producer: is the peer still there to read? */
+  private checkPeer(): void {
+    const state = this.options.peerInbox.state;
+    if (state === InboxState.OPEN && !this.producer.consumerClosed) return;
+    const why = state === InboxState.GONE ? 'its thread ended without finalizing' : 'it finalized and reads no more';
+    this.fail(new VmcommError('PEER_LOST', `rank ${this.peer} cannot receive: ${why}`, { peer: this.peer }));
+  }
+
+  private flag(): void {
+    if (this.flagged || this.failure !== undefined) return;
+    this.flagged = true;
+    this.options.needsFlush(this);
+  }
+
+  private finishClose(): void {
+    this.producer.close();
+    if (this.options.peerInbox.ring()) this.options.wake(this.peer);
+    this.finish();
+  }
+
+  private finish(): void {
+    this.closed = true;
+    const resolve = this.resolveClosing;
+    this.resolveClosing = undefined;
+    if (resolve !== undefined) {
+      this.options.closed?.(this.peer);
+      resolve();
+    }
+  }
+}
+
+/**
+ * The channels of one transport that need {@link RingChannel.flush} calls, flushed from `poll()`.
+ * Allocation-free once grown.
+ */
+export class PendingChannels {
+  private channels: RingChannel[] = [];
+  /** Frames that the last {@link flushAll} finished writing (their sends completed). */
+  completed = 0;
+
+  get size(): number {
+    return this.channels.length;
+  }
+
+  add(channel: RingChannel): void {
+    if (!this.channels.includes(channel)) this.channels.push(channel);
+  }
+
+  /** Flushes every pending channel; drops those with nothing left. Returns the total progress. */
+  flushAll(): number {
+    const list = this.channels;
+    let progress = 0;
+    let completed = 0;
+    for (let i = 0; i < list.length; ) {
+      const c = list[i];
+      const before = c.completed;
+      progress += c.flush();
+      completed += c.completed - before;
+      if (c.pending) {
+        i++;
+        continue;
+      }
+      // Done: swap-remove (the channel moved into slot i is flushed next).
+      list[i] = list[list.length - 1];
+      list.pop();
+    }
+    this.completed = completed;
+    return progress;
+  }
+
+  clear(): void {
+    this.channels = [];
+  }
+}
+
+function refuse(done: SendDone | undefined, error: Error): void {
+  if (done !== undefined) queueMicrotask(() => done(error));
+}
+
+/** The payload length a header announces, or −1 when it is not a valid length. */
+function announced(header: Uint8Array): number {
+  try {
+    return frameLength(header);
+  } catch {
+    return -1;
+  }
+}

@@ -1,0 +1,510 @@
+/**
+ * A single-producer single-consumer byte ring of frames in shared memory: the data path of every
+ * shared-memory transport (`threads` now, `shm` and `ivshmem` later), one ring per ordered pair.
+ *
+ * ## Layout
+ *
+ * A ring region is {@link RING_HEADER_BYTES} of control words, then the data area. Offsets from the
+ * region start; integers are 32-bit little-endian words; every word that a different side writes sits
+ * {@link CONTROL_STRIDE_BYTES} (two cache lines) from the others:
+ *
+ * | offset | type | field | written by |
+ * |---|---|---|---|
+ * | 0 | u32 | magic {@link RING_MAGIC} (`'VMRG'`) | creator, once |
+ * | 4 | u32 | layout version {@link RING_LAYOUT_VERSION} | creator, once |
+ * | 8 | u32 | data bytes `D` (a power of two, {@link MIN_RING_DATA_BYTES} … {@link MAX_RING_DATA_BYTES}) | creator, once |
+ * | 128 | u32 | **head**: bytes published by the producer since creation, mod 2^32 | producer |
+ * | 256 | u32 | **tail**: bytes released by the consumer since creation, mod 2^32 | consumer |
+ * | 384 | u32 | producer waiting for space (1): raised by a blocked producer, lowered by the consumer when it frees space and wakes it | both |
+ * | 388 | u32 | producer closed (1): nothing more will be published | producer |
+ * | 392 | u32 | consumer closed (1): nothing more will be read | consumer |
+ * | 512 | bytes | data area, `D` bytes; byte `p` of the stream is at `512 + (p mod D)` | producer |
+ *
+ * The ring is empty when head = tail and full when head − tail = D (both mod 2^32). Head and tail are
+ * published with `Atomics.store` after the bytes they cover were written or read, and read with
+ * `Atomics.load` before the bytes they cover, so data never races its index.
+ *
+ * A blocked producer keeps polling while it is awake; the *producer waiting* word tells the consumer
+ * that freeing space matters to it: after releasing space the consumer lowers the word and asks its
+ * transport to wake the producer, which costs a wake-up only if the producer's inbox says it sleeps
+ * (see `inbox.ts`: the producer raises its waiter flag, then looks at the tail once more, before it
+ * sleeps). The producer raises the word again whenever it finds itself blocked with the word low.
+ *
+ * ## Records
+ *
+ * The data is a stream of records, each starting at a multiple of {@link RECORD_ALIGN_BYTES}: a
+ * 48-byte frame header (`lib/protocol.ts`), its payload ({@link frameLength} bytes), then 0–7 bytes of
+ * padding. A record may wrap around the end of the data area. The producer publishes a header
+ * together with at least the first piece of its payload, never alone in part, so the consumer finds
+ * either nothing or a whole header at a record boundary.
+ *
+ * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
+ * as much as fits (pieces of at least `D`/4 unless less remains), publishes, and continues when the
+ * consumer has freed space; the consumer calls `sink.begin(peer, header)` once, copies each piece into
+ * the target as it arrives (bytes beyond the target's length are skipped), and calls
+ * `sink.commit(peer)` after the last. So a 1 GiB message crosses a 64 KiB ring with no staging copy.
+ *
+ * ## Validation
+ *
+ * Everything read from shared memory is read once and checked before use (`region.ts`): a head that
+ * claims more than `D` bytes, a record boundary with a partial header, a length beyond 2^53, a layout
+ * word that does not match the region — each throws `VmcommError('CORRUPT')`. Copies are bounded by
+ * the local `D`, never by a shared value.
+ *
+ * @module
+ */
+
+import type { FrameSink, SendDone } from '../backend.js';
+import { FRAME_HEADER_BYTES, frameLength } from '../protocol.js';
+import { checkRegion, CONTROL_STRIDE_BYTES, corrupt, isPowerOfTwo, type Region } from './region.js';
+import { SendQueue } from './send-queue.js';
+
+/** `'VMRG'` as a little-endian u32. */
+export const RING_MAGIC = 0x4752_4d56;
+/** The layout described in the module comment. */
+export const RING_LAYOUT_VERSION = 1;
+/** Bytes of control words before the data area. */
+export const RING_HEADER_BYTES = 4 * CONTROL_STRIDE_BYTES;
+/** The smallest data area: a header and a little payload. */
+export const MIN_RING_DATA_BYTES = 256;
+/** The largest data area (head − tail must stay meaningful mod 2^32). */
+export const MAX_RING_DATA_BYTES = 2 ** 30;
+/** Records start at multiples of this. */
+export const RECORD_ALIGN_BYTES = 8;
+
+const W_MAGIC = 0;
+const W_VERSION = 1;
+const W_DATA_BYTES = 2;
+const W_HEAD = CONTROL_STRIDE_BYTES >> 2;
+const W_TAIL = (2 * CONTROL_STRIDE_BYTES) >> 2;
+const W_PRODUCER_WAITING = (3 * CONTROL_STRIDE_BYTES) >> 2;
+const W_PRODUCER_CLOSED = W_PRODUCER_WAITING + 1;
+const W_CONSUMER_CLOSED = W_PRODUCER_WAITING + 2;
+
+/** Copies up to this many bytes with a loop; longer copies use `Uint8Array.prototype.set`. */
+const LOOP_COPY_BYTES = 64;
+
+/** Bytes of a ring region whose data area is `dataBytes`. */
+export function ringRegionBytes(dataBytes: number): number {
+  if (!isPowerOfTwo(dataBytes) || dataBytes < MIN_RING_DATA_BYTES || dataBytes > MAX_RING_DATA_BYTES) {
+    throw new RangeError(`a ring's data area must be a power of two from ${MIN_RING_DATA_BYTES} to ${MAX_RING_DATA_BYTES} bytes, got ${dataBytes}`);
+  }
+  return RING_HEADER_BYTES + dataBytes;
+}
+
+/**
+ * Writes a fresh, empty ring into `region` (its data area is the rest of the region, a power of two).
+ * Call before the region is announced to the consumer.
+ */
+export function initRing(region: Region): void {
+  checkRegion(region, RING_HEADER_BYTES + MIN_RING_DATA_BYTES, 'initRing');
+  const dataBytes = region.byteLength - RING_HEADER_BYTES;
+  ringRegionBytes(dataBytes);
+  const ctl = new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES >> 2);
+  for (let i = 0; i < ctl.length; i++) Atomics.store(ctl, i, 0);
+  Atomics.store(ctl, W_DATA_BYTES, dataBytes);
+  Atomics.store(ctl, W_VERSION, RING_LAYOUT_VERSION);
+  Atomics.store(ctl, W_MAGIC, RING_MAGIC | 0);
+}
+
+/** Padding after a payload of `n` bytes so the next record is aligned. */
+function padding(n: number): number {
+  const r = n % RECORD_ALIGN_BYTES;
+  return r === 0 ? 0 : RECORD_ALIGN_BYTES - r;
+}
+
+/** The control words and data view of a ring, validated once. */
+abstract class RingSide {
+  readonly dataBytes: number;
+  protected readonly mask: number;
+  protected readonly ctl: Int32Array;
+  protected readonly data: Uint8Array;
+  /** The data area as words: headers (4-byte aligned, records are 8-aligned) move a word at a time. */
+  protected readonly data32: Int32Array;
+
+  constructor(region: Region, what: string) {
+    checkRegion(region, RING_HEADER_BYTES + MIN_RING_DATA_BYTES, what);
+    this.ctl = new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES >> 2);
+    const magic = Atomics.load(this.ctl, W_MAGIC) >>> 0;
+    const version = Atomics.load(this.ctl, W_VERSION) >>> 0;
+    const dataBytes = Atomics.load(this.ctl, W_DATA_BYTES) >>> 0;
+    if (magic !== RING_MAGIC) throw corrupt(`ring magic 0x${magic.toString(16)}, expected 0x${RING_MAGIC.toString(16)}`);
+    if (version !== RING_LAYOUT_VERSION) throw corrupt(`ring layout version ${version}, expected ${RING_LAYOUT_VERSION}`);
+    if (!isPowerOfTwo(dataBytes) || dataBytes < MIN_RING_DATA_BYTES || RING_HEADER_BYTES + dataBytes !== region.byteLength) {
+      throw corrupt(`a ring declaring ${dataBytes} data bytes in a ${region.byteLength}-byte region`);
+    }
+    this.dataBytes = dataBytes;
+    this.mask = dataBytes - 1;
+    this.data = new Uint8Array(region.sab, region.byteOffset + RING_HEADER_BYTES, dataBytes);
+    this.data32 = new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, dataBytes >> 2);
+  }
+
+  /** Reads head and tail and checks that they describe at most a full ring. */
+  protected readIndices(): [head: number, tail: number] {
+    const head = Atomics.load(this.ctl, W_HEAD) >>> 0;
+    const tail = Atomics.load(this.ctl, W_TAIL) >>> 0;
+    if ((head - tail) >>> 0 > this.dataBytes) throw corrupt(`ring head ${head} and tail ${tail} are more than ${this.dataBytes} bytes apart`);
+    return [head, tail];
+  }
+}
+
+/**
+ * The producer's side: frames in, in call order. Frames that do not fit wait in a send queue (header
+ * copied, payload borrowed) until {@link flush} finds space; each frame's `done` is called once all of
+ * its payload is in the ring.
+ */
+export class RingProducer extends RingSide {
+  /** Stream position of the next byte to write (authoritative: only this side writes head). */
+  private head: number;
+  /** The consumer's tail as last read. */
+  private tail: number;
+  private readonly queue = new SendQueue();
+  /** The dones of frames completed by one flush, called after the publish. */
+  private readonly completedDones: (SendDone | undefined)[] = [];
+  /** True while a flush calls dones (a done that sends again must not reuse {@link completedDones}). */
+  private callingDones = false;
+  private blocked = false;
+  /** A streamed payload moves in pieces of this many bytes (`D`/4; the last may be shorter). */
+  private readonly pieceBytes: number;
+  /** One {@link flush} writes at most about this much (8 `D`). */
+  private readonly flushLimitBytes: number;
+
+  /**
+   * @param onPublish called after head moved (before any `done`): the place to wake the consumer.
+   */
+  constructor(
+    region: Region,
+    private readonly onPublish: () => void = () => undefined,
+  ) {
+    super(region, 'RingProducer');
+    [this.head, this.tail] = this.readIndices();
+    this.pieceBytes = this.dataBytes >> 2;
+    this.flushLimitBytes = Math.min(8 * this.dataBytes, 2 ** 31);
+  }
+
+  /** Frames not yet fully in the ring. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Frames fully written since creation. */
+  completed = 0;
+
+  /** True when frames wait for the consumer to free space. */
+  get waiting(): boolean {
+    return this.blocked;
+  }
+
+  /** True when the consumer said it reads no more. */
+  get consumerClosed(): boolean {
+    return Atomics.load(this.ctl, W_CONSUMER_CLOSED) !== 0;
+  }
+
+  /** Bytes the consumer has not released yet (reads the shared tail). */
+  get unread(): number {
+    const tail = Atomics.load(this.ctl, W_TAIL) >>> 0;
+    return (this.head - tail) >>> 0;
+  }
+
+  /**
+   * Sends one frame: `header` ({@link FRAME_HEADER_BYTES} bytes, copied before returning) and
+   * `payload` (its length must be what the header announces; borrowed until `done`). Written at once
+   * when nothing is queued and it fits, else queued and written as space allows. Returns the bytes
+   * published by this call. Throws `CORRUPT` when the shared tail is invalid.
+   */
+  send(header: Uint8Array, payload: Uint8Array | undefined, done: SendDone | undefined): number {
+    const length = payload === undefined ? 0 : payload.byteLength;
+    if (this.queue.length === 0) {
+      const record = FRAME_HEADER_BYTES + length + padding(length);
+      if (record <= this.dataBytes && (record <= this.dataBytes - ((this.head - this.tail) >>> 0) || record <= this.refreshFree(this.head))) {
+        const at = this.head;
+        this.copyHeaderIn(header, 0, at);
+        if (length > 0) this.copyIn(payload!, 0, length, at + FRAME_HEADER_BYTES);
+        this.head = (at + record) >>> 0;
+        Atomics.store(this.ctl, W_HEAD, this.head | 0);
+        this.onPublish();
+        this.completed++;
+        if (done !== undefined) done();
+        return record;
+      }
+    }
+    this.queue.push(header, payload, done);
+    return this.flush();
+  }
+
+  /**
+   * Writes queued frames while there is room; calls the `done` of each frame that is now fully in the
+   * ring. When frames remain, raises the producer-waiting flag so the consumer wakes this side when it
+   * frees space. Returns the bytes published.
+   */
+  flush(): number {
+    const q = this.queue;
+    if (q.length === 0) return 0;
+    const start = this.head;
+    let head = start;
+    let free = this.dataBytes - ((head - this.tail) >>> 0);
+    let completed = 0;
+    let written = q.frontWritten;
+    // Bounded: with a fast consumer a huge payload could otherwise stream in one call, holding the
+    // event loop; the next flush continues.
+    const limit = this.flushLimitBytes;
+    while (completed < q.length && ((head - start) >>> 0) < limit) {
+      const slot = q.slotAt(completed);
+      const payload = q.payloadAtSlot(slot);
+      const length = payload === undefined ? 0 : payload.byteLength;
+      const record = FRAME_HEADER_BYTES + length + padding(length);
+      // Worth starting or continuing only with a header plus a real piece, or the rest.
+      const want = written === 0 ? Math.min(record, FRAME_HEADER_BYTES + this.pieceBytes) : Math.min(record - written, this.pieceBytes);
+      if (free < want) {
+        free = this.refreshFree(head);
+        if (free < want) break;
+      }
+      if (written === 0) {
+        this.copyHeaderIn(q.headers, slot * FRAME_HEADER_BYTES, head);
+        head = (head + FRAME_HEADER_BYTES) >>> 0;
+        free -= FRAME_HEADER_BYTES;
+        written = FRAME_HEADER_BYTES;
+      }
+      const n = Math.min(record - written, free, this.pieceBytes);
+      const payloadDone = written - FRAME_HEADER_BYTES;
+      const copy = Math.min(n, length - payloadDone);
+      if (copy > 0) this.copyIn(payload!, payloadDone, copy, head);
+      head = (head + n) >>> 0;
+      free -= n;
+      written += n;
+      if (written < record) {
+        // A streamed piece: publish it now, so the consumer copies it while we write the next.
+        this.head = head;
+        Atomics.store(this.ctl, W_HEAD, head | 0);
+        this.onPublish();
+        continue;
+      }
+      completed++;
+      written = 0;
+    }
+    if (head !== this.head) {
+      this.head = head;
+      Atomics.store(this.ctl, W_HEAD, head | 0);
+      this.onPublish();
+    }
+    const moved = (head - start) >>> 0;
+    const nested = this.callingDones;
+    const dones = nested ? new Array<SendDone | undefined>(completed) : this.completedDones;
+    for (let i = 0; i < completed; i++) dones[i] = q.shift();
+    q.frontWritten = written;
+    this.completed += completed;
+    if (q.length > 0) {
+      // Stored only when low: a producer polling a full ring does not keep writing the consumer's line.
+      if (Atomics.load(this.ctl, W_PRODUCER_WAITING) === 0) Atomics.store(this.ctl, W_PRODUCER_WAITING, 1);
+      this.blocked = true;
+    } else if (this.blocked) {
+      Atomics.store(this.ctl, W_PRODUCER_WAITING, 0);
+      this.blocked = false;
+    }
+    // Last: a done may send again (re-entering this producer) and must see a consistent queue.
+    this.callingDones = true;
+    try {
+      for (let i = 0; i < completed; i++) {
+        const done = dones[i];
+        dones[i] = undefined;
+        if (done !== undefined) done();
+      }
+    } finally {
+      this.callingDones = nested;
+    }
+    return moved;
+  }
+
+  /** Fails every queued frame (its `done` gets `error`); the ring itself is left as it is. */
+  failQueued(error: Error): void {
+    const q = this.queue;
+    while (q.length > 0) {
+      const done = q.shift();
+      if (done !== undefined) done(error);
+    }
+    this.blocked = false;
+  }
+
+  /** Says that nothing more will be published (after the queue drained). Idempotent. */
+  close(): void {
+    Atomics.store(this.ctl, W_PRODUCER_CLOSED, 1);
+  }
+
+  private refreshFree(head: number): number {
+    const tail = Atomics.load(this.ctl, W_TAIL) >>> 0;
+    const used = (head - tail) >>> 0;
+    if (used > this.dataBytes) throw corrupt(`ring tail ${tail} is ${used} bytes behind head ${head} in a ${this.dataBytes}-byte ring`);
+    this.tail = tail;
+    return this.dataBytes - used;
+  }
+
+  /** Copies a 48-byte header from `src` at `from` to stream position `pos`: by words unless it wraps. */
+  private copyHeaderIn(src: Uint8Array, from: number, pos: number): void {
+    const at = pos & this.mask;
+    if (at + FRAME_HEADER_BYTES > this.dataBytes) return this.copyIn(src, from, FRAME_HEADER_BYTES, pos);
+    const d = this.data32;
+    for (let w = at >> 2, j = from; j < from + FRAME_HEADER_BYTES; w++, j += 4) d[w] = src[j] | (src[j + 1] << 8) | (src[j + 2] << 16) | (src[j + 3] << 24);
+  }
+
+  /** Copies `n` bytes of `src` from `from` to stream position `pos` (wrapping). */
+  private copyIn(src: Uint8Array, from: number, n: number, pos: number): void {
+    const data = this.data;
+    const at = pos & this.mask;
+    const first = Math.min(n, this.dataBytes - at);
+    if (n <= LOOP_COPY_BYTES) {
+      for (let i = 0; i < first; i++) data[at + i] = src[from + i];
+      for (let i = first; i < n; i++) data[i - first] = src[from + i];
+      return;
+    }
+    data.set(from === 0 && first === src.byteLength ? src : src.subarray(from, from + first), at);
+    if (first < n) data.set(src.subarray(from + first, from + n), 0);
+  }
+}
+
+/**
+ * The consumer's side: delivers frames to a {@link FrameSink} in three steps (`begin`, copy,
+ * `commit`), streaming payloads that arrive in pieces.
+ */
+export class RingConsumer extends RingSide {
+  /** Stream position of the next byte to read (authoritative: only this side writes tail). */
+  private tail: number;
+  /** Within a record: payload bytes still to come, and payload + padding bytes still to come. */
+  private inFrame = false;
+  private payloadLeft = 0;
+  private recordLeft = 0;
+  private target: Uint8Array | undefined;
+  private targetAt = 0;
+  /** Streamed payloads are copied and released in pieces of at most this many bytes (`D`/4). */
+  private readonly pieceBytes: number;
+  /** A private copy of the current header: the sink never sees shared memory change under it. */
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
+  private readonly header32 = new Int32Array(this.header.buffer);
+  /**
+   * Set by {@link poll} when it freed space for a producer that was waiting for it (the word was
+   * lowered): the caller wakes the producer if it sleeps, and clears this.
+   */
+  producerWantsWake = false;
+
+  constructor(region: Region) {
+    super(region, 'RingConsumer');
+    this.tail = this.readIndices()[1];
+    this.pieceBytes = this.dataBytes >> 2;
+  }
+
+  /** Stream position of the next byte to read (changes when the ring is read). */
+  get position(): number {
+    return this.tail;
+  }
+
+  /** True when a frame has begun and not been committed. */
+  get midFrame(): boolean {
+    return this.inFrame;
+  }
+
+  /** True when the producer said it publishes no more. */
+  get producerClosed(): boolean {
+    return Atomics.load(this.ctl, W_PRODUCER_CLOSED) !== 0;
+  }
+
+  /** Bytes published and not yet read (one atomic load). */
+  available(): number {
+    return (Atomics.load(this.ctl, W_HEAD) - this.tail) >>> 0;
+  }
+
+  /**
+   * Delivers up to `maxFrames` frames (a streamed frame counts when committed) to `sink` as coming
+   * from `peer`. Returns the frames committed. Throws `CORRUPT` for invalid shared state, and passes
+   * on what the sink throws; either way the ring is unusable afterwards.
+   */
+  poll(sink: FrameSink, peer: number, maxFrames: number): number {
+    const head = Atomics.load(this.ctl, W_HEAD) >>> 0;
+    if (head === this.tail) return 0;
+    return this.consume(head, sink, peer, maxFrames);
+  }
+
+  /** Says that nothing more will be read. Idempotent. */
+  close(): void {
+    Atomics.store(this.ctl, W_CONSUMER_CLOSED, 1);
+  }
+
+  private consume(head: number, sink: FrameSink, peer: number, maxFrames: number): number {
+    let tail = this.tail;
+    let avail = (head - tail) >>> 0;
+    if (avail > this.dataBytes) throw corrupt(`the producer published ${avail} bytes into a ${this.dataBytes}-byte ring`);
+    let frames = 0;
+    for (;;) {
+      if (!this.inFrame) {
+        if (avail === 0 || frames >= maxFrames) break;
+        if (avail < FRAME_HEADER_BYTES) throw corrupt(`a record boundary with ${avail} bytes published, less than a header`);
+        const at = tail & this.mask;
+        if (at + FRAME_HEADER_BYTES <= this.dataBytes) {
+          const d = this.data32;
+          const h = this.header32;
+          for (let i = 0, w = at >> 2; i < FRAME_HEADER_BYTES >> 2; i++, w++) h[i] = d[w];
+        } else this.copyOut(tail, FRAME_HEADER_BYTES, this.header, 0);
+        tail = (tail + FRAME_HEADER_BYTES) >>> 0;
+        avail -= FRAME_HEADER_BYTES;
+        const length = frameLength(this.header);
+        this.inFrame = true;
+        this.payloadLeft = length;
+        this.recordLeft = length + padding(length);
+        this.targetAt = 0;
+        this.target = sink.begin(peer, this.header);
+      }
+      if (this.recordLeft > 0) {
+        if (avail === 0) break;
+        const n = Math.min(this.recordLeft, avail, this.pieceBytes);
+        const k = Math.min(n, this.payloadLeft);
+        if (k > 0) {
+          const target = this.target;
+          if (target !== undefined) {
+            const c = Math.min(k, target.byteLength - this.targetAt);
+            if (c > 0) this.copyOut(tail, c, target, this.targetAt);
+          }
+          this.targetAt += k;
+          this.payloadLeft -= k;
+        }
+        tail = (tail + n) >>> 0;
+        avail -= n;
+        this.recordLeft -= n;
+        if (this.recordLeft > 0) {
+          // Streaming: free the piece at once so the producer can refill while we copy the next.
+          this.release(tail);
+          continue;
+        }
+      }
+      this.inFrame = false;
+      this.target = undefined;
+      frames++;
+      // Release before the sink acts on the frame: a streaming producer can refill meanwhile.
+      this.release(tail);
+      sink.commit(peer);
+    }
+    this.release(tail);
+    return frames;
+  }
+
+  private release(tail: number): void {
+    if (tail === this.tail) return;
+    this.tail = tail;
+    Atomics.store(this.ctl, W_TAIL, tail | 0);
+    if (Atomics.load(this.ctl, W_PRODUCER_WAITING) !== 0) {
+      Atomics.store(this.ctl, W_PRODUCER_WAITING, 0);
+      this.producerWantsWake = true;
+    }
+  }
+
+  /** Copies `n` bytes from stream position `pos` (wrapping) into `dst` at `to`. */
+  private copyOut(pos: number, n: number, dst: Uint8Array, to: number): void {
+    const data = this.data;
+    const at = pos & this.mask;
+    const first = Math.min(n, this.dataBytes - at);
+    if (n <= LOOP_COPY_BYTES) {
+      for (let i = 0; i < first; i++) dst[to + i] = data[at + i];
+      for (let i = first; i < n; i++) dst[to + i] = data[i - first];
+      return;
+    }
+    dst.set(data.subarray(at, at + first), to);
+    if (first < n) dst.set(data.subarray(0, n - first), to + first);
+  }
+}

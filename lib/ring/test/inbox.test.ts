@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import { DOORBELL_WORD, Inbox, INBOX_DESCRIPTOR_MAX_BYTES, InboxSender, InboxState, inboxBytes, initInbox, newAnnouncement } from '../inbox.js';
+import type { Region } from '../region.js';
+import { runTsWorker } from './helpers.js';
+
+function inboxRegion(slots: number): Region {
+  const byteLength = inboxBytes(slots);
+  const region = { sab: new SharedArrayBuffer(128 + byteLength), byteOffset: 128, byteLength };
+  initInbox(region, slots);
+  return region;
+}
+
+const descriptor = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i + seed) & 0xff);
+
+describe('inbox', () => {
+  it('passes announcements in order, with their sender and descriptor (0 to 96 bytes)', () => {
+    const region = inboxRegion(8);
+    const owner = new Inbox(region);
+    const peer = new InboxSender(region);
+    const a = newAnnouncement();
+    expect(owner.pending()).toBe(false);
+    expect(owner.take(a)).toBe(false);
+    for (const n of [0, 1, 8, 64, INBOX_DESCRIPTOR_MAX_BYTES]) expect(peer.announce(n, descriptor(n, n))).toBe(true);
+    for (const n of [0, 1, 8, 64, INBOX_DESCRIPTOR_MAX_BYTES]) {
+      expect(owner.pending()).toBe(true);
+      expect(owner.take(a)).toBe(true);
+      expect(a.from).toBe(n);
+      expect([...a.descriptor.subarray(0, a.length)]).toEqual([...descriptor(n, n)]);
+    }
+    expect(owner.take(a)).toBe(false);
+    expect(() => peer.announce(1, new Uint8Array(INBOX_DESCRIPTOR_MAX_BYTES + 1))).toThrow(RangeError);
+  });
+
+  it('refuses announcements while full and takes them again once drained, lap after lap', () => {
+    const region = inboxRegion(4);
+    const owner = new Inbox(region);
+    const peers = [new InboxSender(region), new InboxSender(region)];
+    const a = newAnnouncement();
+    let sent = 0;
+    let got = 0;
+    for (let lap = 0; lap < 10; lap++) {
+      while (peers[sent % 2].announce(sent, descriptor(4, sent))) sent++;
+      expect(sent - got).toBe(4);
+      while (owner.take(a)) {
+        expect(a.from).toBe(got);
+        got++;
+      }
+    }
+    expect(got).toBe(40);
+  });
+
+  it('wakes only a sleeper: ring() increments the doorbell only while the waiter flag is up', () => {
+    const region = inboxRegion(2);
+    const owner = new Inbox(region);
+    const peer = new InboxSender(region);
+    expect(peer.ring()).toBe(false);
+    expect(Atomics.load(owner.words, DOORBELL_WORD)).toBe(0);
+    const token = owner.prepareToSleep();
+    expect(peer.ring()).toBe(true);
+    expect(Atomics.load(owner.words, DOORBELL_WORD)).toBe(token + 1);
+    owner.clearWaiter();
+    expect(peer.ring()).toBe(false);
+    peer.ringAlways();
+    expect(Atomics.load(owner.words, DOORBELL_WORD)).toBe(token + 2);
+  });
+
+  it('publishes the owner state; an unknown state reads as gone', () => {
+    const region = inboxRegion(2);
+    const owner = new Inbox(region);
+    const peer = new InboxSender(region);
+    expect(peer.state).toBe(InboxState.OPEN);
+    expect(owner.changeState(InboxState.OPEN, InboxState.CLOSED)).toBe(true);
+    expect(owner.changeState(InboxState.OPEN, InboxState.GONE)).toBe(false);
+    expect(peer.state).toBe(InboxState.CLOSED);
+    Atomics.store(owner.words, 32, 77);
+    expect(peer.state).toBe(InboxState.GONE);
+  });
+
+  it('refuses corrupt layouts and slots with CORRUPT', () => {
+    const CORRUPT = expect.objectContaining({ name: 'VmcommError', code: 'CORRUPT' });
+    for (const [word, value] of [
+      [0, 1],
+      [1, 2],
+      [2, 3],
+      [2, 16],
+      [3, 95],
+    ] as const) {
+      const region = inboxRegion(8);
+      Atomics.store(new Int32Array(region.sab, region.byteOffset, 4), word, value);
+      expect(() => new Inbox(region)).toThrow(CORRUPT);
+      expect(() => new InboxSender(region)).toThrow(CORRUPT);
+    }
+    // A slot sequence that is neither empty nor ready, and a descriptor length over 96.
+    const region = inboxRegion(8);
+    const owner = new Inbox(region);
+    const slot0 = new Int32Array(region.sab, region.byteOffset + 640, 32);
+    Atomics.store(slot0, 0, 5);
+    expect(() => owner.take(newAnnouncement())).toThrow(CORRUPT);
+    Atomics.store(slot0, 0, 1);
+    Atomics.store(slot0, 2, 97);
+    expect(() => owner.take(newAnnouncement())).toThrow(CORRUPT);
+  });
+
+  it('a full or garbage queue makes announce() give up, never spin forever', () => {
+    const region = inboxRegion(2);
+    const peer = new InboxSender(region);
+    const words = new Int32Array(region.sab, region.byteOffset, region.byteLength / 4);
+    Atomics.store(words, 128, 12345); // enqueue position far ahead of every slot sequence
+    expect(peer.announce(0, descriptor(8, 0))).toBe(false);
+    Atomics.store(words, 128, -7);
+    Atomics.store(words, 160, 0x7fffffff); // slot sequence far ahead: looks claimed forever
+    expect(peer.announce(0, descriptor(8, 0))).toBe(false);
+  });
+
+  it('collects announcements from several producer threads at once: each exactly once, per-producer order kept', async () => {
+    const region = inboxRegion(16);
+    const owner = new Inbox(region);
+    const producers = 4;
+    const per = 2000;
+    const workers = Array.from({ length: producers }, (_, p) => runTsWorker<string>('lib/ring/test/worker-announcer.ts', { region, from: p, count: per }));
+    try {
+      const next = new Array(producers).fill(0);
+      const a = newAnnouncement();
+      const deadline = Date.now() + 60_000;
+      let total = 0;
+      while (total < producers * per && Date.now() < deadline) {
+        if (!owner.take(a)) {
+          await new Promise((r) => setImmediate(r));
+          continue;
+        }
+        const seq = new DataView(a.descriptor.buffer).getUint32(0, true);
+        expect(a.length).toBe(8);
+        expect(seq).toBe(next[a.from]);
+        next[a.from]++;
+        total++;
+      }
+      expect(next).toEqual(new Array(producers).fill(per));
+      for (const w of workers) expect(await w.result).toBe('done');
+    } finally {
+      await Promise.all(workers.map((w) => w.worker.terminate()));
+    }
+  }, 120_000);
+});

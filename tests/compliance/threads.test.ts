@@ -1,0 +1,17 @@
+import { threads } from '../../backends/threads/index.js';
+import { createLocalJob } from '../../lib/local-bootstrap.js';
+import { initWithBootstrap } from '../../lib/start-world.js';
+import { backendSuite } from './suite.js';
+
+// Ranks as worlds in this process and on this one thread, every pair over threads rings (same-thread
+// peers are allowed here; the processes-and-workers case is tests/integration/threads.test.ts). A
+// small eager limit and small rings make rendezvous and streaming carry most sizes.
+backendSuite({
+  transport: 'threads',
+  maxSize: 8,
+  eagerLimitBytes: 4096,
+  async setup(size) {
+    const backend = threads({ allowSameThread: true, ringBytes: 16 * 1024 });
+    return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['threads'], eagerLimitBytes: 4096, eagerCredits: 16 })));
+  },
+});
