@@ -228,8 +228,8 @@ export class Communicator {
       } else control.resolve(rr.value);
     });
     return this.#blocking(both, opts, (err) => {
-      recvWithdrawers.get(r)?.(err);
-      sendWithdrawers.get(s)?.(err);
+      r.withdrawer?.(err);
+      s.withdrawer?.(err);
     });
   }
 
@@ -316,7 +316,7 @@ export class Communicator {
     const engine = this.#world.engine;
     const [request, control] = createRequest<void>(engine);
     const sendId = engine.send(context, this.rank, this.#group[dest], tag, bytes, flags, control, isObject);
-    if (sendId !== 0) sendWithdrawers.set(request, (error) => control.pending && engine.withdrawSend(sendId, error));
+    if (sendId !== 0) request.withdrawer = (error) => control.pending && engine.withdrawSend(sendId, error);
     return request;
   }
 
@@ -334,7 +334,7 @@ export class Communicator {
         return true;
       };
       request.setCanceller(() => cancel(new VmcommError('ABORTED', 'receive cancelled')));
-      recvWithdrawers.set(request, cancel);
+      request.withdrawer = cancel;
     }
     return request;
   }
@@ -344,7 +344,7 @@ export class Communicator {
     if (opts === undefined) return request.wait();
     const { timeout, signal } = opts;
     if (timeout === undefined && signal === undefined) return request.wait();
-    const expire = onExpire ?? ((err: VmcommError) => (recvWithdrawers.get(request) ?? sendWithdrawers.get(request))?.(err));
+    const expire = onExpire ?? ((err: VmcommError) => request.withdrawer?.(err));
     if (signal?.aborted) expire(abortedError(signal));
     if (request.state !== 'pending') return request.wait();
     let timer: NodeJS.Timeout | undefined;
@@ -393,9 +393,6 @@ export class Communicator {
   }
 }
 
-/** How a request's pending work is withdrawn on timeout/abort (kept off the public Request type). */
-const recvWithdrawers = new WeakMap<Request<any>, (error: Error) => boolean>();
-const sendWithdrawers = new WeakMap<Request<any>, (error: Error) => boolean>();
 
 function abortedError(signal: AbortSignal): VmcommError {
   return new VmcommError('ABORTED', `the call was aborted${signal.reason instanceof Error ? `: ${signal.reason.message}` : ''}`, { cause: signal.reason });

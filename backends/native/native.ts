@@ -38,7 +38,7 @@
  */
 
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VmcommError } from '../../lib/errors.js';
@@ -310,6 +310,9 @@ export interface NativeLoadResult {
   readonly cause?: unknown;
 }
 
+/** glibc's `RTLD_NODELETE`. */
+const RTLD_NODELETE = 0x1000;
+
 let cached: NativeLoadResult | undefined;
 
 /**
@@ -348,7 +351,6 @@ export function nativeAddonPaths(): string[] {
  * see the failure message). Never throws.
  */
 export function loadAddonFrom(paths: readonly string[]): NativeLoadResult {
-  const require = createRequire(import.meta.url);
   const failures: string[] = [];
   let cause: unknown;
   for (const file of paths) {
@@ -357,7 +359,12 @@ export function loadAddonFrom(paths: readonly string[]): NativeLoadResult {
       continue;
     }
     try {
-      return { addon: require(file) as NativeAddon };
+      // RTLD_NODELETE (glibc's 0x1000; os.constants does not list it): the library stays loaded after
+      // the last worker that loaded it exits, because V8 frees the SharedArrayBuffers over our mappings
+      // after that, with a deleter that is in this library (else SIGSEGV at the worker's exit).
+      const module = { exports: {} as NativeAddon };
+      process.dlopen(module, file, osConstants.dlopen.RTLD_NOW | RTLD_NODELETE);
+      return { addon: module.exports };
     } catch (error) {
       cause = error;
       failures.push(`${file} (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`);

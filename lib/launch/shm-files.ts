@@ -10,10 +10,11 @@
  * <directory>/vmcomm-<job>-<rank>-<random>-ring-<to>  the ring this rank sends to rank <to> on
  * ```
  *
- * `<job>` is the job id when it is 1–32 letters and digits (what the launchers use), else the first
- * 16 hex digits of its SHA-256; `<random>` is 128 random bits (32 hex digits) drawn at start-up, so a
- * name cannot be guessed — and so taken over — before the rank creates it. Files are created mode
- * 0600 with `O_EXCL`.
+ * `<job>` is the job id when it is 1–24 letters and digits (the launchers use 16 hex digits), else
+ * the first 16 hex digits of its SHA-256; `<random>` is 128 random bits (32 hex digits) drawn at
+ * start-up, so a name cannot be guessed — and so taken over — before the rank creates it. Files are
+ * created mode 0600 with `O_EXCL`. A ring's name is at most 91 bytes, so it fits the 96 bytes of an
+ * inbox announcement.
  *
  * ## Locks, and what "stale" means
  *
@@ -50,8 +51,8 @@ export const DEFAULT_SHM_DIRECTORY = '/dev/shm';
 /** Hex digits of the random part of a name (128 bits). */
 export const SHM_RANDOM_HEX_DIGITS = 32;
 
-const JOB_TOKEN = /^[0-9A-Za-z]{1,32}$/;
-const NAME = /^vmcomm-([0-9A-Za-z]{1,32})-(0|[1-9]\d{0,9})-([0-9a-f]{32})-(inbox|ring-(0|[1-9]\d{0,9}))$/;
+const JOB_TOKEN = /^[0-9A-Za-z]{1,24}$/;
+const NAME = /^vmcomm-([0-9A-Za-z]{1,24})-(0|[1-9]\d{0,9})-([0-9a-f]{32})-(inbox|ring-(0|[1-9]\d{0,9}))$/;
 
 /** The `<job>` part of the names of a job's files (see the module comment). */
 export function shmJobToken(jobId: string): string {

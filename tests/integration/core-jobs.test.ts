@@ -9,14 +9,17 @@ const SEMANTICS = 'tests/fixtures/core/p2p-semantics.ts';
 
 describe('vmcomm jobs with the core', () => {
   it('examples/hello.ts prints 4 ranks, each with its transport to every peer', async () => {
-    for (const env of [process.env, { ...process.env, VMCOMM_BACKENDS: 'tcp' }]) {
+    for (const [env, between] of [
+      [process.env, 'shm'],
+      [{ ...process.env, VMCOMM_BACKENDS: 'tcp' }, 'tcp'],
+    ] as const) {
       const out = await vmcomm(['run', '-n', '4', 'examples/hello.ts'], env);
       expect(out.stderr).toBe('');
       expect(out.code).toBe(0);
       const got = lines(out.stdout).sort();
       expect(got).toHaveLength(4);
       got.forEach((line, rank) => {
-        const peers = Array.from({ length: 4 }, (_, p) => `${p}:${p === rank ? 'self' : 'tcp'}`).join(' ');
+        const peers = Array.from({ length: 4 }, (_, p) => `${p}:${p === rank ? 'self' : between}`).join(' ');
         expect(line).toMatch(new RegExp(`^hello from rank ${rank} of 4 on .+ \\(pid \\d+\\) — ${peers}$`));
       });
     }

@@ -29,8 +29,8 @@ describe('thread-ranks (vmcomm run --threads, --threads-per-process)', () => {
     for (const h of hellos) expect(h.transports).toEqual([0, 1, 2, 3].map((p) => (p === h.rank ? 'self' : 'threads')));
   });
 
-  it('--threads-per-process 2 -n 4: two processes; threads inside each, tcp across', async () => {
-    const out = await vmcomm(['run', '--threads-per-process', '2', '-n', '4', '--tag-output', 'examples/hello.ts']);
+  it('--threads-per-process 2 -n 4 with VMCOMM_BACKENDS=threads,tcp: two processes; threads inside each, tcp across', async () => {
+    const out = await vmcomm(['run', '--threads-per-process', '2', '-n', '4', '--tag-output', 'examples/hello.ts'], { ...process.env, VMCOMM_BACKENDS: 'threads,tcp' });
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     const got = lines(out.stdout);

@@ -8,7 +8,7 @@ describe('plug-in transports (init({ backends }))', () => {
     // Ranks 0 and 2 prove each other; rank 1 claims to reach 3 but 3 does not confirm: 1–3 stays tcp.
     const reaches = (self: number, peer: number) => (self % 2 === 0 && peer % 2 === 0) || (self === 1 && peer === 3);
     const plugin = memory({ name: 'even', priority: 50, reaches });
-    const comms = await Promise.all(createLocalJob(4).map((b) => initWithBootstrap(b, { backends: [plugin] })));
+    const comms = await Promise.all(createLocalJob(4).map((b) => initWithBootstrap(b, { backends: [plugin], only: ['even', 'tcp'] })));
     try {
       const matrix = comms.map((c) => Array.from({ length: 4 }, (_, p) => c.transportOf(p)));
       expect(matrix).toEqual([

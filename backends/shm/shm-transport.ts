@@ -1,0 +1,553 @@
+/**
+ * The shm {@link Transport}: ranks that are processes of one OS talk through rings in `/dev/shm`
+ * files, found through each rank's inbox file (`layout.ts`), with single copy for large payloads
+ * (`cma.ts`) and a futex for sleeping (`sleeper.ts`).
+ *
+ * ## Lifecycle
+ *
+ * - `start()` loads the addon (missing: `undefined` with the reason, and pairs use tcp), creates and
+ *   locks the inbox file, writes its nonce, starts a waiter thread, and returns the card fields:
+ *   the inbox file's name, the nonce, its slots, the ring size, pid, PID namespace and whether this
+ *   rank allows single copy.
+ * - `probe(card)` opens the peer's inbox file by name *in this rank's own shm directory* and checks
+ *   the nonce — it succeeds only where both see the same `/dev/shm`. It keeps the mapping: it is
+ *   where this rank announces rings and rings the doorbell.
+ * - `addPeers()` starts the poller and the wait loop.
+ * - `connect(peer)` creates the ring file to `peer`, locks it, and announces it (`shm-channel.ts`).
+ * - `stop()` closes the inbox, detaches the rings, wakes the peers, removes the files (a ring file
+ *   only once its reader has it; see `layout.ts`) and lets go of the locks.
+ *
+ * A process that ends without `stop()` marks its inboxes gone and removes its files from an `exit`
+ * hook; one killed by a signal cannot, and the launcher removes its files instead. Its peers notice a
+ * dead reader through its lock (`shm-channel.ts`).
+ *
+ * ## Progress and waiting
+ *
+ * `poll()` takes ring announcements, reads every announced ring (one atomic load each when idle),
+ * continues single-copy reads, and flushes channels that wait (a full ring, an open descriptor, a
+ * close). Between the core's calls a `WaitingPolicy` polls from the event loop for an adaptive budget,
+ * then sleeps in a futex wait on the doorbell. When the host's ranks outnumber its cores, an empty
+ * poll of the wait loop calls `sched_yield`, so a rank that has work gets the core.
+ *
+ * @module
+ */
+
+import { randomBytes } from 'node:crypto';
+import { statSync, unlinkSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import type { BackendComponents, CardFields, Channel, LocalityCard, Transport } from '../../lib/backend.js';
+import { VmcommError, invalidArgument } from '../../lib/errors.js';
+import { parseShmFileName, shmFileBase, shmInboxName, shmJobToken, shmRingName } from '../../lib/launch/shm-files.js';
+import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes, initInbox, MAX_INBOX_SLOTS, MIN_INBOX_SLOTS, newAnnouncement } from '../../lib/ring/inbox.js';
+import { Poller } from '../../lib/ring/poller.js';
+import { corrupt, isPowerOfTwo, nextPowerOfTwo, type Region } from '../../lib/ring/region.js';
+import { initRing, RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
+import { Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
+import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
+import { CmaSink } from './cma.js';
+import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './files.js';
+import type { ShmOptions } from './index.js';
+import { checkInboxHeader, FILE_HEADER_BYTES, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
+import { ShmChannel } from './shm-channel.js';
+import { futexSleeper } from './sleeper.js';
+
+/** A peer whose shm token this rank opened and checked. */
+interface PeerLink {
+  readonly rank: number;
+  /** `vmcomm-<job>-<rank>-<random>`: its files' common start. */
+  readonly base: string;
+  readonly inboxPath: string;
+  readonly inboxSab: SharedArrayBuffer;
+  readonly inbox: InboxSender;
+  readonly ringBytes: number;
+  readonly pid: number;
+  /** Single copy is possible between us (both allow it, one PID namespace). */
+  readonly cma: boolean;
+  /** Same process (another world of it): spinning cannot help it progress. */
+  readonly sameProcess: boolean;
+}
+
+/** This rank's ring to a peer. */
+interface Outbound {
+  readonly channel: ShmChannel;
+  readonly file: OwnedFile;
+  readonly control: RingFileControl;
+}
+
+/** The most announcement slots an inbox gets by default (more peers than this retry when it is full). */
+const AUTO_MAX_SLOTS = 1024;
+/** The doorbell's byte offset in an inbox file. */
+const DOORBELL_BYTE = FILE_HEADER_BYTES + DOORBELL_WORD * 4;
+/** Bytes of single copy one poll moves at most (about 100–200 µs of copying). */
+const CMA_BYTES_PER_POLL = 2 * 1024 * 1024;
+/** An idle rank's futex wait ends after this long anyway (a cheap re-check). */
+const IDLE_SLEEP_MS = 1_000;
+/** Ring-file names are ASCII, and at most the inbox's descriptor size. */
+const NAME_CHAR = /^[\x21-\x7e]+$/;
+
+/** Transports of this thread that have not stopped: the `exit` hook marks them gone. */
+const live = new Set<ShmTransport>();
+let exitHooked = false;
+
+/** The shm transport of one world. Build it with `shm(init)(components)`. */
+export class ShmTransport implements Transport {
+  readonly name = 'shm';
+  readonly priority = 60;
+  readonly role = 'local';
+  readonly eagerLimitBytes: number;
+  readonly eagerCredits: number;
+  unavailableReason: string | undefined = undefined;
+  readonly [Symbol.toStringTag] = '@vmcomm/shm';
+
+  private readonly nonce = randomBytes(NONCE_BYTES);
+  private readonly base: string;
+  private readonly directory: string;
+  private addon: NativeAddon | undefined;
+  private inboxFile: OwnedFile | undefined;
+  private inbox: Inbox | undefined;
+  private slots = 0;
+  private waiter: NativeWaiter | undefined;
+  private cmaAllowed = false;
+  private pidns = '';
+  private readonly links = new Map<number, PeerLink>();
+  private served = new Set<number>();
+  private readonly outbound = new Map<number, Outbound>();
+  /** Rings this rank reads, by producer: their control words (single-copy answers) and consumer. */
+  private readonly inbound = new Map<number, { readonly control: RingFileControl; readonly consumer: RingConsumer }>();
+  private pendingChannels: ShmChannel[] = [];
+  private cmaSink: CmaSink | undefined;
+  private poller: Poller | undefined;
+  private policy: WaitingPolicy | undefined;
+  private yieldOnEmpty = false;
+  private starting: Promise<CardFields | undefined> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly components: BackendComponents,
+    private readonly options: ShmOptions,
+  ) {
+    this.eagerLimitBytes = options.eagerLimitBytes;
+    this.eagerCredits = options.eagerCredits;
+    this.directory = options.directory;
+    this.base = shmFileBase(components.jobId, components.rank, randomBytes(16).toString('hex'));
+  }
+
+  /** The files this rank holds, and the rings it reads (diagnostics, tests). */
+  get files(): { inbox: string | undefined; rings: string[]; reading: number[] } {
+    return { inbox: this.inboxFile?.path, rings: [...this.outbound.values()].map((o) => o.file.path), reading: [...this.inbound.keys()] };
+  }
+
+  /** The wait loop's state and counters (diagnostics, tests). */
+  get waiting(): { state: string; spinBudgetNs: number; yieldOnEmpty: boolean; counts: WaitingPolicy['counts'] } | undefined {
+    const p = this.policy;
+    return p && { state: p.state, spinBudgetNs: p.spinBudgetNs, yieldOnEmpty: this.yieldOnEmpty, counts: p.counts };
+  }
+
+  /** Whether frames to `peer` of `cmaMinBytes` or more go by single copy (diagnostics, tests). */
+  singleCopyTo(peer: number): boolean {
+    return this.outbound.get(peer)?.channel.singleCopy ?? (this.links.get(peer)?.cma === true && this.cmaAllowed);
+  }
+
+  /**
+   * Single-copy counters (diagnostics, tests): as a sender, frames that went by single copy and
+   * payloads re-sent through the ring after a refusal; as a receiver, descriptors received, payloads
+   * read and their bytes, and refusals.
+   */
+  get singleCopyCounts(): { sent: number; fallbacks: number; descriptors: number; reads: number; bytesRead: number; refusals: number } {
+    let sent = 0;
+    let fallbacks = 0;
+    for (const o of this.outbound.values()) {
+      sent += o.channel.counts.singleCopies;
+      fallbacks += o.channel.counts.fallbacks;
+    }
+    const c = this.cmaSink?.counts ?? { descriptors: 0, reads: 0, bytesRead: 0, refusals: 0 };
+    return { sent, fallbacks, ...c };
+  }
+
+  /** Whether this rank found it cannot read `peer`'s memory (diagnostics, tests). */
+  refusesSingleCopyFrom(peer: number): boolean {
+    return this.cmaSink?.refuses(peer) ?? false;
+  }
+
+  /** Loads the addon, creates the inbox file and the waiter (see the module comment). */
+  start(): Promise<CardFields | undefined> {
+    this.starting ??= this.open();
+    return this.starting;
+  }
+
+  private async open(): Promise<CardFields | undefined> {
+    const { size, rank } = this.components;
+    if (size < 2) return this.unavailable('a world of one has no peer to reach');
+    const loaded = tryLoadNative();
+    if (loaded.addon === undefined) return this.unavailable(loaded.reason ?? 'the native addon did not load');
+    const addon = loaded.addon;
+    if (!addon.capability.mmap || !addon.capability.futex) return this.unavailable('the native addon cannot map files or use futexes here');
+    try {
+      if (!statSync(this.directory).isDirectory()) return this.unavailable(`${this.directory} is not a directory`);
+    } catch (error) {
+      return this.unavailable(`${this.directory} is not usable: ${(error as Error).message}`);
+    }
+    this.addon = addon;
+    const slots = this.options.inboxSlots !== 0 ? this.options.inboxSlots : Math.min(AUTO_MAX_SLOTS, nextPowerOfTwo(Math.max(MIN_INBOX_SLOTS, size - 1)));
+    this.slots = slots;
+    const file = createOwnedFile(addon, this.directory, shmInboxName(this.base), FILE_HEADER_BYTES + inboxBytes(slots));
+    this.inboxFile = file;
+    const region: Region = { sab: file.sab, byteOffset: FILE_HEADER_BYTES, byteLength: inboxBytes(slots) };
+    initInbox(region, slots);
+    writeInboxHeader(file.sab, rank, slots, this.nonce);
+    this.inbox = new Inbox(region);
+    this.waiter = addon.createWaiter();
+    // The world holds the process open until finalize; a sleeping rank must not hold it longer.
+    this.waiter.ref(false);
+    this.cmaAllowed = this.options.cma && addon.capability.cma;
+    this.pidns = addon.pidNamespaceId();
+    // Under Yama's ptrace_scope 1, peers of the same user may then read this process (single copy).
+    if (this.cmaAllowed) addon.allowPtrace();
+    live.add(this);
+    hookExit();
+    return {
+      name: file.name,
+      nonce: Buffer.from(this.nonce).toString('hex'),
+      slots,
+      ringBytes: this.options.ringBytes,
+      pid: process.pid,
+      pidns: this.pidns,
+      cma: this.cmaAllowed,
+    };
+  }
+
+  private unavailable(reason: string): undefined {
+    this.unavailableReason = reason;
+    return undefined;
+  }
+
+  /**
+   * True when `peer` shares this OS: the inbox file its card names exists in this rank's shm
+   * directory and holds the nonce its card carries (DESIGN section 4). Opens nothing but that file.
+   */
+  probe(peer: LocalityCard): boolean {
+    const { rank } = this.components;
+    const fields = peer.backends?.[this.name];
+    const addon = this.addon;
+    if (addon === undefined || fields === undefined || fields === null || typeof fields !== 'object' || Array.isArray(fields) || peer.rank === rank) return false;
+    const { name, nonce, slots, ringBytes, pid, pidns, cma } = fields as Record<string, unknown>;
+    const parsed = typeof name === 'string' ? parseShmFileName(name) : undefined;
+    if (parsed === undefined || parsed.kind !== 'inbox' || parsed.rank !== peer.rank || parsed.job !== shmJobToken(this.components.jobId)) return false;
+    if (typeof nonce !== 'string' || !/^[0-9a-f]{32}$/.test(nonce)) return false;
+    if (typeof slots !== 'number' || !isPowerOfTwo(slots) || slots < MIN_INBOX_SLOTS || slots > MAX_INBOX_SLOTS) return false;
+    if (typeof ringBytes !== 'number' || !isPowerOfTwo(ringBytes) || ringBytes < 4096 || ringBytes > 2 ** 30) return false;
+    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0 || typeof pidns !== 'string' || typeof cma !== 'boolean') return false;
+    try {
+      const sab = openPeerFile(addon, this.directory, name as string, FILE_HEADER_BYTES + inboxBytes(slots));
+      if (sab === undefined) return false; // not in our /dev/shm: another OS, or it already left
+      if (!checkInboxHeader(sab, peer.rank, slots, Buffer.from(nonce, 'hex'))) return false;
+      const inbox = new InboxSender({ sab, byteOffset: FILE_HEADER_BYTES, byteLength: inboxBytes(slots) });
+      this.links.set(peer.rank, {
+        rank: peer.rank,
+        base: parsed.base,
+        inboxPath: path.join(this.directory, name as string),
+        inboxSab: sab,
+        inbox,
+        ringBytes,
+        pid,
+        cma: cma && pidns === this.pidns,
+        sameProcess: peer.processNonce === this.components.processNonce,
+      });
+      return true;
+    } catch (error) {
+      this.components.logger?.debug(`vmcomm:shm: rank ${peer.rank}'s shm token is unusable: ${(error as Error).message}`);
+      return false;
+    }
+  }
+
+  /** Remembers the peers shm serves, starts the poller and the wait loop. */
+  addPeers(peers: readonly number[]): void {
+    this.served = new Set(peers);
+    const inbox = this.inbox;
+    const addon = this.addon;
+    if (inbox === undefined || addon === undefined || this.stopping !== undefined) return;
+    if (peers.length === 0) {
+      // Chosen for no pair (the choice is the same at both ends): nobody will use our inbox. (The
+      // world calls addPeers only for transports it chose for some peer; this is for one that does.)
+      this.waiter?.close();
+      this.inboxFile?.remove();
+      this.inboxFile?.release();
+      return;
+    }
+    this.cmaSink = new CmaSink(this.components.sink, addon, {
+      pidOf: (peer) => this.links.get(peer)?.pid ?? -1,
+      allowed: (peer) => this.cmaAllowed && this.links.get(peer)?.cma === true,
+      control: (peer) => this.inbound.get(peer)?.control,
+      wakeProducer: (peer) => this.wake(peer, true),
+      fail: (peer, error) => {
+        this.poller?.detach(peer);
+        this.lost(peer, error);
+      },
+    });
+    this.poller = new Poller(inbox, this.cmaSink, {
+      attach: (from, descriptor) => this.attach(from, descriptor),
+      wakeProducer: (peer) => this.wake(peer, true),
+      lost: (peer, error) => this.lost(peer, error),
+      inboxBroken: (error) => this.components.logger?.warn(`vmcomm:shm: this rank's inbox failed validation: ${error.message}`),
+    }, { framesPerPoll: this.options.pollFramesPerCall });
+    const mode = this.options.waitMode;
+    // Ranks on this host = the peers shm serves (they share this OS) and this one.
+    this.yieldOnEmpty = mode === 'yield' || (mode === 'auto' && peers.length + 1 > availableParallelism());
+    const sameProcess = peers.some((p) => this.links.get(p)?.sameProcess === true);
+    this.policy = new WaitingPolicy(() => this.progress(), futexSleeper({
+      inbox,
+      sab: this.inboxFile!.sab,
+      doorbellByteOffset: DOORBELL_BYTE,
+      waiter: this.waiter!,
+      timeoutMs: () => (this.pendingChannels.length > 0 || this.cmaSink!.active > 0 ? this.options.livenessCheckMs : IDLE_SLEEP_MS),
+    }), {
+      spinBudgetNs: this.options.spinBudgetNs,
+      minSpinNs: this.options.minSpinNs,
+      maxSpinNs: this.options.maxSpinNs,
+      // A peer in this very process (another world) may share this thread: it progresses only when we return.
+      yieldBetweenPolls: sameProcess,
+      defer: setImmediate,
+      now: () => performance.now(),
+    });
+    this.policy.start();
+  }
+
+  /**
+   * The channel to `peer`: on the first call, creates the ring file, locks it and announces it in the
+   * peer's inbox. Rejects with `INVALID_ARGUMENT` for a rank shm does not serve, `PEER_LOST` when the
+   * peer no longer reads, `FINALIZED` after `stop()`.
+   */
+  async connect(peer: number): Promise<Channel> {
+    const existing = this.outbound.get(peer);
+    if (existing !== undefined) return existing.channel;
+    if (this.stopping !== undefined) throw new VmcommError('FINALIZED', 'the shm transport has stopped; no new channels can be opened');
+    const { rank, size } = this.components;
+    if (!Number.isInteger(peer) || peer < 0 || peer >= size || peer === rank) {
+      throw invalidArgument('the shm peer', `a rank in 0…${size - 1} other than ${rank}`, peer);
+    }
+    const link = this.links.get(peer);
+    const addon = this.addon;
+    if (!this.served.has(peer) || link === undefined || addon === undefined) {
+      throw new VmcommError('INVALID_ARGUMENT', `rank ${peer} is not served by shm here (probe() must accept its card and addPeers() list it)`);
+    }
+    if (link.inbox.state !== InboxState.OPEN) throw new VmcommError('PEER_LOST', `rank ${peer} no longer reads (its inbox is closed)`, { peer });
+    const ringBytes = this.options.ringBytes;
+    const name = shmRingName(this.base, peer);
+    const file = createOwnedFile(addon, this.directory, name, FILE_HEADER_BYTES + ringRegionBytes(ringBytes));
+    const control = new RingFileControl(file.sab);
+    control.init(rank, peer, ringBytes);
+    const ring: Region = { sab: file.sab, byteOffset: FILE_HEADER_BYTES, byteLength: ringRegionBytes(ringBytes) };
+    initRing(ring);
+    const channel = new ShmChannel({
+      ring: {
+        peer,
+        self: rank,
+        ring,
+        descriptor: Buffer.from(name, 'latin1'),
+        peerInbox: link.inbox,
+        wake: (p) => this.wake(p, false),
+      },
+      control,
+      cma: this.cmaAllowed && link.cma ? { pid: process.pid, minBytes: this.options.cmaMinBytes, addressOf: (view) => addon.addressOf(view) } : undefined,
+      needsFlush: (c) => {
+        if (!this.pendingChannels.includes(c)) this.pendingChannels.push(c);
+      },
+      lost: (p, error) => this.lost(p, error),
+      readerAlive: () => holderAlive(addon, link.inboxPath),
+      livenessCheckMs: this.options.livenessCheckMs,
+      now: () => performance.now(),
+    });
+    this.outbound.set(peer, { channel, file, control });
+    return channel;
+  }
+
+  /** Makes progress without the event loop; returns the frames delivered (see the module comment). */
+  poll(): number {
+    const poller = this.poller;
+    if (poller === undefined) return 0;
+    const cma = this.cmaSink!;
+    const readsBefore = cma.counts.reads;
+    let frames = poller.poll();
+    if (cma.active > 0) cma.pump(CMA_BYTES_PER_POLL);
+    frames += cma.counts.reads - readsBefore;
+    if (this.pendingChannels.length > 0) this.flushChannels();
+    if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
+    return frames;
+  }
+
+  /**
+   * One look at everything, for the wait loop ({@link Progress}): frames delivered (single-copy
+   * reads included) and sends completed; else {@link Progress.MOVED} when only bytes moved (a
+   * streamed piece, part of a single-copy read, a blocked channel writing on). With more ranks than
+   * cores, an empty look ends with `sched_yield`, so a rank that has work gets the core.
+   */
+  private progress(): number {
+    const poller = this.poller;
+    if (poller === undefined) return Progress.NONE;
+    const cma = this.cmaSink!;
+    const readsBefore = cma.counts.reads;
+    let delivered = poller.poll();
+    let moved = poller.moved;
+    if (cma.active > 0 && cma.pump(CMA_BYTES_PER_POLL) > 0) moved = true;
+    delivered += cma.counts.reads - readsBefore;
+    if (this.pendingChannels.length > 0) {
+      if (this.flushChannels() > 0) moved = true;
+      delivered += this.flushedCompleted;
+    }
+    if (delivered > 0) return delivered;
+    if (moved) return Progress.MOVED;
+    if (this.yieldOnEmpty) this.addon!.schedYield();
+    return Progress.NONE;
+  }
+
+  /** Frames whose sends the last {@link flushChannels} completed. */
+  private flushedCompleted = 0;
+
+  /** Flushes the channels that wait; drops those with nothing left. Returns the progress. */
+  private flushChannels(): number {
+    const list = this.pendingChannels;
+    let progress = 0;
+    let completed = 0;
+    for (let i = 0; i < list.length; ) {
+      const c = list[i];
+      const before = c.completed;
+      progress += c.flush();
+      completed += c.completed - before;
+      if (c.pending) {
+        i++;
+        continue;
+      }
+      list[i] = list[list.length - 1];
+      list.pop();
+    }
+    this.flushedCompleted = completed;
+    return progress;
+  }
+
+  /** Stops the wait loop, closes the inbox and the rings, wakes the peers, removes the files. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.starting?.catch(() => undefined);
+    live.delete(this);
+    this.policy?.stop();
+    this.waiter?.close();
+    const stopped = new VmcommError('FINALIZED', 'the shm transport stopped before this frame was sent');
+    for (const o of this.outbound.values()) if (o.channel.pending) o.channel.fail(stopped);
+    this.pendingChannels = [];
+    this.inbox?.changeState(InboxState.OPEN, InboxState.CLOSED);
+    this.poller?.detachAll();
+    this.removeUnattachedAnnouncements();
+    for (const [peer, o] of this.outbound) {
+      // Removed by whichever side comes second: us if the reader has the ring, else the reader.
+      const state = this.links.get(peer)?.inbox.state;
+      if (o.control.producerStopped() || state !== InboxState.OPEN) o.file.remove();
+      o.file.release();
+    }
+    this.wakePeers();
+    this.inboxFile?.remove();
+    this.inboxFile?.release();
+  }
+
+  /** This process ends without stop(): peers must not wait for it, and its files go. */
+  gone(): void {
+    if (this.inbox?.changeState(InboxState.OPEN, InboxState.GONE)) this.wakePeers();
+    for (const o of this.outbound.values()) {
+      o.file.remove();
+      o.file.release();
+    }
+    this.inboxFile?.remove();
+    this.inboxFile?.release();
+  }
+
+  /** Rings announced to us that we never opened: nobody else will remove them once we are gone. */
+  private removeUnattachedAnnouncements(): void {
+    const inbox = this.inbox;
+    if (inbox === undefined) return;
+    const a = newAnnouncement();
+    for (let i = 0; i < this.slots; i++) {
+      let taken: boolean;
+      try {
+        taken = inbox.take(a);
+      } catch {
+        return;
+      }
+      if (!taken) return;
+      const link = this.links.get(a.from);
+      const name = Buffer.from(a.descriptor.subarray(0, a.length)).toString('latin1');
+      if (link === undefined || name !== shmRingName(link.base, this.components.rank)) continue;
+      try {
+        unlinkSync(path.join(this.directory, name));
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  private wakePeers(): void {
+    const addon = this.addon;
+    if (addon === undefined) return;
+    // A producer blocked on a full ring to us re-checks our inbox state when it wakes.
+    for (const link of this.links.values()) {
+      link.inbox.ringAlways();
+      addon.futexWake(link.inboxSab, DOORBELL_BYTE, 1);
+    }
+  }
+
+  /** Wakes `peer` if its waiter flag is up (`ring` false: the doorbell was already rung). */
+  private wake(peer: number, ring: boolean): void {
+    const link = this.links.get(peer);
+    if (link === undefined) return;
+    if (ring && !link.inbox.ring()) return;
+    this.addon!.futexWake(link.inboxSab, DOORBELL_BYTE, 1);
+  }
+
+  /** The consumer side of the ring `from` announced: its file, checked against `from`'s card. */
+  private attach(from: number, descriptor: Uint8Array): RingConsumer {
+    const link = this.links.get(from);
+    const addon = this.addon!;
+    if (link === undefined || !this.served.has(from)) throw new VmcommError('CORRUPT', `rank ${from} announced a ring but is not a proven shm peer`);
+    const name = Buffer.from(descriptor).toString('latin1');
+    const expected = shmRingName(link.base, this.components.rank);
+    if (!NAME_CHAR.test(name) || name !== expected) throw corrupt(`rank ${from} announced the ring ${JSON.stringify(name)}, expected ${expected}`);
+    const regionBytes = ringRegionBytes(link.ringBytes);
+    const sab = openPeerFile(addon, this.directory, name, FILE_HEADER_BYTES + regionBytes);
+    if (sab === undefined) throw new VmcommError('PEER_LOST', `rank ${from}'s ring file is gone (it ended before this rank read it)`, { peer: from });
+    const control = new RingFileControl(sab);
+    control.check(from, this.components.rank, link.ringBytes);
+    const consumer = new RingConsumer({ sab, byteOffset: FILE_HEADER_BYTES, byteLength: regionBytes });
+    this.inbound.set(from, { control, consumer });
+    if (control.consumerAttached()) {
+      // Its writer already finished: the file is ours to remove (the mapping stays).
+      try {
+        unlinkSync(path.join(this.directory, name));
+      } catch {
+        // Gone already.
+      }
+    }
+    return consumer;
+  }
+
+  private lost(peer: number, error: Error): void {
+    this.components.logger?.debug(`vmcomm:shm: lost rank ${peer}: ${error.message}`);
+    // Nothing more is read from it: a producer that waits for space in our ring learns so.
+    this.inbound.get(peer)?.consumer.close();
+    try {
+      (this.cmaSink ?? this.components.sink).lost(peer, error);
+    } catch (err) {
+      this.components.logger?.warn(`vmcomm:shm: sink.lost(${peer}) threw: ${(err as Error).message}`);
+    }
+  }
+}
+
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on('exit', () => {
+    for (const t of live) t.gone();
+  });
+}
