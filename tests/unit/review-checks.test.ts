@@ -2,7 +2,7 @@
  * Review: behaviours that were checked and found correct. Each of these could fail (they pin down a
  * rule of DESIGN §2/§3); they are kept as regression tests.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Channel, Transport } from '../../lib/backend.js';
 import { ValueCodec } from '../../lib/codec.js';
 import type { Communicator } from '../../lib/communicator.js';
@@ -13,33 +13,17 @@ import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameFlags
 import { createRequest, waitAll, waitAny } from '../../lib/request.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
 import { memory } from '../helpers/memory-transport.js';
+import { within, sleep, finalizeAfterEach } from '../helpers/settle.js';
 
-type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; error: unknown } | { status: 'pending' };
-function within<T>(p: PromiseLike<T>, ms: number): Promise<Settled<T>> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve({ status: 'pending' }), ms);
-    Promise.resolve(p).then(
-      (value) => (clearTimeout(t), resolve({ status: 'fulfilled', value })),
-      (error) => (clearTimeout(t), resolve({ status: 'rejected', error })),
-    );
-  });
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const EAGER = 256;
 const CREDITS = 4;
-let worlds: Communicator[][] = [];
+const track = finalizeAfterEach();
 async function world(n: number, extra: { eagerLimitBytes?: number; eagerCredits?: number } = {}): Promise<Communicator[]> {
   const plugin = memory({ eagerLimitBytes: EAGER, eagerCredits: CREDITS });
   const comms = await Promise.all(createLocalJob(n).map((b) => initWithBootstrap(b, { backends: [plugin], only: ['memory'], ...extra })));
-  worlds.push(comms);
-  return comms;
+  return track(comms);
 }
-afterEach(async () => {
-  const all = worlds;
-  worlds = [];
-  await Promise.all(all.flat().map((c) => within(c.finalize(), 5000)));
-});
 
 /**
  * True when a small message from `a` to `dest` still goes eager: with no receive posted, an eager send

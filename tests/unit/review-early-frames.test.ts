@@ -17,6 +17,7 @@ import { Engine, type PeerPlan } from '../../lib/engine.js';
 import type { PostedRecv } from '../../lib/matching.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameKind } from '../../lib/protocol.js';
 import { createRequest } from '../../lib/request.js';
+import { within, sleep } from '../helpers/settle.js';
 
 function fakeTransport(): Transport {
   const channel: Channel = { send: (_h, _p, done) => done?.(), close: async () => undefined };
@@ -69,17 +70,6 @@ describe('review: early frames', () => {
 
 // ---------------------------------------------------------------- end to end
 
-type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; error: unknown } | { status: 'pending' };
-function within<T>(p: PromiseLike<T>, ms: number): Promise<Settled<T>> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve({ status: 'pending' }), ms);
-    Promise.resolve(p).then(
-      (value) => (clearTimeout(t), resolve({ status: 'fulfilled', value })),
-      (error) => (clearTimeout(t), resolve({ status: 'rejected', error })),
-    );
-  });
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The memory plug-in, except that each payload lands `delayMs` after its header (a frame over several reads). */
 const buses = new Map<string, Map<number, FrameSink>>();

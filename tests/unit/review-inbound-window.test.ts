@@ -10,25 +10,15 @@
  * The transport below is the memory plug-in with one change: the payload of each frame "arrives"
  * `delayMs` after its header, like a tcp frame spanning reads.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BackendComponents, BackendFactory, CardFields, Channel, FrameSink, LocalityCard, SendDone, Transport } from '../../lib/backend.js';
 import { FRAME_HEADER_BYTES } from '../../lib/backend.js';
 import type { Communicator } from '../../lib/communicator.js';
 import { ANY_SOURCE } from '../../lib/constants.js';
 import { createLocalJob, reportLocalPeerLost } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
+import { within, sleep, finalizeAfterEach } from '../helpers/settle.js';
 
-type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; error: unknown } | { status: 'pending' };
-function within<T>(p: PromiseLike<T>, ms: number): Promise<Settled<T>> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve({ status: 'pending' }), ms);
-    Promise.resolve(p).then(
-      (value) => (clearTimeout(t), resolve({ status: 'fulfilled', value })),
-      (error) => (clearTimeout(t), resolve({ status: 'rejected', error })),
-    );
-  });
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const buses = new Map<string, Map<number, FrameSink>>();
 
@@ -94,17 +84,11 @@ function staged(delayMs: number): BackendFactory {
   return Object.assign((c: BackendComponents) => new StagedTransport(c, delayMs), { transportName: 'staged' });
 }
 
-let worlds: Communicator[][] = [];
+const track = finalizeAfterEach();
 async function world(n: number, delayMs: number): Promise<Communicator[]> {
   const comms = await Promise.all(createLocalJob(n).map((b) => initWithBootstrap(b, { backends: [staged(delayMs)], only: ['staged'] })));
-  worlds.push(comms);
-  return comms;
+  return track(comms);
 }
-afterEach(async () => {
-  const all = worlds;
-  worlds = [];
-  await Promise.all(all.flat().map((c) => within(c.finalize(), 5000)));
-});
 
 describe('review: a receive posted while an eager frame is between begin and commit', () => {
   it('is matched by that message', async () => {
@@ -132,7 +116,7 @@ describe('review: a peer lost while its eager frame is between begin and commit'
   it('an ANY_SOURCE receive that frame had taken keeps waiting for live peers (as a posted ANY_SOURCE receive does)', async () => {
     const job = createLocalJob(3);
     const comms = await Promise.all(job.map((b) => initWithBootstrap(b, { backends: [staged(60)], only: ['staged'] })));
-    worlds.push(comms.slice(0, 2)); // rank 2 is "lost": not finalized with the others
+    track(comms.slice(0, 2)); // rank 2 is "lost": not finalized with the others
     const [c0, c1, c2] = comms;
     const r = c0.irecv(ANY_SOURCE, 9);
     void within(c2.isend('from-2', 0, 9), 5000);

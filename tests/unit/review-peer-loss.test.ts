@@ -7,18 +7,8 @@ import type { Communicator } from '../../lib/communicator.js';
 import { createLocalJob, reportLocalPeerLost } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
 import { memory } from '../helpers/memory-transport.js';
+import { within, sleep } from '../helpers/settle.js';
 
-type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; error: unknown } | { status: 'pending' };
-function within<T>(p: PromiseLike<T>, ms: number): Promise<Settled<T>> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve({ status: 'pending' }), ms);
-    Promise.resolve(p).then(
-      (value) => (clearTimeout(t), resolve({ status: 'fulfilled', value })),
-      (error) => (clearTimeout(t), resolve({ status: 'rejected', error })),
-    );
-  });
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function job3() {
   const job = createLocalJob(3);

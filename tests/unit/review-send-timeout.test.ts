@@ -12,17 +12,8 @@ import type { BackendComponents, BackendFactory, CardFields, Channel, FrameSink,
 import { FRAME_HEADER_BYTES } from '../../lib/backend.js';
 import { createLocalJob } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
+import { within } from '../helpers/settle.js';
 
-type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; error: unknown } | { status: 'pending' };
-function within<T>(p: PromiseLike<T>, ms: number): Promise<Settled<T>> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve({ status: 'pending' }), ms);
-    Promise.resolve(p).then(
-      (value) => (clearTimeout(t), resolve({ status: 'fulfilled', value })),
-      (error) => (clearTimeout(t), resolve({ status: 'rejected', error })),
-    );
-  });
-}
 
 /** An in-memory transport whose delivery to a "frozen" rank is held until it thaws (a busy event loop). */
 const buses = new Map<string, { sinks: Map<number, FrameSink>; frozen: Set<number>; held: (() => void)[] }>();

@@ -2,39 +2,22 @@
  * Review: `sendrecv` argument failures. The contract (errors.ts, DESIGN §2): INVALID_ARGUMENT is
  * "thrown (rejected) at once; nothing was sent" — and a rejected call must leave nothing behind.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Communicator } from '../../lib/communicator.js';
 import { createLocalJob } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
 import { memory } from '../helpers/memory-transport.js';
+import { within, sleep, finalizeAfterEach } from '../helpers/settle.js';
 
-type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; error: unknown } | { status: 'pending' };
 
-/** How `p` stands after `ms` milliseconds (never throws). */
-function within<T>(p: PromiseLike<T>, ms: number): Promise<Settled<T>> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve({ status: 'pending' }), ms);
-    Promise.resolve(p).then(
-      (value) => (clearTimeout(t), resolve({ status: 'fulfilled', value })),
-      (error) => (clearTimeout(t), resolve({ status: 'rejected', error })),
-    );
-  });
-}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let worlds: Communicator[][] = [];
+const track = finalizeAfterEach();
 async function world(n: number): Promise<Communicator[]> {
   const plugin = memory({ eagerLimitBytes: 1024, eagerCredits: 4 });
   const comms = await Promise.all(createLocalJob(n).map((b) => initWithBootstrap(b, { backends: [plugin], only: ['memory'] })));
-  worlds.push(comms);
-  return comms;
+  return track(comms);
 }
-afterEach(async () => {
-  const all = worlds;
-  worlds = [];
-  await Promise.all(all.flat().map((c) => within(c.finalize(), 5000)));
-});
 
 describe('review: sendrecv with bad arguments', () => {
   it('a sendrecv rejected for a bad dest leaves no receive posted behind (it would steal the next message)', async () => {
