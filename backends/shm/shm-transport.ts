@@ -41,6 +41,7 @@ import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { parseShmFileName, shmFileBase, shmInboxName, shmJobToken, shmRingName } from '../../lib/launch/shm-files.js';
 import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes, initInbox, MAX_INBOX_SLOTS, MIN_INBOX_SLOTS, newAnnouncement } from '../../lib/ring/inbox.js';
 import { Poller } from '../../lib/ring/poller.js';
+import { PendingChannels } from '../../lib/ring/ring-channel.js';
 import { corrupt, isPowerOfTwo, nextPowerOfTwo, type Region } from '../../lib/ring/region.js';
 import { initRing, RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 import { Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
@@ -115,7 +116,7 @@ export class ShmTransport implements Transport {
   private readonly outbound = new Map<number, Outbound>();
   /** Rings this rank reads, by producer: their control words (single-copy answers) and consumer. */
   private readonly inbound = new Map<number, { readonly control: RingFileControl; readonly consumer: RingConsumer }>();
-  private pendingChannels: ShmChannel[] = [];
+  private readonly pendingChannels = new PendingChannels<ShmChannel>();
   private cmaSink: CmaSink | undefined;
   private poller: Poller | undefined;
   private policy: WaitingPolicy | undefined;
@@ -300,7 +301,7 @@ export class ShmTransport implements Transport {
       sab: this.inboxFile!.sab,
       doorbellByteOffset: DOORBELL_BYTE,
       waiter: this.waiter!,
-      timeoutMs: () => (this.pendingChannels.length > 0 || this.cmaSink!.active > 0 ? this.options.livenessCheckMs : IDLE_SLEEP_MS),
+      timeoutMs: () => (this.pendingChannels.size > 0 || this.cmaSink!.active > 0 ? this.options.livenessCheckMs : IDLE_SLEEP_MS),
     }), {
       spinBudgetNs: this.options.spinBudgetNs,
       minSpinNs: this.options.minSpinNs,
@@ -351,7 +352,7 @@ export class ShmTransport implements Transport {
       control,
       cma: this.cmaAllowed && link.cma ? { pid: process.pid, minBytes: this.options.cmaMinBytes, addressOf: (view) => addon.addressOf(view) } : undefined,
       needsFlush: (c) => {
-        if (!this.pendingChannels.includes(c)) this.pendingChannels.push(c);
+        this.pendingChannels.add(c);
       },
       lost: (p, error) => this.lost(p, error),
       readerAlive: () => holderAlive(addon, link.inboxPath),
@@ -371,7 +372,7 @@ export class ShmTransport implements Transport {
     let frames = poller.poll();
     if (cma.active > 0) cma.pump(CMA_BYTES_PER_POLL);
     frames += cma.counts.reads - readsBefore;
-    if (this.pendingChannels.length > 0) this.flushChannels();
+    if (this.pendingChannels.size > 0) this.pendingChannels.flushAll();
     if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
     return frames;
   }
@@ -391,38 +392,14 @@ export class ShmTransport implements Transport {
     let moved = poller.moved;
     if (cma.active > 0 && cma.pump(CMA_BYTES_PER_POLL) > 0) moved = true;
     delivered += cma.counts.reads - readsBefore;
-    if (this.pendingChannels.length > 0) {
-      if (this.flushChannels() > 0) moved = true;
-      delivered += this.flushedCompleted;
+    if (this.pendingChannels.size > 0) {
+      if (this.pendingChannels.flushAll() > 0) moved = true;
+      delivered += this.pendingChannels.completed;
     }
     if (delivered > 0) return delivered;
     if (moved) return Progress.MOVED;
     if (this.yieldOnEmpty) this.addon!.schedYield();
     return Progress.NONE;
-  }
-
-  /** Frames whose sends the last {@link flushChannels} completed. */
-  private flushedCompleted = 0;
-
-  /** Flushes the channels that wait; drops those with nothing left. Returns the progress. */
-  private flushChannels(): number {
-    const list = this.pendingChannels;
-    let progress = 0;
-    let completed = 0;
-    for (let i = 0; i < list.length; ) {
-      const c = list[i];
-      const before = c.completed;
-      progress += c.flush();
-      completed += c.completed - before;
-      if (c.pending) {
-        i++;
-        continue;
-      }
-      list[i] = list[list.length - 1];
-      list.pop();
-    }
-    this.flushedCompleted = completed;
-    return progress;
   }
 
   /** Stops the wait loop, closes the inbox and the rings, wakes the peers, removes the files. Idempotent. */
@@ -438,7 +415,7 @@ export class ShmTransport implements Transport {
     this.waiter?.close();
     const stopped = new VmcommError('FINALIZED', 'the shm transport stopped before this frame was sent');
     for (const o of this.outbound.values()) if (o.channel.pending) o.channel.fail(stopped);
-    this.pendingChannels = [];
+    this.pendingChannels.clear();
     this.inbox?.changeState(InboxState.OPEN, InboxState.CLOSED);
     this.poller?.detachAll();
     this.removeUnattachedAnnouncements();

@@ -198,12 +198,22 @@ export class RingChannel implements Channel {
   }
 }
 
+/** What {@link PendingChannels} needs of a channel: {@link RingChannel}, or a transport's wrapper of it. */
+export interface FlushableChannel {
+  /** Writes what fits; returns the progress made. */
+  flush(): number;
+  /** Whether frames are still waiting to be written. */
+  readonly pending: boolean;
+  /** Frames completed so far (a running count). */
+  readonly completed: number;
+}
+
 /**
  * The channels of one transport that need {@link RingChannel.flush} calls, flushed from `poll()`.
  * Allocation-free once grown.
  */
-export class PendingChannels {
-  private channels: RingChannel[] = [];
+export class PendingChannels<C extends FlushableChannel = RingChannel> {
+  private channels: C[] = [];
   /** Frames that the last {@link flushAll} finished writing (their sends completed). */
   completed = 0;
 
@@ -211,7 +221,7 @@ export class PendingChannels {
     return this.channels.length;
   }
 
-  add(channel: RingChannel): void {
+  add(channel: C): void {
     if (!this.channels.includes(channel)) this.channels.push(channel);
   }
 
