@@ -9,6 +9,8 @@ import { ANY_SOURCE, ANY_TAG } from '../../lib/constants.js';
 import type { Communicator } from '../../lib/communicator.js';
 import type { Status } from '../../lib/errors.js';
 import { waitAll, waitAny, type Request } from '../../lib/request.js';
+import { pattern, same } from '../helpers/bytes.js';
+
 
 /** What a backend's spec provides. */
 export interface BackendSetup {
@@ -24,22 +26,6 @@ export interface BackendSetup {
   readonly largestBytes?: number;
 }
 
-/** Fills `n` bytes with a pattern that depends on `seed`, to detect misplaced or mixed data. */
-export function pattern(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
-}
 
 async function finalizeAll(comms: Communicator[]): Promise<void> {
   await Promise.all(comms.map((c) => c.finalize()));

@@ -14,6 +14,7 @@ import type { InitOptions } from '../../../lib/options.js';
 import { initWithBootstrap } from '../../../lib/start-world.js';
 import { tryLoadNative } from '../../native/native.js';
 import { shm, type ShmInit, type ShmTransport } from '../index.js';
+export { pattern, same } from '../../../tests/helpers/bytes.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 /** The addon, or undefined (then the suites skip; the addon's own load test says why, and fails under CI=true). */
@@ -72,20 +73,4 @@ export function ensureDist(): void {
   expect(existsSync(built), 'dist/ must be built: run `npm run build`').toBe(true);
 }
 
-/** Fills `n` bytes with a pattern that depends on `seed`. */
-export function pattern(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
-/** Byte equality. */
-export function same(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
-}
