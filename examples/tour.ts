@@ -1,5 +1,6 @@
 // The `npm start` job: what vmcomm detected, which transport every pair uses, and a ping-pong.
 //   npx vmcomm run -n 4 examples/tour.ts
+import { availableParallelism } from 'node:os';
 import { init, type LocalityCard } from 'vmcomm';
 
 const comm = await init();
@@ -35,7 +36,11 @@ if (rank === 0) {
 // 2. Ping-pong between rank 0 and rank 1: half round-trip time for a few sizes.
 if (size >= 2 && rank < 2) {
   const peer = 1 - rank;
-  if (rank === 0) console.log(`\nPing-pong 0 ⇄ 1 over ${comm.transportOf(1)} (half round trip, median of 5 blocks):`);
+  if (rank === 0) {
+    console.log(`\nPing-pong 0 ⇄ 1 over ${comm.transportOf(1)} (half round trip, median of 5 blocks):`);
+    const cores = availableParallelism();
+    if (size > cores) console.log(`  (${size} ranks share ${cores} cores: waiting ranks yield and sleep early, which costs latency; bench/ has 2-rank numbers)`);
+  }
   for (const bytes of [8, 1024, 64 * 1024, 1024 * 1024]) {
     const buf = new Uint8Array(bytes);
     const iters = bytes >= 1024 * 1024 ? 20 : 200;
