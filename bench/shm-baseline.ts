@@ -11,6 +11,7 @@
 // 1 MiB 18.9 GB/s. Targets: typical ≤ 1.5 × MPICH's; 1 MiB ≥ 0.75 × MPICH's (single copy).
 import { availableParallelism } from 'node:os';
 import { init } from 'vmcomm';
+import { warmUp } from './warm-up.js';
 import { shm, type ShmTransport } from '../dist/backends/shm/index.js';
 import { tryLoadNative } from '../dist/backends/native/native.js';
 
@@ -84,16 +85,7 @@ async function bandwidth(bytes: number, iters: number): Promise<number> {
   return (bytes * WINDOW * iters) / s / 1e6; // MB/s, MB = 10^6 B
 }
 
-async function warm(fn: () => Promise<unknown>): Promise<void> {
-  // Both ranks must run the same number of iterations: rank 0 decides when warm-up ends.
-  const t0 = Date.now();
-  for (;;) {
-    await fn();
-    const more = comm.rank === 0 ? Date.now() - t0 < WARMUP_MS : true;
-    const go = await comm.sendrecv(more, peer, peer, 9, 9);
-    if (!(comm.rank === 0 ? more : go)) break;
-  }
-}
+const warm = (fn: () => Promise<unknown>) => warmUp(comm, peer, WARMUP_MS, fn);
 
 const median = (xs: ArrayLike<number>) => Array.from(xs).sort((a, b) => a - b)[xs.length >> 1];
 const spread = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;

@@ -6,8 +6,10 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { init } from 'vmcomm';
+import { warmUp } from './warm-up.js';
 
-const comm = await init();
+// This is the tcp backend's yardstick: keep every pair on tcp even where shared memory would win.
+const comm = await init({ only: ['tcp'] });
 if (comm.size !== 2) throw new Error('run with -n 2');
 const quick = process.argv.includes('--quick');
 const peer = 1 - comm.rank;
@@ -106,16 +108,7 @@ async function bandwidth(ops: Ops, bytes: number, iters: number): Promise<number
   return (bytes * WINDOW * iters) / s / 1e6; // MB/s, MB = 10^6 B
 }
 
-async function warm(fn: () => Promise<number>): Promise<void> {
-  // Both ranks must run the same number of iterations: rank 0 decides when warm-up ends.
-  const t0 = Date.now();
-  for (;;) {
-    await fn();
-    const more = comm.rank === 0 ? Date.now() - t0 < WARMUP_MS : true;
-    const go = await comm.sendrecv(more, peer, peer, 9, 9);
-    if (!(comm.rank === 0 ? more : go)) break;
-  }
-}
+const warm = (fn: () => Promise<unknown>) => warmUp(comm, peer, WARMUP_MS, fn);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const spread = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;

@@ -24,9 +24,9 @@
 
 import type { Channel, SendDone } from '../../lib/backend.js';
 import { VmcommError } from '../../lib/errors.js';
-import { FRAME_HEADER_BYTES, frameLength } from '../../lib/protocol.js';
+import { FRAME_HEADER_BYTES } from '../../lib/protocol.js';
 import { InboxState } from '../../lib/ring/inbox.js';
-import { RingChannel, type RingChannelOptions } from '../../lib/ring/ring-channel.js';
+import { announced, refuse, RingChannel, type RingChannelOptions } from '../../lib/ring/ring-channel.js';
 import { SendQueue } from '../../lib/ring/send-queue.js';
 import { CMA_DESCRIPTOR_BYTES, encodeDescriptor, markerHeader, ShmFrame } from './cma.js';
 import { CmaResult, type RingFileControl } from './layout.js';
@@ -259,18 +259,5 @@ export class ShmChannel implements Channel {
     const resolve = this.resolveClosing;
     this.resolveClosing = undefined;
     resolve?.();
-  }
-}
-
-function refuse(done: SendDone | undefined, error: Error): void {
-  if (done !== undefined) queueMicrotask(() => done(error));
-}
-
-/** The payload length a header announces, or −1 when it is not a valid length. */
-function announced(header: Uint8Array): number {
-  try {
-    return frameLength(header);
-  } catch {
-    return -1;
   }
 }

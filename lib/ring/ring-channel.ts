@@ -252,12 +252,13 @@ export class PendingChannels<C extends FlushableChannel = RingChannel> {
   }
 }
 
-function refuse(done: SendDone | undefined, error: Error): void {
+/** Fails a send without throwing: `done(error)` on a microtask, never inside `send()`. */
+export function refuse(done: SendDone | undefined, error: Error): void {
   if (done !== undefined) queueMicrotask(() => done(error));
 }
 
 /** The payload length a header announces, or −1 when it is not a valid length. */
-function announced(header: Uint8Array): number {
+export function announced(header: Uint8Array): number {
   try {
     return frameLength(header);
   } catch {
