@@ -7,13 +7,21 @@
  */
 
 import type { LocalityCard } from './backend.js';
-import { dissemination, disseminationSurvivingLoss } from './collectives/barrier.js';
-import { ANY_SOURCE, ANY_TAG, TAG_UB, type TransportName } from './constants.js';
+import { barrierDissemination } from './collectives/barrier.js';
+import type { TypedArray } from './collectives/io.js';
+import { CollectiveOperations, type CollectiveOptions, type ReduceOp } from './collectives/operations.js';
+import { CollectiveRunner } from './collectives/runner.js';
+import { groupIndices, hierarchicalAllreduce, hierarchicalBarrier, hierarchicalBcast, hierarchicalReduce, type Hierarchy } from './collectives/hierarchical.js';
+import { ALGORITHMS, readEnvChoices, type EnvChoices } from './collectives/select.js';
+import { argumentHash } from './collectives/signature.js';
+import { ANY_SOURCE, ANY_TAG, TAG_UB, type InPlace, type TransportName } from './constants.js';
+import { COLLECTIVE_CONTEXT, CONTEXTS_PER_COMM, CONTROL_CONTEXT } from './contexts.js';
 import { invalidArgument, isVmcommError, VmcommError, type Status } from './errors.js';
 import type { PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
 import { FrameFlags } from './protocol.js';
 import { createRequest, settledRequest, type Request } from './request.js';
+import { localityGroups, type LocalityLevel } from './locality.js';
 import type { World, WorldEvents } from './world.js';
 
 /** Options of every blocking call. */
@@ -58,14 +66,19 @@ export class Communicator {
   readonly #group: readonly number[];
   /** World rank → communicator rank (−1: not a member). */
   readonly #rankOfWorld: Map<number, number>;
-  /** Context id for point-to-point; +1 for collectives. */
+  /** First context id of this communicator's block (point-to-point; see contexts.ts for the rest). */
   readonly #context: number;
-  #collectiveSeq = 0;
+  readonly #runner: CollectiveRunner;
+  readonly #ops: CollectiveOperations;
   #freed: VmcommError | undefined;
+  /** The two-level structure for locality-aware collectives, made at the first one that needs it. */
+  #hierarchy: Promise<Hierarchy> | undefined;
+  #groups: ReturnType<typeof groupIndices> | undefined;
+  readonly #envChoices: EnvChoices;
   readonly #unregister: () => void;
   readonly #peerOf = (r: number) => this.#group[r];
 
-  /** @internal Built by `init()` (and, later, `split`/`dup`). */
+  /** @internal Built by `init()`, `split`, `dup` and `splitByLocality`. */
   constructor(world: World, group: readonly number[], context: number) {
     this.#world = world;
     this.#group = group;
@@ -73,11 +86,28 @@ export class Communicator {
     this.size = group.length;
     this.rank = group.indexOf(world.rank);
     this.#rankOfWorld = new Map(group.map((w, r) => [w, r]));
+    this.#runner = new CollectiveRunner({
+      engine: world.engine,
+      codec: world.codec,
+      context: context + COLLECTIVE_CONTEXT,
+      controlContext: context + CONTROL_CONTEXT,
+      group,
+      rank: this.rank,
+    });
+    this.#envChoices = readEnvChoices(world.env);
+    this.#ops = new CollectiveOperations({
+      runner: this.#runner,
+      codec: world.codec,
+      rank: this.rank,
+      size: this.size,
+      env: this.#envChoices,
+      guard: (opts, run) => this.#guard(opts, run),
+    });
     this.#unregister = world.register({
       peerLost: (peer, error) => {
         const r = this.#rankOfWorld.get(peer);
         if (r === undefined) return;
-        for (const context of [this.#context, this.#context + 1]) {
+        for (const context of [this.#context, this.#context + COLLECTIVE_CONTEXT]) {
           world.engine.failReceivesFrom(context, r, error);
           world.engine.matching(context).failProbes(r, error);
         }
@@ -234,25 +264,248 @@ export class Communicator {
   }
 
   // ------------------------------------------------------------ collectives
+  //
+  // Every rank calls a communicator's collectives in the same order with matching arguments. Each
+  // takes optional {@link CollectiveOptions} last: `timeout`/`signal` (on expiry this rank rejects
+  // with TIMEOUT/ABORTED and the communicator's collectives are revoked on every rank) and
+  // `algorithm` (see `lib/collectives/select.ts`). Any failure inside a collective revokes the
+  // communicator's collectives on every rank (REVOKED; INVALID_ARGUMENT when ranks passed different
+  // arguments), so no rank hangs; point-to-point on it keeps working.
 
   /**
    * Waits until every rank of the communicator has called it (`MPI_Barrier`). Dissemination algorithm:
    * ⌈log2 size⌉ rounds of one message each way.
    */
-  async barrier(opts?: CallOptions): Promise<void> {
-    const bad = this.#checkUsable() ?? checkOptions(opts);
-    if (bad) throw bad;
-    await dissemination(this.size, this.rank, this.#barrierStep(), (request) => this.#blocking(request, opts));
+  async barrier(opts?: CollectiveOptions): Promise<void> {
+    this.#checkCollective(opts);
+    if (opts?.algorithm !== undefined && !(ALGORITHMS.barrier as readonly string[]).includes(opts.algorithm)) {
+      throw new VmcommError('INVALID_ARGUMENT', `barrier has no algorithm "${opts.algorithm}" (known: ${ALGORITHMS.barrier.join(', ')})`);
+    }
+    if (this.#goesHierarchical('barrier', true, opts)) return this.#guard(opts, async () => hierarchicalBarrier(await this.#twoLevels()));
+    return this.#guard(opts, () => this.#runner.run('barrier', BARRIER_HASH, (io) => barrierDissemination(io)));
   }
 
-  /** One barrier's steps; the collective number is taken now, before any await, so order holds. */
-  #barrierStep(): (round: number, peer: number, isSend: boolean) => Request<unknown> {
-    const seq = this.#collectiveSeq++;
-    return (round, peer, isSend) => {
-      const tag = collectiveTag(seq, round);
-      if (isSend) return this.#startSend(new Uint8Array(0), peer, tag, 0, false, this.#context + 1);
-      return this.#startRecv<Status>('buffer', new Uint8Array(0), peer, tag, this.#context + 1);
+  /**
+   * The root's value on every rank (`MPI_Bcast`, any value: typed arrays keep their type). Other ranks
+   * pass `undefined` (or anything: only the root's value is sent). The root gets its own value back.
+   */
+  async bcast<T>(value?: T, root = 0, opts?: CollectiveOptions): Promise<T> {
+    this.#checkCollective(opts);
+    if (this.#goesHierarchical('bcast', true, opts)) {
+      if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
+      return this.#guard(opts, async () => hierarchicalBcast(await this.#twoLevels(), value, root, this.rank));
+    }
+    return this.#ops.bcast(value, root, flat(opts));
+  }
+
+  /**
+   * Reduces every rank's value with `op` (`MPI_Reduce`): the result at `root`, `undefined` elsewhere.
+   * Typed arrays reduce element-wise; numbers, bigints, booleans and arrays of them as values.
+   */
+  async reduce<T>(value: T, op: ReduceOp, root = 0, opts?: CollectiveOptions): Promise<T | undefined> {
+    this.#checkCollective(opts);
+    if (this.#goesHierarchical('reduce', commutes(op), opts)) {
+      if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
+      return this.#guard(opts, async () => hierarchicalReduce(await this.#twoLevels(), value, op, root, this.rank));
+    }
+    return this.#ops.reduce(value, op, root, flat(opts));
+  }
+
+  /**
+   * Reduces every rank's value with `op`, result on every rank (`MPI_Allreduce`); the same type back
+   * (a `Float64Array` gives a `Float64Array`). Every rank gets a bit-identical result.
+   */
+  async allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
+    this.#checkCollective(opts);
+    if (this.#goesHierarchical('allreduce', commutes(op), opts)) return this.#guard(opts, async () => hierarchicalAllreduce(await this.#twoLevels(), value, op));
+    return this.#ops.allreduce(value, op, flat(opts));
+  }
+
+  /**
+   * Allreduce into `recv` (`MPI_Allreduce` on buffers): `send` is a typed array like `recv`, or
+   * `IN_PLACE` (or `recv` itself) to reduce `recv`'s own contents. Resolves with `recv`.
+   */
+  async allreduceBuffer<A extends TypedArray>(send: A | InPlace, recv: A, op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
+    this.#checkCollective(opts);
+    return this.#ops.allreduceBuffer(send, recv, op, opts);
+  }
+
+  /** Every rank's value at `root`, in rank order (`MPI_Gather`); `undefined` elsewhere. */
+  async gather<T>(value: T, root = 0, opts?: CollectiveOptions): Promise<T[] | undefined> {
+    this.#checkCollective(opts);
+    return this.#ops.gather(value, root, opts);
+  }
+
+  /** Every rank's value on every rank, in rank order (`MPI_Allgather`). */
+  async allgather<T>(value: T, opts?: CollectiveOptions): Promise<T[]> {
+    this.#checkCollective(opts);
+    return this.#ops.allgather(value, opts);
+  }
+
+  /** The root's `values[r]` on rank r (`MPI_Scatter`); other ranks pass `undefined`. */
+  async scatter<T>(values: readonly T[] | undefined, root = 0, opts?: CollectiveOptions): Promise<T> {
+    this.#checkCollective(opts);
+    return this.#ops.scatter(values, root, opts);
+  }
+
+  /**
+   * Personalized exchange (`MPI_Alltoall`): `values[r]` goes to rank r; returns what each rank sent
+   * here, by rank. A typed array whose length is a multiple of the size is cut into equal blocks and
+   * comes back as a typed array of the same type.
+   */
+  async alltoall<A extends TypedArray>(values: A, opts?: CollectiveOptions): Promise<A>;
+  async alltoall<T>(values: readonly T[], opts?: CollectiveOptions): Promise<T[]>;
+  async alltoall<T>(values: readonly T[] | TypedArray, opts?: CollectiveOptions): Promise<T[] | TypedArray> {
+    this.#checkCollective(opts);
+    return this.#ops.alltoall(values, opts);
+  }
+
+  /**
+   * Gathers `counts[r]` elements from each rank r at `root` (`MPI_Gatherv`), concatenated in rank
+   * order into `recv` (or a new array of `send`'s type). `counts` is the same on every rank;
+   * `undefined` on other ranks.
+   */
+  async gatherv<A extends TypedArray>(send: A, counts: readonly number[], root = 0, recv?: A, opts?: CollectiveOptions): Promise<A | undefined> {
+    this.#checkCollective(opts);
+    return this.#ops.gatherv(send, counts, root, recv, opts);
+  }
+
+  /** {@link gatherv} with the result on every rank (`MPI_Allgatherv`). */
+  async allgatherv<A extends TypedArray>(send: A, counts: readonly number[], recv?: A, opts?: CollectiveOptions): Promise<A> {
+    this.#checkCollective(opts);
+    return this.#ops.allgatherv(send, counts, recv, opts);
+  }
+
+  /**
+   * Scatters consecutive runs of `counts[r]` elements of the root's `send` to each rank r
+   * (`MPI_Scatterv`), into `recv` (every rank passes one of the same type). Resolves with `recv`.
+   */
+  async scatterv<A extends TypedArray>(send: A | undefined, counts: readonly number[], recv: A, root = 0, opts?: CollectiveOptions): Promise<A> {
+    this.#checkCollective(opts);
+    return this.#ops.scatterv(send, counts, recv, root, opts);
+  }
+
+  /**
+   * Personalized exchange with counts (`MPI_Alltoallv`): `sendCounts[r]` elements of `send` (in rank
+   * order) go to rank r; `recvCounts[r]` elements from rank r land in `recv` (in rank order).
+   */
+  async alltoallv<A extends TypedArray>(send: A, sendCounts: readonly number[], recv: A, recvCounts: readonly number[], opts?: CollectiveOptions): Promise<A> {
+    this.#checkCollective(opts);
+    return this.#ops.alltoallv(send, sendCounts, recv, recvCounts, opts);
+  }
+
+  /** Inclusive prefix reduction in rank order (`MPI_Scan`): rank r gets ranks 0…r reduced. */
+  async scan<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
+    this.#checkCollective(opts);
+    return this.#ops.scan(value, op, opts);
+  }
+
+  /** Exclusive prefix reduction (`MPI_Exscan`): rank r gets ranks 0…r−1 reduced; rank 0 `undefined`. */
+  async exscan<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T | undefined> {
+    this.#checkCollective(opts);
+    return this.#ops.exscan(value, op, opts);
+  }
+
+  /**
+   * Reduces `array` element-wise over all ranks and gives rank r the `counts[r]` elements of the
+   * result after those of lower ranks (`MPI_Reduce_scatter`). `counts` adds up to the array's length.
+   */
+  async reduceScatter<A extends TypedArray>(array: A, counts: readonly number[], op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
+    this.#checkCollective(opts);
+    return this.#ops.reduceScatter(array, counts, op, opts);
+  }
+
+  // ------------------------------------------------------------ communicators
+
+  /**
+   * Splits the communicator (`MPI_Comm_split`): ranks with the same `color` form a new communicator,
+   * ordered by `key`, then by rank here. `color` `undefined` (`MPI_UNDEFINED`) gives `undefined`.
+   * Collective over this communicator.
+   */
+  async split(color: number | undefined, key = 0, opts?: CollectiveOptions): Promise<Communicator | undefined> {
+    this.#checkCollective(opts);
+    if (color !== undefined && !(Number.isSafeInteger(color) && color >= 0)) throw invalidArgument('color', 'undefined or a whole number ≥ 0', color);
+    if (!Number.isSafeInteger(key)) throw invalidArgument('key', 'a whole number', key);
+    return this.#create('split', color, key, opts);
+  }
+
+  /** A new communicator with the same ranks and its own matching contexts (`MPI_Comm_dup`). Collective. */
+  async dup(opts?: CollectiveOptions): Promise<Communicator> {
+    this.#checkCollective(opts);
+    return (await this.#create('dup', 0, this.rank, opts))!;
+  }
+
+  /**
+   * Splits by what vmcomm proved about where ranks run (`MPI_Comm_split_type`): `'process'` (one
+   * process: threads), `'os'` (one operating system: shared memory through its kernel), `'host'`
+   * (one physical host: also ranks in other VMs reached through ivshmem). Ranks keep their order.
+   */
+  async splitByLocality(level: LocalityLevel, opts?: CollectiveOptions): Promise<Communicator> {
+    this.#checkCollective(opts);
+    if (level !== 'process' && level !== 'os' && level !== 'host') throw invalidArgument('level', "'process', 'os' or 'host'", level);
+    const groups = localityGroups(level, this.#world.cards, this.#world.reach);
+    return (await this.#create('split', groups[this.#world.rank], this.rank, opts))!;
+  }
+
+  /**
+   * Releases the communicator (`MPI_Comm_free`): later calls on it reject with `INVALID_ARGUMENT`.
+   * Operations already started complete. The world communicator is released by `finalize()` instead.
+   */
+  async free(): Promise<void> {
+    if (this.#context === 0) throw new VmcommError('INVALID_ARGUMENT', 'the world communicator cannot be freed; call finalize()');
+    if (this.#freed) return;
+    this.#runner.close();
+    this.release(new VmcommError('INVALID_ARGUMENT', 'this communicator was freed'));
+  }
+
+  /**
+   * Whether a barrier/bcast/reduce/allreduce goes two-level: when asked to (`algorithm:
+   * 'hierarchical'`, per call or `VMCOMM_COLL_<NAME>`), or by default when the communicator spans
+   * several shared-memory groups and at least one holds several ranks, and the op commutes.
+   */
+  #goesHierarchical(collective: 'barrier' | 'bcast' | 'reduce' | 'allreduce', commutative: boolean, opts: CollectiveOptions | undefined): boolean {
+    const asked = opts?.algorithm ?? this.#envChoices[collective];
+    const g = (this.#groups ??= groupIndices(this.#group.map((w) => localityGroups('host', this.#world.cards, this.#world.reach)[w])));
+    if (asked === 'hierarchical') return g.count > 1 || this.size > 1;
+    if (asked !== undefined) return false;
+    return commutative && g.count > 1 && g.largest > 1;
+  }
+
+  /** The hierarchy's sub-communicators (made once, collectively, at the first hierarchical call). */
+  #twoLevels(): Promise<Hierarchy> {
+    return (this.#hierarchy ??= (async () => {
+      const { groupOf } = this.#groups!;
+      const localRankOf = groupOf.map((g, r) => groupOf.slice(0, r).filter((x) => x === g).length);
+      const local = (await this.#create('split', groupOf[this.rank], this.rank, undefined))!;
+      const leaders = await this.#create('split', localRankOf[this.rank] === 0 ? 0 : undefined, this.rank, undefined);
+      return { local, leaders, groupOf, localRankOf };
+    })());
+  }
+
+  /**
+   * Creates a communicator: every rank contributes (color, key, its next free context id); members
+   * of a color are ordered by (key, rank) and take the largest contributed id, which is free on all of
+   * them. Creations run one at a time on each rank, so their ids never race.
+   */
+  #create(name: 'split' | 'dup', color: number | undefined, key: number, opts: CollectiveOptions | undefined): Promise<Communicator | undefined> {
+    const world = this.#world;
+    const run = async () => {
+      const mine = Float64Array.of(color ?? -1, key, world.nextContext);
+      const table = await this.#ops.createTable(name, mine, opts);
+      let context = 0;
+      const members: { rank: number; key: number }[] = [];
+      for (let r = 0; r < this.size; r++) {
+        context = Math.max(context, table[3 * r + 2]);
+        if (color !== undefined && table[3 * r] === color) members.push({ rank: r, key: table[3 * r + 1] });
+      }
+      world.nextContext = Math.max(world.nextContext, context + CONTEXTS_PER_COMM);
+      if (color === undefined) return undefined;
+      members.sort((a, b) => a.key - b.key || a.rank - b.rank);
+      return new Communicator(world, members.map((m) => this.#group[m.rank]), context);
     };
+    const created = world.creations.then(run, run);
+    world.creations = created.catch(() => undefined);
+    return created;
   }
 
   // ------------------------------------------------------------ introspection
@@ -299,8 +552,9 @@ export class Communicator {
     // does not make finalize fail: the survivors still finish (ULFM's rule for MPI_Finalize).
     return this.#world.finalize(async () => {
       await engine.sendsDone();
-      await disseminationSurvivingLoss(this.size, this.rank, this.#barrierStep(), (r) => r.wait(), (e) => isVmcommError(e, 'PEER_LOST'));
+      await this.#runner.runFinal('barrier', BARRIER_HASH, (io) => barrierDissemination(io, (e) => isVmcommError(e, 'PEER_LOST')));
       await engine.receivesDone();
+      this.#runner.close();
     });
   }
 
@@ -368,6 +622,62 @@ export class Communicator {
     });
   }
 
+  /**
+   * Runs a collective honouring `opts`: when the timeout expires or the signal aborts, this rank's call
+   * rejects with TIMEOUT/ABORTED and the communicator's collectives are revoked on every rank (the
+   * others would otherwise wait for this one forever).
+   */
+  #guard<T>(opts: CollectiveOptions | undefined, run: () => Promise<T>): Promise<T> {
+    const timeout = opts?.timeout;
+    const signal = opts?.signal;
+    if (timeout === undefined && signal === undefined) return run();
+    let expired: VmcommError | undefined;
+    const expire = (error: VmcommError) => {
+      if (expired) return;
+      expired = error;
+      this.#runner.revoke(new VmcommError('REVOKED', `a collective ${error.code === 'TIMEOUT' ? 'timed out' : 'was aborted'} on rank ${this.rank} (${error.message}); the communicator's collectives are revoked`), false);
+    };
+    if (signal?.aborted) {
+      expire(abortedError(signal));
+      return Promise.reject(expired);
+    }
+    const call = run();
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => expire(abortedError(signal!));
+    if (timeout !== undefined) {
+      const deadline = Date.now() + timeout;
+      const arm = (ms: number) => {
+        timer = setTimeout(() => {
+          const left = deadline - Date.now();
+          if (left > 0) arm(left);
+          else expire(new VmcommError('TIMEOUT', `the collective did not complete within ${timeout} ms`));
+        }, Math.min(ms, MAX_TIMER_MS));
+      };
+      arm(timeout);
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const done = () => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    return call.then(
+      (v) => {
+        done();
+        if (expired) throw expired;
+        return v;
+      },
+      (e: unknown) => {
+        done();
+        throw expired ?? e;
+      },
+    );
+  }
+
+  #checkCollective(opts: CollectiveOptions | undefined): void {
+    throwIf(this.#checkUsable() ?? checkOptions(opts));
+    if (opts?.algorithm !== undefined && typeof opts.algorithm !== 'string') throw invalidArgument('algorithm', 'a string naming an algorithm', opts.algorithm);
+  }
+
   #checkUsable(): VmcommError | undefined {
     return this.#world.finalized ?? this.#freed;
   }
@@ -398,9 +708,16 @@ function abortedError(signal: AbortSignal): VmcommError {
   return new VmcommError('ABORTED', `the call was aborted${signal.reason instanceof Error ? `: ${signal.reason.message}` : ''}`, { cause: signal.reason });
 }
 
-/** Collective tags live in the collective context: a collective number and a round. */
-function collectiveTag(seq: number, round: number): number {
-  return ((seq & 0xfffff) << 8) | (round & 0xff);
+const BARRIER_HASH = argumentHash('barrier');
+
+/** Whether an op may be applied in any order (predefined ops do; function ops when declared). */
+function commutes(op: ReduceOp): boolean {
+  return typeof op !== 'function' || op.commute === true;
+}
+
+/** The options for the flat path: 'hierarchical' was considered and not taken. */
+function flat(opts: CollectiveOptions | undefined): CollectiveOptions | undefined {
+  return opts?.algorithm === 'hierarchical' ? { ...opts, algorithm: undefined } : opts;
 }
 
 /** The longest delay setTimeout honours. */

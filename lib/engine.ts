@@ -110,6 +110,8 @@ const MAX_ID = 0xffff_ffff;
 export class Engine implements FrameSink, ProgressEngine {
   private peers: PeerState[] = [];
   private readonly contexts = new Map<number, Matching>();
+  /** Contexts revoked by {@link failContext}, with the error their receives fail with. */
+  private readonly revokedContexts = new Map<number, Error>();
   private readonly pendingSends = new Map<number, PendingSend>();
   private readonly pendingRecvs = new Map<number, PendingRecv>();
   private readonly inbound: (InboundFrame | undefined)[] = [];
@@ -311,6 +313,8 @@ export class Engine implements FrameSink, ProgressEngine {
    * maps a communicator rank to a world rank (for loss checks).
    */
   receive(context: number, recv: PostedRecv, peerOf: (commRank: number) => number): void {
+    const revoked = this.revokedContexts.get(context);
+    if (revoked) return recv.control.reject(revoked);
     const m = this.matching(context);
     const msg = m.takeUnexpected(recv.source, recv.tag);
     if (msg) return this.deliverUnexpected(context, msg, recv);
@@ -464,6 +468,7 @@ export class Engine implements FrameSink, ProgressEngine {
         // A receive may have been posted while the payload was arriving (between begin and commit).
         const late = this.matching(h.context).takePosted(h.source, h.tag);
         if (late) this.deliverEager(late, peer, h.source, h.tag, h.messageBytes, h.flags, data);
+        else if (this.revokedContexts.has(h.context)) this.returnCredit(peer);
         else this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data, sendId: 0 });
         break;
       }
@@ -627,10 +632,32 @@ export class Engine implements FrameSink, ProgressEngine {
    * that fits; else back to the head of the posted queue (it was the oldest receive that fitted).
    */
   private requeue(context: number, recv: PostedRecv): void {
+    const revoked = this.revokedContexts.get(context);
+    if (revoked) return recv.control.reject(revoked);
     const m = this.matching(context);
     const msg = m.takeUnexpected(recv.source, recv.tag);
     if (msg) this.deliverUnexpected(context, msg, recv);
     else m.repost(recv);
+  }
+
+  /**
+   * Revokes `context` (a revoked communicator's collectives, ULFM style): rejects its posted receives
+   * and probes, drops its eager messages that nobody will receive (returning their credits, which
+   * the pair's other traffic needs), and from now on drops eager arrivals there and fails a receive
+   * whose rendezvous data was withdrawn instead of re-posting it. Rendezvous announcements stay
+   * queued: their senders withdraw them.
+   */
+  failContext(context: number, error: Error): void {
+    this.revokedContexts.set(context, error);
+    const m = this.matching(context);
+    m.failProbes(undefined, error);
+    for (const r of m.postedReceives()) if (m.unpost(r)) r.control.reject(error);
+    for (let msg = m.takeUnexpectedEager(); msg; msg = m.takeUnexpectedEager()) this.returnCredit(msg.peer);
+  }
+
+  /** The error of a context revoked by {@link failContext}, if it was. */
+  revokedError(context: number): Error | undefined {
+    return this.revokedContexts.get(context);
   }
 
   /** Rejects every receive and probe still waiting in any context, and every pending send (finalize, abort). */

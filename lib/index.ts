@@ -1,6 +1,6 @@
 /**
- * **vmcomm**: VM-aware communication for TypeScript. MPI-style point-to-point messaging (and, as they
- * land, collectives) between ranks, each pair over the fastest path it can prove: the same rank
+ * **vmcomm**: VM-aware communication for TypeScript. MPI-style point-to-point messaging and collectives
+ * between ranks, each pair over the fastest path it can prove: the same rank
  * (`self`), threads of one process, processes of one OS (shared memory), VMs of one host (ivshmem), or
  * the network (`tcp`).
  *
@@ -24,3 +24,9 @@ export { ANY_SOURCE, ANY_TAG, TAG_UB, IN_PLACE, Op, type InPlace, type Predefine
 export { VmcommError, isVmcommError, VMCOMM_ERROR_CODES, type VmcommErrorCode, type VmcommErrorOptions, type Status } from './errors.js';
 export type { LocalityCard, CardFields, CardValue } from './backend.js';
 export type { WorldEvents } from './world.js';
+export { defineOp, OP_TYPES, opTypeTableMarkdown, type OpFunction, type DefineOpOptions } from './collectives/ops.js';
+export { ELEMENT_TYPES, type ElementType } from './collectives/element-types.js';
+export type { TypedArray } from './collectives/io.js';
+export type { CollectiveOptions, ReduceOp } from './collectives/operations.js';
+export { ALGORITHMS, selectionTableMarkdown, type TunableCollective } from './collectives/select.js';
+export type { LocalityLevel } from './locality.js';

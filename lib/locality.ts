@@ -67,3 +67,39 @@ export function explainNoTransport(a: number, b: number, choice: PairChoice): st
     .join('; ');
   return `no transport connects ranks ${a} and ${b} (${why})`;
 }
+
+/** How far `splitByLocality` groups ranks: one process, one operating system, one physical host. */
+export type LocalityLevel = 'process' | 'os' | 'host';
+
+/** Transports whose mutual proof puts two ranks on one OS (they share memory through its kernel). */
+const SAME_OS = ['threads', 'shm'];
+/** … and on one host (memory shared across VMs). */
+const SAME_HOST = [...SAME_OS, 'ivshmem'];
+
+/**
+ * Per world rank, the lowest world rank of its group at `level`: ranks of one process (same nonce),
+ * of one OS (same process, or a `threads`/`shm` proof in both directions), or of one host (also an
+ * `ivshmem` proof both ways), closed transitively. Built from the cards and bitmaps every rank holds,
+ * so every rank computes the same groups. Groups are what vmcomm *proved*: with `shm` excluded by
+ * `VMCOMM_BACKENDS`, two processes of one OS are two groups.
+ */
+export function localityGroups(level: LocalityLevel, cards: readonly LocalityCard[], reach: readonly Reachability[]): number[] {
+  const n = cards.length;
+  const parent = Array.from({ length: n }, (_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  const union = (a: number, b: number) => {
+    const ra = find(a);
+    const rb = find(b);
+    if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
+  };
+  const proofs = level === 'process' ? [] : level === 'os' ? SAME_OS : SAME_HOST;
+  for (let a = 0; a < n; a++) {
+    for (let b = a + 1; b < n; b++) {
+      if (cards[a].processNonce === cards[b].processNonce || proofs.some((t) => bitmapHas(reach[a]?.[t], b) && bitmapHas(reach[b]?.[t], a))) union(a, b);
+    }
+  }
+  return Array.from({ length: n }, (_, i) => find(i));
+}

@@ -12,6 +12,7 @@
  */
 
 import { ANY_SOURCE, ANY_TAG } from './constants.js';
+import { ARGUMENT_HASH_BITS, isCollectiveContext } from './contexts.js';
 import { LinkedQueue, type QueueNode } from './queue.js';
 import type { RequestControl } from './request.js';
 
@@ -62,17 +63,26 @@ function fits(wantSource: number, wantTag: number, source: number, tag: number):
   return (wantSource === ANY_SOURCE || wantSource === source) && (wantTag === ANY_TAG || wantTag === tag);
 }
 
+/** In a collective context tags match on the collective number; the argument hash is checked after (contexts.ts). */
+function fitsCollective(wantSource: number, wantTag: number, source: number, tag: number): boolean {
+  return (wantSource === ANY_SOURCE || wantSource === source) && (wantTag === ANY_TAG || wantTag >>> ARGUMENT_HASH_BITS === tag >>> ARGUMENT_HASH_BITS);
+}
+
 /** The two queues of one context. */
 export class Matching {
   private readonly posted = new LinkedQueue<PostedRecv>();
   private readonly unexpected = new LinkedQueue<UnexpectedMsg>();
   private readonly probes = new LinkedQueue<ProbeWaiter>();
 
-  constructor(readonly context: number) {}
+  private readonly fits: typeof fits;
+
+  constructor(readonly context: number) {
+    this.fits = isCollectiveContext(context) ? fitsCollective : fits;
+  }
 
   /** Removes and returns the oldest posted receive that accepts (source, tag). */
   takePosted(source: number, tag: number): PostedRecv | undefined {
-    const node = this.posted.find((r) => fits(r.source, r.tag, source, tag));
+    const node = this.posted.find((r) => this.fits(r.source, r.tag, source, tag));
     if (!node) return undefined;
     this.posted.remove(node);
     node.value.node = undefined;
@@ -81,7 +91,7 @@ export class Matching {
 
   /** Removes and returns the oldest unexpected message that fits the wanted (source, tag). */
   takeUnexpected(source: number, tag: number): UnexpectedMsg | undefined {
-    const node = this.unexpected.find((m) => fits(source, tag, m.source, m.tag));
+    const node = this.unexpected.find((m) => this.fits(source, tag, m.source, m.tag));
     if (!node) return undefined;
     this.unexpected.remove(node);
     node.value.node = undefined;
@@ -90,7 +100,7 @@ export class Matching {
 
   /** The oldest unexpected message that fits, left in place (for `probe`). */
   peekUnexpected(source: number, tag: number): UnexpectedMsg | undefined {
-    return this.unexpected.find((m) => fits(source, tag, m.source, m.tag))?.value;
+    return this.unexpected.find((m) => this.fits(source, tag, m.source, m.tag))?.value;
   }
 
   /** Withdraws an unexpected rendezvous announcement (the sender cancelled it). */
@@ -114,6 +124,15 @@ export class Matching {
     recv.node = this.posted.unshift(recv);
   }
 
+  /** Removes and returns the oldest unexpected eager message (a revoked context drops them). */
+  takeUnexpectedEager(): UnexpectedMsg | undefined {
+    const node = this.unexpected.find((m) => m.data !== undefined);
+    if (!node) return undefined;
+    this.unexpected.remove(node);
+    node.value.node = undefined;
+    return node.value;
+  }
+
   /** Drops the unexpected rendezvous announcements of `peer` (lost: their data can never come). */
   dropRtsFrom(peer: number): void {
     for (let n = this.unexpected.find((m) => m.peer === peer && m.data === undefined); n; n = this.unexpected.find((m) => m.peer === peer && m.data === undefined)) {
@@ -134,7 +153,7 @@ export class Matching {
   addUnexpected(msg: UnexpectedMsg): void {
     msg.node = this.unexpected.push(msg);
     if (this.probes.length === 0) return;
-    for (let n = this.probes.find((p) => fits(p.source, p.tag, msg.source, msg.tag)); n; n = this.probes.find((p) => fits(p.source, p.tag, msg.source, msg.tag))) {
+    for (let n = this.probes.find((p) => this.fits(p.source, p.tag, msg.source, msg.tag)); n; n = this.probes.find((p) => this.fits(p.source, p.tag, msg.source, msg.tag))) {
       this.probes.remove(n);
       n.value.notify(msg);
     }
@@ -152,6 +171,11 @@ export class Matching {
       if (source === undefined || p.source === source) p.fail(error);
       else this.probes.push(p);
     }
+  }
+
+  /** The first unexpected message that satisfies `test` (collective leftovers), left in place. */
+  findUnexpected(test: (msg: UnexpectedMsg) => boolean): UnexpectedMsg | undefined {
+    return this.unexpected.length === 0 ? undefined : this.unexpected.find(test)?.value;
   }
 
   /** Every posted receive (for failing them on peer loss or finalize). */

@@ -16,6 +16,7 @@ import { hostname } from 'node:os';
 import type { BackendComponents, BackendFactory, CardFields, CardValue, LocalityCard, Transport } from './backend.js';
 import type { Bootstrap } from './bootstrap.js';
 import { ValueCodec } from './codec.js';
+import { CONTEXTS_PER_COMM } from './contexts.js';
 import { Engine, type PeerPlan } from './engine.js';
 import { VmcommError } from './errors.js';
 import { choosePairTransport, encodeBitmap, explainNoTransport, type PairChoice, type Reachability } from './locality.js';
@@ -59,8 +60,12 @@ export class World {
   private finalizing: Promise<void> | undefined;
   /** Set once finalize began: calls after it reject with this. */
   finalized: VmcommError | undefined;
-  /** Next free context id; the world communicator uses 0 (point-to-point) and 1 (collectives). */
-  nextContext = 2;
+  /** Every rank's round-two answers (after start): which peers each proved it reaches, per transport. */
+  reach: readonly Reachability[] = [];
+  /** Next free context id (a multiple of `CONTEXTS_PER_COMM`); the world communicator uses the first block. */
+  nextContext = CONTEXTS_PER_COMM;
+  /** Communicator creations on this rank run one after another (their context ids must not race). */
+  creations: Promise<unknown> = Promise.resolve();
 
   constructor(
     @inject(TOKENS.Bootstrap) readonly bootstrap: Bootstrap,
@@ -77,6 +82,11 @@ export class World {
 
   get rank(): number {
     return this.bootstrap.rank;
+  }
+
+  /** The environment `VMCOMM_*` settings are read from (`init({ env })`, else `process.env`). */
+  get env(): Readonly<Record<string, string | undefined>> {
+    return this.options.env;
   }
   get size(): number {
     return this.bootstrap.size;
@@ -153,6 +163,7 @@ export class World {
       mine[t.name] = encodeBitmap(size, (p) => reach[p]);
     }
     const reach = (await this.bootstrap.allgather('reach', mine)) as Reachability[];
+    this.reach = reach;
     this.choices = this.cards.map((_, peer) => choosePairTransport(rank, peer, this.cards, reach));
     const plans: PeerPlan[] = [];
     const byTransport = new Map<Transport, number[]>();

@@ -1,30 +1,31 @@
 /**
- * Barrier by dissemination (Hensgen, Finkel, Manber 1988): in round k each rank sends to
- * rank + 2^k and receives from rank − 2^k (mod size). ⌈log2 size⌉ rounds, any size.
+ * Barrier by dissemination (Hensgen, Finkel, Manber 1988): in round k each rank sends an empty
+ * message to rank + 2^k and receives one from rank − 2^k (mod size). ⌈log2 size⌉ rounds, any size;
+ * no rank leaves before every rank has entered.
  *
  * @module
  */
 
-/**
- * Runs the dissemination pattern. `start(round, peer, isSend)` starts one zero-byte send or receive
- * and returns something awaitable; `block` awaits it (honouring the caller's options).
- */
-export async function dissemination<R>(size: number, rank: number, start: (round: number, peer: number, isSend: boolean) => R, block: (r: R) => Promise<unknown>): Promise<void> {
-  for (let round = 0, dist = 1; dist < size; round++, dist <<= 1) {
-    const recv = start(round, (rank - dist + size) % size, false);
-    const send = start(round, (rank + dist) % size, true);
-    await Promise.all([block(send), block(recv)]);
-  }
-}
+import type { CollectiveIO } from './io.js';
+
+const EMPTY = new Uint8Array(0);
 
 /**
- * The same pattern, surviving lost ranks (for `finalize`): a step that fails because its peer is
- * lost counts as done, and every live rank still sends in every round, so no live rank waits on a
- * message that will never come. `isLoss` tells a peer loss from any other error (which is thrown).
+ * Runs the barrier. With `isLoss`, a round whose peer is lost counts as done (for `finalize`: every
+ * live rank still sends in every round, so no live rank waits on a message that will never come);
+ * other errors are thrown.
  */
-export async function disseminationSurvivingLoss<R>(size: number, rank: number, start: (round: number, peer: number, isSend: boolean) => R, block: (r: R) => Promise<unknown>, isLoss: (e: unknown) => boolean): Promise<void> {
-  const tolerant = (r: R) => block(r).catch((e) => {
-    if (!isLoss(e)) throw e;
-  });
-  await dissemination(size, rank, start, tolerant);
+export async function barrierDissemination(io: CollectiveIO, isLoss?: (e: unknown) => boolean): Promise<void> {
+  const { rank, size } = io;
+  const tolerant = isLoss
+    ? (p: PromiseLike<unknown>) =>
+        Promise.resolve(p).catch((e: unknown) => {
+          if (!isLoss(e)) throw e;
+        })
+    : (p: PromiseLike<unknown>) => p;
+  for (let dist = 1; dist < size; dist <<= 1) {
+    const recv = io.recv((rank - dist + size) % size, EMPTY);
+    const send = io.send((rank + dist) % size, EMPTY);
+    await io.waitAll([tolerant(send), tolerant(recv)]);
+  }
 }

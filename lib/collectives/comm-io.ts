@@ -1,0 +1,179 @@
+/**
+ * {@link CollectiveIO} over the engine: the messages of one collective call, in its communicator's
+ * collective context, tagged with the call's number and argument hash (`contexts.ts`).
+ *
+ * A received message whose hash differs from this rank's, or whose length differs from what this
+ * rank expects, means the ranks called the collective with different arguments: the receive rejects
+ * with `INVALID_ARGUMENT` and the communicator is told (it revokes its collectives on every rank).
+ *
+ * @module
+ */
+
+import { argumentHashOf, collectiveTag } from '../contexts.js';
+import type { Engine } from '../engine.js';
+import { isVmcommError, VmcommError, type Status } from '../errors.js';
+import type { PostedRecv } from '../matching.js';
+import { createRequest, Request, type RequestControl } from '../request.js';
+import type { CollectiveIO } from './io.js';
+
+/** Spin budget of {@link CommIO.waitAll} before it yields (ms), as a blocking point-to-point wait. */
+const SPIN_BUDGET_MS = 0.02;
+
+/** What one collective call is. */
+export interface CollectiveCall {
+  /** The communicator's collective context id. */
+  readonly context: number;
+  /** The communicator's rank → world rank. */
+  readonly group: readonly number[];
+  readonly rank: number;
+  /** The call's number on its communicator. */
+  readonly seq: number;
+  /** Hash of the call's arguments (operation, root, op, count, type). */
+  readonly hash: number;
+  /** The operation's name, for messages. */
+  readonly name: string;
+}
+
+/** What the call's IO reports to its runner. */
+export interface CommIOEvents {
+  /** A peer called the collective with different arguments. */
+  mismatch(error: VmcommError): void;
+  /** A step failed (the others of a `waitAll` may never complete unless the call is revoked now). */
+  failed(error: unknown): void;
+}
+
+/** Forwards a receive's completion after checking its hash and length. */
+class CheckedReceive implements RequestControl<unknown> {
+  constructor(
+    private readonly io: CommIO,
+    private readonly inner: RequestControl<any>,
+    private readonly peer: number,
+    private readonly expectBytes: number,
+  ) {}
+
+  get pending(): boolean {
+    return this.inner.pending;
+  }
+
+  resolve(result: unknown): void {
+    const tag = this.expectBytes >= 0 ? (result as Status).tag : (result as { tag: number }).tag;
+    const bytes = this.expectBytes >= 0 ? (result as Status).bytes : this.expectBytes;
+    const mismatch = this.io.check(this.peer, tag, bytes, this.expectBytes);
+    if (mismatch) return this.inner.reject(mismatch);
+    this.inner.resolve(this.expectBytes >= 0 ? undefined : (result as { data: Uint8Array }).data);
+  }
+
+  reject(error: Error): void {
+    // A longer message than expected arrives as TRUNCATE: the same mismatch, said as such.
+    if (isVmcommError(error, 'TRUNCATE') && error.status) {
+      const mismatch = this.io.check(this.peer, error.status.tag, error.status.bytes, this.expectBytes);
+      if (mismatch) return this.inner.reject(mismatch);
+    }
+    this.inner.reject(error);
+  }
+}
+
+/** The messages of one collective call. */
+export class CommIO implements CollectiveIO {
+  readonly rank: number;
+  readonly size: number;
+  readonly #engine: Engine;
+  readonly #call: CollectiveCall;
+  readonly #tag: number;
+  /** This rank's argument hash as the tag carries it. */
+  readonly #hash: number;
+  readonly #on: CommIOEvents;
+
+  constructor(engine: Engine, call: CollectiveCall, on: CommIOEvents) {
+    this.#engine = engine;
+    this.#call = call;
+    this.rank = call.rank;
+    this.size = call.group.length;
+    this.#tag = collectiveTag(call.seq, call.hash);
+    this.#hash = argumentHashOf(this.#tag);
+    this.#on = on;
+  }
+
+  /** Rendezvous sends still waiting for their receiver: withdrawn if the communicator is revoked. */
+  readonly #rendezvous: number[] = [];
+
+  send(peer: number, bytes: Uint8Array): Request<void> {
+    const [request, control] = createRequest<void>(this.#engine);
+    const revoked = this.#engine.revokedError(this.#call.context);
+    if (revoked) {
+      control.reject(revoked);
+      return request;
+    }
+    const sendId = this.#engine.send(this.#call.context, this.rank, this.#call.group[peer], this.#tag, bytes, 0, control, false);
+    if (sendId !== 0) this.#rendezvous.push(sendId);
+    return request;
+  }
+
+  /** Gives up the call's sends that no receiver took yet (the communicator was revoked). */
+  abandon(error: VmcommError): void {
+    for (const id of this.#rendezvous) this.#engine.withdrawSend(id, error);
+    this.#rendezvous.length = 0;
+  }
+
+  recv(peer: number, into: Uint8Array): Request<void> {
+    return this.#post<void>(peer, into);
+  }
+
+  recvBytes(peer: number): Request<Uint8Array> {
+    return this.#post<Uint8Array>(peer, undefined);
+  }
+
+  #post<T>(peer: number, into: Uint8Array | undefined): Request<T> {
+    const [request, control] = createRequest<T>(this.#engine);
+    const lost = this.#engine.lostError(this.#call.group[peer]);
+    if (lost) {
+      control.reject(lost);
+      return request;
+    }
+    const checked = new CheckedReceive(this, control, peer, into ? into.byteLength : -1);
+    const posted: PostedRecv = { source: peer, tag: this.#tag, mode: into ? 'buffer' : 'message', bytes: into, control: checked };
+    this.#engine.receive(this.#call.context, posted, (r) => this.#call.group[r]);
+    return request;
+  }
+
+  /** @internal The mismatch error for a message with `tag` and `bytes` from `peer`, if any. */
+  check(peer: number, tag: number, bytes: number, expectBytes: number): VmcommError | undefined {
+    const theirs = argumentHashOf(tag);
+    let error: VmcommError | undefined;
+    if (theirs !== this.#hash) {
+      error = new VmcommError('INVALID_ARGUMENT', `${this.#call.name}: rank ${peer} called this collective (number ${this.#call.seq}) with different arguments than rank ${this.rank} (operation, root, op, count or element type differ); every rank must pass matching arguments`, { peer });
+    } else if (expectBytes >= 0 && bytes !== expectBytes) {
+      error = new VmcommError('INVALID_ARGUMENT', `${this.#call.name}: rank ${peer} sent ${bytes} bytes where rank ${this.rank} expected ${expectBytes}: the ranks passed different counts or element types`, { peer });
+    }
+    if (error) this.#on.mismatch(error);
+    return error;
+  }
+
+  async waitAll(pending: readonly PromiseLike<unknown>[]): Promise<void> {
+    if (this.#engine.polling && !allSettled(pending)) {
+      const until = performance.now() + SPIN_BUDGET_MS;
+      let polls = 0;
+      do {
+        this.#engine.poll();
+        if (++polls % 16 === 0 && performance.now() >= until) break;
+      } while (!allSettled(pending));
+    }
+    // Every step gets its handler at once: a failed receive must be seen even while a send before
+    // it in the list still waits (revoking then withdraws that send).
+    let first: unknown;
+    let failed = false;
+    const onError = (e: unknown) => {
+      if (failed) return;
+      failed = true;
+      first = e;
+      this.#on.failed(e);
+    };
+    await Promise.all(pending.map((p) => (p instanceof Request && p.state === 'fulfilled' ? undefined : Promise.resolve(p).then(undefined, onError))));
+    if (failed) throw first;
+  }
+}
+
+function allSettled(pending: readonly PromiseLike<unknown>[]): boolean {
+  for (const p of pending) if (!(p instanceof Request) || p.state === 'pending') return false;
+  return true;
+}

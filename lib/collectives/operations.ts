@@ -1,0 +1,470 @@
+/**
+ * The collective operations of a communicator: argument checks, the typed-array and value paths,
+ * the algorithm choice, and the call's argument hash. `Communicator` delegates here.
+ *
+ * Paths:
+ * - **typed arrays** (and plain numbers with SUM/PROD/MIN/MAX, carried as one float64) reduce
+ *   element-wise with the byte-level algorithms of this folder, chosen by `select.ts`;
+ * - **other values** (bigints, booleans, arrays, objects, function ops on them) travel encoded
+ *   (msgpack) and reduce in rank order on the value path (`value-collectives.ts`).
+ *
+ * Reduction order (determinism): every algorithm reduces each element in one fixed association
+ * order and copies the result to the other ranks, so every rank gets bit-identical results; the
+ * order depends on the algorithm (each algorithm's module says which), never on timing.
+ *
+ * @module
+ */
+
+import type { ValueCodec } from '../codec.js';
+import { IN_PLACE, Op, type InPlace, type PredefinedOp } from '../constants.js';
+import { invalidArgument, VmcommError } from '../errors.js';
+import { allgatherBruck } from './allgather-bruck.js';
+import { allgatherRecursiveDoubling } from './allgather-recursive-doubling.js';
+import { allgatherRing } from './allgather-ring.js';
+import { allreduceRabenseifner } from './allreduce-rabenseifner.js';
+import { allreduceScalar, SCALAR_OPS } from './allreduce-scalar.js';
+import { allreduceRecursiveDoubling } from './allreduce-recursive-doubling.js';
+import { allreduceRing } from './allreduce-ring.js';
+import { alltoallBruck } from './alltoall-bruck.js';
+import { alltoallPairwise } from './alltoall-pairwise.js';
+import { alltoallvPairwise } from './alltoallv-pairwise.js';
+import { bcastBinomial } from './bcast-binomial.js';
+import { bcastPipeline } from './bcast-pipeline.js';
+import { bcastScatterAllgather } from './bcast-scatter-allgather.js';
+import type { CommIO } from './comm-io.js';
+import { gatherv as gathervBytes } from './gatherv.js';
+import type { CollectiveIO, Reducer, TypedArray } from './io.js';
+import { checkValueOp, ELEMENT_TYPES, elementTypeOf, reducerFor, reduceValues, type OpFunction } from './ops.js';
+import { reduceBinomial } from './reduce-binomial.js';
+import { reduceRabenseifner } from './reduce-rabenseifner.js';
+import { reduceScatterRecursiveHalving } from './reduce-scatter-recursive-halving.js';
+import { reduceScatterRing } from './reduce-scatter-ring.js';
+import type { CollectiveRunner } from './runner.js';
+import { scanRecursiveDoubling } from './scan-recursive-doubling.js';
+import { scatterv as scattervBytes } from './scatterv.js';
+import { ALGORITHMS, chooseAlgorithm, type AlgorithmOf, type EnvChoices, type TunableCollective } from './select.js';
+import { argumentHash, countsDigest, type CollectiveName, type HashPart } from './signature.js';
+import { allgatherBytes, allreduceValue, alltoallBytes, bcastBytes, gatherBytes, reduceValue, scanValue, scatterBytes, type ValueReduction } from './value-collectives.js';
+
+/** An `Op` name or a function op. */
+export type ReduceOp = PredefinedOp | OpFunction;
+
+/** Options of a collective call. */
+export interface CollectiveOptions {
+  /** Give up after this many ms: this rank gets `TIMEOUT`, the communicator is revoked on the others. */
+  timeout?: number;
+  /** Give up when it aborts (`ABORTED` here, revoked elsewhere). */
+  signal?: AbortSignal;
+  /** Use this algorithm (see `select.ts`): every rank must pass the same. */
+  algorithm?: string;
+}
+
+/** Values up to this size travel inside the broadcast's first message; larger ones follow it. */
+const BCAST_INLINE_BYTES = 8 * 1024;
+
+/** What the operations need of their communicator. */
+export interface OperationsSetup {
+  readonly runner: CollectiveRunner;
+  readonly codec: ValueCodec;
+  readonly rank: number;
+  readonly size: number;
+  /** The job's `VMCOMM_COLL_*` overrides. */
+  readonly env: EnvChoices;
+  /** Runs the call with the caller's timeout/signal (revoking on expiry). */
+  readonly guard: <T>(opts: CollectiveOptions | undefined, run: () => Promise<T>) => Promise<T>;
+}
+
+const ARITHMETIC = new Set<unknown>(['SUM', 'PROD', 'MIN', 'MAX']);
+
+/** The collective operations of one communicator on this rank. */
+export class CollectiveOperations {
+  readonly #s: OperationsSetup;
+
+  constructor(setup: OperationsSetup) {
+    this.#s = setup;
+  }
+
+  // ------------------------------------------------------------ data movement
+
+  bcast<T>(value: T | undefined, root: number, opts?: CollectiveOptions): Promise<T> {
+    this.#checkRoot(root);
+    const override = opts?.algorithm;
+    return this.#call('bcast', [root, override], opts, async (io) => {
+      const isRoot = io.rank === root;
+      const encoded = isRoot ? this.#s.codec.encode(value) : undefined;
+      // First message: the value itself when small, else its length (then the large algorithm runs).
+      let head: Uint8Array | undefined;
+      if (encoded) {
+        if (encoded.byteLength <= BCAST_INLINE_BYTES && override === undefined) head = prefixed(0, encoded);
+        else {
+          head = new Uint8Array(9);
+          head[0] = 1;
+          new DataView(head.buffer).setFloat64(1, encoded.byteLength, true);
+        }
+      }
+      const first = await bcastBytes(io, head, root);
+      if (first[0] === 0) return isRoot ? (value as T) : this.#s.codec.decode<T>(first.subarray(1));
+      const length = new DataView(first.buffer, first.byteOffset, first.byteLength).getFloat64(1, true);
+      const data = encoded ?? new Uint8Array(length);
+      const algorithm = chooseAlgorithm('bcast', { size: io.size, bytes: length, commutative: true }, override, this.#s.env);
+      await BCAST[algorithm](io, data, root);
+      return isRoot ? (value as T) : this.#s.codec.decode<T>(data);
+    });
+  }
+
+  gather<T>(value: T, root: number, opts?: CollectiveOptions): Promise<T[] | undefined> {
+    this.#checkRoot(root);
+    const bytes = this.#s.codec.encode(value);
+    return this.#call('gather', [root], opts, async (io) => {
+      const all = await gatherBytes(io, bytes, root);
+      return all?.map((b, r) => (r === io.rank ? value : this.#s.codec.decode<T>(b)));
+    });
+  }
+
+  allgather<T>(value: T, opts?: CollectiveOptions): Promise<T[]> {
+    const bytes = this.#s.codec.encode(value);
+    return this.#call('allgather', [opts?.algorithm], opts, async (io) => {
+      // Lengths first (fixed size), then the encodings with the table's allgatherv.
+      const lengths = new Float64Array(io.size);
+      lengths[io.rank] = bytes.byteLength;
+      await this.#allgatherBlocks(io, bytesOf(lengths), new Array(io.size).fill(8), undefined);
+      const counts = Array.from(lengths);
+      const out = new Uint8Array(counts.reduce((a, b) => a + b, 0));
+      const displs = prefixSums(counts);
+      out.set(bytes, displs[io.rank]);
+      await this.#allgatherBlocks(io, out, counts, opts?.algorithm);
+      return counts.map((c, r) => (r === io.rank ? value : this.#s.codec.decode<T>(out.subarray(displs[r], displs[r] + c))));
+    });
+  }
+
+  scatter<T>(values: readonly T[] | undefined, root: number, opts?: CollectiveOptions): Promise<T> {
+    this.#checkRoot(root);
+    let blobs: Uint8Array[] | undefined;
+    if (this.#s.rank === root) {
+      if (!Array.isArray(values) || values.length !== this.#s.size) throw invalidArgument('values (at the root)', `an array of ${this.#s.size} values, one per rank`, values);
+      blobs = values.map((v) => this.#s.codec.encode(v));
+    }
+    return this.#call('scatter', [root], opts, async (io) => {
+      const mine = await scatterBytes(io, blobs, root);
+      return io.rank === root ? (values as readonly T[])[root] : this.#s.codec.decode<T>(mine);
+    });
+  }
+
+  alltoall<T>(values: readonly T[] | TypedArray, opts?: CollectiveOptions): Promise<T[] | TypedArray> {
+    const size = this.#s.size;
+    if (isTypedArray(values)) {
+      if (values.length % size !== 0) throw invalidArgument('values', `a typed array whose length is a multiple of the size (${size})`, values);
+      const block = (values.length / size) * values.BYTES_PER_ELEMENT;
+      const recv = sameKind(values, values.length);
+      return this.#call('alltoall', [values.length, elementTypeOf(values), opts?.algorithm], opts, async (io) => {
+        const algorithm = chooseAlgorithm('alltoall', { size, bytes: block, commutative: true }, opts?.algorithm, this.#s.env);
+        await (algorithm === 'bruck' ? alltoallBruck : alltoallPairwise)(io, bytesOf(values), bytesOf(recv), block);
+        return recv;
+      });
+    }
+    if (!Array.isArray(values) || values.length !== size) throw invalidArgument('values', `an array of ${size} values (one per destination rank) or a typed array`, values);
+    const blobs = values.map((v) => this.#s.codec.encode(v));
+    return this.#call('alltoall', ['values'], opts, async (io) => {
+      const got = await alltoallBytes(io, blobs);
+      return got.map((b, r) => (r === io.rank ? values[r] : this.#s.codec.decode<T>(b)));
+    });
+  }
+
+  gatherv<A extends TypedArray>(send: A, counts: readonly number[], root: number, recv: A | undefined, opts?: CollectiveOptions): Promise<A | undefined> {
+    this.#checkRoot(root);
+    const c = this.#checkCounts(counts, 'counts', send);
+    const total = sum(c);
+    const out = this.#s.rank === root ? this.#checkRecv(recv, send, total) : undefined;
+    return this.#call('gatherv', [root, countsDigest(c), elementTypeOf(send)], opts, async (io) => {
+      await gathervBytes(io, bytesOf(send).subarray(0, c[io.rank] * send.BYTES_PER_ELEMENT), out ? bytesOf(out) : undefined, c.map((n) => n * send.BYTES_PER_ELEMENT), root);
+      return out;
+    });
+  }
+
+  allgatherv<A extends TypedArray>(send: A, counts: readonly number[], recv: A | undefined, opts?: CollectiveOptions): Promise<A> {
+    const c = this.#checkCounts(counts, 'counts', send);
+    const out = this.#checkRecv(recv, send, sum(c));
+    const e = send.BYTES_PER_ELEMENT;
+    return this.#call('allgatherv', [countsDigest(c), elementTypeOf(send), opts?.algorithm], opts, async (io) => {
+      out.set(send.subarray(0, c[io.rank]) as never, prefixSums(c)[io.rank]);
+      await this.#allgatherBlocks(io, bytesOf(out), c.map((n) => n * e), opts?.algorithm);
+      return out;
+    });
+  }
+
+  scatterv<A extends TypedArray>(send: A | undefined, counts: readonly number[], recv: A, root: number, opts?: CollectiveOptions): Promise<A> {
+    this.#checkRoot(root);
+    if (!isTypedArray(recv)) throw invalidArgument('recv', 'a typed array (every rank passes the one it receives into)', recv);
+    const c = this.#checkCounts(counts, 'counts', recv);
+    if (this.#s.rank === root) {
+      if (!isTypedArray(send) || send.constructor !== recv.constructor) throw invalidArgument('send (at the root)', `a ${recv.constructor.name} like recv`, send);
+      if (send.length < sum(c)) throw invalidArgument('send (at the root)', `at least ${sum(c)} elements (the sum of counts)`, send);
+    }
+    return this.#call('scatterv', [root, countsDigest(c), elementTypeOf(recv)], opts, async (io) => {
+      const e = recv.BYTES_PER_ELEMENT;
+      await scattervBytes(io, io.rank === root ? bytesOf(send!) : undefined, bytesOf(recv).subarray(0, c[io.rank] * e), c.map((n) => n * e), root);
+      return recv;
+    });
+  }
+
+  alltoallv<A extends TypedArray>(send: A, sendCounts: readonly number[], recv: A, recvCounts: readonly number[], opts?: CollectiveOptions): Promise<A> {
+    if (!isTypedArray(send)) throw invalidArgument('send', 'a typed array', send);
+    if (!isTypedArray(recv) || recv.constructor !== send.constructor) throw invalidArgument('recv', `a ${send.constructor.name} like send`, recv);
+    const sc = this.#checkCounts(sendCounts, 'sendCounts');
+    const rc = this.#checkCounts(recvCounts, 'recvCounts');
+    if (send.length < sum(sc)) throw invalidArgument('send', `at least ${sum(sc)} elements (the sum of sendCounts)`, send);
+    if (recv.length < sum(rc)) throw invalidArgument('recv', `at least ${sum(rc)} elements (the sum of recvCounts)`, recv);
+    const e = send.BYTES_PER_ELEMENT;
+    // Counts differ per rank by nature; only the type must agree (lengths are checked per message).
+    return this.#call('alltoallv', [elementTypeOf(send)], opts, async (io) => {
+      await alltoallvPairwise(io, bytesOf(send), sc.map((n) => n * e), bytesOf(recv), rc.map((n) => n * e));
+      return recv;
+    });
+  }
+
+  // ------------------------------------------------------------ reductions
+
+  allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
+    if (typeof value === 'number' && ARITHMETIC.has(op) && (opts?.algorithm === undefined || opts.algorithm === 'recursive-doubling') && this.#s.env.allreduce === undefined) {
+      const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
+      return this.#call('allreduce', ['number', 1, opName(op), opts?.algorithm], opts, (io) => allreduceScalar(io, value, scalar) as Promise<T>);
+    }
+    const path = this.#path(value, op);
+    if (path.kind === 'value') {
+      return this.#call('allreduce', ['value', opName(op)], opts, (io) => allreduceValue(io, value, this.#valueOps(op)));
+    }
+    const data = path.fresh ? path.data : (path.data.slice() as TypedArray);
+    return this.#call('allreduce', [path.type, data.length, opName(op), opts?.algorithm], opts, async (io) => {
+      await this.#allreduceBytes(io, bytesOf(data), path.reducer, opts?.algorithm);
+      return path.unwrap(data) as T;
+    });
+  }
+
+  allreduceBuffer<A extends TypedArray>(send: A | InPlace, recv: A, op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
+    if (!isTypedArray(recv)) throw invalidArgument('recv', 'a typed array', recv);
+    if (send !== IN_PLACE && send !== recv) {
+      if (!isTypedArray(send) || send.constructor !== recv.constructor || send.length !== recv.length) {
+        throw invalidArgument('send', `IN_PLACE or a ${recv.constructor.name} of ${recv.length} elements like recv`, send);
+      }
+    }
+    const reducer = reducerFor(op, elementTypeOf(recv));
+    this.#checkPairs(op, recv);
+    return this.#call('allreduceBuffer', [elementTypeOf(recv), recv.length, opName(op), opts?.algorithm], opts, async (io) => {
+      if (send !== IN_PLACE && send !== recv) recv.set(send as never);
+      await this.#allreduceBytes(io, bytesOf(recv), reducer, opts?.algorithm);
+      return recv;
+    });
+  }
+
+  reduce<T>(value: T, op: ReduceOp, root: number, opts?: CollectiveOptions): Promise<T | undefined> {
+    this.#checkRoot(root);
+    const path = this.#path(value, op);
+    if (path.kind === 'value') {
+      return this.#call('reduce', ['value', opName(op), root], opts, (io) => reduceValue(io, value, this.#valueOps(op), root));
+    }
+    const data = path.fresh ? path.data : (path.data.slice() as TypedArray);
+    return this.#call('reduce', [path.type, data.length, opName(op), root, opts?.algorithm], opts, async (io) => {
+      const algorithm = chooseAlgorithm('reduce', { size: io.size, bytes: data.byteLength, commutative: path.reducer.commutative }, opts?.algorithm, this.#s.env);
+      await (algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(data), path.reducer, root);
+      return io.rank === root ? (path.unwrap(data) as T) : undefined;
+    });
+  }
+
+  scan<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
+    return this.#scan('scan', value, op, opts) as Promise<T>;
+  }
+
+  exscan<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T | undefined> {
+    return this.#scan('exscan', value, op, opts);
+  }
+
+  #scan<T>(name: 'scan' | 'exscan', value: T, op: ReduceOp, opts: CollectiveOptions | undefined): Promise<T | undefined> {
+    const exclusive = name === 'exscan';
+    const path = this.#path(value, op);
+    if (path.kind === 'value') return this.#call(name, ['value', opName(op)], opts, (io) => scanValue(io, value, this.#valueOps(op), exclusive));
+    const data = path.fresh ? path.data : (path.data.slice() as TypedArray);
+    return this.#call(name, [path.type, data.length, opName(op)], opts, async (io) => {
+      const defined = await scanRecursiveDoubling(io, bytesOf(data), path.reducer, exclusive);
+      return defined ? (path.unwrap(data) as T) : undefined;
+    });
+  }
+
+  reduceScatter<A extends TypedArray>(array: A, counts: readonly number[], op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
+    if (!isTypedArray(array)) throw invalidArgument('array', 'a typed array', array);
+    const c = this.#checkCounts(counts, 'counts');
+    if (sum(c) !== array.length) throw invalidArgument('counts', `counts that add up to the array's length (${array.length})`, counts);
+    const reducer = reducerFor(op, elementTypeOf(array));
+    this.#checkPairs(op, array);
+    const e = array.BYTES_PER_ELEMENT;
+    return this.#call('reduceScatter', [elementTypeOf(array), countsDigest(c), opName(op), opts?.algorithm], opts, async (io) => {
+      const algorithm = chooseAlgorithm('reduceScatter', { size: io.size, bytes: array.byteLength, commutative: reducer.commutative }, opts?.algorithm, this.#s.env);
+      const blocks = c.map((n) => n * e);
+      const mine = await (algorithm === 'ring' ? reduceScatterRing : reduceScatterRecursiveHalving)(io, bytesOf(array), blocks, reducer);
+      const out = sameKind(array, c[io.rank]) as A;
+      bytesOf(out).set(mine);
+      return out;
+    });
+  }
+
+  /** `split`/`dup`: every rank's (color, key, next context id), as one array of 3·size numbers. */
+  createTable(name: 'split' | 'dup', mine: Float64Array, opts?: CollectiveOptions): Promise<Float64Array> {
+    const table = new Float64Array(3 * this.#s.size);
+    return this.#call(name, [], opts, async (io) => {
+      table.set(mine, 3 * io.rank);
+      await this.#allgatherBlocks(io, bytesOf(table), new Array(io.size).fill(24), undefined);
+      return table;
+    });
+  }
+
+  // ------------------------------------------------------------ internals
+
+  #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => Promise<T>): Promise<T> {
+    // An algorithm this collective does not have is refused here, before anything is sent.
+    if (opts?.algorithm !== undefined) {
+      const tunable = TUNABLE_OF[name];
+      const known: readonly string[] = tunable ? ALGORITHMS[tunable] : [];
+      if (!known.includes(opts.algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${opts.algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
+    }
+    const hash = argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
+    return this.#s.guard(opts, () => this.#s.runner.run(name, hash, body));
+  }
+
+  async #allreduceBytes(io: CollectiveIO, data: Uint8Array, reducer: Reducer, override: string | undefined): Promise<void> {
+    const algorithm = chooseAlgorithm('allreduce', { size: io.size, bytes: data.byteLength, commutative: reducer.commutative }, override, this.#s.env);
+    await ALLREDUCE[algorithm](io, data, reducer);
+  }
+
+  async #allgatherBlocks(io: CollectiveIO, out: Uint8Array, counts: readonly number[], override: string | undefined): Promise<void> {
+    const algorithm = chooseAlgorithm('allgather', { size: io.size, bytes: out.byteLength, commutative: true }, override, this.#s.env);
+    await ALLGATHER[algorithm](io, out, counts);
+  }
+
+  /** How `value` reduces: as a typed array (with its reducer) or on the value path. Checks op × type. */
+  #path(value: unknown, op: ReduceOp): { kind: 'value' } | { kind: 'buffer'; data: TypedArray; type: string; reducer: Reducer; unwrap: (d: TypedArray) => unknown; fresh: boolean } {
+    if (isTypedArray(value)) {
+      const type = elementTypeOf(value);
+      const reducer = reducerFor(op, type);
+      this.#checkPairs(op, value);
+      return { kind: 'buffer', data: value, type, reducer, unwrap: identity, fresh: false };
+    }
+    if (typeof value === 'number' && ARITHMETIC.has(op)) {
+      return { kind: 'buffer', data: Float64Array.of(value), type: 'number', reducer: reducerFor(op, 'float64'), unwrap: firstElement, fresh: true };
+    }
+    const bad = checkValueOp(op, value);
+    if (bad) throw bad;
+    return { kind: 'value' };
+  }
+
+  #checkPairs(op: ReduceOp, view: TypedArray): void {
+    if ((op === 'MINLOC' || op === 'MAXLOC') && view.length % 2 !== 0) throw invalidArgument(`${op} data`, 'a typed array of (value, index) pairs (even length)', view);
+  }
+
+  #valueOps<T>(op: ReduceOp): ValueReduction<T> {
+    return { combine: (a, b) => reduceValues(op, a, b) as T, encode: (v) => this.#s.codec.encode(v), decode: (b) => this.#s.codec.decode<T>(b) };
+  }
+
+  #checkRoot(root: unknown): void {
+    if (typeof root !== 'number' || !Number.isInteger(root) || root < 0 || root >= this.#s.size) throw invalidArgument('root', `a rank from 0 to ${this.#s.size - 1}`, root);
+  }
+
+  /** Checks per-rank counts (elements); with `send`, that this rank's count is its length. */
+  #checkCounts(counts: readonly number[], what: string, send?: TypedArray): number[] {
+    if (!Array.isArray(counts) || counts.length !== this.#s.size || !counts.every((c) => Number.isSafeInteger(c) && c >= 0)) {
+      throw invalidArgument(what, `an array of ${this.#s.size} element counts (whole numbers ≥ 0), one per rank`, counts);
+    }
+    if (send !== undefined) {
+      if (!isTypedArray(send)) throw invalidArgument('send', 'a typed array', send);
+      if (counts[this.#s.rank] > send.length) throw invalidArgument(`${what}[${this.#s.rank}]`, `at most this rank's array length (${send.length})`, counts[this.#s.rank]);
+    }
+    return counts.slice();
+  }
+
+  #checkRecv<A extends TypedArray>(recv: A | undefined, like: A, total: number): A {
+    if (recv === undefined) return sameKind(like, total) as A;
+    if (!isTypedArray(recv) || recv.constructor !== like.constructor || recv.length < total) throw invalidArgument('recv', `a ${like.constructor.name} of at least ${total} elements`, recv);
+    return recv;
+  }
+}
+
+/** Which table row a collective's `algorithm` option picks from. */
+const TUNABLE_OF: Partial<Record<CollectiveName, TunableCollective>> = {
+  allreduce: 'allreduce',
+  allreduceBuffer: 'allreduce',
+  reduce: 'reduce',
+  bcast: 'bcast',
+  allgather: 'allgather',
+  allgatherv: 'allgather',
+  alltoall: 'alltoall',
+  reduceScatter: 'reduceScatter',
+};
+
+const ALLREDUCE: Record<Exclude<AlgorithmOf<'allreduce'>, 'hierarchical'>, (io: CollectiveIO, data: Uint8Array, reducer: Reducer) => Promise<void>> = {
+  'recursive-doubling': allreduceRecursiveDoubling,
+  rabenseifner: allreduceRabenseifner,
+  ring: allreduceRing,
+};
+
+const BCAST: Record<Exclude<AlgorithmOf<'bcast'>, 'hierarchical'>, (io: CollectiveIO, data: Uint8Array, root: number) => Promise<void>> = {
+  binomial: bcastBinomial,
+  'scatter-allgather': bcastScatterAllgather,
+  pipeline: (io, data, root) => bcastPipeline(io, data, root),
+};
+
+const ALLGATHER: Record<AlgorithmOf<'allgather'>, (io: CollectiveIO, out: Uint8Array, counts: readonly number[]) => Promise<void>> = {
+  'recursive-doubling': allgatherRecursiveDoubling,
+  bruck: allgatherBruck,
+  ring: allgatherRing,
+};
+
+/** Whether `v` is a typed array (not a DataView). */
+export function isTypedArray(v: unknown): v is TypedArray {
+  return ArrayBuffer.isView(v) && !(v instanceof DataView);
+}
+
+/** The bytes of a typed array (a view, no copy). */
+export function bytesOf(v: TypedArray): Uint8Array {
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function sameKind(like: TypedArray, length: number): TypedArray {
+  return new (like.constructor as new (n: number) => TypedArray)(length);
+}
+
+const identity = (d: TypedArray): unknown => d;
+const firstElement = (d: TypedArray): unknown => d[0];
+
+function prefixed(marker: number, bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.byteLength + 1);
+  out[0] = marker;
+  out.set(bytes, 1);
+  return out;
+}
+
+function prefixSums(counts: readonly number[]): number[] {
+  const out = new Array<number>(counts.length);
+  let at = 0;
+  counts.forEach((c, i) => {
+    out[i] = at;
+    at += c;
+  });
+  return out;
+}
+
+function sum(counts: readonly number[]): number {
+  let s = 0;
+  for (const c of counts) s += c;
+  return s;
+}
+
+/** Element types and value kinds as numbers for the argument hash (hashing a string costs more). */
+const KIND_CODES = new Map<string, number>([...ELEMENT_TYPES.map((t, i): [string, number] => [t, i + 1]), ['number', 0x40], ['value', 0x41], ['values', 0x42]]);
+function code(p: HashPart): HashPart {
+  return typeof p === 'string' ? (KIND_CODES.get(p) ?? p) : p;
+}
+
+/** An op as a number for the argument hash: predefined ops by position, any function op alike. */
+function opName(op: ReduceOp): number {
+  return typeof op === 'function' ? 0x100 : (OP_CODES.get(op) ?? 0x1ff);
+}
+const OP_CODES = new Map<unknown, number>(Object.values(Op).map((o, i) => [o, i + 1]));
+

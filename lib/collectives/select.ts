@@ -1,0 +1,137 @@
+/**
+ * Which algorithm a collective uses: one table, read top to bottom, first match wins. The numbers
+ * follow MPICH's defaults (Thakur, Rabenseifner, Gropp 2005), checked against this project's
+ * benchmarks (`bench/collectives.ts`). A program overrides a choice per call
+ * (`{ algorithm: 'ring' }` in the call's options) or per job (`VMCOMM_COLL_ALLREDUCE=ring`); an
+ * algorithm that cannot do the call (a ring allreduce with a non-commutative op) is
+ * `INVALID_ARGUMENT`.
+ *
+ * @module
+ */
+
+import { VmcommError } from '../errors.js';
+import { DEFAULT_PIPELINE_SEGMENT_BYTES } from './bcast-pipeline.js';
+
+/** What the choice depends on. */
+export interface CallShape {
+  /** Ranks in the communicator. */
+  readonly size: number;
+  /** Bytes of the whole vector (per rank for allgather/alltoall blocks: see each row). */
+  readonly bytes: number;
+  /** Whether the reduction may be reordered. */
+  readonly commutative: boolean;
+}
+
+/** The algorithms of each tunable collective. */
+export const ALGORITHMS = {
+  allreduce: ['recursive-doubling', 'rabenseifner', 'ring', 'hierarchical'],
+  reduce: ['binomial', 'rabenseifner', 'hierarchical'],
+  bcast: ['binomial', 'scatter-allgather', 'pipeline', 'hierarchical'],
+  barrier: ['dissemination', 'hierarchical'],
+  allgather: ['recursive-doubling', 'bruck', 'ring'],
+  alltoall: ['bruck', 'pairwise'],
+  reduceScatter: ['recursive-halving', 'ring'],
+} as const;
+
+/** A tunable collective. */
+export type TunableCollective = keyof typeof ALGORITHMS;
+/** An algorithm of collective `C`. */
+export type AlgorithmOf<C extends TunableCollective> = (typeof ALGORITHMS)[C][number];
+
+const isPow2 = (n: number) => (n & (n - 1)) === 0;
+const PIPELINE_SEGMENT_BYTES = DEFAULT_PIPELINE_SEGMENT_BYTES;
+
+/** The table. `bytes`: allreduce/reduce/bcast/reduceScatter the whole vector; allgather the total gathered; alltoall one block. */
+// 'hierarchical' has no row: the communicator decides it first, from the locality groups
+// (communicator.ts, hierarchical.ts); what reaches this table is a flat call.
+const TABLE: { [C in TunableCollective]: readonly { use: Exclude<AlgorithmOf<C>, 'hierarchical'>; when: (s: CallShape) => boolean }[] } = {
+  barrier: [{ use: 'dissemination', when: () => true }],
+  allreduce: [
+    { use: 'recursive-doubling', when: (s) => s.bytes <= 8 * 1024 || s.size <= 2 },
+    { use: 'rabenseifner', when: (s) => !s.commutative || s.bytes <= 4 * 1024 * 1024 || isPow2(s.size) },
+    { use: 'ring', when: () => true },
+  ],
+  reduce: [
+    { use: 'binomial', when: (s) => s.bytes <= 2 * 1024 || s.size <= 2 },
+    { use: 'rabenseifner', when: () => true },
+  ],
+  bcast: [
+    { use: 'binomial', when: (s) => s.bytes < 12 * 1024 || s.size <= 2 },
+    // A pipelined chain costs ≈ (p − 2 + n/seg)·seg·β: it wins once the message spans a segment per rank.
+    { use: 'pipeline', when: (s) => s.bytes > s.size * PIPELINE_SEGMENT_BYTES },
+    { use: 'scatter-allgather', when: () => true },
+  ],
+  allgather: [
+    { use: 'recursive-doubling', when: (s) => isPow2(s.size) && s.bytes < 512 * 1024 },
+    { use: 'bruck', when: (s) => s.bytes < 80 * 1024 },
+    { use: 'ring', when: () => true },
+  ],
+  alltoall: [
+    { use: 'bruck', when: (s) => s.bytes <= 256 && s.size >= 8 },
+    { use: 'pairwise', when: () => true },
+  ],
+  reduceScatter: [
+    { use: 'recursive-halving', when: (s) => !s.commutative || s.bytes <= 4 * 1024 * 1024 || isPow2(s.size) },
+    { use: 'ring', when: () => true },
+  ],
+};
+
+/** Algorithms that need a commutative op. */
+const NEEDS_COMMUTATIVE = new Set<string>(['allreduce:ring', 'reduceScatter:ring']);
+
+/** The job's `VMCOMM_COLL_<NAME>` overrides, per collective. */
+export type EnvChoices = Readonly<Partial<Record<TunableCollective, string>>>;
+
+/**
+ * Reads the `VMCOMM_COLL_<NAME>` overrides (`VMCOMM_COLL_REDUCE_SCATTER` for reduceScatter) once:
+ * `process.env` is slow to read (each access calls into the runtime), far too slow per call.
+ */
+export function readEnvChoices(env: Readonly<Record<string, string | undefined>>): EnvChoices {
+  const out: Partial<Record<TunableCollective, string>> = {};
+  for (const collective of Object.keys(ALGORITHMS) as TunableCollective[]) {
+    const v = env[`VMCOMM_COLL_${collective.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`];
+    if (v !== undefined && v.trim() !== '') out[collective] = v.trim().toLowerCase();
+  }
+  return out;
+}
+
+/**
+ * The algorithm for a call: the caller's override, else the environment's, else the table's. An
+ * override that names no algorithm of this collective, or one that cannot do this call, is
+ * `INVALID_ARGUMENT` (an environment override that cannot do a call quietly yields to the table,
+ * because it applies to every call of the job).
+ */
+export function chooseAlgorithm<C extends TunableCollective>(collective: C, shape: CallShape, override: string | undefined, env: EnvChoices = {}): Exclude<AlgorithmOf<C>, 'hierarchical'> {
+  const known = ALGORITHMS[collective] as readonly string[];
+  const usable = (a: string) => shape.commutative || !NEEDS_COMMUTATIVE.has(`${collective}:${a}`);
+  if (override !== undefined) {
+    if (!known.includes(override)) throw new VmcommError('INVALID_ARGUMENT', `${collective} has no algorithm "${override}" (known: ${known.join(', ')})`);
+    if (override === 'hierarchical') return chooseAlgorithm(collective, shape, undefined, env);
+    if (!usable(override)) throw new VmcommError('INVALID_ARGUMENT', `${collective} algorithm "${override}" needs a commutative op; declare a function op commutative with defineOp(fn, { commute: true }) or choose ${known.filter(usable).join(', ')}`);
+    return override as Exclude<AlgorithmOf<C>, 'hierarchical'>;
+  }
+  const fromEnv = env[collective];
+  if (fromEnv !== undefined && fromEnv !== 'hierarchical' && known.includes(fromEnv) && usable(fromEnv)) return fromEnv as Exclude<AlgorithmOf<C>, 'hierarchical'>;
+  for (const row of TABLE[collective]) if (row.when(shape)) return row.use;
+  /* c8 ignore next */
+  throw new Error(`no algorithm row matched for ${collective}`);
+}
+
+/** The table as markdown (README, `vmcomm info`). */
+export function selectionTableMarkdown(): string {
+  const rows = [
+    '| collective | algorithm, first that applies |',
+    '|---|---|',
+    '| allreduce | recursive doubling if ≤ 8 KiB or 2 ranks; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |',
+    '| reduce | binomial if ≤ 2 KiB or 2 ranks; else Rabenseifner (both keep rank order for non-commutative ops) |',
+    '| bcast | binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |',
+    '| allgather(v) | recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |',
+    '| alltoall | Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise |',
+    '| reduceScatter | recursive halving (keeps rank order) unless the op is commutative, > 4 MiB and the size not a power of two; then ring |',
+    '| barrier, bcast, reduce, allreduce | hierarchical (within each shared-memory group, across group leaders, back) when the communicator spans several groups, one holds several ranks, and the op commutes; else as below |',
+    '| barrier | dissemination |',
+    '| gather(v), scatter(v) | binomial tree |',
+    '| scan, exscan | recursive doubling |',
+  ];
+  return rows.join('\n');
+}

@@ -1,0 +1,24 @@
+// Every collective against a sequential reference (tests/fixtures/collectives/matrix.ts) at 1–9
+// ranks, as processes and as threads: the op × type × algorithm matrix at small payloads in one job
+// per rank count, and the large payloads (up to 1,000,000 elements) in one job of each kind.
+import { describe, expect, it } from 'vitest';
+import { lines, vmcomm } from '../helpers/processes.js';
+
+const FIXTURE = 'tests/fixtures/collectives/matrix.ts';
+
+async function runMatrix(n: number, threads: boolean, quick: boolean): Promise<void> {
+  const args = ['run', '-n', String(n), ...(threads ? ['--threads'] : []), FIXTURE, ...(quick ? ['--quick'] : [])];
+  const out = await vmcomm(args, undefined, 240_000);
+  if (out.code !== 0) throw new Error(`${args.join(' ')} exited ${out.code}:\n${out.stderr.slice(-3000)}`);
+  const ok = lines(out.stdout).filter((l) => l.startsWith('OK rank'));
+  expect(ok).toHaveLength(n);
+}
+
+describe('collectives against a sequential reference', () => {
+  for (let n = 1; n <= 9; n++) {
+    it(`${n} rank processes: op × type × algorithm matrix`, () => runMatrix(n, false, true), 300_000);
+    it(`${n} thread-ranks: op × type × algorithm matrix`, () => runMatrix(n, true, true), 300_000);
+  }
+  it('5 rank processes: payloads up to 1,000,000 elements for every algorithm', () => runMatrix(5, false, false), 300_000);
+  it('3 thread-ranks: payloads up to 1,000,000 elements for every algorithm', () => runMatrix(3, true, false), 300_000);
+});

@@ -1,0 +1,93 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Communicator } from '../../../lib/communicator.js';
+import { Op } from '../../../lib/constants.js';
+import { createLocalJob, reportLocalPeerLost } from '../../../lib/local-bootstrap.js';
+import { initWithBootstrap } from '../../../lib/start-world.js';
+import type { Bootstrap } from '../../../lib/bootstrap.js';
+import { memory } from '../../helpers/memory-transport.js';
+
+let open: Communicator[] = [];
+async function job(size: number, eagerLimitBytes?: number): Promise<{ comms: Communicator[]; boots: Bootstrap[] }> {
+  const boots = createLocalJob(size);
+  const comms = await Promise.all(boots.map((b) => initWithBootstrap(b, { backends: [memory()], only: ['memory'], eagerLimitBytes })));
+  open = comms;
+  return { comms, boots };
+}
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.finalize().catch(() => undefined)));
+  open = [];
+});
+
+/** Settles every rank's call and returns each outcome's error code (or 'ok'). */
+async function outcomes(calls: Promise<unknown>[]): Promise<string[]> {
+  const settled = await Promise.allSettled(calls);
+  return settled.map((s) => (s.status === 'fulfilled' ? 'ok' : ((s.reason as { code?: string }).code ?? String(s.reason))));
+}
+
+describe('collectives: ranks that disagree, fail or time out never hang the others', () => {
+  it('different counts: INVALID_ARGUMENT on every rank, then REVOKED; point-to-point still works', async () => {
+    const { comms } = await job(4);
+    const got = await outcomes(comms.map((c) => c.allreduce(new Float64Array(c.rank === 2 ? 3 : 4), Op.SUM)));
+    expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    expect(await outcomes(comms.map((c) => c.barrier()))).toEqual(['REVOKED', 'REVOKED', 'REVOKED', 'REVOKED']);
+    await comms[0].send('still here', 3, 5);
+    expect(await comms[3].recv(0, 5)).toBe('still here');
+  });
+
+  it('different ops, large messages (rendezvous): INVALID_ARGUMENT everywhere', async () => {
+    const { comms } = await job(3, 64);
+    const got = await outcomes(comms.map((c) => c.allreduce(new Float64Array(1000).fill(1), c.rank === 0 ? Op.MAX : Op.SUM)));
+    expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
+  it('different roots: every rank fails on this call or its next collective', async () => {
+    const { comms } = await job(3);
+    const first = await Promise.allSettled(comms.map((c) => c.bcast(c.rank === 0 ? 'a' : c.rank === 2 ? 'b' : undefined, c.rank === 2 ? 2 : 0, { timeout: 5_000 })));
+    const second = await outcomes(comms.map((c, r) => (first[r].status === 'rejected' ? Promise.reject(first[r].reason) : c.barrier({ timeout: 5_000 }))));
+    expect(second.every((code) => code === 'INVALID_ARGUMENT' || code === 'REVOKED')).toBe(true);
+  });
+
+  it('a rank that never calls: the others time out (TIMEOUT), and it finds the communicator revoked', async () => {
+    const { comms } = await job(3);
+    const waiting = await outcomes([comms[0].barrier({ timeout: 100 }), comms[1].barrier({ timeout: 2_000 })]);
+    expect(waiting[0]).toBe('TIMEOUT');
+    expect(['TIMEOUT', 'REVOKED']).toContain(waiting[1]);
+    await expect(comms[2].barrier()).rejects.toMatchObject({ code: 'REVOKED' });
+  });
+
+  it('a peer lost inside a collective: REVOKED on every survivor', async () => {
+    const { comms, boots } = await job(4);
+    const calls = comms.slice(0, 3).map((c) => c.allreduce(c.rank, Op.SUM));
+    reportLocalPeerLost(boots, 3, 'killed by SIGKILL');
+    expect(await outcomes(calls)).toEqual(['REVOKED', 'REVOKED', 'REVOKED']);
+    open = comms.slice(0, 3);
+  });
+
+  it('an op that throws: the thrower sees its own error, the others REVOKED', async () => {
+    const { comms } = await job(3);
+    const boom = (a: number, b: number) => {
+      if (a + b > 0 && comms.length) throw new RangeError('op refused');
+      return a + b;
+    };
+    const got = await Promise.allSettled(comms.map((c) => c.allreduce(c.rank === 0 ? 0 : 1, boom)));
+    const kinds = got.map((s) => (s.status === 'rejected' ? (s.reason instanceof RangeError ? 'own' : (s.reason as { code: string }).code) : 'ok'));
+    expect(kinds).toContain('own');
+    expect(kinds.every((k) => k === 'own' || k === 'REVOKED')).toBe(true);
+  });
+
+  it('arguments refused before anything is sent leave the communicator usable', async () => {
+    const { comms } = await job(2);
+    await expect(comms[0].allreduce(Float64Array.of(1), Op.BAND)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(comms[0].bcast(1, 7)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(comms[0].allreduce(1, Op.SUM, { algorithm: 'nope' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await Promise.all(comms.map((c) => c.allreduce(2, Op.SUM)))).toEqual([4, 4]);
+  });
+
+  it('collectives started together keep their order, and communicators do not mix', async () => {
+    const { comms } = await job(3);
+    const dups = await Promise.all(comms.map((c) => c.dup()));
+    const results = await Promise.all(comms.map((c, r) => Promise.all([c.allreduce(1, Op.SUM), dups[r].allreduce(10, Op.SUM), c.allreduce(100, Op.SUM), c.bcast(r === 1 ? 'x' : undefined, 1)])));
+    for (const r of results) expect(r).toEqual([3, 30, 300, 'x']);
+    await Promise.all(dups.map((d) => d.free()));
+  });
+});
