@@ -1,22 +1,19 @@
-// The `npm start` job: what vmcomm detected, which transport every pair uses, and a ping-pong.
+// The `npm start` job: what vmcomm detected, which transport every pair uses, a ping-pong and an
+// allreduce.
 //   npx vmcomm run -n 4 examples/tour.ts
 import { availableParallelism } from 'node:os';
-import { init, type LocalityCard } from 'vmcomm';
+import { init, Op, type LocalityCard } from 'vmcomm';
 
 const comm = await init();
 const { rank, size } = comm;
 
-// 1. Each rank's locality card, gathered at rank 0 (point-to-point; collectives arrive later).
+// 1. Each rank's locality card and its row of the transport matrix, gathered at rank 0.
 const card = comm.locality();
 const matrixRow = Array.from({ length: size }, (_, p) => comm.transportOf(p));
-if (rank === 0) {
-  const cards: LocalityCard[] = [card];
-  const rows: string[][] = [matrixRow];
-  for (let r = 1; r < size; r++) {
-    const m = await comm.recv<{ card: LocalityCard; row: string[] }>(r, 1);
-    cards[r] = m.card;
-    rows[r] = m.row;
-  }
+const gathered = await comm.gather({ card, row: matrixRow }, 0);
+if (gathered) {
+  const cards = gathered.map((g) => g.card);
+  const rows = gathered.map((g) => g.row);
   console.log(`vmcomm tour: ${size} ranks\n`);
   console.log('Locality cards (what each rank published; nonces prove co-location, names do not):');
   for (const c of cards) {
@@ -29,9 +26,14 @@ if (rank === 0) {
   const w = Math.max(...rows.flat().map((s) => s.length), 4);
   console.log(`        ${Array.from({ length: size }, (_, p) => String(p).padStart(w)).join(' ')}`);
   rows.forEach((row, r) => console.log(`  ${String(r).padStart(4)}  ${row.map((s) => s.padStart(w)).join(' ')}`));
-} else {
-  await comm.send({ card, row: matrixRow }, 0, 1);
 }
+
+// Shared-memory groups (what splitByLocality('os') proved), as the locality-aware collectives see them.
+const near = await comm.splitByLocality('os');
+const members = await near.allgather(rank);
+const groups = await comm.gather(near.rank === 0 ? members : undefined, 0);
+if (groups) console.log(`\nShared-memory groups (one OS each): ${groups.filter((g): g is number[] => g !== undefined).map((g) => `[${g.join(' ')}]`).join(' ')}`);
+await near.free();
 
 // 2. Ping-pong between rank 0 and rank 1: half round-trip time for a few sizes.
 if (size >= 2 && rank < 2) {
@@ -64,6 +66,21 @@ if (size >= 2 && rank < 2) {
   }
 }
 
+// 3. Allreduce: the sum of every rank's vector, bit-identical on every rank; then its time per call.
+const mine = Float64Array.from({ length: 4 }, (_, i) => (rank + 1) * 10 ** i);
+const sum = await comm.allreduce(mine, Op.SUM);
+const sumOfRanks = (size * (size + 1)) / 2;
+const ok = sum.every((v, i) => v === sumOfRanks * 10 ** i);
+const everywhereOk = await comm.allreduce(ok ? 1 : 0, Op.MIN);
+for (let i = 0; i < 200; i++) await comm.allreduce(rank, Op.SUM); // warm-up
 await comm.barrier();
-if (rank === 0) console.log('\nAllreduce: not yet available (collectives land with issue 6); the tour will show it then.');
+const t0 = performance.now();
+const calls = 1000;
+for (let i = 0; i < calls; i++) await comm.allreduce(rank, Op.SUM);
+const perCall = await comm.allreduce(((performance.now() - t0) * 1000) / calls, Op.MAX);
+if (rank === 0) {
+  console.log(`\nAllreduce (SUM of [r+1, 10(r+1), 100(r+1), 1000(r+1)] over ranks r): [${Array.from(sum).join(', ')}] — ${everywhereOk === 1 ? 'correct on every rank' : 'WRONG on some rank'}`);
+  console.log(`Allreduce of one number: ${perCall.toFixed(2)} µs per call (slowest rank, mean of ${calls})`);
+}
+if (everywhereOk !== 1) process.exitCode = 1;
 await comm.finalize();
