@@ -374,6 +374,8 @@ export class ShmTransport implements Transport {
     frames += cma.counts.reads - readsBefore;
     if (this.pendingChannels.size > 0) this.pendingChannels.flushAll();
     if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
+    // A blocking wait spins on this: with more ranks than cores, give the core to a rank with work.
+    else if (frames === 0 && this.yieldOnEmpty) this.addon!.schedYield();
     return frames;
   }
 
