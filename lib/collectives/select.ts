@@ -47,12 +47,13 @@ const PIPELINE_SEGMENT_BYTES = DEFAULT_PIPELINE_SEGMENT_BYTES;
 const TABLE: { [C in TunableCollective]: readonly { use: Exclude<AlgorithmOf<C>, 'hierarchical'>; when: (s: CallShape) => boolean }[] } = {
   barrier: [{ use: 'dissemination', when: () => true }],
   allreduce: [
-    { use: 'recursive-doubling', when: (s) => s.bytes <= 8 * 1024 || s.size <= 2 },
+    // Two ranks too: recursive doubling would move and reduce the whole vector, Rabenseifner half.
+    { use: 'recursive-doubling', when: (s) => s.bytes <= 8 * 1024 },
     { use: 'rabenseifner', when: (s) => !s.commutative || s.bytes <= 4 * 1024 * 1024 || isPow2(s.size) },
     { use: 'ring', when: () => true },
   ],
   reduce: [
-    { use: 'binomial', when: (s) => s.bytes <= 2 * 1024 || s.size <= 2 },
+    { use: 'binomial', when: (s) => s.bytes <= 2 * 1024 },
     { use: 'rabenseifner', when: () => true },
   ],
   bcast: [
@@ -122,15 +123,17 @@ export function selectionTableMarkdown(): string {
   const rows = [
     '| collective | algorithm, first that applies |',
     '|---|---|',
-    '| allreduce | recursive doubling if ≤ 8 KiB or 2 ranks; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |',
-    '| reduce | binomial if ≤ 2 KiB or 2 ranks; else Rabenseifner (both keep rank order for non-commutative ops) |',
+    '| barrier, bcast, reduce, allreduce | hierarchical (within each shared-memory group, across the group leaders, back) when the communicator spans several groups, one of them holds several ranks, and the op commutes; else as below |',
+    '| allreduce | recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |',
+    '| reduce | binomial if ≤ 2 KiB; else Rabenseifner (both keep rank order for non-commutative ops) |',
     '| bcast | binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |',
     '| allgather(v) | recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |',
     '| alltoall | Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise |',
     '| reduceScatter | recursive halving (keeps rank order) unless the op is commutative, > 4 MiB and the size not a power of two; then ring |',
-    '| barrier, bcast, reduce, allreduce | hierarchical (within each shared-memory group, across group leaders, back) when the communicator spans several groups, one holds several ranks, and the op commutes; else as below |',
     '| barrier | dissemination |',
-    '| gather(v), scatter(v) | binomial tree |',
+    '| gather, scatter | binomial tree |',
+    '| gatherv, scatterv | binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |',
+    '| alltoallv | pairwise |',
     '| scan, exscan | recursive doubling |',
   ];
   return rows.join('\n');
