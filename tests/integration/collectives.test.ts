@@ -22,3 +22,16 @@ describe('collectives against a sequential reference', () => {
   it('5 rank processes: payloads up to 1,000,000 elements for every algorithm', () => runMatrix(5, false, false), 300_000);
   it('3 thread-ranks: payloads up to 1,000,000 elements for every algorithm', () => runMatrix(3, true, false), 300_000);
 });
+
+describe('collectives when a rank dies', () => {
+  it('a SIGKILLed rank mid-allreduce: every survivor gets REVOKED, none hangs; point-to-point and finalize still work', async () => {
+    const out = await vmcomm(['run', '-n', '4', 'tests/fixtures/collectives/peer-loss.mjs'], undefined, 60_000);
+    for (const r of [0, 1, 2]) {
+      expect(out.stdout).toContain(`rank ${r}: REVOKED`);
+      expect(out.stdout).toContain(`rank ${r}: later barrier REVOKED`);
+      expect(out.stdout).toContain(`rank ${r}: got "hi from ${(r + 2) % 3}"`);
+      expect(out.stdout).toContain(`rank ${r}: finalized`);
+    }
+    expect(out.stderr).toMatch(/rank 3 \(pid \d+\) was killed by SIGKILL/);
+  }, 90_000);
+});
