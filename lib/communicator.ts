@@ -15,7 +15,7 @@ import { groupIndices, hierarchicalAllreduce, hierarchicalBarrier, hierarchicalB
 import { ALGORITHMS, readEnvChoices, type EnvChoices } from './collectives/select.js';
 import { argumentHash } from './collectives/signature.js';
 import { ANY_SOURCE, ANY_TAG, TAG_UB, type InPlace, type TransportName } from './constants.js';
-import { COLLECTIVE_CONTEXT, CONTEXTS_PER_COMM, CONTROL_CONTEXT } from './contexts.js';
+import { COLLECTIVE_CONTEXT, CONTEXT_BLOCK, CONTROL_CONTEXT, LEADERS_SUBCOMM, LOCAL_SUBCOMM, P2P_CONTEXT } from './contexts.js';
 import { invalidArgument, isVmcommError, VmcommError, type Status } from './errors.js';
 import type { PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
@@ -72,14 +72,20 @@ export class Communicator {
   readonly #ops: CollectiveOperations;
   #freed: VmcommError | undefined;
   /** The two-level structure for locality-aware collectives, made at the first one that needs it. */
-  #hierarchy: Promise<Hierarchy> | undefined;
+  #hierarchy: Hierarchy | undefined;
+  /** Hierarchical calls run one after another (their sub-communicator calls then number alike everywhere). */
+  #hierarchyChain: Promise<unknown> = Promise.resolve();
+  readonly #internal: boolean;
   #groups: ReturnType<typeof groupIndices> | undefined;
   readonly #envChoices: EnvChoices;
   readonly #unregister: () => void;
   readonly #peerOf = (r: number) => this.#group[r];
 
-  /** @internal Built by `init()`, `split`, `dup` and `splitByLocality`. */
-  constructor(world: World, group: readonly number[], context: number) {
+  /**
+   * @internal Built by `init()`, `split`, `dup` and `splitByLocality`; `internal` for the hierarchy's
+   * own sub-communicators (linked to their parent's collectives, never hierarchical themselves).
+   */
+  constructor(world: World, group: readonly number[], context: number, internal?: { parent: CollectiveRunner }) {
     this.#world = world;
     this.#group = group;
     this.#context = context;
@@ -91,9 +97,13 @@ export class Communicator {
       codec: world.codec,
       context: context + COLLECTIVE_CONTEXT,
       controlContext: context + CONTROL_CONTEXT,
+      // An internal communicator's point-to-point is the hierarchy's too: a revoke must fail it.
+      alsoFail: internal ? [context + P2P_CONTEXT] : undefined,
       group,
       rank: this.rank,
     });
+    this.#internal = internal !== undefined;
+    if (internal) internal.parent.link(this.#runner);
     this.#envChoices = readEnvChoices(world.env);
     this.#ops = new CollectiveOperations({
       runner: this.#runner,
@@ -107,7 +117,8 @@ export class Communicator {
       peerLost: (peer, error) => {
         const r = this.#rankOfWorld.get(peer);
         if (r === undefined) return;
-        for (const context of [this.#context, this.#context + COLLECTIVE_CONTEXT]) {
+        // The control context too: finalize's barrier runs there.
+        for (const context of [this.#context, this.#context + COLLECTIVE_CONTEXT, this.#context + CONTROL_CONTEXT]) {
           world.engine.failReceivesFrom(context, r, error);
           world.engine.matching(context).failProbes(r, error);
         }
@@ -277,12 +288,14 @@ export class Communicator {
    * ⌈log2 size⌉ rounds of one message each way.
    */
   async barrier(opts?: CollectiveOptions): Promise<void> {
-    this.#checkCollective(opts);
-    if (opts?.algorithm !== undefined && !(ALGORITHMS.barrier as readonly string[]).includes(opts.algorithm)) {
-      throw new VmcommError('INVALID_ARGUMENT', `barrier has no algorithm "${opts.algorithm}" (known: ${ALGORITHMS.barrier.join(', ')})`);
-    }
-    if (this.#goesHierarchical('barrier', true, opts)) return this.#guard(opts, async () => hierarchicalBarrier(await this.#twoLevels()));
-    return this.#guard(opts, () => this.#runner.run('barrier', BARRIER_HASH, (io) => barrierDissemination(io)));
+    return this.#start('barrier', async () => {
+      this.#checkCollective(opts);
+      if (opts?.algorithm !== undefined && !(ALGORITHMS.barrier as readonly string[]).includes(opts.algorithm)) {
+        throw new VmcommError('INVALID_ARGUMENT', `barrier has no algorithm "${opts.algorithm}" (known: ${ALGORITHMS.barrier.join(', ')})`);
+      }
+      if (this.#goesHierarchical('barrier', true, opts)) return this.#hierarchical('barrier', BARRIER_HASH, opts, (h) => hierarchicalBarrier(h));
+      return this.#guard(opts, () => this.#runner.run('barrier', BARRIER_HASH, (io) => barrierDissemination(io)));
+    });
   }
 
   /**
@@ -290,12 +303,14 @@ export class Communicator {
    * pass `undefined` (or anything: only the root's value is sent). The root gets its own value back.
    */
   async bcast<T>(value?: T, root = 0, opts?: CollectiveOptions): Promise<T> {
-    this.#checkCollective(opts);
-    if (this.#goesHierarchical('bcast', true, opts)) {
-      if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
-      return this.#guard(opts, async () => hierarchicalBcast(await this.#twoLevels(), value, root, this.rank));
-    }
-    return this.#ops.bcast(value, root, flat(opts));
+    return this.#start('bcast', async () => {
+      this.#checkCollective(opts);
+      if (this.#goesHierarchical('bcast', true, opts)) {
+        if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
+        return this.#hierarchical('bcast', argumentHash('bcast', root, 'hierarchical'), opts, (h) => hierarchicalBcast(h, value, root, this.rank));
+      }
+      return this.#ops.bcast(value, root, flat(opts));
+    });
   }
 
   /**
@@ -303,12 +318,15 @@ export class Communicator {
    * Typed arrays reduce element-wise; numbers, bigints, booleans and arrays of them as values.
    */
   async reduce<T>(value: T, op: ReduceOp, root = 0, opts?: CollectiveOptions): Promise<T | undefined> {
-    this.#checkCollective(opts);
-    if (this.#goesHierarchical('reduce', commutes(op), opts)) {
-      if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
-      return this.#guard(opts, async () => hierarchicalReduce(await this.#twoLevels(), value, op, root, this.rank));
-    }
-    return this.#ops.reduce(value, op, root, flat(opts));
+    return this.#start('reduce', async () => {
+      this.#checkCollective(opts);
+      if (this.#goesHierarchical('reduce', commutes(op), opts)) {
+        this.#ops.checkReduction(value, op);
+        if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
+        return this.#hierarchical('reduce', argumentHash('reduce', root, 'hierarchical'), opts, (h) => hierarchicalReduce(h, value, op, root, this.rank));
+      }
+      return this.#ops.reduce(value, op, root, flat(opts));
+    });
   }
 
   /**
@@ -316,9 +334,14 @@ export class Communicator {
    * (a `Float64Array` gives a `Float64Array`). Every rank gets a bit-identical result.
    */
   async allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
-    this.#checkCollective(opts);
-    if (this.#goesHierarchical('allreduce', commutes(op), opts)) return this.#guard(opts, async () => hierarchicalAllreduce(await this.#twoLevels(), value, op));
-    return this.#ops.allreduce(value, op, flat(opts));
+    return this.#start('allreduce', async () => {
+      this.#checkCollective(opts);
+      if (this.#goesHierarchical('allreduce', commutes(op), opts)) {
+        this.#ops.checkReduction(value, op);
+        return this.#hierarchical('allreduce', argumentHash('allreduce', 'hierarchical'), opts, (h) => hierarchicalAllreduce(h, value, op));
+      }
+      return this.#ops.allreduce(value, op, flat(opts));
+    });
   }
 
   /**
@@ -326,26 +349,34 @@ export class Communicator {
    * `IN_PLACE` (or `recv` itself) to reduce `recv`'s own contents. Resolves with `recv`.
    */
   async allreduceBuffer<A extends TypedArray>(send: A | InPlace, recv: A, op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
-    this.#checkCollective(opts);
-    return this.#ops.allreduceBuffer(send, recv, op, opts);
+    return this.#start('allreduceBuffer', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.allreduceBuffer(send, recv, op, opts);
+    });
   }
 
   /** Every rank's value at `root`, in rank order (`MPI_Gather`); `undefined` elsewhere. */
   async gather<T>(value: T, root = 0, opts?: CollectiveOptions): Promise<T[] | undefined> {
-    this.#checkCollective(opts);
-    return this.#ops.gather(value, root, opts);
+    return this.#start('gather', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.gather(value, root, opts);
+    });
   }
 
   /** Every rank's value on every rank, in rank order (`MPI_Allgather`). */
   async allgather<T>(value: T, opts?: CollectiveOptions): Promise<T[]> {
-    this.#checkCollective(opts);
-    return this.#ops.allgather(value, opts);
+    return this.#start('allgather', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.allgather(value, opts);
+    });
   }
 
   /** The root's `values[r]` on rank r (`MPI_Scatter`); other ranks pass `undefined`. */
   async scatter<T>(values: readonly T[] | undefined, root = 0, opts?: CollectiveOptions): Promise<T> {
-    this.#checkCollective(opts);
-    return this.#ops.scatter(values, root, opts);
+    return this.#start('scatter', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.scatter(values, root, opts);
+    });
   }
 
   /**
@@ -356,8 +387,10 @@ export class Communicator {
   async alltoall<A extends TypedArray>(values: A, opts?: CollectiveOptions): Promise<A>;
   async alltoall<T>(values: readonly T[], opts?: CollectiveOptions): Promise<T[]>;
   async alltoall<T>(values: readonly T[] | TypedArray, opts?: CollectiveOptions): Promise<T[] | TypedArray> {
-    this.#checkCollective(opts);
-    return this.#ops.alltoall(values, opts);
+    return this.#start('alltoall', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.alltoall(values, opts);
+    });
   }
 
   /**
@@ -366,14 +399,18 @@ export class Communicator {
    * `undefined` on other ranks.
    */
   async gatherv<A extends TypedArray>(send: A, counts: readonly number[], root = 0, recv?: A, opts?: CollectiveOptions): Promise<A | undefined> {
-    this.#checkCollective(opts);
-    return this.#ops.gatherv(send, counts, root, recv, opts);
+    return this.#start('gatherv', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.gatherv(send, counts, root, recv, opts);
+    });
   }
 
   /** {@link gatherv} with the result on every rank (`MPI_Allgatherv`). */
   async allgatherv<A extends TypedArray>(send: A, counts: readonly number[], recv?: A, opts?: CollectiveOptions): Promise<A> {
-    this.#checkCollective(opts);
-    return this.#ops.allgatherv(send, counts, recv, opts);
+    return this.#start('allgatherv', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.allgatherv(send, counts, recv, opts);
+    });
   }
 
   /**
@@ -381,8 +418,10 @@ export class Communicator {
    * (`MPI_Scatterv`), into `recv` (every rank passes one of the same type). Resolves with `recv`.
    */
   async scatterv<A extends TypedArray>(send: A | undefined, counts: readonly number[], recv: A, root = 0, opts?: CollectiveOptions): Promise<A> {
-    this.#checkCollective(opts);
-    return this.#ops.scatterv(send, counts, recv, root, opts);
+    return this.#start('scatterv', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.scatterv(send, counts, recv, root, opts);
+    });
   }
 
   /**
@@ -390,20 +429,26 @@ export class Communicator {
    * order) go to rank r; `recvCounts[r]` elements from rank r land in `recv` (in rank order).
    */
   async alltoallv<A extends TypedArray>(send: A, sendCounts: readonly number[], recv: A, recvCounts: readonly number[], opts?: CollectiveOptions): Promise<A> {
-    this.#checkCollective(opts);
-    return this.#ops.alltoallv(send, sendCounts, recv, recvCounts, opts);
+    return this.#start('alltoallv', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.alltoallv(send, sendCounts, recv, recvCounts, opts);
+    });
   }
 
   /** Inclusive prefix reduction in rank order (`MPI_Scan`): rank r gets ranks 0…r reduced. */
   async scan<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
-    this.#checkCollective(opts);
-    return this.#ops.scan(value, op, opts);
+    return this.#start('scan', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.scan(value, op, opts);
+    });
   }
 
   /** Exclusive prefix reduction (`MPI_Exscan`): rank r gets ranks 0…r−1 reduced; rank 0 `undefined`. */
   async exscan<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T | undefined> {
-    this.#checkCollective(opts);
-    return this.#ops.exscan(value, op, opts);
+    return this.#start('exscan', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.exscan(value, op, opts);
+    });
   }
 
   /**
@@ -411,8 +456,10 @@ export class Communicator {
    * result after those of lower ranks (`MPI_Reduce_scatter`). `counts` adds up to the array's length.
    */
   async reduceScatter<A extends TypedArray>(array: A, counts: readonly number[], op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
-    this.#checkCollective(opts);
-    return this.#ops.reduceScatter(array, counts, op, opts);
+    return this.#start('reduceScatter', async () => {
+      this.#checkCollective(opts);
+      return this.#ops.reduceScatter(array, counts, op, opts);
+    });
   }
 
   // ------------------------------------------------------------ communicators
@@ -423,16 +470,20 @@ export class Communicator {
    * Collective over this communicator.
    */
   async split(color: number | undefined, key = 0, opts?: CollectiveOptions): Promise<Communicator | undefined> {
-    this.#checkCollective(opts);
-    if (color !== undefined && !(Number.isSafeInteger(color) && color >= 0)) throw invalidArgument('color', 'undefined or a whole number ≥ 0', color);
-    if (!Number.isSafeInteger(key)) throw invalidArgument('key', 'a whole number', key);
-    return this.#create('split', color, key, opts);
+    return this.#start('split', async () => {
+      this.#checkCollective(opts);
+      if (color !== undefined && !(Number.isSafeInteger(color) && color >= 0)) throw invalidArgument('color', 'undefined or a whole number ≥ 0', color);
+      if (!Number.isSafeInteger(key)) throw invalidArgument('key', 'a whole number', key);
+      return this.#create('split', color, key, opts);
+    });
   }
 
   /** A new communicator with the same ranks and its own matching contexts (`MPI_Comm_dup`). Collective. */
   async dup(opts?: CollectiveOptions): Promise<Communicator> {
-    this.#checkCollective(opts);
-    return (await this.#create('dup', 0, this.rank, opts))!;
+    return this.#start('dup', async () => {
+      this.#checkCollective(opts);
+      return (await this.#create('dup', 0, this.rank, opts))!;
+    });
   }
 
   /**
@@ -441,10 +492,12 @@ export class Communicator {
    * (one physical host: also ranks in other VMs reached through ivshmem). Ranks keep their order.
    */
   async splitByLocality(level: LocalityLevel, opts?: CollectiveOptions): Promise<Communicator> {
-    this.#checkCollective(opts);
-    if (level !== 'process' && level !== 'os' && level !== 'host') throw invalidArgument('level', "'process', 'os' or 'host'", level);
-    const groups = localityGroups(level, this.#world.cards, this.#world.reach);
-    return (await this.#create('split', groups[this.#world.rank], this.rank, opts))!;
+    return this.#start('splitByLocality', async () => {
+      this.#checkCollective(opts);
+      if (level !== 'process' && level !== 'os' && level !== 'host') throw invalidArgument('level', "'process', 'os' or 'host'", level);
+      const groups = localityGroups(level, this.#world.cards, this.#world.reach);
+      return (await this.#create('split', groups[this.#world.rank], this.rank, opts))!;
+    });
   }
 
   /**
@@ -454,8 +507,13 @@ export class Communicator {
   async free(): Promise<void> {
     if (this.#context === 0) throw new VmcommError('INVALID_ARGUMENT', 'the world communicator cannot be freed; call finalize()');
     if (this.#freed) return;
-    this.#runner.close();
+    // The revoke-notice listener stays until finalize: a member may still revoke, and its notice
+    // must be received (a notice nobody takes would hold its sender's finalize).
     this.release(new VmcommError('INVALID_ARGUMENT', 'this communicator was freed'));
+    if (this.#hierarchy) {
+      this.#hierarchy.local.release(new VmcommError('INVALID_ARGUMENT', 'this communicator was freed'));
+      this.#hierarchy.leaders?.release(new VmcommError('INVALID_ARGUMENT', 'this communicator was freed'));
+    }
   }
 
   /**
@@ -464,22 +522,49 @@ export class Communicator {
    * several shared-memory groups and at least one holds several ranks, and the op commutes.
    */
   #goesHierarchical(collective: 'barrier' | 'bcast' | 'reduce' | 'allreduce', commutative: boolean, opts: CollectiveOptions | undefined): boolean {
+    if (this.#internal || !commutative) return false;
     const asked = opts?.algorithm ?? this.#envChoices[collective];
-    const g = (this.#groups ??= groupIndices(this.#group.map((w) => localityGroups('host', this.#world.cards, this.#world.reach)[w])));
-    if (asked === 'hierarchical') return g.count > 1 || this.size > 1;
-    if (asked !== undefined) return false;
-    return commutative && g.count > 1 && g.largest > 1;
+    if (asked !== undefined && asked !== 'hierarchical') return false;
+    if (this.#groups === undefined) {
+      const byWorld = localityGroups('host', this.#world.cards, this.#world.reach);
+      this.#groups = groupIndices(this.#group.map((w) => byWorld[w]));
+    }
+    const g = this.#groups;
+    return asked === 'hierarchical' ? this.size > 1 : g.count > 1 && g.largest > 1;
   }
 
-  /** The hierarchy's sub-communicators (made once, collectively, at the first hierarchical call). */
-  #twoLevels(): Promise<Hierarchy> {
-    return (this.#hierarchy ??= (async () => {
-      const { groupOf } = this.#groups!;
-      const localRankOf = groupOf.map((g, r) => groupOf.slice(0, r).filter((x) => x === g).length);
-      const local = (await this.#create('split', groupOf[this.rank], this.rank, undefined))!;
-      const leaders = await this.#create('split', localRankOf[this.rank] === 0 ? 0 : undefined, this.rank, undefined);
-      return { local, leaders, groupOf, localRankOf };
-    })());
+  /**
+   * The hierarchy's sub-communicators, made without communication: every rank knows the groups (from
+   * the locality cards) and the context ids come from this communicator's own block.
+   */
+  #twoLevels(): Hierarchy {
+    if (this.#hierarchy) return this.#hierarchy;
+    const { groupOf } = this.#groups!;
+    const localRankOf = groupOf.map((g, r) => groupOf.slice(0, r).filter((x) => x === g).length);
+    const mine = groupOf[this.rank];
+    const local = new Communicator(this.#world, this.#group.filter((_, r) => groupOf[r] === mine), this.#context + LOCAL_SUBCOMM, { parent: this.#runner });
+    const leaderRanks = this.#group.filter((_, r) => localRankOf[r] === 0);
+    const leaders = localRankOf[this.rank] === 0 ? new Communicator(this.#world, leaderRanks, this.#context + LEADERS_SUBCOMM, { parent: this.#runner }) : undefined;
+    return (this.#hierarchy = { local, leaders, groupOf, localRankOf });
+  }
+
+  /**
+   * Runs a hierarchical collective as one collective of this communicator: its number is taken now,
+   * a revoked communicator refuses it, and a failure in either level revokes both levels and this
+   * communicator on every rank. Calls run one after another, so their sub-communicator calls are
+   * numbered alike on every rank.
+   */
+  #hierarchical<T>(name: 'barrier' | 'bcast' | 'reduce' | 'allreduce', hash: number, opts: CollectiveOptions | undefined, body: (h: Hierarchy) => Promise<T>): Promise<T> {
+    const h = this.#twoLevels();
+    return this.#guard(opts, () => {
+      const previous = this.#hierarchyChain;
+      const call = this.#runner.run(name, hash, async () => {
+        await previous;
+        return body(h);
+      });
+      this.#hierarchyChain = call.catch(() => undefined);
+      return call;
+    });
   }
 
   /**
@@ -489,16 +574,19 @@ export class Communicator {
    */
   #create(name: 'split' | 'dup', color: number | undefined, key: number, opts: CollectiveOptions | undefined): Promise<Communicator | undefined> {
     const world = this.#world;
+    // The call's number is taken now (its place among this communicator's collectives); its turn
+    // in the world's chain of creations may come later.
+    const ticket = this.#runner.reserve();
     const run = async () => {
       const mine = Float64Array.of(color ?? -1, key, world.nextContext);
-      const table = await this.#ops.createTable(name, mine, opts);
+      const table = await this.#ops.createTable(name, mine, opts, ticket);
       let context = 0;
       const members: { rank: number; key: number }[] = [];
       for (let r = 0; r < this.size; r++) {
         context = Math.max(context, table[3 * r + 2]);
         if (color !== undefined && table[3 * r] === color) members.push({ rank: r, key: table[3 * r + 1] });
       }
-      world.nextContext = Math.max(world.nextContext, context + CONTEXTS_PER_COMM);
+      world.nextContext = Math.max(world.nextContext, context + CONTEXT_BLOCK);
       if (color === undefined) return undefined;
       members.sort((a, b) => a.key - b.key || a.rank - b.rank);
       return new Communicator(world, members.map((m) => this.#group[m.rank]), context);
@@ -620,6 +708,20 @@ export class Communicator {
       if (timer) clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     });
+  }
+
+  /**
+   * Starts a collective. When this rank refuses its own arguments (INVALID_ARGUMENT), the others
+   * would wait for it forever: it revokes the communicator's collectives as a mismatch, so every rank
+   * gets INVALID_ARGUMENT (a freed or finalized communicator just refuses).
+   */
+  async #start<T>(name: string, start: () => Promise<T>): Promise<T> {
+    try {
+      return await start();
+    } catch (e) {
+      if (isVmcommError(e, 'INVALID_ARGUMENT') && this.#checkUsable() === undefined) this.#runner.refuse(e, name);
+      throw e;
+    }
   }
 
   /**

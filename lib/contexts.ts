@@ -1,6 +1,6 @@
 /**
  * Context ids: every communicator owns {@link CONTEXTS_PER_COMM} consecutive ids starting at a
- * multiple of that number, one per kind of traffic, so a collective's messages can never match a
+ * multiple of that number (inside a {@link CONTEXT_BLOCK} of its own), one per kind of traffic, so a collective's messages can never match a
  * point-to-point receive (MPI's separate matching contexts) and revoke notices never match either.
  * The world communicator starts at 0.
  *
@@ -12,8 +12,18 @@
  * @module
  */
 
-/** Context ids per communicator. */
+/** Context ids per communicator (its point-to-point, collective and control contexts, one spare). */
 export const CONTEXTS_PER_COMM = 4;
+/**
+ * Context ids each communicator reserves: its own four, then four for each of the two internal
+ * communicators of its locality-aware collectives (`LOCAL_SUBCOMM`, `LEADERS_SUBCOMM`), which are
+ * thereby made without any communication. A multiple of {@link CONTEXTS_PER_COMM}.
+ */
+export const CONTEXT_BLOCK = 16;
+/** Offset of the hierarchy's group communicator in a block. */
+export const LOCAL_SUBCOMM = 4;
+/** Offset of the hierarchy's leaders communicator in a block. */
+export const LEADERS_SUBCOMM = 8;
 /** Offset of the point-to-point context in a communicator's block. */
 export const P2P_CONTEXT = 0;
 /** Offset of the collective context. */

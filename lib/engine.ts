@@ -112,6 +112,8 @@ export class Engine implements FrameSink, ProgressEngine {
   private readonly contexts = new Map<number, Matching>();
   /** Contexts revoked by {@link failContext}, with the error their receives fail with. */
   private readonly revokedContexts = new Map<number, Error>();
+  /** Per context: who to tell about unexpected messages (see {@link watchUnexpected}). */
+  private readonly unexpectedWatchers = new Map<number, (msg: UnexpectedMsg) => void>();
   private readonly pendingSends = new Map<number, PendingSend>();
   private readonly pendingRecvs = new Map<number, PendingRecv>();
   private readonly inbound: (InboundFrame | undefined)[] = [];
@@ -469,7 +471,7 @@ export class Engine implements FrameSink, ProgressEngine {
         const late = this.matching(h.context).takePosted(h.source, h.tag);
         if (late) this.deliverEager(late, peer, h.source, h.tag, h.messageBytes, h.flags, data);
         else if (this.revokedContexts.has(h.context)) this.returnCredit(peer);
-        else this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data, sendId: 0 });
+        else this.unexpected(h.context, { source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data, sendId: 0 });
         break;
       }
       case FrameKind.RTS: {
@@ -477,7 +479,7 @@ export class Engine implements FrameSink, ProgressEngine {
         p.stats.bytesReceived += h.messageBytes;
         const posted = this.matching(h.context).takePosted(h.source, h.tag);
         if (posted) this.clearToSend(posted, h.context, peer, h.source, h.tag, h.messageBytes, h.flags, h.sendId);
-        else this.matching(h.context).addUnexpected({ source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data: undefined, sendId: h.sendId });
+        else this.unexpected(h.context, { source: h.source, tag: h.tag, peer, bytes: h.messageBytes, flags: h.flags, data: undefined, sendId: h.sendId });
         break;
       }
       case FrameKind.DATA: {
@@ -653,6 +655,24 @@ export class Engine implements FrameSink, ProgressEngine {
     m.failProbes(undefined, error);
     for (const r of m.postedReceives()) if (m.unpost(r)) r.control.reject(error);
     for (let msg = m.takeUnexpectedEager(); msg; msg = m.takeUnexpectedEager()) this.returnCredit(msg.peer);
+  }
+
+  /** Queues a message no receive wanted, and tells the context's watcher (collective argument checks). */
+  private unexpected(context: number, msg: UnexpectedMsg): void {
+    this.matching(context).addUnexpected(msg);
+    this.unexpectedWatchers.get(context)?.(msg);
+  }
+
+  /**
+   * Calls `watch` for each message that arrives in `context` before its receive (a communicator's
+   * collective context checks the argument hash at once: a rank that will never post the matching
+   * receive must not leave its peer waiting). Returns the function that stops watching.
+   */
+  watchUnexpected(context: number, watch: (msg: UnexpectedMsg) => void): () => void {
+    this.unexpectedWatchers.set(context, watch);
+    return () => {
+      if (this.unexpectedWatchers.get(context) === watch) this.unexpectedWatchers.delete(context);
+    };
   }
 
   /** The error of a context revoked by {@link failContext}, if it was. */

@@ -16,7 +16,7 @@ import { hostname } from 'node:os';
 import type { BackendComponents, BackendFactory, CardFields, CardValue, LocalityCard, Transport } from './backend.js';
 import type { Bootstrap } from './bootstrap.js';
 import { ValueCodec } from './codec.js';
-import { CONTEXTS_PER_COMM } from './contexts.js';
+import { CONTEXT_BLOCK } from './contexts.js';
 import { Engine, type PeerPlan } from './engine.js';
 import { VmcommError } from './errors.js';
 import { choosePairTransport, encodeBitmap, explainNoTransport, type PairChoice, type Reachability } from './locality.js';
@@ -62,8 +62,8 @@ export class World {
   finalized: VmcommError | undefined;
   /** Every rank's round-two answers (after start): which peers each proved it reaches, per transport. */
   reach: readonly Reachability[] = [];
-  /** Next free context id (a multiple of `CONTEXTS_PER_COMM`); the world communicator uses the first block. */
-  nextContext = CONTEXTS_PER_COMM;
+  /** Next free context id (a multiple of `CONTEXT_BLOCK`); the world communicator uses the first block. */
+  nextContext = CONTEXT_BLOCK;
   /** Communicator creations on this rank run one after another (their context ids must not race). */
   creations: Promise<unknown> = Promise.resolve();
 

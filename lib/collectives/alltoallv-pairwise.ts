@@ -35,9 +35,8 @@ export async function alltoallvPairwise(io: CollectiveIO, send: Uint8Array, send
   for (let i = 1; i < size; i++) {
     const to = xor ? rank ^ i : (rank + i) % size;
     const from = xor ? rank ^ i : (rank - i + size) % size;
-    const pending: PromiseLike<void>[] = [];
-    if (recvCounts[from] > 0) pending.push(io.recv(from, recv.subarray(rd[from], rd[from + 1])));
-    if (sendCounts[to] > 0) pending.push(io.send(to, send.subarray(sd[to], sd[to + 1])));
-    if (pending.length > 0) await io.waitAll(pending);
+    // Empty blocks travel too: each side's length check then catches a pair whose counts disagree
+    // (one side 0, the other not), which would otherwise wait forever.
+    await io.waitAll([io.recv(from, recv.subarray(rd[from], rd[from + 1])), io.send(to, send.subarray(sd[to], sd[to + 1]))]);
   }
 }

@@ -94,6 +94,16 @@ export class CommIO implements CollectiveIO {
     this.#on = on;
   }
 
+  /** This call's argument hash as tags carry it. */
+  get hash(): number {
+    return this.#hash;
+  }
+
+  /** The operation's name. */
+  get name(): string {
+    return this.#call.name;
+  }
+
   /** Rendezvous sends still waiting for their receiver: withdrawn if the communicator is revoked. */
   readonly #rendezvous: number[] = [];
 

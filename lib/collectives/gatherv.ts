@@ -55,7 +55,7 @@ export function gathervTreeWins(counts: readonly number[], root: number, latency
     done[v] = t;
   }
   let linear = 0;
-  for (let r = 0; r < size; r++) if (r !== root && counts[r] > 0) linear += 1 + counts[r] / latencyBytes;
+  for (let r = 0; r < size; r++) if (r !== root) linear += 1 + counts[r] / latencyBytes; // every rank sends, empty or not
   return done[0] <= linear;
 }
 
@@ -67,14 +67,15 @@ export function gathervTreeWins(counts: readonly number[], root: number, latency
 export async function gathervLinear(io: CollectiveIO, block: Uint8Array, out: Uint8Array | undefined, counts: readonly number[], root: number): Promise<void> {
   const size = io.size;
   if (io.rank !== root) {
-    if (counts[io.rank] > 0) await io.waitAll([io.send(root, block)]);
+    // Empty blocks travel too, so a rank whose counts disagree is caught by the length and hash checks.
+    await io.waitAll([io.send(root, block)]);
     return;
   }
   if (!out) throw new VmcommError('INVALID_ARGUMENT', 'gatherv: the root needs an output buffer');
   const d = displacements(counts);
   out.set(block, d[root]);
   const recvs: PromiseLike<void>[] = [];
-  for (let r = 0; r < size; r++) if (r !== root && counts[r] > 0) recvs.push(io.recv(r, out.subarray(d[r], d[r + 1])));
+  for (let r = 0; r < size; r++) if (r !== root) recvs.push(io.recv(r, out.subarray(d[r], d[r + 1])));
   await io.waitAll(recvs);
 }
 

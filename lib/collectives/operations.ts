@@ -34,12 +34,12 @@ import { bcastScatterAllgather } from './bcast-scatter-allgather.js';
 import type { CommIO } from './comm-io.js';
 import { gatherv as gathervBytes } from './gatherv.js';
 import type { CollectiveIO, Reducer, TypedArray } from './io.js';
-import { checkValueOp, ELEMENT_TYPES, elementTypeOf, reducerFor, reduceValues, type OpFunction } from './ops.js';
+import { checkValueOp, ELEMENT_TYPES, elementTypeOf, reducerFor, reduceValues, TYPED_ARRAY_CONSTRUCTORS, type OpFunction } from './ops.js';
 import { reduceBinomial } from './reduce-binomial.js';
 import { reduceRabenseifner } from './reduce-rabenseifner.js';
 import { reduceScatterRecursiveHalving } from './reduce-scatter-recursive-halving.js';
 import { reduceScatterRing } from './reduce-scatter-ring.js';
-import type { CollectiveRunner } from './runner.js';
+import type { CollectiveRunner, Ticket } from './runner.js';
 import { scanRecursiveDoubling } from './scan-recursive-doubling.js';
 import { scatterv as scattervBytes } from './scatterv.js';
 import { ALGORITHMS, chooseAlgorithm, type AlgorithmOf, type EnvChoices, type TunableCollective } from './select.js';
@@ -156,8 +156,8 @@ export class CollectiveOperations {
       if (values.length % size !== 0) throw invalidArgument('values', `a typed array whose length is a multiple of the size (${size})`, values);
       const block = (values.length / size) * values.BYTES_PER_ELEMENT;
       const recv = sameKind(values, values.length);
+      const algorithm = chooseAlgorithm('alltoall', { size, bytes: block, commutative: true }, opts?.algorithm, this.#s.env);
       return this.#call('alltoall', [values.length, elementTypeOf(values), opts?.algorithm], opts, async (io) => {
-        const algorithm = chooseAlgorithm('alltoall', { size, bytes: block, commutative: true }, opts?.algorithm, this.#s.env);
         await (algorithm === 'bruck' ? alltoallBruck : alltoallPairwise)(io, bytesOf(values), bytesOf(recv), block);
         return recv;
       });
@@ -214,6 +214,9 @@ export class CollectiveOperations {
     const rc = this.#checkCounts(recvCounts, 'recvCounts');
     if (send.length < sum(sc)) throw invalidArgument('send', `at least ${sum(sc)} elements (the sum of sendCounts)`, send);
     if (recv.length < sum(rc)) throw invalidArgument('recv', `at least ${sum(rc)} elements (the sum of recvCounts)`, recv);
+    if (send.buffer === recv.buffer && send.byteOffset < recv.byteOffset + recv.byteLength && recv.byteOffset < send.byteOffset + send.byteLength) {
+      throw new VmcommError('INVALID_ARGUMENT', 'alltoallv: send and recv overlap; give recv memory of its own');
+    }
     const e = send.BYTES_PER_ELEMENT;
     // Counts differ per rank by nature; only the type must agree (lengths are checked per message).
     return this.#call('alltoallv', [elementTypeOf(send)], opts, async (io) => {
@@ -233,9 +236,10 @@ export class CollectiveOperations {
     if (path.kind === 'value') {
       return this.#call('allreduce', ['value', opName(op)], opts, (io) => allreduceValue(io, value, this.#valueOps(op)));
     }
-    const data = path.fresh ? path.data : (path.data.slice() as TypedArray);
+    const data = path.fresh ? path.data : copyOf(path.data);
+    const algorithm = this.#allreduceAlgorithm(data.byteLength, path.reducer, opts?.algorithm);
     return this.#call('allreduce', [path.type, data.length, opName(op), opts?.algorithm], opts, async (io) => {
-      await this.#allreduceBytes(io, bytesOf(data), path.reducer, opts?.algorithm);
+      await ALLREDUCE[algorithm](io, bytesOf(data), path.reducer);
       return path.unwrap(data) as T;
     });
   }
@@ -249,9 +253,10 @@ export class CollectiveOperations {
     }
     const reducer = reducerFor(op, elementTypeOf(recv));
     this.#checkPairs(op, recv);
+    const algorithm = this.#allreduceAlgorithm(recv.byteLength, reducer, opts?.algorithm);
     return this.#call('allreduceBuffer', [elementTypeOf(recv), recv.length, opName(op), opts?.algorithm], opts, async (io) => {
       if (send !== IN_PLACE && send !== recv) recv.set(send as never);
-      await this.#allreduceBytes(io, bytesOf(recv), reducer, opts?.algorithm);
+      await ALLREDUCE[algorithm](io, bytesOf(recv), reducer);
       return recv;
     });
   }
@@ -262,9 +267,10 @@ export class CollectiveOperations {
     if (path.kind === 'value') {
       return this.#call('reduce', ['value', opName(op), root], opts, (io) => reduceValue(io, value, this.#valueOps(op), root));
     }
-    const data = path.fresh ? path.data : (path.data.slice() as TypedArray);
+    const data = path.fresh ? path.data : copyOf(path.data);
+    // Chosen (and an override checked) before the call starts: a refusal then sends nothing.
+    const algorithm = chooseAlgorithm('reduce', { size: this.#s.size, bytes: data.byteLength, commutative: path.reducer.commutative }, opts?.algorithm, this.#s.env);
     return this.#call('reduce', [path.type, data.length, opName(op), root, opts?.algorithm], opts, async (io) => {
-      const algorithm = chooseAlgorithm('reduce', { size: io.size, bytes: data.byteLength, commutative: path.reducer.commutative }, opts?.algorithm, this.#s.env);
       await (algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(data), path.reducer, root);
       return io.rank === root ? (path.unwrap(data) as T) : undefined;
     });
@@ -282,7 +288,7 @@ export class CollectiveOperations {
     const exclusive = name === 'exscan';
     const path = this.#path(value, op);
     if (path.kind === 'value') return this.#call(name, ['value', opName(op)], opts, (io) => scanValue(io, value, this.#valueOps(op), exclusive));
-    const data = path.fresh ? path.data : (path.data.slice() as TypedArray);
+    const data = path.fresh ? path.data : copyOf(path.data);
     return this.#call(name, [path.type, data.length, opName(op)], opts, async (io) => {
       const defined = await scanRecursiveDoubling(io, bytesOf(data), path.reducer, exclusive);
       return defined ? (path.unwrap(data) as T) : undefined;
@@ -296,8 +302,8 @@ export class CollectiveOperations {
     const reducer = reducerFor(op, elementTypeOf(array));
     this.#checkPairs(op, array);
     const e = array.BYTES_PER_ELEMENT;
+    const algorithm = chooseAlgorithm('reduceScatter', { size: this.#s.size, bytes: array.byteLength, commutative: reducer.commutative }, opts?.algorithm, this.#s.env);
     return this.#call('reduceScatter', [elementTypeOf(array), countsDigest(c), opName(op), opts?.algorithm], opts, async (io) => {
-      const algorithm = chooseAlgorithm('reduceScatter', { size: io.size, bytes: array.byteLength, commutative: reducer.commutative }, opts?.algorithm, this.#s.env);
       const blocks = c.map((n) => n * e);
       const mine = await (algorithm === 'ring' ? reduceScatterRing : reduceScatterRecursiveHalving)(io, bytesOf(array), blocks, reducer);
       const out = sameKind(array, c[io.rank]) as A;
@@ -306,19 +312,24 @@ export class CollectiveOperations {
     });
   }
 
+  /** Checks that `op` applies to `value` (op × type, MINLOC pairs), as a reduction would before it starts. */
+  checkReduction(value: unknown, op: ReduceOp): void {
+    this.#path(value, op);
+  }
+
   /** `split`/`dup`: every rank's (color, key, next context id), as one array of 3·size numbers. */
-  createTable(name: 'split' | 'dup', mine: Float64Array, opts?: CollectiveOptions): Promise<Float64Array> {
+  createTable(name: 'split' | 'dup', mine: Float64Array, opts: CollectiveOptions | undefined, ticket: Ticket): Promise<Float64Array> {
     const table = new Float64Array(3 * this.#s.size);
     return this.#call(name, [], opts, async (io) => {
       table.set(mine, 3 * io.rank);
       await this.#allgatherBlocks(io, bytesOf(table), new Array(io.size).fill(24), undefined);
       return table;
-    });
+    }, ticket);
   }
 
   // ------------------------------------------------------------ internals
 
-  #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => Promise<T>): Promise<T> {
+  #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => Promise<T>, ticket?: Ticket): Promise<T> {
     // An algorithm this collective does not have is refused here, before anything is sent.
     if (opts?.algorithm !== undefined) {
       const tunable = TUNABLE_OF[name];
@@ -326,12 +337,11 @@ export class CollectiveOperations {
       if (!known.includes(opts.algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${opts.algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
     }
     const hash = argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
-    return this.#s.guard(opts, () => this.#s.runner.run(name, hash, body));
+    return this.#s.guard(opts, () => this.#s.runner.run(name, hash, body, ticket));
   }
 
-  async #allreduceBytes(io: CollectiveIO, data: Uint8Array, reducer: Reducer, override: string | undefined): Promise<void> {
-    const algorithm = chooseAlgorithm('allreduce', { size: io.size, bytes: data.byteLength, commutative: reducer.commutative }, override, this.#s.env);
-    await ALLREDUCE[algorithm](io, data, reducer);
+  #allreduceAlgorithm(bytes: number, reducer: Reducer, override: string | undefined): Exclude<AlgorithmOf<'allreduce'>, 'hierarchical'> {
+    return chooseAlgorithm('allreduce', { size: this.#s.size, bytes, commutative: reducer.commutative }, override, this.#s.env);
   }
 
   async #allgatherBlocks(io: CollectiveIO, out: Uint8Array, counts: readonly number[], override: string | undefined): Promise<void> {
@@ -426,8 +436,16 @@ export function bytesOf(v: TypedArray): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
+/** A new array of `like`'s element type (a plain typed array: a Node Buffer gives a Uint8Array). */
 function sameKind(like: TypedArray, length: number): TypedArray {
-  return new (like.constructor as new (n: number) => TypedArray)(length);
+  return new TYPED_ARRAY_CONSTRUCTORS[elementTypeOf(like)](length);
+}
+
+/** A copy of `v` in memory of its own (`Buffer#slice` would return a view, not a copy). */
+function copyOf(v: TypedArray): TypedArray {
+  const c = sameKind(v, v.length);
+  c.set(v as never);
+  return c;
 }
 
 const identity = (d: TypedArray): unknown => d;

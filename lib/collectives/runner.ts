@@ -3,27 +3,29 @@
  * communicator's collective health.
  *
  * **Revoke** (ULFM's `MPIX_Comm_revoke`, done for the program): when a collective fails on one rank —
- * a lost peer, a timeout, ranks that passed different arguments, an op that threw — that rank revokes
- * the communicator's collectives and tells every member through the control context; each member
- * forwards the notice once (so it spreads even if its origin dies mid-way) and fails its pending
- * collective receives. Every rank therefore gets an error instead of a hang: `INVALID_ARGUMENT` for
- * mismatched arguments, `REVOKED` otherwise (with the reason). Later collectives on a revoked
- * communicator reject at once with `REVOKED`; point-to-point on it keeps working.
+ * a lost peer, a timeout, ranks that passed different arguments, an op that threw, arguments this
+ * rank refused — that rank revokes the communicator's collectives and tells every member through
+ * the control context; each member forwards the notice once (so it spreads even if its origin dies
+ * mid-way) and fails its pending collective receives. Every rank therefore gets an error instead of a
+ * hang: `INVALID_ARGUMENT` for mismatched arguments, `REVOKED` otherwise (with the reason). Later
+ * collectives on a revoked communicator reject at once with `REVOKED`; point-to-point on it keeps
+ * working. A communicator's internal sub-communicators (its locality-aware collectives) are linked
+ * to it: a revoke of any of them revokes all.
  *
- * **Leftovers**: a message of a finished collective that nobody received means the ranks disagreed
- * on the pattern (for example, different roots, where no receive sees a wrong hash). It is found when
- * the call ends or when the next collective starts, and revokes the communicator as a mismatch.
+ * **Mismatches found early**: a collective message that arrives before its receive is checked at
+ * once — a different argument hash for a call in progress, or a call this rank has finished, means
+ * the ranks disagree (for example, on the root, so no receive would ever see the wrong hash).
  *
  * @module
  */
 
-import { collectiveSeqOf, COLLECTIVE_SEQ_MODULUS } from '../contexts.js';
+import type { ValueCodec } from '../codec.js';
+import { argumentHashOf, collectiveSeqOf, COLLECTIVE_SEQ_MODULUS } from '../contexts.js';
 import type { Engine } from '../engine.js';
 import { isVmcommError, VmcommError } from '../errors.js';
-import type { PostedRecv } from '../matching.js';
+import type { PostedRecv, UnexpectedMsg } from '../matching.js';
 import { FrameFlags } from '../protocol.js';
 import { createRequest } from '../request.js';
-import type { ValueCodec } from '../codec.js';
 import { CommIO } from './comm-io.js';
 
 /** A revoke notice as it travels. */
@@ -33,16 +35,26 @@ interface Notice {
   origin: number;
 }
 
+/** Notices carry at most this much of the reason, so they stay small (eager). */
+const NOTICE_TEXT_MAX = 240;
+
 /** What the runner needs of its communicator. */
 export interface RunnerSetup {
   readonly engine: Engine;
   readonly codec: ValueCodec;
   /** Collective context id. */
   readonly context: number;
-  /** Control context id (revoke notices). */
+  /** Control context id (revoke notices, finalize's barrier). */
   readonly controlContext: number;
+  /** Other contexts whose receives a revoke fails (an internal communicator's point-to-point). */
+  readonly alsoFail?: readonly number[];
   readonly group: readonly number[];
   readonly rank: number;
+}
+
+/** A collective number taken now for a call that starts later (see {@link CollectiveRunner.reserve}). */
+export interface Ticket {
+  readonly seq: number;
 }
 
 /** The collective side of one communicator on this rank. */
@@ -52,12 +64,19 @@ export class CollectiveRunner {
   #revoked: VmcommError | undefined;
   /** What the collectives pending at the revoke failed with (`INVALID_ARGUMENT` for a mismatch). */
   #revokeCause: VmcommError | undefined;
+  /** Calls in progress, by number. */
   readonly #active = new Map<number, CommIO>();
+  /** Numbers taken by calls that have not started yet. */
+  readonly #reserved = new Set<number>();
   #noticeRecv: PostedRecv | undefined;
+  #closed = false;
+  readonly #linked: CollectiveRunner[] = [];
+  readonly #unwatch: () => void;
   readonly #s: RunnerSetup;
 
   constructor(setup: RunnerSetup) {
     this.#s = setup;
+    this.#unwatch = setup.engine.watchUnexpected(setup.context, (msg) => this.#early(msg));
     if (setup.group.length > 1) this.#listen();
   }
 
@@ -66,32 +85,34 @@ export class CollectiveRunner {
     return this.#revoked;
   }
 
+  /** Links two runners both ways: a revoke of either revokes the other (a communicator and its internal ones). */
+  link(other: CollectiveRunner): void {
+    this.#linked.push(other);
+    other.#linked.push(this);
+    if (this.#revoked) other.revoke(this.#revokeCause ?? this.#revoked, this.#revokeCause?.code === 'INVALID_ARGUMENT');
+  }
+
   /**
-   * Runs one collective call. The call's number is taken now, synchronously, so collectives started
-   * together keep their order. `body` gets the call's IO; any failure revokes the communicator.
+   * Takes the next collective number now for a call that starts later (a communicator creation
+   * waiting its turn), so it keeps its place in the order of this communicator's collectives.
    */
-  run<T>(name: string, hash: number, body: (io: CommIO) => Promise<T>): Promise<T> {
+  reserve(): Ticket {
+    const seq = this.#take();
+    this.#reserved.add(seq);
+    return { seq };
+  }
+
+  /**
+   * Runs one collective call. The call's number is taken now (or was reserved), synchronously, so
+   * collectives started together keep their order. `body` gets the call's IO; any failure revokes
+   * the communicator.
+   */
+  run<T>(name: string, hash: number, body: (io: CommIO) => Promise<T>, ticket?: Ticket): Promise<T> {
+    if (ticket) this.#reserved.delete(ticket.seq);
     if (this.#revoked) return Promise.reject(this.#revoked);
-    const seq = this.#seq;
-    this.#seq = (this.#seq + 1) % COLLECTIVE_SEQ_MODULUS;
-    const leftover = this.#leftover((s) => s !== seq && !this.#active.has(s) && behind(s, seq));
+    const seq = ticket ? ticket.seq : this.#take();
+    const leftover = this.#leftover((s) => s !== seq && !this.#active.has(s) && !this.#reserved.has(s) && behind(s, seq));
     if (leftover) return Promise.reject(this.revoke(leftover, true));
-    return this.#start(seq, name, hash, body);
-  }
-
-  /**
-   * Runs `finalize`'s barrier: numbered like any collective (every rank calls it last), but it runs on
-   * a revoked communicator too and never revokes (a lost peer is the caller's to tolerate).
-   */
-  runFinal<T>(name: string, hash: number, body: (io: CommIO) => Promise<T>): Promise<T> {
-    const seq = this.#seq;
-    this.#seq = (this.#seq + 1) % COLLECTIVE_SEQ_MODULUS;
-    // In the control context: a revoked collective context drops what arrives there.
-    const io = new CommIO(this.#s.engine, { context: this.#s.controlContext, group: this.#s.group, rank: this.#s.rank, seq: FINAL_SEQ, hash, name }, { mismatch: () => undefined, failed: () => undefined });
-    return body(io);
-  }
-
-  #start<T>(seq: number, name: string, hash: number, body: (io: CommIO) => Promise<T>): Promise<T> {
     const io = new CommIO(this.#s.engine, { context: this.#s.context, group: this.#s.group, rank: this.#s.rank, seq, hash, name }, {
       mismatch: (e) => this.revoke(e, true),
       // A step failed while others wait: revoke now, so sends no receiver will take are withdrawn.
@@ -115,6 +136,33 @@ export class CollectiveRunner {
     );
   }
 
+  /**
+   * This rank refused its own arguments for a collective (`error`, INVALID_ARGUMENT) before taking
+   * part: the others would wait for it forever, so it takes the call's number and revokes as a
+   * mismatch — every rank gets INVALID_ARGUMENT.
+   */
+  refuse(error: VmcommError, name: string): void {
+    if (this.#revoked) return;
+    this.#take();
+    this.revoke(new VmcommError('INVALID_ARGUMENT', `${name} on rank ${this.#s.rank}: ${error.message}`, { cause: error }), true);
+  }
+
+  /**
+   * Runs `finalize`'s barrier: in the control context (a revoked collective context drops what
+   * arrives there), on a revoked communicator too, and it never revokes (a lost peer is the caller's
+   * to tolerate).
+   */
+  runFinal<T>(name: string, hash: number, body: (io: CommIO) => Promise<T>): Promise<T> {
+    const io = new CommIO(this.#s.engine, { context: this.#s.controlContext, group: this.#s.group, rank: this.#s.rank, seq: FINAL_SEQ, hash, name }, { mismatch: () => undefined, failed: () => undefined });
+    return body(io);
+  }
+
+  #take(): number {
+    const seq = this.#seq;
+    this.#seq = (this.#seq + 1) % COLLECTIVE_SEQ_MODULUS;
+    return seq;
+  }
+
   /** Turns a failure inside a collective into the revoke, and returns what this rank reports. */
   #fail(error: unknown, name: string): unknown {
     if (this.#revoked && (error === this.#revoked || error === this.#revokeCause)) return error;
@@ -132,32 +180,43 @@ export class CollectiveRunner {
 
   /**
    * Revokes this communicator's collectives (once): fails pending collective receives and sends,
-   * and tells every other member. Returns `error`, what this call reports.
+   * tells every other member, and revokes the linked runners. Returns `error`, what this call reports.
    */
   revoke(error: VmcommError, mismatch: boolean, from?: number): VmcommError {
     if (this.#revoked) return this.#revokeCause ?? this.#revoked;
     this.#revokeCause = error;
     this.#revoked = error.code === 'REVOKED' ? error : new VmcommError('REVOKED', `the communicator's collectives were revoked: ${error.message}`, { cause: error });
-    this.#s.engine.failContext(this.#s.context, error);
+    const engine = this.#s.engine;
+    engine.failContext(this.#s.context, error);
+    for (const c of this.#s.alsoFail ?? []) engine.failContext(c, error);
     for (const io of this.#active.values()) io.abandon(error);
-    const notice: Notice = { code: mismatch ? 'INVALID_ARGUMENT' : 'REVOKED', message: error.message, origin: from ?? this.#s.rank };
+    const text = error.message.length > NOTICE_TEXT_MAX ? `${error.message.slice(0, NOTICE_TEXT_MAX)}…` : error.message;
+    const notice: Notice = { code: mismatch ? 'INVALID_ARGUMENT' : 'REVOKED', message: text, origin: from ?? this.#s.rank };
     const bytes = this.#s.codec.encode(notice);
     for (let r = 0; r < this.#s.group.length; r++) {
-      if (r === this.#s.rank || r === from || this.#s.engine.lostError(this.#s.group[r])) continue;
+      if (r === this.#s.rank || r === from || engine.lostError(this.#s.group[r])) continue;
       const [, control] = createRequest<void>(undefined);
-      this.#s.engine.send(this.#s.controlContext, this.#s.rank, this.#s.group[r], 0, bytes, FrameFlags.OBJECT, control, true);
+      engine.send(this.#s.controlContext, this.#s.rank, this.#s.group[r], 0, bytes, FrameFlags.OBJECT, control, true);
     }
+    for (const other of this.#linked) other.revoke(error, mismatch);
     return error;
   }
 
-  /** Stops listening for notices (the communicator is freed or the world ends). */
+  /** Stops listening for notices and watching arrivals (the world ends). */
   close(): void {
+    this.#closed = true;
+    this.#unwatch();
     if (this.#noticeRecv) this.#s.engine.cancelReceive(this.#s.controlContext, this.#noticeRecv);
     this.#noticeRecv = undefined;
   }
 
+  /**
+   * Listens for revoke notices until {@link close} — after a revoke too (other members' notices
+   * still come, and their senders wait until they are received), and after a notice that failed to
+   * decode.
+   */
   #listen(): void {
-    const [, control] = createRequest<{ data: Notice; source: number }>(undefined);
+    if (this.#closed) return;
     const onNotice = {
       pending: true,
       resolve: (m: { data: Notice; source: number }) => {
@@ -167,18 +226,37 @@ export class CollectiveRunner {
         const code = n && n.code === 'INVALID_ARGUMENT' ? 'INVALID_ARGUMENT' : 'REVOKED';
         const text = typeof n?.message === 'string' ? n.message : 'a peer revoked the communicator';
         this.revoke(new VmcommError(code, `${text} (revoke notice from rank ${m.source})`), code === 'INVALID_ARGUMENT', m.source);
-        // Listen on after a revoke too: other members' notices still come, and their senders wait
-        // until they are received (a long notice travels rendezvous).
         this.#listen();
       },
       reject: (e: Error) => {
         onNotice.pending = false;
-        control.reject(e);
+        this.#noticeRecv = undefined;
+        // Finalize (or the world's end) fails it: stop. A garbled notice: listen on.
+        if (!isVmcommError(e, 'FINALIZED') && !isVmcommError(e, 'ABORTED')) this.#listen();
       },
     };
     const posted: PostedRecv = { source: -1, tag: 0, mode: 'message', bytes: undefined, control: onNotice };
     this.#noticeRecv = posted;
     this.#s.engine.receive(this.#s.controlContext, posted, (r) => this.#s.group[r]);
+  }
+
+  /** A collective message arrived before its receive: a mismatch if its call is in progress with another hash, or over. */
+  #early(msg: UnexpectedMsg): void {
+    if (this.#revoked) return;
+    const seq = collectiveSeqOf(msg.tag);
+    const io = this.#active.get(seq);
+    if (io !== undefined) {
+      if (argumentHashOf(msg.tag) !== io.hash) {
+        this.revoke(new VmcommError('INVALID_ARGUMENT', `${io.name}: rank ${msg.source} called this collective (number ${seq}) with different arguments than rank ${this.#s.rank} (operation, root, op, count or element type differ); every rank must pass matching arguments`, { peer: msg.source }), true);
+      }
+      return;
+    }
+    // Not started here yet (ahead of us) is normal; a number this rank has finished is not.
+    const last = (this.#seq - 1 + COLLECTIVE_SEQ_MODULUS) % COLLECTIVE_SEQ_MODULUS;
+    if (!this.#reserved.has(seq) && (seq === last || behind(seq, last))) {
+      const leftover = this.#leftover((s) => s === seq);
+      if (leftover) this.revoke(leftover, true);
+    }
   }
 
   /** A mismatch error if a collective message whose number satisfies `test` sits unreceived. */

@@ -28,14 +28,15 @@ import { scattervBinomial } from './scatter-binomial.js';
 export async function scattervLinear(io: CollectiveIO, inp: Uint8Array | undefined, block: Uint8Array, counts: readonly number[], root: number): Promise<void> {
   const size = io.size;
   if (io.rank !== root) {
-    if (counts[io.rank] > 0) await io.waitAll([io.recv(root, block)]);
+    // Empty blocks travel too, so a rank whose counts disagree is caught by the length and hash checks.
+    await io.waitAll([io.recv(root, block)]);
     return;
   }
   if (!inp) throw new VmcommError('INVALID_ARGUMENT', 'scatterv: the root needs an input buffer');
   const d = displacements(counts);
   block.set(inp.subarray(d[root], d[root + 1]));
   const sends: PromiseLike<void>[] = [];
-  for (let r = 0; r < size; r++) if (r !== root && counts[r] > 0) sends.push(io.send(r, inp.subarray(d[r], d[r + 1])));
+  for (let r = 0; r < size; r++) if (r !== root) sends.push(io.send(r, inp.subarray(d[r], d[r + 1])));
   await io.waitAll(sends);
 }
 

@@ -249,14 +249,16 @@ describe('gatherv / scatterv algorithm choice', () => {
     expect(gathervTreeWins([5], 0)).toBe(true);
   });
   it('auto follows that choice (bytes on the wire show which ran)', async () => {
-    const skewed = [0, 0, 0, 0, 0, 0, 0, 3000];
+    // Every rank sends (empty blocks too, so disagreeing counts are caught): linear costs 7 latencies,
+    // which a block of 200 kB forwarded three times by the tree outweighs.
+    const skewed = [0, 0, 0, 0, 0, 0, 0, 200_000];
     const wire = async (body: Body<void>) => (await runCollective(8, body)).stats.bytes.reduce((a, b) => a + b);
-    const gatherBody = (g: Gatherv, counts: number[]) => (io: CollectiveIO) => g(io, new Uint8Array(counts[io.rank]), io.rank === 0 ? new Uint8Array(3000) : undefined, counts, 0);
-    expect(await wire(gatherBody(gathervBinomial, skewed))).toBe(9000); // 7 → 6 → 4 → 0
-    expect(await wire(gatherBody(gatherv, skewed))).toBe(3000);
-    const scatterBody = (s: Scatterv, counts: number[]) => (io: CollectiveIO) => s(io, io.rank === 0 ? new Uint8Array(3000) : undefined, new Uint8Array(counts[io.rank]), counts, 0);
-    expect(await wire(scatterBody(scattervBinomial, skewed))).toBe(9000);
-    expect(await wire(scatterBody(scatterv, skewed))).toBe(3000);
+    const gatherBody = (g: Gatherv, counts: number[]) => (io: CollectiveIO) => g(io, new Uint8Array(counts[io.rank]), io.rank === 0 ? new Uint8Array(200_000) : undefined, counts, 0);
+    expect(await wire(gatherBody(gathervBinomial, skewed))).toBe(600_000); // 7 → 6 → 4 → 0
+    expect(await wire(gatherBody(gatherv, skewed))).toBe(200_000);
+    const scatterBody = (s: Scatterv, counts: number[]) => (io: CollectiveIO) => s(io, io.rank === 0 ? new Uint8Array(200_000) : undefined, new Uint8Array(counts[io.rank]), counts, 0);
+    expect(await wire(scatterBody(scattervBinomial, skewed))).toBe(600_000);
+    expect(await wire(scatterBody(scatterv, skewed))).toBe(200_000);
     const even = new Array<number>(8).fill(10);
     expect(await wire(gatherBody(gatherv, even))).toBe(120); // the tree: subtrees forwarded whole
   });

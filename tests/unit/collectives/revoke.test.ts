@@ -75,12 +75,54 @@ describe('collectives: ranks that disagree, fail or time out never hang the othe
     expect(kinds.every((k) => k === 'own' || k === 'REVOKED')).toBe(true);
   });
 
-  it('arguments refused before anything is sent leave the communicator usable', async () => {
+  it('arguments refused by one rank alone: INVALID_ARGUMENT on every rank (the others do not wait for it)', async () => {
+    const { comms } = await job(3);
+    // Rank 0 passes a root that does not exist; the others wait in bcast until rank 0's refusal reaches
+    // them. (Ranks that only send complete, and learn it at their next collective.)
+    const got = await outcomes(comms.map((c) => c.bcast('x', c.rank === 0 ? 7 : 0)));
+    expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    expect(await outcomes(comms.map((c) => c.barrier()))).toEqual(['REVOKED', 'REVOKED', 'REVOKED']);
+  });
+
+  it('counts of the wrong length on one rank, an unknown algorithm, an op that does not fit: every rank hears of it', async () => {
+    for (const bad of [
+      (c: Communicator) => c.allgatherv(Int32Array.of(1), c.rank === 1 ? [1, 1] : [1, 1, 1]),
+      (c: Communicator) => c.allreduce(Float64Array.of(1), Op.SUM, c.rank === 2 ? { algorithm: 'nope' } : undefined),
+      (c: Communicator) => c.allreduce(Float64Array.of(1), c.rank === 0 ? Op.BAND : Op.SUM),
+      (c: Communicator) => c.allreduce(Float64Array.of(1), c.rank === 0 ? (a: Float64Array) => a : Op.SUM, c.rank === 0 ? { algorithm: 'ring' } : undefined),
+    ]) {
+      const { comms } = await job(3);
+      expect(await outcomes(comms.map((c) => bad(c)))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+      await Promise.all(comms.map((c) => c.finalize()));
+    }
+  });
+
+  it('different roots where both ranks send (bcast of a large value): INVALID_ARGUMENT on both, found on arrival', async () => {
+    const { comms } = await job(2, 64);
+    const big = 'v'.repeat(100_000);
+    expect(await outcomes(comms.map((c) => c.bcast(big, c.rank)))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
+  it('alltoallv counts that disagree between a pair (one side 0): INVALID_ARGUMENT, not a hang', async () => {
     const { comms } = await job(2);
-    await expect(comms[0].allreduce(Float64Array.of(1), Op.BAND)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    await expect(comms[0].bcast(1, 7)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    await expect(comms[0].allreduce(1, Op.SUM, { algorithm: 'nope' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    expect(await Promise.all(comms.map((c) => c.allreduce(2, Op.SUM)))).toEqual([4, 4]);
+    // Rank 1 sends rank 0 nothing; rank 0 expects one element from it.
+    const got = await outcomes(comms.map((c) => c.alltoallv(Int32Array.of(1, 2), c.rank === 0 ? [1, 1] : [0, 1], new Int32Array(2), [1, 1])));
+    // Rank 0 finds the empty block where it expected one element; rank 1 got all it expected and
+    // learns of it through the revoke (at the latest at its next collective).
+    expect(got[0]).toBe('INVALID_ARGUMENT');
+    expect(['ok', 'INVALID_ARGUMENT']).toContain(got[1]);
+    // A barrier already waiting when the notice arrives fails with its cause; later ones with REVOKED.
+    for (const code of await outcomes(comms.map((c) => c.barrier()))) expect(['REVOKED', 'INVALID_ARGUMENT']).toContain(code);
+  });
+
+  it('a Buffer given to allreduce is not overwritten; alltoallv refuses overlapping buffers', async () => {
+    const { comms } = await job(2);
+    const inputs = comms.map(() => Buffer.from([1, 2, 3]));
+    const outs = await Promise.all(comms.map((c, r) => c.allreduce(inputs[r], Op.SUM)));
+    expect(inputs.map((b) => [...b])).toEqual([[1, 2, 3], [1, 2, 3]]);
+    expect(outs.map((b) => [...b])).toEqual([[2, 4, 6], [2, 4, 6]]);
+    const shared = new Int32Array(4);
+    await expect(comms[0].alltoallv(shared.subarray(0, 2), [1, 1], shared.subarray(1, 3), [1, 1])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('collectives started together keep their order, and communicators do not mix', async () => {
