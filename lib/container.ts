@@ -17,12 +17,12 @@ import { World } from './world.js';
 
 /**
  * The built-in transports, loaded on first `init()` so a program pays only for what it starts.
- * Issue 5 adds `ivshmem`.
  */
 const BUILT_IN: readonly (() => Promise<BackendFactory>)[] = [
   async () => (await import('../backends/self/index.js')).self(),
   async () => (await import('../backends/threads/index.js')).threads(),
   async () => (await import('../backends/shm/index.js')).shm(),
+  async () => (await import('../backends/ivshmem/index.js')).ivshmem(),
   async () => (await import('../backends/tcp/index.js')).tcp(),
 ];
 

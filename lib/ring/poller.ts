@@ -42,6 +42,12 @@ export interface PollerBudget {
 /** Default {@link PollerBudget}. */
 export const DEFAULT_POLLER_BUDGET: PollerBudget = { framesPerPoll: 64, framesPerRing: 16, announcementsPerPoll: 16 };
 
+/**
+ * Where a {@link Poller} takes ring announcements from: this rank's {@link Inbox}, or a transport's
+ * stand-in (`ivshmem` turns rings it finds in a region's ring table into announcements).
+ */
+export type AnnouncementSource = Pick<Inbox, 'pending' | 'take'>;
+
 interface Entry {
   readonly peer: number;
   readonly consumer: RingConsumer;
@@ -58,7 +64,7 @@ export class Poller {
   moved = false;
 
   constructor(
-    private readonly inbox: Inbox,
+    private readonly inbox: AnnouncementSource,
     private readonly sink: FrameSink,
     private readonly hooks: PollerHooks,
     budget: Partial<PollerBudget> = {},
@@ -125,11 +131,14 @@ export class Poller {
     return total;
   }
 
-  /** Stops polling `peer`'s ring and tells its producer that nothing more will be read. */
-  detach(peer: number): void {
+  /**
+   * Stops polling `peer`'s ring and (unless `close` is false) tells its producer that nothing more
+   * will be read. `close: false` is for a ring whose memory may no longer be this rank's to write.
+   */
+  detach(peer: number, close = true): void {
     const e = this.entries.find((x) => x.peer === peer);
     if (e === undefined) return;
-    e.consumer.close();
+    if (close) e.consumer.close();
     this.entries = this.entries.filter((x) => x !== e);
   }
 

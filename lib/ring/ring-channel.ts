@@ -24,6 +24,12 @@ import { InboxState, type InboxSender } from './inbox.js';
 import type { Region } from './region.js';
 import { RingProducer } from './spsc-ring.js';
 
+/**
+ * What a {@link RingChannel} uses of the peer's inbox: an {@link InboxSender}, or a transport's
+ * stand-in where rings are found another way (`ivshmem` reads a region's ring table instead).
+ */
+export type PeerInbox = Pick<InboxSender, 'state' | 'announce' | 'ring'>;
+
 /** What a {@link RingChannel} needs. */
 export interface RingChannelOptions {
   /** The peer's world rank. */
@@ -35,7 +41,7 @@ export interface RingChannelOptions {
   /** What the peer needs to find the ring (at most 96 bytes; see `inbox.ts`). */
   readonly descriptor: Uint8Array;
   /** The peer's inbox. */
-  readonly peerInbox: InboxSender;
+  readonly peerInbox: PeerInbox;
   /** Wakes the peer; called after its doorbell was incremented. */
   readonly wake: (peer: number) => void;
   /** The channel has work that only {@link RingChannel.flush} can finish: call it from `poll()`. */

@@ -1,0 +1,654 @@
+/**
+ * The ivshmem {@link Transport}: ranks in different VMs of one host talk through rings in a shared
+ * region (see `index.ts` for the whole picture, `region-layout.ts` for the format).
+ *
+ * ## Lifecycle
+ *
+ * - `start()` loads the addon, finds and joins the regions (`attach.ts`), starts their heartbeats
+ *   (`heartbeat.ts`) and the peer watch, and returns the card fields: per region its UUID and this
+ *   rank's slot and slot generation. No usable region: `undefined` with the reason.
+ * - `probe(card)` checks that a region both list holds the peer, ACTIVE, at the slot its card names,
+ *   with its job id, process nonce and rank — and reserves this rank's ring to the peer there. A full
+ *   region (or none in common) answers false, so the pair uses tcp on both ends.
+ * - `addPeers(peers)` releases the reservations of pairs that went elsewhere, leaves regions no
+ *   chosen pair uses, expects a ring from every chosen peer (`RingDiscovery`), and starts the poller
+ *   and the wait loop.
+ * - `connect(peer)` wraps the reserved ring in the ring layer's `RingChannel`.
+ * - `stop()` fails what is still queued, stops reading (consumers closed), and leaves every region:
+ *   its slot and rings are freed (a ring its reader has not drained stays until the reader lets go).
+ *
+ * A process that ends without `stop()` frees its slots from an `exit` hook, without releasing its
+ * rings: its peers see its slot free while its rings are still live, know it did not finalize, and
+ * report it lost at once. One killed by a signal stops heartbeating and is found by the timeout.
+ *
+ * ## Progress and waiting
+ *
+ * `poll()` takes newly found rings, reads every ring (one atomic load each when idle) and flushes
+ * channels that wait for space. Between the core's calls a `WaitingPolicy` polls from the event loop
+ * for an adaptive budget, then the back-off sleeper (`backoff.ts`) yields, then sleeps on timers of
+ * growing length: no peer can wake this rank across VMs.
+ *
+ * @module
+ */
+
+import { availableParallelism } from 'node:os';
+import type { BackendComponents, CardFields, CardValue, Channel, LocalityCard, Transport } from '../../lib/backend.js';
+import { VmcommError, invalidArgument } from '../../lib/errors.js';
+import { Poller } from '../../lib/ring/poller.js';
+import { corrupt } from '../../lib/ring/region.js';
+import { PendingChannels, RingChannel } from '../../lib/ring/ring-channel.js';
+import { RingConsumer } from '../../lib/ring/spsc-ring.js';
+import { Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
+import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
+import type { RingBlock, RingRef } from './allocator.js';
+import { attachRegions, IVSHMEM_ENV, PCI_DEVICES_DIRECTORY, regionPaths } from './attach.js';
+import { BackoffSleeper } from './backoff.js';
+import { heartbeatTarget, startHeartbeat, type HeartbeatEvent, type HeartbeatHandle } from './heartbeat.js';
+import { jobKey, nonceKey } from './ids.js';
+import type { IvshmemOptions } from './index.js';
+import { decodeDiscovery, RingDiscovery, SlotPeer } from './ivshmem-channel.js';
+import { PeerLiveness, type PeerVerdict } from './liveness.js';
+import type { MemberRef } from './membership.js';
+import { GENERATION_MASK, packControl, sameId, SlotState } from './region-layout.js';
+import type { IvshmemRegion, RegionMember, RegionWatch } from './region.js';
+
+/** A region this rank joined. */
+interface Attached {
+  readonly path: string;
+  readonly region: IvshmemRegion;
+  readonly member: RegionMember;
+  heartbeat: HeartbeatHandle | undefined;
+  readonly watch: RegionWatch;
+  readonly liveness: PeerLiveness;
+  /** When the region-wide watch last ran (ms). */
+  lastWatch: number;
+  /** False once this rank left it, or it is no longer this rank's to write (lost, corrupt). */
+  joined: boolean;
+  /** Why it is no longer joined (for messages). */
+  why: string;
+}
+
+/** A peer proven (by this rank's probe) to share a region, with this rank's ring to it reserved. */
+interface PeerLink {
+  readonly rank: number;
+  readonly regionIndex: number;
+  readonly peer: SlotPeer;
+  readonly outRing: RingBlock;
+  /** The ring the peer produces to this rank, once found. */
+  inRing: RingRef | undefined;
+  /** Same process (another world of it): spinning cannot help it progress. */
+  readonly sameProcess: boolean;
+}
+
+/** One region entry of a card, as parsed. */
+interface CardRegion {
+  readonly uuid: string;
+  readonly slot: number;
+  readonly generation: number;
+}
+
+/** The most regions a card may list (more is garbage). */
+const MAX_CARD_REGIONS = 64;
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Members of other jobs are judged at most this often (a pass reads every slot and block entry). */
+const REGION_WATCH_MS = 1_000;
+const NO_DESCRIPTOR = new Uint8Array(0);
+
+/** Transports of this thread that have not stopped: the `exit` hook frees their slots. */
+const live = new Set<IvshmemTransport>();
+let exitHooked = false;
+
+/** The ivshmem transport of one world. Build it with `ivshmem(init)(components)`. */
+export class IvshmemTransport implements Transport {
+  readonly name = 'ivshmem';
+  readonly priority = 40;
+  readonly role = 'local';
+  readonly eagerLimitBytes: number;
+  readonly eagerCredits: number;
+  unavailableReason: string | undefined = undefined;
+  readonly [Symbol.toStringTag] = '@vmcomm/ivshmem';
+
+  private addon: NativeAddon | undefined;
+  private readonly attached: Attached[] = [];
+  private readonly links = new Map<number, PeerLink>();
+  private served = new Set<number>();
+  private readonly outbound = new Map<number, RingChannel>();
+  /** The consumer side of each peer's ring to this rank, once found. */
+  private readonly inbound = new Map<number, RingConsumer>();
+  private readonly lostPeers = new Set<number>();
+  private readonly pendingChannels = new PendingChannels<RingChannel>();
+  private discovery: RingDiscovery | undefined;
+  private poller: Poller | undefined;
+  private policy: WaitingPolicy | undefined;
+  private sleeper: BackoffSleeper | undefined;
+  /** The addon's waiter thread, for sleeps shorter than a timer's millisecond (a futex wait with a timeout on a private word). */
+  private waiter: NativeWaiter | undefined;
+  private readonly sleepWord = new SharedArrayBuffer(4);
+  private yieldOnEmpty = false;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private starting: Promise<CardFields | undefined> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly components: BackendComponents,
+    private readonly options: IvshmemOptions,
+  ) {
+    this.eagerLimitBytes = options.eagerLimitBytes;
+    this.eagerCredits = options.eagerCredits;
+  }
+
+  /** The regions this rank is a member of (diagnostics, tests). */
+  get regions(): { path: string; uuid: string; slot: number; generation: number; joined: boolean }[] {
+    return this.attached.map((a) => ({ path: a.path, uuid: a.region.uuid, slot: a.member.ref.slot, generation: a.member.ref.generation, joined: a.joined }));
+  }
+
+  /** The peers this rank reserved a ring to, and the region index of each (diagnostics, tests). */
+  get reserved(): Map<number, number> {
+    return new Map([...this.links].map(([rank, l]) => [rank, l.regionIndex]));
+  }
+
+  /** The wait loop's state and counters (diagnostics, tests). */
+  get waiting(): { state: string; spinBudgetNs: number; yieldOnEmpty: boolean; counts: WaitingPolicy['counts']; backoff: BackoffSleeper['counts'] } | undefined {
+    const p = this.policy;
+    const s = this.sleeper;
+    return p && s && { state: p.state, spinBudgetNs: p.spinBudgetNs, yieldOnEmpty: this.yieldOnEmpty, counts: p.counts, backoff: s.counts };
+  }
+
+  /** Finds and joins the regions, starts their heartbeats (see the module comment). */
+  start(): Promise<CardFields | undefined> {
+    this.starting ??= this.open();
+    return this.starting;
+  }
+
+  private async open(): Promise<CardFields | undefined> {
+    const { size, rank, jobId, processNonce, logger } = this.components;
+    if (size < 2) return this.unavailable('a world of one has no peer to reach');
+    const loaded = tryLoadNative();
+    if (loaded.addon === undefined) return this.unavailable(loaded.reason ?? 'the native addon did not load');
+    const addon = loaded.addon;
+    if (!addon.capability.mmap) return this.unavailable('the native addon cannot map files here');
+    const sources = regionPaths(this.options.regions, process.env);
+    if (sources.paths.length === 0) {
+      return this.unavailable(`no ivshmem region: ${IVSHMEM_ENV} names none and there is no PCI device 1af4:1110 under ${PCI_DEVICES_DIRECTORY}`);
+    }
+    const { attached, problems } = attachRegions(sources.paths, { job: jobKey(jobId), nonce: nonceKey(processNonce), rank }, addon);
+    for (const p of problems) logger?.debug(`vmcomm:ivshmem: skipped ${p}`);
+    if (attached.length === 0) return this.unavailable(`no usable ivshmem region (${problems.join('; ')})`);
+    this.addon = addon;
+    const now = () => performance.now();
+    for (const a of attached) {
+      const entry: Attached = {
+        ...a,
+        heartbeat: undefined,
+        watch: a.region.watch({ timeoutMs: this.options.reclaimTimeoutMs, self: a.member.ref }),
+        liveness: new PeerLiveness(a.region.members, a.region.rings, { timeoutMs: this.options.peerTimeoutMs, now }),
+        lastWatch: now(),
+        joined: true,
+        why: '',
+      };
+      entry.heartbeat = startHeartbeat(heartbeatTarget(a.member), this.options.heartbeatMs, (event) => {
+        entry.heartbeat = undefined;
+        this.regionBroken(entry, event);
+      });
+      this.attached.push(entry);
+    }
+    for (const a of this.attached) a.member.beat(); // moving from the start (the heartbeat thread may take a while)
+    live.add(this);
+    hookExit();
+    const checkMs = Math.min(1_000, Math.max(this.options.heartbeatMs, this.options.peerTimeoutMs / 20));
+    this.watchTimer = setInterval(() => this.watchPeers(), checkMs).unref();
+    return {
+      regions: this.attached.map((a): CardValue => ({ uuid: a.region.uuid, slot: a.member.ref.slot, generation: a.member.ref.generation })),
+    };
+  }
+
+  private unavailable(reason: string): undefined {
+    this.unavailableReason = reason;
+    return undefined;
+  }
+
+  /**
+   * True when the pair's region — the first, in UUID order, that both cards list — holds `peer`:
+   * ACTIVE, at the slot its card names, with its job id, process nonce and rank; and this rank could
+   * reserve its ring to the peer there (DESIGN section 4; see the module comment of `index.ts`).
+   */
+  probe(peer: LocalityCard): boolean {
+    const { rank, jobId, logger } = this.components;
+    if (this.attached.length === 0 || this.stopping !== undefined || peer.rank === rank) return false;
+    if (this.links.has(peer.rank)) return true;
+    const listed = parseCardRegions(peer.backends?.[this.name]);
+    if (listed === undefined || typeof peer.processNonce !== 'string') return false;
+    // The pair's region: the first, in UUID order, that both cards list — the same at both ends, so
+    // both rings of a pair are in one region. (Full there: tcp, even if another common region has room.)
+    let r = -1;
+    for (let i = 0; i < this.attached.length; i++) {
+      const uuid = this.attached[i].region.uuid;
+      if (listed.some((e) => e.uuid === uuid) && (r < 0 || uuid < this.attached[r].region.uuid)) r = i;
+    }
+    if (r < 0) return false;
+    const a = this.attached[r];
+    const entry = listed.find((e) => e.uuid === a.region.uuid)!;
+    if (!a.joined || entry.slot >= a.region.layout.slots) return false;
+    const ref: MemberRef = { slot: entry.slot, generation: entry.generation };
+    try {
+      a.region.validate();
+      const m = a.region.members.member(ref);
+      if (m === undefined || m.rank !== peer.rank || !sameId(m.job, jobKey(jobId)) || !sameId(m.nonce, nonceKey(peer.processNonce))) return false;
+      const got = a.region.rings.tryAllocate(a.member.ref, ref);
+      if (got.ring === undefined) {
+        logger?.debug(`vmcomm:ivshmem: no ring to rank ${peer.rank} in region ${a.region.uuid} (${got.refused}): the pair uses another transport`);
+        return false;
+      }
+      this.links.set(peer.rank, {
+        rank: peer.rank,
+        regionIndex: r,
+        peer: new SlotPeer(a.region.members, ref),
+        outRing: got.ring,
+        inRing: undefined,
+        sameProcess: peer.processNonce === this.components.processNonce,
+      });
+      return true;
+    } catch (error) {
+      logger?.debug(`vmcomm:ivshmem: probing rank ${peer.rank} in region ${a.region.uuid} failed: ${(error as Error).message}`);
+      return false;
+    }
+  }
+
+  /**
+   * Keeps the reservations of the pairs that use ivshmem, releases the others (its own, and its side
+   * of those peers made to it), leaves regions no pair uses — all of them when `peers` is empty — and
+   * starts reading.
+   */
+  addPeers(peers: readonly number[]): void {
+    this.served = new Set(peers);
+    for (const [peer, link] of this.links) {
+      if (this.served.has(peer)) continue;
+      this.links.delete(peer);
+      const a = this.attached[link.regionIndex];
+      if (a.joined) a.member.releaseRing(link.outRing);
+    }
+    // Peers whose pair went elsewhere reserved rings to this rank too: every reservation was made
+    // before the reachability exchange, so they are all in the tables now. Let go of our side.
+    // Served peers' rings to this rank are known from here on: the peer watch tells a peer that
+    // finalized (it released that ring) from one that ended (it did not) even before they are read.
+    const inRings = new Map<number, RingRef>();
+    for (let r = 0; r < this.attached.length; r++) {
+      const a = this.attached[r];
+      if (!a.joined) continue;
+      for (const ring of a.member.ringsToMe()) {
+        const link = [...this.links.values()].find((l) => l.regionIndex === r && sameRef(l.peer.ref, ring.producer));
+        if (link === undefined) a.member.releaseRing(ring);
+        else if (!inRings.has(link.rank)) inRings.set(link.rank, { index: ring.index, generation: ring.generation });
+      }
+    }
+    if (this.stopping !== undefined) return;
+    const used = new Set([...this.links.values()].map((l) => l.regionIndex));
+    for (let r = 0; r < this.attached.length; r++) if (!used.has(r)) this.leave(this.attached[r]);
+    if (this.links.size === 0) return;
+    const addon = this.addon!;
+    const discovery = new RingDiscovery(this.attached.map((a) => a.member));
+    for (const [peer, link] of this.links) {
+      discovery.expect(peer, link.regionIndex, link.peer.ref);
+      const liveness = this.attached[link.regionIndex].liveness;
+      liveness.watch(peer, link.peer.ref);
+      const inRing = inRings.get(peer);
+      if (inRing !== undefined) liveness.setInbound(peer, inRing);
+    }
+    this.discovery = discovery;
+    this.poller = new Poller(
+      discovery,
+      this.components.sink,
+      {
+        attach: (from, descriptor) => this.attach(from, descriptor),
+        wakeProducer: () => undefined, // the producer polls
+        lost: (peer, error) => this.lost(peer, error),
+        inboxBroken: (error) => this.components.logger?.warn(`vmcomm:ivshmem: ring discovery failed: ${error.message}`),
+      },
+      { framesPerPoll: this.options.pollFramesPerCall },
+    );
+    if (addon.capability.futex) {
+      this.waiter = addon.createWaiter();
+      // The world holds the process open until finalize; a sleeping rank must not hold it longer.
+      this.waiter.ref(false);
+    }
+    const mode = this.options.waitMode;
+    this.yieldOnEmpty = mode === 'yield' || (mode === 'auto' && this.links.size + 1 > availableParallelism());
+    const sameProcess = [...this.links.values()].some((l) => l.sameProcess);
+    const now = () => performance.now();
+    this.sleeper = new BackoffSleeper({
+      yieldMs: this.options.yieldMs,
+      minSleepMs: this.options.minSleepMs,
+      maxSleepMs: this.options.maxSleepMs,
+      idleSleepMs: this.options.idleSleepMs,
+      now,
+      defer: setImmediate,
+      after: (fn, ms) => this.sleepFor(fn, ms),
+      ...(this.yieldOnEmpty ? { yieldCpu: () => addon.schedYield() } : {}),
+    });
+    this.policy = new WaitingPolicy(() => this.progress(), this.sleeper, {
+      spinBudgetNs: this.options.spinBudgetNs,
+      minSpinNs: this.options.minSpinNs,
+      maxSpinNs: this.options.maxSpinNs,
+      // A peer in this very process (another world of it) may share this thread: it progresses only when we return.
+      yieldBetweenPolls: sameProcess,
+      defer: setImmediate,
+      now,
+    });
+    this.policy.start();
+    // A region this rank had to let go of between probe() and now (revoked, reclaimed, overwritten):
+    // its pairs were chosen but cannot work. Reported once the core has its plan (after addPeers).
+    for (const [peer, link] of this.links) {
+      const a = this.attached[link.regionIndex];
+      if (a.joined) continue;
+      const error = new VmcommError('PEER_LOST', `rank ${peer} is unreachable: this rank lost its membership of ivshmem region ${a.region.uuid} before the pair started (${a.why})`, { peer });
+      setImmediate(() => this.peerGone(peer, error, false));
+    }
+  }
+
+  /**
+   * The channel to `peer`: on the first call, the ring layer's `RingChannel` over the ring reserved
+   * in `probe()`. Rejects with `INVALID_ARGUMENT` for a rank ivshmem does not serve, `PEER_LOST` for
+   * a lost one, `FINALIZED` after `stop()`, `CORRUPT` when the ring fails validation.
+   */
+  async connect(peer: number): Promise<Channel> {
+    const existing = this.outbound.get(peer);
+    if (existing !== undefined) return existing;
+    if (this.stopping !== undefined) throw new VmcommError('FINALIZED', 'the ivshmem transport has stopped; no new channels can be opened');
+    const { rank, size } = this.components;
+    if (!Number.isInteger(peer) || peer < 0 || peer >= size || peer === rank) throw invalidArgument('the ivshmem peer', `a rank in 0…${size - 1} other than ${rank}`, peer);
+    const link = this.links.get(peer);
+    if (!this.served.has(peer) || link === undefined) {
+      throw new VmcommError('INVALID_ARGUMENT', `rank ${peer} is not served by ivshmem here (probe() must accept its card and addPeers() list it)`);
+    }
+    if (this.lostPeers.has(peer)) throw new VmcommError('PEER_LOST', `rank ${peer} was lost; no ivshmem channel to it can be opened`, { peer });
+    let channel: RingChannel;
+    try {
+      channel = new RingChannel({
+        peer,
+        self: rank,
+        ring: link.outRing.region,
+        descriptor: NO_DESCRIPTOR,
+        peerInbox: link.peer,
+        wake: () => undefined, // nothing can wake a peer in another VM: it polls
+        needsFlush: (c) => this.pendingChannels.add(c),
+        lost: (p, error) => this.lost(p, error),
+      });
+    } catch (error) {
+      this.lost(peer, error as Error);
+      throw error;
+    }
+    this.outbound.set(peer, channel);
+    return channel;
+  }
+
+  /**
+   * Calls `fn` after `ms` (fractions allowed). The addon's waiter thread sleeps with microsecond
+   * precision (a futex wait, with a timeout, on a word of this process that nobody changes: no other
+   * VM could wake it anyway); without it, a timer (whole milliseconds).
+   */
+  private sleepFor(fn: () => void, ms: number): void {
+    const waiter = this.waiter;
+    if (waiter !== undefined) {
+      try {
+        waiter.wait(this.sleepWord, 0, 0, ms, () => fn());
+        return;
+      } catch {
+        // Closed (stopping) or busy: a timer instead.
+      }
+    }
+    setTimeout(fn, ms).unref();
+  }
+
+  /** Makes progress without the event loop; returns the frames delivered. */
+  poll(): number {
+    const poller = this.poller;
+    if (poller === undefined) return 0;
+    const frames = poller.poll();
+    let moved = poller.moved;
+    if (this.pendingChannels.size > 0 && this.pendingChannels.flushAll() > 0) moved = true;
+    if (frames > 0 || moved) {
+      this.sleeper!.reset();
+      if (this.policy!.state === 'sleeping') this.policy!.wakeUp();
+    }
+    return frames;
+  }
+
+  /** One look at everything, for the wait loop ({@link Progress}). */
+  private progress(): number {
+    const poller = this.poller;
+    if (poller === undefined) return Progress.NONE;
+    let delivered = poller.poll();
+    let moved = poller.moved;
+    if (this.pendingChannels.size > 0) {
+      if (this.pendingChannels.flushAll() > 0) moved = true;
+      delivered += this.pendingChannels.completed;
+    }
+    if (delivered > 0 || moved) {
+      this.sleeper!.reset();
+      return delivered > 0 ? delivered : Progress.MOVED;
+    }
+    if (this.yieldOnEmpty) this.addon!.schedYield();
+    return Progress.NONE;
+  }
+
+  /** Stops reading and writing, and leaves every region (slot and rings freed). Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.starting?.catch(() => undefined);
+    live.delete(this);
+    if (this.watchTimer !== undefined) clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
+    this.policy?.stop();
+    this.waiter?.close();
+    const stopped = new VmcommError('FINALIZED', 'the ivshmem transport stopped before this frame was sent');
+    for (const c of this.outbound.values()) if (c.pending) c.fail(stopped);
+    this.pendingChannels.clear();
+    // Tells the producers that nothing more is read (a ring in a region that is no longer ours was
+    // detached already, without a write).
+    this.poller?.detachAll();
+    for (const a of this.attached) this.leave(a);
+  }
+
+  /** This process ends without stop(): free the slots (not the rings: peers then know it did not finalize). */
+  gone(): void {
+    for (const a of this.attached) {
+      a.heartbeat?.stop();
+      a.heartbeat = undefined;
+      if (!a.joined) continue;
+      a.joined = false;
+      a.why = 'the process is exiting';
+      const { slot, generation } = a.member.ref;
+      try {
+        a.region.members.reclaim(slot, packControl(SlotState.ACTIVE, generation));
+      } catch {
+        // Exiting anyway.
+      }
+    }
+  }
+
+  /** Stops the heartbeat and leaves the region (slot and rings freed), unless already out of it. */
+  private leave(a: Attached): void {
+    a.heartbeat?.stop();
+    a.heartbeat = undefined;
+    if (!a.joined) return;
+    a.joined = false;
+    a.why ||= 'it left the region';
+    try {
+      a.member.finalize();
+    } catch (error) {
+      this.components.logger?.warn(`vmcomm:ivshmem: leaving region ${a.region.uuid} failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** The consumer side of the ring `from` produces to this rank, found by the discovery. */
+  private attach(from: number, descriptor: Uint8Array): RingConsumer {
+    const link = this.links.get(from);
+    const found = decodeDiscovery(descriptor);
+    if (link === undefined || !this.served.has(from) || found === undefined || found.regionIndex !== link.regionIndex) {
+      throw new VmcommError('CORRUPT', `a ring from rank ${from} was found, but it is not a proven ivshmem peer`);
+    }
+    const a = this.attached[found.regionIndex];
+    const info = a.region.rings.read(found.index);
+    const ring = info.ring;
+    if (
+      ring === undefined ||
+      ring.generation !== found.generation ||
+      ring.state === 'consumer-done' ||
+      !sameRef(ring.producer, link.peer.ref) ||
+      !sameRef(ring.consumer, a.member.ref)
+    ) {
+      throw new VmcommError('PEER_LOST', `rank ${from}'s ring to this rank (block ${found.index}) is gone from region ${a.region.uuid}`, { peer: from });
+    }
+    // Validates the ring's own header against the block (CORRUPT otherwise).
+    const consumer = new RingConsumer(ring.region);
+    this.inbound.set(from, consumer);
+    link.inRing = { index: ring.index, generation: ring.generation };
+    a.liveness.setInbound(from, link.inRing);
+    return consumer;
+  }
+
+  /** Looks at the watched peers' slots; judges other jobs' members now and then. */
+  private watchPeers(): void {
+    if (this.stopping !== undefined) return;
+    const t = performance.now();
+    for (const a of this.attached) {
+      if (!a.joined) continue;
+      let beat: ReturnType<RegionMember['beat']>;
+      try {
+        // Beats from here too (see heartbeat.ts), checking the header and this rank's slot.
+        beat = a.member.beat();
+      } catch {
+        // Re-formatted or overwritten: judge nothing by tables that are no longer ours.
+        this.regionBroken(a, 'corrupt');
+        continue;
+      }
+      if (beat !== 'ok') {
+        this.regionBroken(a, beat);
+        continue;
+      }
+      try {
+        for (const v of a.liveness.check()) this.verdict(a, v);
+        if (t - a.lastWatch >= REGION_WATCH_MS) {
+          a.lastWatch = t;
+          a.watch.observe();
+        }
+      } catch (error) {
+        this.components.logger?.warn(`vmcomm:ivshmem: watching region ${a.region.uuid} failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  private verdict(a: Attached, v: PeerVerdict): void {
+    if (v.kind === 'left') return;
+    const link = this.links.get(v.peer);
+    if (v.kind === 'stalled' && link !== undefined) a.region.members.reclaim(link.peer.ref.slot, v.control | 0);
+    const why =
+      v.kind === 'stalled'
+        ? `its heartbeat in ivshmem region ${a.region.uuid} has not moved for ${Math.round(v.stalledMs)} ms (its process or VM is gone or frozen); its slot was reclaimed`
+        : `it ended without finalizing (its slot in ivshmem region ${a.region.uuid} was freed while its ring to this rank was live)`;
+    this.peerGone(v.peer, new VmcommError('PEER_LOST', `rank ${v.peer} was lost: ${why}`, { peer: v.peer }), true);
+  }
+
+  /**
+   * `peer` is gone: fail its channel, stop reading it, report it, and (when the region is still
+   * this rank's to write) release this rank's rings with it.
+   */
+  private peerGone(peer: number, error: Error, release: boolean): void {
+    const link = this.links.get(peer);
+    if (link !== undefined) link.peer.gone = true;
+    // Reported first, so that the channel's own report (through `lost`) finds it done.
+    this.lost(peer, error, release);
+    this.outbound.get(peer)?.fail(error);
+    if (link === undefined || !release) return;
+    const a = this.attached[link.regionIndex];
+    if (!a.joined) return;
+    a.member.releaseRing(link.outRing);
+    if (link.inRing !== undefined) a.member.releaseRing(link.inRing);
+  }
+
+  /** Reports `peer` lost once; `touchRing` false: detach its ring without writing to it. */
+  private lost(peer: number, error: Error, touchRing = true): void {
+    if (this.lostPeers.has(peer)) return;
+    this.lostPeers.add(peer);
+    this.components.logger?.debug(`vmcomm:ivshmem: lost rank ${peer}: ${error.message}`);
+    this.poller?.detach(peer, touchRing);
+    // Also when the poller dropped the ring itself (it failed validation): a producer blocked on it
+    // learns that nothing more is read, instead of waiting for its own verdict on this rank.
+    if (touchRing) this.inbound.get(peer)?.close();
+    this.discovery?.drop(peer);
+    for (const a of this.attached) a.liveness.forget(peer);
+    try {
+      this.components.sink.lost(peer, error);
+    } catch (err) {
+      this.components.logger?.warn(`vmcomm:ivshmem: sink.lost(${peer}) threw: ${(err as Error).message}`);
+    }
+  }
+
+  /** The heartbeat thread (or the peer watch) found this rank's membership of `a` broken. */
+  private regionBroken(a: Attached, event: HeartbeatEvent): void {
+    a.heartbeat?.stop();
+    a.heartbeat = undefined;
+    if (this.stopping !== undefined || !a.joined) return;
+    if (event === 'lost') {
+      try {
+        a.region.validate();
+      } catch {
+        event = 'corrupt'; // being re-formatted (its tables zeroed), not a reclaim
+      }
+    }
+    const uuid = a.region.uuid;
+    const peers = [...this.links.values()].filter((l) => l.regionIndex === this.attached.indexOf(a) && this.served.has(l.rank)).map((l) => l.rank);
+    if (event === 'revoked') {
+      // An administrator revoked (or restored) the region: leave it cleanly. Moving the pairs to tcp
+      // while they run is migration (issue 9); until then they are lost.
+      const error = (peer: number) =>
+        new VmcommError('PEER_LOST', `rank ${peer} is unreachable: ivshmem region ${uuid} was revoked or restored by its administrator and this rank left it; moving a running pair to tcp needs migration`, { peer });
+      for (const p of peers) this.peerGone(p, error(p), true);
+      a.why = 'the region was revoked';
+      this.leave(a);
+      return;
+    }
+    // Our slot was reclaimed, or the region was re-formatted under us: nothing there is ours to write.
+    a.joined = false;
+    a.why = event === 'lost' ? 'its slot was reclaimed' : 'the region was re-formatted or overwritten';
+    for (const p of peers) {
+      const error =
+        event === 'lost'
+          ? new VmcommError('PEER_LOST', `rank ${p} is unreachable: this rank's membership of ivshmem region ${uuid} was reclaimed (it looked dead to another member: stalled longer than its timeout)`, { peer: p })
+          : corrupt(`ivshmem region ${uuid} was re-formatted or overwritten while in use`);
+      this.peerGone(p, error, false);
+    }
+  }
+}
+
+/** Parses the ivshmem fields of a peer's card; `undefined` for anything malformed. */
+function parseCardRegions(fields: unknown): CardRegion[] | undefined {
+  if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) return undefined;
+  const regions = (fields as { regions?: unknown }).regions;
+  if (!Array.isArray(regions) || regions.length > MAX_CARD_REGIONS) return undefined;
+  const out: CardRegion[] = [];
+  for (const r of regions) {
+    if (r === null || typeof r !== 'object') return undefined;
+    const { uuid, slot, generation } = r as Record<string, unknown>;
+    if (typeof uuid !== 'string' || !UUID_TEXT.test(uuid)) return undefined;
+    if (!Number.isSafeInteger(slot) || (slot as number) < 0 || !Number.isSafeInteger(generation) || (generation as number) < 0 || (generation as number) > GENERATION_MASK) return undefined;
+    out.push({ uuid, slot: slot as number, generation: generation as number });
+  }
+  return out;
+}
+
+function sameRef(a: MemberRef, b: MemberRef): boolean {
+  return a.slot === b.slot && a.generation === b.generation;
+}
+
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on('exit', () => {
+    for (const t of live) t.gone();
+  });
+}
