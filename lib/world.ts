@@ -179,7 +179,9 @@ export class World {
         eagerCredits: perTransport(this.options.eagerCredits, t.name, t.eagerCredits),
       });
     }
-    for (const [t, peers] of byTransport) t.addPeers(peers);
+    // Every transport hears its peers — none, when no pair chose it, so it can release at once what
+    // start() took for nobody (an ivshmem slot and ring reservations, a shm inbox).
+    for (const t of this.transports) t.addPeers(byTransport.get(t) ?? []);
     this.engine.ready(plans);
   }
 

@@ -26,9 +26,8 @@
  *   pair went to a higher-priority transport — releases its reservation in `addPeers()`, which lists
  *   exactly the pairs that use ivshmem. So every pair that uses ivshmem has both rings before any
  *   frame moves, and no pair can run out of ring space later. A rank whose ivshmem was chosen for
- *   no pair at all (every peer in its own OS: shm won) leaves its regions at `addPeers([])` — but
- *   the core calls `addPeers` only for transports it chose for some pair, so until it calls it for
- *   every started one, such a rank keeps its slot and reservations until `stop()`.
+ *   no pair at all (every peer in its own OS: shm won) leaves its regions at `addPeers([])`, which
+ *   the core calls for every started transport, so its slot and reservations go back at once.
  * - **Channels.** Outbound: the ring layer's `RingChannel` over the reserved ring, created on
  *   first `connect()`; the "inbox" it announces to and rings is a stand-in over the peer's slot
  *   (`ivshmem-channel.ts`): nothing to announce (the ring is in the region's table), no doorbell.
