@@ -652,6 +652,48 @@ export class Communicator {
     return this.#world.abort(c, `comm.abort(${code}) on rank ${this.rank}`);
   }
 
+  /**
+   * What this rank knows about the job, as plain data (JSON-safe; for `vmcomm info` and diagnostics),
+   * indexed by rank in this communicator: each member's locality card; per peer, the transport chosen
+   * at `init()` and why — every candidate, highest priority first, whether both cards list it and
+   * whether each end proved it reaches the other (the first with all three wins); the transports that
+   * did not start on this rank, with the reason; and the job's `VMCOMM_COLL_*` algorithm overrides.
+   * A snapshot: use {@link Communicator.transportOf} for the transport a pair uses now.
+   */
+  describe(): {
+    rank: number;
+    size: number;
+    /** Communicator rank → world rank. */
+    worldRanks: number[];
+    cards: LocalityCard[];
+    /** Per peer (this rank's own entry is `self`). */
+    pairs: {
+      transport: string | undefined;
+      considered: { name: string; priority: number; listedByBoth: boolean; reachesPeer: boolean; peerReaches: boolean }[];
+    }[];
+    /** Transport name → why it did not start here. */
+    unavailable: { [transport: string]: string };
+    /** Collective → the algorithm `VMCOMM_COLL_<NAME>` asks for. */
+    collectiveOverrides: { [collective: string]: string };
+  } {
+    const world = this.#world;
+    return {
+      rank: this.rank,
+      size: this.size,
+      worldRanks: [...this.#group],
+      cards: this.#group.map((w) => world.cards[w]),
+      pairs: this.#group.map((w) => {
+        const choice = world.choices[w];
+        return {
+          transport: choice?.transport,
+          considered: (choice?.considered ?? []).map((c) => ({ name: c.name, priority: c.priority, listedByBoth: c.listedByBoth, reachesPeer: c.aReachesB, peerReaches: c.bReachesA })),
+        };
+      }),
+      unavailable: Object.fromEntries(world.unavailable),
+      collectiveOverrides: { ...this.#envChoices },
+    };
+  }
+
   // ------------------------------------------------------------ internals
 
   #startSend(bytes: Uint8Array, dest: number, tag: number, flags: number, isObject: boolean, context = this.#context): Request<void> {

@@ -13,7 +13,9 @@ import { readFileSync } from 'node:fs';
 import { isVmcommError } from '../errors.js';
 import { parseRendezvousAddress } from './address.js';
 import { UsageError, describeOptions, parseArgs, positiveInteger, seconds, type OptionSpec, type ParsedArgs } from './args.js';
+import { benchCommand } from './bench-command.js';
 import { cleanShm, DEFAULT_CLEAN_MIN_AGE_SECONDS } from './clean-command.js';
+import { infoCommand } from './info-command.js';
 import { processOutput, resolveApp, runJob } from './launcher.js';
 import { serveRendezvous } from './rendezvous-command.js';
 
@@ -117,6 +119,8 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
       run: cleanCommand,
     },
   ],
+  ['info', infoCommand],
+  ['bench', benchCommand],
 ]);
 
 /**

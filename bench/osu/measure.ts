@@ -1,0 +1,143 @@
+// Timing, OSU-style but robust to a noisy VM: every iteration is timed; a round's "typical" value is
+// the median of its block medians (blocks of consecutive iterations, so one preemption spoils one
+// block, not the round), its mean is over all of its iterations. Rank 0 makes every decision that
+// changes how many iterations run (warm-up length, iterations per round) and tells the others, so
+// every rank runs the same number.
+import type { Communicator } from 'vmcomm';
+
+/** One iteration of a pattern; returns undefined when it completed synchronously. */
+export type Step = () => Promise<unknown> | undefined;
+
+/**
+ * What a pattern runs per iteration: `step` is timed; `sync`, when present, runs after it untimed
+ * (osu_allreduce and osu_bcast separate calls by a barrier that they do not count).
+ */
+export interface Iteration {
+  readonly step: Step;
+  readonly sync?: Step;
+}
+
+/** A round's numbers, in µs per iteration. */
+export interface Round {
+  readonly typicalUs: number;
+  readonly meanUs: number;
+  readonly iterations: number;
+}
+
+/** Blocks per round for the typical value. */
+const BLOCKS = 10;
+/** Upper bound on iterations per round (tiny latencies). */
+const MAX_ITERATIONS = 100_000;
+
+export const median = (xs: ArrayLike<number>): number => {
+  const s = Array.from(xs).sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+let samples = new Float64Array(1024);
+
+/** Runs `it` `iterations` times, timing each step. */
+export async function timeRound(it: Iteration, iterations: number): Promise<Round> {
+  if (samples.length < iterations) samples = new Float64Array(iterations);
+  const { step, sync } = it;
+  let sum = 0;
+  if (sync === undefined) {
+    // Back to back: each sample runs from the end of the previous iteration.
+    const t0 = performance.now();
+    let last = t0;
+    for (let i = 0; i < iterations; i++) {
+      const p = step();
+      if (p !== undefined) await p;
+      const now = performance.now();
+      samples[i] = now - last;
+      last = now;
+    }
+    sum = last - t0;
+  } else {
+    for (let i = 0; i < iterations; i++) {
+      const t0 = performance.now();
+      const p = step();
+      if (p !== undefined) await p;
+      const dt = performance.now() - t0;
+      samples[i] = dt;
+      sum += dt;
+      const q = sync();
+      if (q !== undefined) await q;
+    }
+  }
+  const meanUs = (sum * 1000) / iterations;
+  const per = Math.max(1, Math.floor(iterations / BLOCKS));
+  const blockMedians: number[] = [];
+  for (let b = 0; b + per <= iterations; b += per) blockMedians.push(median(samples.subarray(b, b + per)));
+  return { typicalUs: median(blockMedians) * 1000, meanUs, iterations };
+}
+
+/** Runs `it` `n` times; returns the elapsed ms. */
+async function run(it: Iteration, n: number): Promise<number> {
+  const { step, sync } = it;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const p = step();
+    if (p !== undefined) await p;
+    if (sync !== undefined) {
+      const q = sync();
+      if (q !== undefined) await q;
+    }
+  }
+  return performance.now() - t0;
+}
+
+/**
+ * Warm-up: `steps` in turn (a small and a large size, say) until `ms` have passed on rank 0, so the
+ * JIT and vmcomm's adaptive waiting settle before anything is measured.
+ */
+export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms: number): Promise<void> {
+  const t0 = performance.now();
+  // Batches of n iterations of each step, n grown by rank 0 so a batch lasts ~1/20 of the warm-up.
+  let n = 1;
+  for (;;) {
+    const tb = performance.now();
+    for (const step of steps) await run(step, n);
+    let next: number | undefined;
+    if (comm.rank === 0) {
+      const now = performance.now();
+      next = now - t0 >= ms ? 0 : Math.max(1, Math.min(n * 4, Math.round((n * ms) / 20 / Math.max(now - tb, 1e-3))));
+    }
+    n = await comm.bcast(next, 0);
+    if (n === 0) return;
+  }
+}
+
+/**
+ * Iterations per round so that one round takes about `roundMs` on rank 0: runs 1, then 4×, 16×, …
+ * iterations until a run takes an eighth of that (this also warms the size up, as OSU's skipped
+ * iterations do), then scales.
+ */
+export async function calibrate(comm: Communicator, step: Iteration, roundMs: number): Promise<number> {
+  let n = 1;
+  for (;;) {
+    const ms = await run(step, n);
+    let decision: number | undefined;
+    if (comm.rank === 0) {
+      if (ms >= roundMs / 8 || n * 4 > MAX_ITERATIONS) decision = Math.max(1, Math.min(MAX_ITERATIONS, Math.round((n * roundMs) / Math.max(ms, 1e-3))));
+      else decision = -n * 4;
+    }
+    const d = await comm.bcast(decision, 0);
+    if (d > 0) return d;
+    n = -d;
+  }
+}
+
+/** Rounds summarized in µs per iteration: median of round typicals, their range, overall mean. */
+export function summarize(rounds: readonly Round[]): { typicalUs: number; minUs: number; maxUs: number; meanUs: number; iterations: number } {
+  const typicals = rounds.map((r) => r.typicalUs);
+  const total = rounds.reduce((s, r) => s + r.iterations, 0);
+  return {
+    typicalUs: median(typicals),
+    minUs: Math.min(...typicals),
+    maxUs: Math.max(...typicals),
+    meanUs: rounds.reduce((s, r) => s + r.meanUs * r.iterations, 0) / total,
+    iterations: rounds[0]?.iterations ?? 0,
+  };
+}

@@ -1,0 +1,181 @@
+/**
+ * What `vmcomm bench` (`bench-command.ts`) and its rank program (`bench/osu.ts`) say to each other:
+ * the plan the command hands each job (one `--plan JSON` argument), and the events rank 0 of the job
+ * prints back, one per line, each line {@link BENCH_EVENT_PREFIX} + JSON. Everything else a rank
+ * prints is passed on to stderr untouched.
+ *
+ * The vocabulary is OSU's (Ohio State micro-benchmarks): `latency` is the half round trip of one
+ * message (`osu_latency`); `bw` a window of {@link OSU_WINDOW} nonblocking sends followed by a
+ * {@link OSU_ACK_BYTES}-byte acknowledgement (`osu_bw`); `bibw` the same window in both directions at
+ * once (`osu_bibw`); `mbw_mr` the `bw` pattern on every pair (rank i with rank i + n/2) at once, with
+ * the aggregate bandwidth and message rate (`osu_mbw_mr`); `allreduce`, `bcast`, `barrier` the time
+ * per call, of the slowest rank (`osu_allreduce`, `osu_bcast`, `osu_barrier`). MB = 10^6 bytes.
+ *
+ * @module
+ */
+
+/** The benchmark patterns, in the order they run. */
+export const BENCH_PATTERNS = ['latency', 'bw', 'bibw', 'mbw_mr', 'allreduce', 'bcast', 'barrier'] as const;
+/** One benchmark pattern (see the module comment). */
+export type BenchPattern = (typeof BENCH_PATTERNS)[number];
+
+/** The vmcomm transports `vmcomm bench` can measure, in the order their jobs run. */
+export const BENCH_BACKENDS = ['threads', 'shm', 'ivshmem', 'tcp'] as const;
+/** A vmcomm transport `vmcomm bench` can measure. */
+export type BenchBackend = (typeof BENCH_BACKENDS)[number];
+
+/**
+ * What a Node program can use without vmcomm, measured with the same patterns in the same run:
+ * a single-producer single-consumer byte ring in a `SharedArrayBuffer` that both worker threads spin
+ * on (the floor for shared memory in JavaScript); a `MessagePort` between the two workers
+ * (structured clone); a bare `net` socket between the two processes with a 4-byte length prefix.
+ */
+export const BENCH_BASELINES = ['sab-ring', 'message-port', 'node-tcp'] as const;
+/** A baseline (see {@link BENCH_BASELINES}). */
+export type BenchBaseline = (typeof BENCH_BASELINES)[number];
+
+/** Messages in flight per window in `bw`, `bibw` and `mbw_mr` (OSU's default). */
+export const OSU_WINDOW = 64;
+/** The acknowledgement that ends a `bw` window. */
+export const OSU_ACK_BYTES = 4;
+/** Every event line starts with this. */
+export const BENCH_EVENT_PREFIX = '@vmcomm-bench ';
+/** Bytes of each direction of the `sab-ring` baseline's ring (a power of two). */
+export const SAB_RING_BYTES = 1 << 20;
+/** Control bytes before each ring's data (head and tail words on separate cache lines). */
+export const SAB_RING_HEADER_BYTES = 128;
+
+/** Which baselines each backend is compared with (first = the one its ratio is against). */
+export const BASELINE_OF: { readonly [B in BenchBackend]: readonly BenchBaseline[] } = {
+  threads: ['sab-ring', 'message-port'],
+  shm: ['sab-ring'],
+  ivshmem: ['sab-ring'],
+  tcp: ['node-tcp'],
+};
+
+/** What one job measures: handed to `bench/osu.ts` as `--plan JSON`. */
+export interface BenchPlan {
+  /** The vmcomm transport measured (every pair must use it), or undefined for a job of baselines only. */
+  readonly backend: BenchBackend | undefined;
+  /** Baselines measured in this job, interleaved with the backend (two ranks only). */
+  readonly baselines: readonly BenchBaseline[];
+  readonly patterns: readonly BenchPattern[];
+  /** Message sizes in bytes (`barrier` ignores them; `allreduce` skips those under 4). */
+  readonly sizes: readonly number[];
+  /** Measurements per size and implementation, interleaved across implementations. */
+  readonly rounds: number;
+  /** Time-based warm-up per pattern and implementation before any measurement (ms). */
+  readonly warmupMs: number;
+  /** The target duration of one measurement (ms); at least one iteration always runs. */
+  readonly roundMs: number;
+  /** Pin each rank to a core (when ranks ≤ cores and the addon loaded). */
+  readonly bindTo: 'core' | 'none';
+}
+
+/** One measured cell: an implementation, a pattern and a size. */
+export interface BenchResult {
+  readonly pattern: BenchPattern;
+  /** A backend name (`'shm'`) or a baseline (`'sab-ring'`). */
+  readonly impl: string;
+  readonly kind: 'vmcomm' | 'baseline';
+  /** Message size in bytes (0 for `barrier`). */
+  readonly size: number;
+  /** `'us'` per call or half round trip (lower is better), or `'MB/s'` (higher is better). */
+  readonly unit: 'us' | 'MB/s';
+  /** The median over rounds of each round's typical value (median of block medians). */
+  readonly typical: number;
+  /** Over every iteration of every round. */
+  readonly mean: number;
+  /** The worst and best round's typical value (for MB/s: lowest, highest). */
+  readonly min: number;
+  readonly max: number;
+  /** `mbw_mr`: messages per second, from the typical value. */
+  readonly messageRate?: number;
+  readonly rounds: number;
+  /** Iterations per round (a window, a round trip or a call each). */
+  readonly iterations: number;
+  /** Ranks in the job. */
+  readonly ranks: number;
+}
+
+/** What a job's rank 0 reports. */
+export type BenchEvent =
+  | {
+      readonly type: 'start';
+      readonly backend: BenchBackend | undefined;
+      readonly ranks: number;
+      /** Ranks are threads of one process. */
+      readonly threads: boolean;
+      /** The transport between ranks 0 and 1, as `comm.transportOf(1)` says. */
+      readonly transport: string;
+      /** How ranks are bound: `'core'`, or why not. */
+      readonly binding: string;
+      /** What will be measured. */
+      readonly impls: readonly string[];
+    }
+  | { readonly type: 'skip'; readonly impl: string; readonly reason: string }
+  | { readonly type: 'note'; readonly text: string }
+  | { readonly type: 'progress'; readonly done: number; readonly total: number; readonly what: string }
+  | { readonly type: 'result'; readonly result: BenchResult };
+
+/** The sizes of a full run: 1 B to 4 MiB by powers of two. */
+export const DEFAULT_BENCH_SIZES: readonly number[] = Array.from({ length: 23 }, (_, i) => 2 ** i);
+/** The sizes of `--quick`. */
+export const QUICK_BENCH_SIZES: readonly number[] = [1, 4096, 256 * 1024];
+
+/** `1048576` → `'1 MiB'`, `1000` → `'1000 B'`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let n = bytes;
+  let u = 0;
+  while (u < units.length - 1 && n >= 1024 && n % 1024 === 0) {
+    n /= 1024;
+    u++;
+  }
+  return `${n} ${units[u]}`;
+}
+
+/**
+ * Parses `--sizes`: a comma-separated list of sizes or ranges, each size a number with an optional
+ * K, M or G suffix (powers of 1024, an optional trailing `B` or `iB`), a range `LO:HI` meaning every
+ * power of two from LO to HI. `1:4M` is the default set; `8,1K,64K` three sizes. Returns them sorted,
+ * without duplicates; throws an `Error` with a one-line message for anything else.
+ */
+export function parseSizes(text: string): number[] {
+  const out = new Set<number>();
+  const one = (part: string): number => {
+    const m = /^(\d+)\s*([KMG]?)(?:i?B)?$/i.exec(part.trim());
+    if (m === null) throw new Error(`'${part}' is not a size (e.g. 8, 64K, 4M)`);
+    const n = Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+    if (!Number.isSafeInteger(n) || n < 1 || n > 1 << 30) throw new Error(`size ${part} is out of range (1 B … 1 GiB)`);
+    return n;
+  };
+  for (const part of text.split(',')) {
+    if (part.trim() === '') throw new Error('an empty size in the list');
+    const range = part.split(':');
+    if (range.length === 2) {
+      const lo = one(range[0]);
+      const hi = one(range[1]);
+      if (lo > hi) throw new Error(`range ${part} is empty`);
+      for (let s = 2 ** Math.ceil(Math.log2(lo)); s <= hi; s *= 2) out.add(s);
+    } else if (range.length === 1) {
+      out.add(one(part));
+    } else {
+      throw new Error(`'${part}' is neither a size nor a range LO:HI`);
+    }
+  }
+  if (out.size === 0) throw new Error('no sizes');
+  return [...out].sort((a, b) => a - b);
+}
+
+/** The sizes a pattern runs: `barrier` one (0), `allreduce` those of at least one float32. */
+export function sizesOf(pattern: BenchPattern, sizes: readonly number[]): number[] {
+  if (pattern === 'barrier') return [0];
+  if (pattern === 'allreduce') return sizes.filter((s) => s >= 4);
+  return [...sizes];
+}
+
+/** The unit a pattern reports in. */
+export function unitOf(pattern: BenchPattern): 'us' | 'MB/s' {
+  return pattern === 'bw' || pattern === 'bibw' || pattern === 'mbw_mr' ? 'MB/s' : 'us';
+}
