@@ -44,7 +44,7 @@ import { Poller } from '../../lib/ring/poller.js';
 import { PendingChannels } from '../../lib/ring/ring-channel.js';
 import { corrupt, isPowerOfTwo, nextPowerOfTwo, type Region } from '../../lib/ring/region.js';
 import { initRing, RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
-import { Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
+import { chooseWaiting, Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
 import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
 import { CmaSink } from './cma.js';
 import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './files.js';
@@ -292,10 +292,16 @@ export class ShmTransport implements Transport {
       lost: (peer, error) => this.lost(peer, error),
       inboxBroken: (error) => this.components.logger?.warn(`vmcomm:shm: this rank's inbox failed validation: ${error.message}`),
     }, { framesPerPoll: this.options.pollFramesPerCall });
-    const mode = this.options.waitMode;
-    // Ranks on this host = the peers shm serves (they share this OS) and this one.
-    this.yieldOnEmpty = mode === 'yield' || (mode === 'auto' && peers.length + 1 > availableParallelism());
-    const sameProcess = peers.some((p) => this.links.get(p)?.sameProcess === true);
+    const waiting = chooseWaiting({
+      mode: this.options.waitMode,
+      // Ranks on this host = the peers shm serves (they share this OS) and this one.
+      ranks: peers.length + 1,
+      cores: availableParallelism(),
+      // A peer in this very process (another world) may share this thread: it progresses only when we return.
+      peerOnThisThread: peers.some((p) => this.links.get(p)?.sameProcess === true),
+      canSchedYield: true,
+    });
+    this.yieldOnEmpty = waiting.schedYield;
     this.policy = new WaitingPolicy(() => this.progress(), futexSleeper({
       inbox,
       sab: this.inboxFile!.sab,
@@ -306,8 +312,7 @@ export class ShmTransport implements Transport {
       spinBudgetNs: this.options.spinBudgetNs,
       minSpinNs: this.options.minSpinNs,
       maxSpinNs: this.options.maxSpinNs,
-      // A peer in this very process (another world) may share this thread: it progresses only when we return.
-      yieldBetweenPolls: sameProcess,
+      yieldBetweenPolls: waiting.yieldBetweenPolls,
       defer: setImmediate,
       now: () => performance.now(),
     });

@@ -15,7 +15,8 @@
  *   the sender's buffer straight into the receiver's — no staging copy, no allocation per message.
  * - The core polls the rings synchronously (`poll()`); in between, the transport polls for an
  *   adaptive budget, then sleeps with `Atomics.waitAsync`; a sender wakes a receiver only when it
- *   sleeps. With more thread-ranks than cores it yields between polls instead of spinning.
+ *   sleeps. With more thread-ranks than cores an empty poll calls `sched_yield` (the native addon's,
+ *   when it is built; else the wait loop polls once per event-loop turn) instead of spinning.
  *
  * @example
  * Two ranks of one process with hand-made components (the core normally builds all of this; both run

@@ -37,9 +37,9 @@ export interface ThreadsInit {
   /** Upper bound of the adaptive budget, in ns: the longest the wait loop holds the event loop. Default {@link DEFAULT_MAX_SPIN_NS}. */
   maxSpinNs?: number;
   /**
-   * Upper bound of the budget, in ns, while the wait loop yields instead of spinning (more
-   * thread-ranks than cores): idle ranks then sleep soon and leave the cores to the ranks with work.
-   * Default {@link DEFAULT_MAX_YIELD_NS}.
+   * Upper bound of the budget, in ns, while the wait loop polls once per event-loop turn (see
+   * `waitMode`: no addon, or a peer on this thread): idle ranks then sleep soon and leave the cores to
+   * the ranks with work. Default {@link DEFAULT_MAX_YIELD_NS}.
    */
   maxYieldNs?: number;
   /** Frames one `poll()` delivers at most, over all rings. Default {@link DEFAULT_POLL_FRAMES_PER_CALL}. */
@@ -47,8 +47,10 @@ export interface ThreadsInit {
   /** How long, in ms, `probe` waits for a same-pid peer's hello before calling it unreachable. Default {@link DEFAULT_PROBE_TIMEOUT_MS}. */
   probeTimeoutMs?: number;
   /**
-   * `'spin'`: the wait loop spins; `'yield'`: it polls once per event-loop turn; `'auto'` (default):
-   * yield when this process runs more thread-ranks than it has cores, or a peer shares this thread.
+   * `'spin'`: waits spin; `'yield'`: an empty poll calls `sched_yield` (the native addon's; without
+   * the addon, the wait loop polls once per event-loop turn instead); `'auto'` (default): yield when
+   * this process runs more thread-ranks than it has cores. A peer on this very thread always makes
+   * the wait loop poll once per event-loop turn.
    */
   waitMode?: 'auto' | 'spin' | 'yield';
   /**

@@ -13,8 +13,11 @@
  * `Atomics.notify` only when that flag is up. A pending `waitAsync` does not keep Node alive; the
  * core's own handle (from `init()` to `finalize()`) does.
  *
- * When the process hosts more thread-ranks than it has cores, or a peer runs on this very thread (an
- * in-process test job), the policy yields to the event loop between polls instead of spinning.
+ * When the process hosts more thread-ranks than it has cores, an empty poll calls `sched_yield` (the
+ * native addon's, loaded for this if it is built), so a thread-rank that has work gets the core — in
+ * the core's blocking waits, which spin on `poll()`, and in the wait loop's turns. Without the addon,
+ * or when a peer runs on this very thread (an in-process test job), the wait loop polls once per
+ * event-loop turn instead of spinning (`chooseWaiting` in `lib/ring/waiting.ts`).
  *
  * ## Lifecycle
  *
@@ -38,7 +41,8 @@ import { Poller } from '../../lib/ring/poller.js';
 import { nextPowerOfTwo } from '../../lib/ring/region.js';
 import { PendingChannels, RingChannel } from '../../lib/ring/ring-channel.js';
 import { RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
-import { Progress, WaitingPolicy, type Sleeper } from '../../lib/ring/waiting.js';
+import { chooseWaiting, Progress, WaitingPolicy, type Sleeper } from '../../lib/ring/waiting.js';
+import { tryLoadNative } from '../native/native.js';
 import { Arena, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
 import { ThreadDirectory, type ThreadPeer } from './directory.js';
 import { DEFAULT_RING_BUDGET_BYTES, MAX_AUTO_RING_BYTES, MIN_AUTO_RING_BYTES, type ThreadsOptions } from './options.js';
@@ -88,6 +92,8 @@ export class ThreadsTransport implements Transport {
   private policy: WaitingPolicy | undefined;
   /** Poll once per event-loop turn instead of spinning (decided at addPeers). */
   private yieldMode = false;
+  /** Ends an empty poll when thread-ranks outnumber cores: the addon's `sched_yield` (decided at addPeers). */
+  private schedYield: (() => void) | undefined;
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -106,9 +112,9 @@ export class ThreadsTransport implements Transport {
   }
 
   /** The wait loop's state and counters (diagnostics, tests). */
-  get waiting(): { state: string; spinBudgetNs: number; yieldBetweenPolls: boolean; counts: WaitingPolicy['counts'] } | undefined {
+  get waiting(): { state: string; spinBudgetNs: number; yieldBetweenPolls: boolean; yieldOnEmpty: boolean; counts: WaitingPolicy['counts'] } | undefined {
     const p = this.policy;
-    return p && { state: p.state, spinBudgetNs: p.spinBudgetNs, yieldBetweenPolls: this.yieldMode, counts: p.counts };
+    return p && { state: p.state, spinBudgetNs: p.spinBudgetNs, yieldBetweenPolls: this.yieldMode, yieldOnEmpty: this.schedYield !== undefined, counts: p.counts };
   }
 
   /** Allocates the arena (lazily committed), opens the directory, posts the hello. */
@@ -213,7 +219,7 @@ export class ThreadsTransport implements Transport {
       lost: (peer, error) => this.lost(peer, error),
       inboxBroken: (error) => this.components.logger?.warn(`vmcomm:threads: this rank's inbox failed validation: ${error.message}`),
     }, { framesPerPoll: this.options.pollFramesPerCall });
-    this.yieldMode = this.chooseYield(peers);
+    this.chooseWaiting(peers);
     this.policy = new WaitingPolicy(() => this.progress(), doorbellSleeper(inbox), {
       spinBudgetNs: this.options.spinBudgetNs,
       minSpinNs: this.options.minSpinNs,
@@ -226,16 +232,22 @@ export class ThreadsTransport implements Transport {
     this.policy.start();
   }
 
-  /** Yield between polls when spinning cannot help (see the module comment). */
-  private chooseYield(peers: readonly number[]): boolean {
-    if (this.options.waitMode !== 'auto') return this.options.waitMode === 'yield';
+  /** Spin, `sched_yield` on empty polls, or poll once per event-loop turn (see the module comment). */
+  private chooseWaiting(peers: readonly number[]): void {
     const threads = new Set<number>([threadId]);
+    let peerOnThisThread = false;
     for (const p of peers) {
       const t = this.links.get(p)?.info.threadId;
-      if (t === threadId) return true;
+      if (t === threadId) peerOnThisThread = true;
       if (t !== undefined) threads.add(t);
     }
-    return threads.size > availableParallelism();
+    const situation = { mode: this.options.waitMode, ranks: threads.size, cores: availableParallelism(), peerOnThisThread, canSchedYield: true };
+    let choice = chooseWaiting(situation);
+    // The addon is optional for this transport: loaded only where its sched_yield would be used.
+    const addon = choice.schedYield ? tryLoadNative().addon : undefined;
+    if (addon === undefined && choice.schedYield) choice = chooseWaiting({ ...situation, canSchedYield: false });
+    this.yieldMode = choice.yieldBetweenPolls;
+    this.schedYield = addon !== undefined ? () => addon.schedYield() : undefined;
   }
 
   /**
@@ -280,10 +292,15 @@ export class ThreadsTransport implements Transport {
     const frames = poller.poll();
     if (this.pending.size > 0) this.pending.flushAll();
     if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
+    // A blocking wait spins on this: with more thread-ranks than cores, give the core to one with work.
+    else if (frames === 0) this.schedYield?.();
     return frames;
   }
 
-  /** One look at everything, for the wait loop: frames delivered and sends completed, or {@link Progress.MOVED}. */
+  /**
+   * One look at everything, for the wait loop: frames delivered and sends completed, or
+   * {@link Progress.MOVED}; an empty look ends with `sched_yield` when thread-ranks outnumber cores.
+   */
   private progress(): number {
     const poller = this.poller;
     if (poller === undefined) return Progress.NONE;
@@ -293,7 +310,10 @@ export class ThreadsTransport implements Transport {
       delivered += this.pending.completed;
       moved = true;
     }
-    return delivered > 0 ? delivered : moved ? Progress.MOVED : Progress.NONE;
+    if (delivered > 0) return delivered;
+    if (moved) return Progress.MOVED;
+    this.schedYield?.();
+    return Progress.NONE;
   }
 
   /** Stops the wait loop, closes the inbox and the rings, wakes whoever might wait on us. Idempotent. */

@@ -19,13 +19,16 @@
  *   the budget. A turn ends as soon as something was *delivered* (a frame reached the core, a send
  *   completed: the application has work now); while bytes merely *move* (a large payload streaming
  *   through a ring) it keeps polling, up to `maxSpinNs` per turn, without counting that as idle.
- * - **Spin or yield.** With a core per rank, a turn *spins*: it polls until progress or the budget is
- *   spent. When the host's ranks outnumber its cores (or a peer shares this very thread, and so can
- *   only progress when this one returns), spinning steals the CPU from the rank that would make
- *   progress; a turn then polls *once* and yields back to the event loop — the nearest thing to
- *   `sched_yield` in JavaScript — until the budget is spent, and the budget never grows beyond
- *   `maxYieldNs`: there, a wake-up costs less than the time slices that polling ranks take from the
- *   rank that has work.
+ * - **Spin or yield** ({@link chooseWaiting}). With a core per rank, a turn *spins*: it polls until
+ *   progress or the budget is spent. When the host's ranks outnumber its cores, spinning steals the
+ *   CPU from the rank that would make progress: the transport's `progress` then ends every empty
+ *   poll with `sched_yield` (the addon's), so the turn still spins but hands the core to a rank with
+ *   work between polls — and so does the core's own blocking wait, which spins on the transport's
+ *   `poll()`. Where `sched_yield` is not at hand, or a peer shares this very thread (and so can only
+ *   progress when this one returns), a turn instead polls *once* and yields back to the event loop
+ *   ({@link WaitingOptions.yieldBetweenPolls}) until the budget is spent, and the budget never grows
+ *   beyond `maxYieldNs`: there, a wake-up costs less than the time slices that polling ranks take
+ *   from the rank that has work.
  * - **Adaptive budget** (ns), within [`minSpinNs`, `maxSpinNs`]. It follows what sleeping would
  *   have cost: a sleep that a peer ended after `w` ≤ `maxSpinNs` means spinning 2`w` would have caught
  *   that message without the wake-up (an `Atomics.waitAsync` wake-up costs tens of µs; two ranks that
@@ -34,10 +37,11 @@
  *   after waiting `e` keeps the budget at least 2`e`. A rank in a tight exchange keeps spinning; one
  *   whose peers are slow soon sleeps at once.
  * - **Sleeping** is injected ({@link Sleeper}): `threads` waits with `Atomics.waitAsync` on the inbox
- *   doorbell, `shm` will use the addon's futex waiter. At most one sleep is outstanding; a sleep that
+ *   doorbell, `shm` with the addon's futex waiter. At most one sleep is outstanding; a sleep that
  *   became stale (the core polled and found work meanwhile) is reused by the next one.
  *
- * Pure: no Node APIs (the clock and the scheduler are injected).
+ * Pure: no Node APIs (the clock and the scheduler are injected; `sched_yield` happens inside the
+ * transport's `progress`).
  *
  * @module
  */
@@ -71,6 +75,51 @@ export interface WaitingOptions {
   readonly defer: (fn: () => void) => void;
   /** A monotonic clock in milliseconds with sub-microsecond resolution (`performance.now`). */
   readonly now: () => number;
+}
+
+/** What {@link chooseWaiting} decides from. */
+export interface WaitingSituation {
+  /** The transport's `waitMode` option: `'auto'` decides from the counts below. */
+  readonly mode: 'auto' | 'spin' | 'yield';
+  /** Ranks that compete for this host's cores: the peers the transport serves here, and this one. */
+  readonly ranks: number;
+  /** Cores this process may use (`os.availableParallelism()`). */
+  readonly cores: number;
+  /** A peer may run on this very thread (another world of this thread): it progresses only when this one returns to the event loop. */
+  readonly peerOnThisThread: boolean;
+  /** `sched_yield` is at hand (the native addon loaded). */
+  readonly canSchedYield: boolean;
+}
+
+/** How a transport's polls give way to other ranks (see {@link chooseWaiting}). */
+export interface WaitingChoice {
+  /**
+   * An empty poll calls `sched_yield`: the core's blocking waits (which spin on `poll()`) and the
+   * wait loop's turns give the core to a rank that has work.
+   */
+  readonly schedYield: boolean;
+  /** The wait loop polls once per event-loop turn instead of spinning ({@link WaitingOptions.yieldBetweenPolls}). */
+  readonly yieldBetweenPolls: boolean;
+}
+
+/**
+ * Chooses how a transport waits (pure). When ranks outnumber cores (`'auto'`), or always with
+ * `'yield'`, an empty poll calls `sched_yield` — the cheapest way to hand the core to a rank with
+ * work; where that is not at hand, the wait loop polls once per event-loop turn instead. A peer on
+ * this very thread can only progress when this one returns to the event loop: then the wait loop
+ * polls once per turn whatever the mode.
+ *
+ * Sleeping instead (a futex wait, bounded or not) was measured and loses on an oversubscribed
+ * virtual machine: a wake-up costs an inter-processor interrupt or the un-halting of an idle vCPU
+ * (10–25 µs, and ~70 µs when a timed wait halts the vCPU), where a yielded core is handed over in
+ * 1.5–5 µs; the wait loop still sleeps once its budget is spent.
+ */
+export function chooseWaiting(s: WaitingSituation): WaitingChoice {
+  const crowded = s.mode === 'yield' || (s.mode === 'auto' && s.ranks > s.cores);
+  return {
+    schedYield: crowded && s.canSchedYield,
+    yieldBetweenPolls: s.peerOnThisThread || (crowded && !s.canSchedYield),
+  };
 }
 
 /** Where the policy is. */

@@ -4,6 +4,7 @@ import type { BackendComponents, CardFields, FrameSink, LocalityCard } from '../
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength } from '../../../lib/protocol.js';
 import { InboxSender, inboxBytes } from '../../../lib/ring/inbox.js';
 import { runTsWorker } from '../../../lib/ring/test/helpers.js';
+import { tryLoadNative } from '../../native/native.js';
 import { parseThreadsInit, threads, ThreadsTransport, type ThreadsInit } from '../index.js';
 
 let jobs = 0;
@@ -234,5 +235,21 @@ describe('threads channels', () => {
     });
     expect(b.waiting?.counts.wakes).toBeGreaterThan(0);
     await Promise.all([a.stop(), b.stop()]);
+  });
+  it("with waitMode 'yield' empty polls call sched_yield (when the addon is built); a peer on this thread still gets event-loop turns", async () => {
+    const hasAddon = tryLoadNative().addon !== undefined;
+    for (const [waitMode, yieldOnEmpty] of [['yield', hasAddon], ['spin', false]] as const) {
+      const { a, b, sinks } = await pair({ waitMode });
+      expect(a.waiting).toMatchObject({ yieldOnEmpty, yieldBetweenPolls: true });
+      const ch = await a.connect(1);
+      const f = frame(8);
+      ch.send(f.header, f.payload);
+      for (let k = 0; k < 1000 && sinks[1].frames.length === 0; k++) {
+        expect(b.poll()).toBeGreaterThanOrEqual(0);
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(sinks[1].frames).toHaveLength(1);
+      await Promise.all([a.stop(), b.stop()]);
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Progress, WaitingPolicy, type Sleeper, type WaitingOptions } from '../waiting.js';
+import { chooseWaiting, Progress, WaitingPolicy, type Sleeper, type WaitingOptions, type WaitingSituation } from '../waiting.js';
 
 const D = Progress.DELIVERED;
 
@@ -182,5 +182,37 @@ describe('waiting policy', () => {
     h.run();
     expect(h.polls).toBe(polls);
     expect(h.policy.state).toBe('stopped');
+  });
+});
+
+describe('chooseWaiting', () => {
+  const on = (s: Partial<WaitingSituation>) => chooseWaiting({ mode: 'auto', ranks: 2, cores: 2, peerOnThisThread: false, canSchedYield: true, ...s });
+
+  it('spins while every rank has a core', () => {
+    expect(on({ ranks: 1 })).toEqual({ schedYield: false, yieldBetweenPolls: false });
+    expect(on({ ranks: 2, cores: 2 })).toEqual({ schedYield: false, yieldBetweenPolls: false });
+    expect(on({ ranks: 8, cores: 16 })).toEqual({ schedYield: false, yieldBetweenPolls: false });
+  });
+
+  it('calls sched_yield on empty polls once ranks outnumber cores, and keeps the wait loop spinning', () => {
+    expect(on({ ranks: 3, cores: 2 })).toEqual({ schedYield: true, yieldBetweenPolls: false });
+    expect(on({ ranks: 8, cores: 2 })).toEqual({ schedYield: true, yieldBetweenPolls: false });
+  });
+
+  it('without sched_yield, a crowded host polls once per event-loop turn instead', () => {
+    expect(on({ ranks: 8, cores: 2, canSchedYield: false })).toEqual({ schedYield: false, yieldBetweenPolls: true });
+    expect(on({ ranks: 2, cores: 2, canSchedYield: false })).toEqual({ schedYield: false, yieldBetweenPolls: false });
+  });
+
+  it('a peer on this very thread makes the wait loop poll once per turn, whatever the mode', () => {
+    expect(on({ peerOnThisThread: true })).toEqual({ schedYield: false, yieldBetweenPolls: true });
+    expect(on({ peerOnThisThread: true, mode: 'spin' })).toEqual({ schedYield: false, yieldBetweenPolls: true });
+    expect(on({ peerOnThisThread: true, ranks: 8 })).toEqual({ schedYield: true, yieldBetweenPolls: true });
+  });
+
+  it("'spin' and 'yield' override the counts", () => {
+    expect(on({ mode: 'spin', ranks: 8, cores: 2 })).toEqual({ schedYield: false, yieldBetweenPolls: false });
+    expect(on({ mode: 'yield', ranks: 2, cores: 16 })).toEqual({ schedYield: true, yieldBetweenPolls: false });
+    expect(on({ mode: 'yield', canSchedYield: false })).toEqual({ schedYield: false, yieldBetweenPolls: true });
   });
 });
