@@ -35,7 +35,8 @@
  *   - `/run/vmcomm/ivshmem` ({@link VM_REGION_PATH}): a bind mount of its host's region file, the
  *     stand-in for an ivshmem BAR (`/sys/bus/pci/devices/…/resource2` in a real guest);
  *   - a private tmpfs on `/tmp` unless `privateTmp: false` (so scripts to run in a VM must live
- *     elsewhere, e.g. in the repository);
+ *     elsewhere, e.g. in the repository — which stays visible at its own path even when it is
+ *     itself under /tmp, as a CI checkout may be);
  * - everything else (the repository, `node`, `/sys` of its host's netns) as on the real host. Note
  *   `/sys/bus/pci` is the real machine's, which may hold virtio devices with vendor 0x1af4 — only
  *   device 0x1110 is ivshmem.
@@ -62,9 +63,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Where each VM sees its host's region file. */
 export const VM_REGION_PATH = '/run/vmcomm/ivshmem';
+/** This repository's root (kept visible inside a VM's private /tmp). */
+const REPOSITORY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The directory on the real host that holds the region files. */
 export const REGION_DIRECTORY = '/dev/shm';
 /** Region files are `/dev/shm/vmcomm-topo-<id>-h<k>`. */
@@ -428,7 +433,12 @@ mkdir -p /run/vmcomm
 : > ${VM_REGION_PATH}
 mount -n --bind "$VMCOMM_TOPO_REGION" ${VM_REGION_PATH}
 mount -n -t tmpfs -o "mode=1777$VMCOMM_TOPO_SHM_SIZE" vmcomm-topo-shm /dev/shm
-if [ "$VMCOMM_TOPO_PRIVATE_TMP" = 1 ]; then mount -n -t tmpfs -o mode=1777 vmcomm-topo-tmp /tmp; fi
+if [ "$VMCOMM_TOPO_PRIVATE_TMP" = 1 ]; then
+  # A checkout under /tmp (CI clones there) stays visible at its own path inside the private /tmp.
+  case "$VMCOMM_TOPO_KEEP" in /tmp/*) mkdir -p /run/vmcomm/keep && mount -n --bind "$VMCOMM_TOPO_KEEP" /run/vmcomm/keep ;; esac
+  mount -n -t tmpfs -o mode=1777 vmcomm-topo-tmp /tmp
+  case "$VMCOMM_TOPO_KEEP" in /tmp/*) mkdir -p "$VMCOMM_TOPO_KEEP" && mount -n --bind /run/vmcomm/keep "$VMCOMM_TOPO_KEEP" ;; esac
+fi
 echo ${READY_LINE}
 # Live until the test process closes our stdin (or dies); bash reaps orphans reparented to us.
 while read -r _; do :; done
@@ -447,6 +457,7 @@ async function startVm(state: LiveState, host: Host, index: number, options: Top
         VMCOMM_TOPO_REGION: host.regionFile,
         VMCOMM_TOPO_SHM_SIZE: options.shmSize === undefined ? '' : `,size=${options.shmSize}`,
         VMCOMM_TOPO_PRIVATE_TMP: options.privateTmp === false ? '0' : '1',
+        VMCOMM_TOPO_KEEP: REPOSITORY,
       },
     },
   );

@@ -60,7 +60,9 @@ async function runJob(threadRanks: boolean): Promise<void> {
     }
   });
   const outcomes = await Promise.all(ranks.map((p) => p.exited));
-  await rendezvous.exited;
+  // The rendezvous ends by itself once every rank finalized; if ranks failed (or never joined), end it.
+  const ended = await Promise.race([rendezvous.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+  if (!ended) rendezvous.kill('SIGKILL');
   const stdout = outcomes.map((o) => o.stdout).join('\n');
   const failed = outcomes.filter((o) => o.code !== 0);
   if (failed.length) throw new Error(`ranks failed:\n${failed.map((o) => o.stderr.slice(-2000)).join('\n---\n')}`);
