@@ -183,6 +183,11 @@ export class Matching {
     return [...this.posted];
   }
 
+  /** Number of queued unexpected messages (no allocation: checked on every collective call). */
+  get unexpectedCount(): number {
+    return this.unexpected.length;
+  }
+
   /** Number of queued unexpected messages and posted receives (for stats and tests). */
   get depth(): { posted: number; unexpected: number } {
     return { posted: this.posted.length, unexpected: this.unexpected.length };

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { foldRanks } from './blocks.js';
+import { foldRanks, type Fold } from './blocks.js';
 import type { CollectiveIO } from './io.js';
 
 /** An 8-byte message buffer with a float64 view of it. */
@@ -34,6 +34,15 @@ function give(c: Cell): void {
   if (pool.length < 64) pool.push(c);
 }
 
+/** Folds by (rank, size), made once: `foldRanks` allocates closures, and this runs on every call. */
+const folds = new Map<number, Fold>();
+function foldOf(rank: number, size: number): Fold {
+  const key = size * 0x1_0000_0 + rank;
+  let f = folds.get(key);
+  if (f === undefined) folds.set(key, (f = foldRanks(rank, size)));
+  return f;
+}
+
 /** `a op b` for a predefined arithmetic op, `a` from the lower ranks. */
 export type ScalarOp = (a: number, b: number) => number;
 
@@ -48,7 +57,7 @@ export const SCALAR_OPS: Readonly<Record<'SUM' | 'PROD' | 'MIN' | 'MAX', ScalarO
 /** The reduction of every rank's `value` with `op`, on every rank. */
 export async function allreduceScalar(io: CollectiveIO, value: number, op: ScalarOp): Promise<number> {
   if (io.size === 1) return value;
-  const fold = foldRanks(io.rank, io.size);
+  const fold = foldOf(io.rank, io.size);
   const mine = take();
   const theirs = take();
   try {
