@@ -32,6 +32,7 @@ interface Case {
 
 const one = Float64Array.of(rank + 1);
 const big = new Float64Array(131_072).map((_, i) => (i % 7) + rank);
+const bigOut = new Float64Array(131_072);
 const bigSum = (i: number) => size * (i % 7) + (size * (size - 1)) / 2;
 const cases: Case[] = [
   {
@@ -60,6 +61,16 @@ const cases: Case[] = [
     run: async () => {
       const out = await comm.allreduce(big, Op.SUM);
       if (out[12345] !== bigSum(12345)) throw new Error(`allreduce gave ${out[12345]}`);
+    },
+  },
+  {
+    // As osu_allreduce measures it: the result into a buffer of the caller's (no allocation per call).
+    name: 'allreduceBuffer 131072 doubles',
+    block: 10,
+    iters: quick ? 40 : 200,
+    run: async () => {
+      await comm.allreduceBuffer(big, bigOut, Op.SUM);
+      if (bigOut[12345] !== bigSum(12345)) throw new Error(`allreduceBuffer gave ${bigOut[12345]}`);
     },
   },
   { name: 'barrier', block: 100, iters: quick ? 400 : 2000, run: () => comm.barrier() },
