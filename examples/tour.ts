@@ -81,7 +81,7 @@ const perCall = await comm.allreduce(((performance.now() - t0) * 1000) / calls, 
 if (rank === 0) {
   console.log(`\nAllreduce (SUM of [r+1, 10(r+1), 100(r+1), 1000(r+1)] over ranks r): [${Array.from(sum).join(', ')}] — ${everywhereOk === 1 ? 'correct on every rank' : 'WRONG on some rank'}`);
   console.log(`Allreduce of one number: ${perCall.toFixed(2)} µs per call (slowest rank, mean of ${calls})`);
-  console.log('\nEvery backend against its baseline (OSU-style, with plots): npx vmcomm bench [--quick]; the job itself: npx vmcomm info');
+  console.log('\nNext (npm start runs it): a short vmcomm bench, every backend beside its baseline; the full suite: npx vmcomm bench; the job itself: npx vmcomm info');
 }
 if (everywhereOk !== 1) process.exitCode = 1;
 await comm.finalize();
