@@ -25,7 +25,7 @@ export { VmcommError, isVmcommError, VMCOMM_ERROR_CODES, type VmcommErrorCode, t
 export type { LocalityCard, CardFields, CardValue } from './backend.js';
 export type { WorldEvents } from './world.js';
 export { defineOp, OP_TYPES, opTypeTableMarkdown, type OpFunction, type DefineOpOptions } from './collectives/ops.js';
-export { ELEMENT_TYPES, type ElementType } from './collectives/element-types.js';
+export { ELEMENT_TYPES, TYPED_ARRAY_CONSTRUCTORS, type ElementType, type TypedArrayConstructorOf, type TypedArrayOfType } from './collectives/element-types.js';
 export type { TypedArray } from './collectives/io.js';
 export type { CollectiveOptions, ReduceOp } from './collectives/operations.js';
 export { ALGORITHMS, selectionTableMarkdown, type TunableCollective } from './collectives/select.js';
