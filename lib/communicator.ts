@@ -306,7 +306,7 @@ export class Communicator {
     return this.#start('bcast', async () => {
       this.#checkCollective(opts);
       if (this.#goesHierarchical('bcast', true, opts)) {
-        if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
+        throwIf(this.#checkRank(root, 'root'));
         return this.#hierarchical('bcast', argumentHash('bcast', root, 'hierarchical'), opts, (h) => hierarchicalBcast(h, value, root, this.rank));
       }
       return this.#ops.bcast(value, root, flat(opts));
@@ -322,7 +322,7 @@ export class Communicator {
       this.#checkCollective(opts);
       if (this.#goesHierarchical('reduce', commutes(op), opts)) {
         this.#ops.checkReduction(value, op);
-        if (!Number.isInteger(root) || root < 0 || root >= this.size) throw invalidArgument('root', `a rank from 0 to ${this.size - 1}`, root);
+        throwIf(this.#checkRank(root, 'root'));
         return this.#hierarchical('reduce', argumentHash('reduce', root, 'hierarchical'), opts, (h) => hierarchicalReduce(h, value, op, root, this.rank));
       }
       return this.#ops.reduce(value, op, root, flat(opts));

@@ -102,15 +102,7 @@ export class Request<T> implements PromiseLike<T> {
    * event loop, so timers and I/O keep running while it waits.
    */
   wait(): Promise<T> {
-    if (this.#state.kind === 'pending' && this.#progress?.polling) {
-      // performance.now() (a double) rather than hrtime.bigint(): no BigInt allocated per read.
-      const until = performance.now() + SPIN_BUDGET_NS / 1e6;
-      let polls = 0;
-      do {
-        this.#progress.poll();
-        if (++polls % POLLS_PER_CLOCK_READ === 0 && performance.now() >= until) break;
-      } while (this.#state.kind === 'pending');
-    }
+    if (this.#state.kind === 'pending' && this.#progress?.polling) spinPoll(this.#progress, () => this.#state.kind !== 'pending');
     return this.#promise;
   }
 
@@ -137,6 +129,20 @@ export class Request<T> implements PromiseLike<T> {
 
   /** @internal How a timeout or abort withdraws this request's pending work (kept here, not in a WeakMap: see the engine's GC note). */
   withdrawer: ((error: Error) => boolean) | undefined = undefined;
+}
+
+/**
+ * Polls `progress` until `done()` or the spin budget of a blocking wait is spent — the one spin of
+ * every blocking wait (a request's, a collective step's). Clock read every few polls, as a double
+ * (`performance.now()`): no BigInt per read.
+ */
+export function spinPoll(progress: ProgressEngine, done: () => boolean): void {
+  const until = performance.now() + SPIN_BUDGET_NS / 1e6;
+  let polls = 0;
+  do {
+    progress.poll();
+    if (++polls % POLLS_PER_CLOCK_READ === 0 && performance.now() >= until) break;
+  } while (!done());
 }
 
 /** Builds a request and the control that settles it. */

@@ -13,11 +13,8 @@ import { argumentHashOf, collectiveTag } from '../contexts.js';
 import type { Engine } from '../engine.js';
 import { isVmcommError, VmcommError, type Status } from '../errors.js';
 import type { PostedRecv } from '../matching.js';
-import { createRequest, Request, type RequestControl } from '../request.js';
+import { createRequest, Request, spinPoll, type RequestControl } from '../request.js';
 import type { CollectiveIO } from './io.js';
-
-/** Spin budget of {@link CommIO.waitAll} before it yields (ms), as a blocking point-to-point wait. */
-const SPIN_BUDGET_MS = 0.02;
 
 /** What one collective call is. */
 export interface CollectiveCall {
@@ -160,14 +157,7 @@ export class CommIO implements CollectiveIO {
   }
 
   async waitAll(pending: readonly PromiseLike<unknown>[]): Promise<void> {
-    if (this.#engine.polling && !allSettled(pending)) {
-      const until = performance.now() + SPIN_BUDGET_MS;
-      let polls = 0;
-      do {
-        this.#engine.poll();
-        if (++polls % 16 === 0 && performance.now() >= until) break;
-      } while (!allSettled(pending));
-    }
+    if (this.#engine.polling && !allSettled(pending)) spinPoll(this.#engine, () => allSettled(pending));
     // Every step gets its handler at once: a failed receive must be seen even while a send before
     // it in the list still waits (revoking then withdraws that send).
     let first: unknown;
