@@ -11,11 +11,11 @@ import { barrierDissemination } from './collectives/barrier.js';
 import type { TypedArray } from './collectives/io.js';
 import { CollectiveOperations, type CollectiveOptions, type ReduceOp } from './collectives/operations.js';
 import { CollectiveRunner } from './collectives/runner.js';
-import { groupIndices, hierarchicalAllreduce, hierarchicalBarrier, hierarchicalBcast, hierarchicalReduce, type Hierarchy } from './collectives/hierarchical.js';
+import { groupIndices, hierarchicalAllreduce, hierarchicalBarrier, hierarchicalBcast, hierarchicalBcastBuffer, hierarchicalReduce, type Hierarchy } from './collectives/hierarchical.js';
 import { ALGORITHMS, readEnvChoices, type EnvChoices } from './collectives/select.js';
 import { argumentHash } from './collectives/signature.js';
 import { ANY_SOURCE, ANY_TAG, TAG_UB, type InPlace, type TransportName } from './constants.js';
-import { COLLECTIVE_CONTEXT, CONTEXT_BLOCK, CONTROL_CONTEXT, LEADERS_SUBCOMM, LOCAL_SUBCOMM, P2P_CONTEXT } from './contexts.js';
+import { COLLECTIVE_CONTEXT, CONTEXT_BLOCK, CONTROL_CONTEXT, LEADERS_SUBCOMM, LOCAL_SUBCOMM, P2P_CONTEXT, SIDE_SUBCOMM } from './contexts.js';
 import { invalidArgument, isVmcommError, VmcommError, type Status } from './errors.js';
 import type { PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
@@ -34,6 +34,12 @@ export interface CallOptions {
   timeout?: number;
   /** Give up with `ABORTED` when this signal aborts (same withdrawal rules as `timeout`). */
   signal?: AbortSignal;
+}
+
+/** Options of {@link Communicator.splitByLocality}. */
+export interface SplitByLocalityOptions extends CollectiveOptions {
+  /** Orders the ranks of each group, as `split`'s key does (`MPI_Comm_split_type`); default this rank. */
+  key?: number;
 }
 
 /** A received value with its envelope (`recvMessage`). */
@@ -73,6 +79,7 @@ export class Communicator {
   #freed: VmcommError | undefined;
   /** The two-level structure for locality-aware collectives, made at the first one that needs it. */
   #hierarchy: Hierarchy | undefined;
+  #side: Communicator | undefined;
   /** Hierarchical calls run one after another (their sub-communicator calls then number alike everywhere). */
   #hierarchyChain: Promise<unknown> = Promise.resolve();
   readonly #internal: boolean;
@@ -314,6 +321,23 @@ export class Communicator {
   }
 
   /**
+   * The root's bytes into every rank's `view` (`MPI_Bcast` on a buffer): no encoding, no allocation.
+   * Every rank passes a view of the same byte length (any `ArrayBufferView`; a mismatch is
+   * `INVALID_ARGUMENT` on every rank). Resolves with `view`.
+   */
+  async bcastBuffer<V extends ArrayBufferView>(view: V, root = 0, opts?: CollectiveOptions): Promise<V> {
+    return this.#start('bcastBuffer', async () => {
+      this.#checkCollective(opts);
+      throwIf(checkView(view, 'view'));
+      if (this.#goesHierarchical('bcast', true, opts)) {
+        throwIf(this.#checkRank(root, 'root'));
+        return this.#hierarchical('bcast', argumentHash('bcastBuffer', root, view.byteLength, 'hierarchical'), opts, (h) => hierarchicalBcastBuffer(h, view, root, this.rank));
+      }
+      return this.#ops.bcastBuffer(view, root, flat(opts));
+    });
+  }
+
+  /**
    * Reduces every rank's value with `op` (`MPI_Reduce`): the result at `root`, `undefined` elsewhere.
    * Typed arrays reduce element-wise; numbers, bigints, booleans and arrays of them as values.
    */
@@ -489,14 +513,17 @@ export class Communicator {
   /**
    * Splits by what vmcomm proved about where ranks run (`MPI_Comm_split_type`): `'process'` (one
    * process: threads), `'os'` (one operating system: shared memory through its kernel), `'host'`
-   * (one physical host: also ranks in other VMs reached through ivshmem). Ranks keep their order.
+   * (one physical host: also ranks in other VMs reached through ivshmem). Ranks keep their order, or
+   * follow `opts.key` as in `split`.
    */
-  async splitByLocality(level: LocalityLevel, opts?: CollectiveOptions): Promise<Communicator> {
+  async splitByLocality(level: LocalityLevel, opts?: SplitByLocalityOptions): Promise<Communicator> {
     return this.#start('splitByLocality', async () => {
       this.#checkCollective(opts);
       if (level !== 'process' && level !== 'os' && level !== 'host') throw invalidArgument('level', "'process', 'os' or 'host'", level);
+      const key = opts?.key ?? this.rank;
+      if (typeof key !== 'number' || !Number.isInteger(key)) throw invalidArgument('opts.key', 'an integer', key);
       const groups = localityGroups(level, this.#world.cards, this.#world.reach);
-      return (await this.#create('split', groups[this.#world.rank], this.rank, opts))!;
+      return (await this.#create('split', groups[this.#world.rank], key, opts))!;
     });
   }
 
@@ -514,6 +541,38 @@ export class Communicator {
       this.#hierarchy.local.release(new VmcommError('INVALID_ARGUMENT', 'this communicator was freed'));
       this.#hierarchy.leaders?.release(new VmcommError('INVALID_ARGUMENT', 'this communicator was freed'));
     }
+    this.#side?.release(new VmcommError('INVALID_ARGUMENT', 'the communicator this side communicator belongs to was freed'));
+  }
+
+  /**
+   * Revokes this communicator's collectives on every rank (ULFM's `MPIX_Comm_revoke`): collectives in
+   * progress or started later reject with `REVOKED` carrying `reason`, on this rank at once and on the
+   * others as the notice arrives. Point-to-point keeps working; `finalize()` still works.
+   *
+   * For a layer over vmcomm that finds a collective's arguments wrong on one rank before calling
+   * vmcomm: revoking is what keeps the other ranks from waiting for this one forever.
+   */
+  revoke(reason = 'revoked by the application'): void {
+    const unusable = this.#checkUsable();
+    if (unusable) throw unusable;
+    this.#runner.revoke(new VmcommError('REVOKED', `rank ${this.rank} revoked the communicator: ${reason}`), false);
+  }
+
+  /**
+   * A communicator over the same ranks (same rank numbers) whose messages never match this one's:
+   * its own matching contexts, taken from this communicator's reserved block, so it is made without
+   * any communication and every rank gets the same one by calling this (the same object on every
+   * call). For libraries layered over a communicator, such as `vmcomm/stream`, whose traffic must
+   * not meet the application's receives (`ANY_TAG` included).
+   *
+   * It is tied to this communicator: a revoke of this one fails its pending operations too, and
+   * `free()` here frees it. Its own collectives work and are always flat (never hierarchical).
+   */
+  sideContext(): Communicator {
+    const unusable = this.#checkUsable();
+    if (unusable) throw unusable;
+    if (this.#internal) throw new VmcommError('UNSUPPORTED', 'an internal or side communicator has no side communicator of its own; call sideContext() on the communicator you were given');
+    return (this.#side ??= new Communicator(this.#world, this.#group, this.#context + SIDE_SUBCOMM, { parent: this.#runner }));
   }
 
   /**

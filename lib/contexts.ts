@@ -16,14 +16,16 @@
 export const CONTEXTS_PER_COMM = 4;
 /**
  * Context ids each communicator reserves: its own four, then four for each of the two internal
- * communicators of its locality-aware collectives (`LOCAL_SUBCOMM`, `LEADERS_SUBCOMM`), which are
- * thereby made without any communication. A multiple of {@link CONTEXTS_PER_COMM}.
+ * communicators of its locality-aware collectives (`LOCAL_SUBCOMM`, `LEADERS_SUBCOMM`) and four for
+ * its side communicator (`SIDE_SUBCOMM`), which are thereby made without any communication. A multiple of {@link CONTEXTS_PER_COMM}.
  */
 export const CONTEXT_BLOCK = 16;
 /** Offset of the hierarchy's group communicator in a block. */
 export const LOCAL_SUBCOMM = 4;
 /** Offset of the hierarchy's leaders communicator in a block. */
 export const LEADERS_SUBCOMM = 8;
+/** Offset of the side communicator (`Communicator.sideContext()`: adapters such as vmcomm/stream) in a block. */
+export const SIDE_SUBCOMM = 12;
 /** Offset of the point-to-point context in a communicator's block. */
 export const P2P_CONTEXT = 0;
 /** Offset of the collective context. */

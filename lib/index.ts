@@ -18,7 +18,7 @@
 
 export { init } from './init.js';
 export type { InitOptions, PerTransport } from './options.js';
-export { Communicator, type CallOptions, type Message, type CommunicatorEvents, type PeerStats } from './communicator.js';
+export { Communicator, type CallOptions, type SplitByLocalityOptions, type Message, type CommunicatorEvents, type PeerStats } from './communicator.js';
 export { Request, waitAll, waitAny, type AwaitedValues } from './request.js';
 export { ANY_SOURCE, ANY_TAG, TAG_UB, IN_PLACE, Op, type InPlace, type PredefinedOp, type TransportName } from './constants.js';
 export { VmcommError, isVmcommError, VMCOMM_ERROR_CODES, type VmcommErrorCode, type VmcommErrorOptions, type Status } from './errors.js';

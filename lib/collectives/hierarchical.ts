@@ -51,6 +51,16 @@ export async function hierarchicalBcast<T>(h: Hierarchy, value: T | undefined, r
   return v;
 }
 
+/** {@link hierarchicalBcast} of raw bytes into every rank's `view` (`bcastBuffer`). */
+export async function hierarchicalBcastBuffer<V extends ArrayBufferView>(h: Hierarchy, view: V, root: number, parentRank: number): Promise<V> {
+  const rootGroup = h.groupOf[root];
+  const mine = h.groupOf[parentRank];
+  if (mine === rootGroup) await h.local.bcastBuffer(view, h.localRankOf[root]);
+  if (h.leaders) await h.leaders.bcastBuffer(view, rootGroup);
+  if (mine !== rootGroup) await h.local.bcastBuffer(view, 0);
+  return view;
+}
+
 /** Reduce to `root` (a parent rank): groups to their leaders, leaders to the root's leader, then to the root. */
 export async function hierarchicalReduce<T>(h: Hierarchy, value: T, op: ReduceOp, root: number, parentRank: number): Promise<T | undefined> {
   const partial = await h.local.reduce(value, op, 0);

@@ -112,6 +112,17 @@ export class CollectiveOperations {
     });
   }
 
+  /** `view`'s bytes from `root` into every rank's `view` (same byte length everywhere, checked by the hash). */
+  bcastBuffer<V extends ArrayBufferView>(view: V, root: number, opts?: CollectiveOptions): Promise<V> {
+    this.#checkRoot(root);
+    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    const algorithm = chooseAlgorithm('bcast', { size: this.#s.size, bytes: bytes.byteLength, commutative: true }, opts?.algorithm, this.#s.env);
+    return this.#call('bcastBuffer', [root, bytes.byteLength, opts?.algorithm], opts, async (io) => {
+      if (bytes.byteLength > 0) await BCAST[algorithm](io, bytes, root);
+      return view;
+    });
+  }
+
   gather<T>(value: T, root: number, opts?: CollectiveOptions): Promise<T[] | undefined> {
     this.#checkRoot(root);
     const bytes = this.#s.codec.encode(value);
@@ -402,6 +413,7 @@ const TUNABLE_OF: Partial<Record<CollectiveName, TunableCollective>> = {
   allreduceBuffer: 'allreduce',
   reduce: 'reduce',
   bcast: 'bcast',
+  bcastBuffer: 'bcast',
   allgather: 'allgather',
   allgatherv: 'allgather',
   alltoall: 'alltoall',

@@ -26,6 +26,7 @@ export const COLLECTIVE_CODES = {
   reduceScatter: 16,
   split: 17,
   dup: 18,
+  bcastBuffer: 19,
 } as const;
 
 /** A collective's name. */
