@@ -30,7 +30,7 @@
  * the far side hands them to the {@link FrameSink} in three steps — `begin` (the core says where the
  * payload goes, so it can land straight in the user's buffer), the copy, `commit`.
  *
- * @module
+ * @module vmcomm/backend
  */
 
 import type { TransportName } from './constants.js';

@@ -13,7 +13,7 @@
  * await comm.finalize();
  * ```
  *
- * @packageDocumentation
+ * @module vmcomm
  */
 
 export { init } from './init.js';

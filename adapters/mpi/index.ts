@@ -25,7 +25,7 @@
  * await MPI.Finalize();
  * ```
  *
- * @packageDocumentation
+ * @module vmcomm/mpi
  */
 
 import { ANY_SOURCE, ANY_TAG, IN_PLACE, Op, TAG_UB } from 'vmcomm';

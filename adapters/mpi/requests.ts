@@ -21,7 +21,7 @@ export const PROC_NULL = -2;
 /** `MPI_UNDEFINED`: `Comm_split`'s "no color", `Get_count`'s "not a whole number of items", `Waitany`'s "no active request". */
 export const UNDEFINED = -32766;
 
-/** `MPI_Status`: who sent the message, its tag, and (through {@link getCount}) its length. */
+/** `MPI_Status`: who sent the message, its tag, and (through `MPI.Get_count`) its length. */
 export class Status {
   /** @internal */
   constructor(
