@@ -49,7 +49,12 @@ const runOptions: readonly OptionSpec[] = [
   { key: 'typecheck', flags: ['--typecheck'], help: 'type-check TypeScript apps (default: transpile only)' },
   { key: 'threads', flags: ['--threads'], help: 'run the ranks as worker threads of one process' },
   { key: 'threadsPerProcess', flags: ['--threads-per-process'], value: 'K', help: 'run the ranks as worker threads, K per process' },
-  { key: 'bindTo', flags: ['--bind-to'], value: 'WHAT', help: '', unavailable: 'process binding comes with a later vmcomm version' },
+  {
+    key: 'bindTo',
+    flags: ['--bind-to'],
+    value: 'core|none',
+    help: 'core: pin each rank to a CPU of its own (needs ranks ≤ CPUs and the addon; otherwise the ranks run unbound and say why); default none',
+  },
   HELP,
 ];
 
@@ -221,6 +226,8 @@ async function runCommand(name: string, args: ParsedArgs): Promise<number> {
     throw new UsageError(`${name}: use --threads (all ranks in one process) or --threads-per-process K, not both`);
   }
   const threadsPerProcess = args.values.has('threads') ? size : perProcess;
+  const bindTo = args.values.get('bindTo') ?? 'none';
+  if (bindTo !== 'core' && bindTo !== 'none') throw new UsageError(`${name}: --bind-to takes core or none, got ${JSON.stringify(bindTo)}`);
   return runJob({
     size,
     app,
@@ -228,6 +235,7 @@ async function runCommand(name: string, args: ParsedArgs): Promise<number> {
     tagOutput: args.values.has('tagOutput'),
     killGraceMs: seconds(name, '--kill-grace', args.values.get('killGrace'), 5),
     typecheck: args.values.has('typecheck'),
+    bindTo,
     ...(typeof backends === 'string' ? { backends } : {}),
     ...(threadsPerProcess === undefined ? {} : { threadsPerProcess }),
   });

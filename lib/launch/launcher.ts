@@ -51,6 +51,7 @@ import { existsSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { allowedCpus, BIND_CPUS, BIND_PRELOAD } from './binding.js';
 import { deriveJobId, jobEnvironment } from './environment.js';
 import { LineForwarder, type LineSink } from './line-forwarder.js';
 import { RendezvousServer, type RendezvousServerOptions } from './rendezvous-server.js';
@@ -78,6 +79,8 @@ export interface RunOptions {
    * `--threads-per-process K`); absent: one process per rank.
    */
   readonly threadsPerProcess?: number;
+  /** `'core'`: pin each rank to a CPU of its own when there are enough (`--bind-to core`). Default `'none'`. */
+  readonly bindTo?: 'core' | 'none';
 }
 
 /** Where the launcher writes. Whole lines only (see {@link LineSink}). */
@@ -92,6 +95,7 @@ const TAG = 'vmcomm run';
 const LOST_GRACE_MS = 500;
 /** The process a thread host runs. */
 const THREAD_HOST = fileURLToPath(new URL('./thread-host.js', import.meta.url));
+
 /** After the last rank exited, how long its output pipes may stay open (a grandchild holding them). */
 const OUTPUT_DRAIN_MS = 2_000;
 /**
@@ -200,6 +204,10 @@ class Job {
       }
     }
 
+    const bindEnv = this.bindingEnvironment();
+    // First, so the rank is pinned before anything else of it runs.
+    if (bindEnv[BIND_CPUS] !== undefined) execArgv.unshift('--import', BIND_PRELOAD);
+
     await sweepStaleShmFiles({ minAgeMs: OTHER_JOBS_MIN_AGE_MS });
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
@@ -211,6 +219,7 @@ class Job {
         const env = {
           ...process.env,
           ...tsEnv,
+          ...bindEnv,
           ...jobEnvironment({
             rendezvous: address,
             rank: ranks[0],
@@ -246,6 +255,21 @@ class Job {
       await this.server.close();
     }
     return this.status();
+  }
+
+  /**
+   * `--bind-to core`: the variable that makes each rank pin itself (see backends/native/bind-to-core.ts),
+   * or nothing, with a note, when there are more ranks than CPUs this launcher may use (binding two
+   * ranks to one core would only make them take turns; the kernel does better unbound).
+   */
+  private bindingEnvironment(): { [name: string]: string } {
+    if (this.options.bindTo !== 'core') return {};
+    const cpus = allowedCpus();
+    if (this.options.size > cpus.length) {
+      this.say(`note: --bind-to core: ${this.options.size} ranks on ${cpus.length} CPUs; the ranks run unbound`);
+      return {};
+    }
+    return { [BIND_CPUS]: cpus.join(',') };
   }
 
   private start(ranks: readonly number[], host: boolean, args: string[], env: NodeJS.ProcessEnv): void {
@@ -427,3 +451,4 @@ export function processGroups(size: number, threadsPerProcess: number | undefine
   for (let first = 0; first < size; first += per) groups.push(Array.from({ length: Math.min(per, size - first) }, (_, i) => first + i));
   return groups;
 }
+

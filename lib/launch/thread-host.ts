@@ -47,6 +47,7 @@ import { processOutput, resolveApp, type LauncherOutput } from './launcher.js';
 import { LineForwarder } from './line-forwarder.js';
 import { RendezvousServer } from './rendezvous-server.js';
 import { isTypeScriptApp, tsNodeSettings } from './typescript.js';
+import { BIND_CPUS, BIND_PRELOAD } from './binding.js';
 
 /** How one thread-rank ended. */
 export interface RankExit {
@@ -111,6 +112,8 @@ function startRankWorker(options: {
 }): RankWorker {
   const { app, rank, output, prefix } = options;
   const execArgv = isTypeScriptApp(app) ? ['--import', TS_REGISTER] : [];
+  // `--bind-to core`: each worker pins its own thread before the app runs.
+  if (options.env[BIND_CPUS]) execArgv.unshift('--import', BIND_PRELOAD);
   const worker = new Worker(pathToFileURL(app), {
     argv: [...options.args],
     env: options.env,

@@ -4,10 +4,12 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { allowedCpus } from '../../lib/launch/binding.js';
 import { expectGone, finish, lines, pidsOf, ROOT, start, vmcomm, type Outcome } from '../helpers/processes.js';
 
 const FIXTURES = path.join(ROOT, 'tests', 'fixtures', 'launch');
 const RANK_JS = path.join(FIXTURES, 'rank.mjs');
+const AFFINITY_JS = path.join(FIXTURES, 'affinity.mjs');
 const RANK_TS = path.join(FIXTURES, 'typed-rank.ts');
 
 /** Builds dist/ when a launcher source is newer than its compiled file (`npm test` builds first). */
@@ -144,7 +146,7 @@ describe('vmcomm run', () => {
       ['run', RANK_JS],
       ['run', '-n', 'two', RANK_JS],
       ['run', '-n', '2', '--threads', '--threads-per-process', '2', RANK_JS],
-      ['run', '-n', '2', '--bind-to', 'core', RANK_JS],
+      ['run', '-n', '2', '--bind-to', 'socket', RANK_JS],
       ['run', '-n', '2', path.join(FIXTURES, 'missing.mjs')],
       ['teleport'],
       ['rendezvous', '-n', '2', '--bind', 'localhost'],
@@ -154,8 +156,24 @@ describe('vmcomm run', () => {
       expect(lines(out.stderr), args.join(' ')).toHaveLength(1);
       expect(out.stdout).toBe('');
     }
-    const bind = await vmcomm(['run', '-n', '2', '--bind-to', 'core', RANK_JS]);
-    expect(bind.stderr).toMatch(/--bind-to is not available yet/);
+    const bind = await vmcomm(['run', '-n', '2', '--bind-to', 'socket', RANK_JS]);
+    expect(bind.stderr).toMatch(/--bind-to takes core or none/);
+  });
+
+  it('--bind-to core pins each rank (process or thread) to a CPU of its own, or says why not', async () => {
+    const cpus = allowedCpus();
+    const n = Math.min(2, cpus.length);
+    for (const mode of [[], ['--threads']]) {
+      const out = await vmcomm(['run', '-n', String(n), '--bind-to', 'core', ...mode, AFFINITY_JS]);
+      expect(out.stderr, mode.join(' ')).toBe('');
+      expect(out.code).toBe(0);
+      expect(lines(out.stdout).sort(), mode.join(' ')).toEqual(Array.from({ length: n }, (_, r) => `rank ${r} cpus ${cpus[r]}`));
+    }
+    // More ranks than CPUs: unbound (each rank keeps every CPU), and the launcher says so.
+    const over = await vmcomm(['run', '-n', String(cpus.length + 1), '--bind-to', 'core', AFFINITY_JS]);
+    expect(over.code).toBe(0);
+    expect(over.stderr).toMatch(new RegExp(`--bind-to core: ${cpus.length + 1} ranks on ${cpus.length} CPUs; the ranks run unbound`));
+    expect(lines(over.stdout).every((l) => l.endsWith(` cpus ${cpus.join(',')}`))).toBe(true);
   });
 
   it('prints help', async () => {

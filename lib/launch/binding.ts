@@ -1,0 +1,38 @@
+/**
+ * `--bind-to core`: which CPUs the launcher hands out, and how a rank learns its own. The pinning
+ * itself is `backends/native/bind-to-core.ts`, preloaded into each rank (named here by path, not
+ * imported: the launcher loads no backend code).
+ *
+ * @module
+ */
+
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+
+/** The preload that pins a rank to its CPU. */
+export const BIND_PRELOAD = new URL('../../backends/native/bind-to-core.js', import.meta.url).href;
+/** The CPUs `--bind-to core` hands out, in order: rank r gets the (r mod n)-th. */
+export const BIND_CPUS = 'VMCOMM_BIND_CPUS';
+
+/**
+ * The CPUs this process may run on (`Cpus_allowed_list` in /proc/self/status: the cgroup cpuset and
+ * any affinity the launcher itself was started with), else 0…n−1.
+ */
+export function allowedCpus(): number[] {
+  try {
+    const line = readFileSync('/proc/self/status', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Cpus_allowed_list:'));
+    if (line) {
+      const cpus: number[] = [];
+      for (const part of line.slice(line.indexOf(':') + 1).trim().split(',')) {
+        const [a, b] = part.split('-').map(Number);
+        for (let c = a; c <= (b ?? a); c++) cpus.push(c);
+      }
+      if (cpus.length > 0 && cpus.every(Number.isInteger)) return cpus;
+    }
+  } catch {
+    // Not Linux, or no /proc: assume every CPU.
+  }
+  return Array.from({ length: availableParallelism() }, (_, i) => i);
+}
