@@ -94,13 +94,15 @@ import { isPowerOfTwo } from '../../lib/ring/region.js';
 import { MAX_RING_DATA_BYTES } from '../../lib/ring/spsc-ring.js';
 import { ShmTransport } from './shm-transport.js';
 
+export { AUTO_RING_BUDGET_BYTES, autoRingBytes, MAX_AUTO_RING_BYTES, MIN_AUTO_RING_BYTES } from './ring-size.js';
+
 export { ShmTransport } from './shm-transport.js';
 
 /** Options of the shm transport. Every field is optional; units are in the names. */
 export interface ShmInit {
   /**
    * Data bytes of each ring (one per ordered pair that talks, created on its first send), a power of
-   * two. Default {@link DEFAULT_RING_BYTES}.
+   * two; 0 = sized by the job ({@link autoRingBytes}). Default {@link DEFAULT_RING_BYTES}.
    */
   ringBytes?: number;
   /** Announcement slots of each inbox, a power of two; 0 = one per peer (at most 1024). Default {@link DEFAULT_INBOX_SLOTS}. */
@@ -135,8 +137,8 @@ export interface ShmInit {
 /** {@link ShmInit} with every default applied, as {@link parseShmInit} returns it. */
 export type ShmOptions = Readonly<Required<ShmInit>>;
 
-/** Default {@link ShmInit.ringBytes}: 256 KiB. */
-export const DEFAULT_RING_BYTES = 256 * 1024;
+/** Default {@link ShmInit.ringBytes}: 0, sized by the job ({@link autoRingBytes}). */
+export const DEFAULT_RING_BYTES = 0;
 /** Default {@link ShmInit.inboxSlots}: one per peer. */
 export const DEFAULT_INBOX_SLOTS = 0;
 /** Default {@link ShmInit.eagerLimitBytes}: 16 KiB. */
@@ -158,7 +160,7 @@ export const DEFAULT_LIVENESS_CHECK_MS = 100;
 
 /** Per numeric field: the accepted integer range. */
 const LIMITS: { readonly [K in Exclude<keyof ShmInit, 'waitMode' | 'cma' | 'directory'>]-?: readonly [min: number, max: number] } = {
-  ringBytes: [4096, MAX_RING_DATA_BYTES],
+  ringBytes: [0, MAX_RING_DATA_BYTES],
   inboxSlots: [0, MAX_INBOX_SLOTS],
   eagerLimitBytes: [0, 1024 * 1024 * 1024],
   eagerCredits: [1, 65_535],
@@ -208,7 +210,8 @@ export function parseShmInit(init: ShmInit = {}): ShmOptions {
     }
     options[key] = value;
   }
-  if (!isPowerOfTwo(options.ringBytes as number)) throw invalidArgument('shm option ringBytes', 'a power of two', init.ringBytes);
+  const ring = options.ringBytes as number;
+  if (ring !== 0 && (!isPowerOfTwo(ring) || ring < 4096)) throw invalidArgument('shm option ringBytes', `0 (sized by the job) or a power of two from 4096 to ${MAX_RING_DATA_BYTES}`, init.ringBytes);
   const slots = options.inboxSlots as number;
   if (slots !== 0 && (!isPowerOfTwo(slots) || slots < MIN_INBOX_SLOTS)) {
     throw invalidArgument('shm option inboxSlots', `0 (one per peer) or a power of two from ${MIN_INBOX_SLOTS} to ${MAX_INBOX_SLOTS}`, init.inboxSlots);

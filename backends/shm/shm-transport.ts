@@ -49,6 +49,7 @@ import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/na
 import { CmaSink } from './cma.js';
 import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './files.js';
 import type { ShmOptions } from './index.js';
+import { autoRingBytes } from './ring-size.js';
 import { checkInboxHeader, FILE_HEADER_BYTES, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
 import { ShmChannel } from './shm-channel.js';
 import { futexSleeper } from './sleeper.js';
@@ -108,6 +109,10 @@ export class ShmTransport implements Transport {
   private inboxFile: OwnedFile | undefined;
   private inbox: Inbox | undefined;
   private slots = 0;
+  /** Data bytes of the rings this rank creates (its card says so; peers read it from there). */
+  private get ringBytes(): number {
+    return this.options.ringBytes !== 0 ? this.options.ringBytes : autoRingBytes(this.components.size);
+  }
   private waiter: NativeWaiter | undefined;
   private cmaAllowed = false;
   private pidns = '';
@@ -211,7 +216,7 @@ export class ShmTransport implements Transport {
       name: file.name,
       nonce: Buffer.from(this.nonce).toString('hex'),
       slots,
-      ringBytes: this.options.ringBytes,
+      ringBytes: this.ringBytes,
       pid: process.pid,
       pidns: this.pidns,
       cma: this.cmaAllowed,
@@ -338,7 +343,7 @@ export class ShmTransport implements Transport {
       throw new VmcommError('INVALID_ARGUMENT', `rank ${peer} is not served by shm here (probe() must accept its card and addPeers() list it)`);
     }
     if (link.inbox.state !== InboxState.OPEN) throw new VmcommError('PEER_LOST', `rank ${peer} no longer reads (its inbox is closed)`, { peer });
-    const ringBytes = this.options.ringBytes;
+    const ringBytes = this.ringBytes;
     const name = shmRingName(this.base, peer);
     const file = createOwnedFile(addon, this.directory, name, FILE_HEADER_BYTES + ringRegionBytes(ringBytes));
     const control = new RingFileControl(file.sab);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CMA_MIN_BYTES, DEFAULT_EAGER_LIMIT_BYTES, DEFAULT_RING_BYTES, parseShmInit, shm, type ShmInit } from '../index.js';
+import { autoRingBytes, DEFAULT_CMA_MIN_BYTES, DEFAULT_EAGER_LIMIT_BYTES, DEFAULT_RING_BYTES, parseShmInit, shm, type ShmInit } from '../index.js';
 
 describe('shm options', () => {
   it('applies the defaults, and the factory carries its name', () => {
@@ -40,5 +40,11 @@ describe('shm options', () => {
     for (const [init, message] of bad) {
       expect(() => shm(init as ShmInit), JSON.stringify(init)).toThrow(expect.objectContaining({ name: 'VmcommError', code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) }));
     }
+  });
+
+  it('sizes rings by the job: 256 KiB up to 17 ranks, then within 4 MiB of outbound rings per rank, never below 64 KiB', () => {
+    const K = 1024;
+    expect([2, 8, 17, 18, 32, 33, 64, 65, 1000].map(autoRingBytes)).toEqual([256 * K, 256 * K, 256 * K, 128 * K, 128 * K, 128 * K, 64 * K, 64 * K, 64 * K]);
+    expect(parseShmInit({}).ringBytes).toBe(0);
   });
 });
