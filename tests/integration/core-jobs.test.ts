@@ -48,6 +48,22 @@ describe('vmcomm jobs with the core', () => {
     expect(lines(out.stdout).filter((l) => / OK \(/.test(l))).toHaveLength(2);
   }, 130_000);
 
+  // Flow control: credits bound what a fast sender can pile up at a slow receiver.
+  const FLOOD_RSS_BOUND_MIB = 100; // the eager quarter alone is 256 MiB: buffering it would break this
+  for (const backend of ['shm', 'tcp']) {
+    it(`1 GiB flooded at a slow receiver over ${backend}: every byte arrives, its memory grows < ${FLOOD_RSS_BOUND_MIB} MiB`, async () => {
+      const out = await vmcomm(['run', '-n', '2', 'tests/fixtures/core/flood.ts'], { ...process.env, VMCOMM_BACKENDS: backend }, 120_000);
+      expect(out.stderr).toBe('');
+      expect(out.code).toBe(0);
+      const m = /flood (\w+): (\d+) messages, (\d+) MiB in [\d.]+ s, (\d+) bad, receiver RSS grew ([\d.]+) MiB/.exec(out.stdout);
+      expect(m, out.stdout).not.toBeNull();
+      expect(m![1]).toBe(backend);
+      expect(Number(m![3])).toBeGreaterThanOrEqual(1024);
+      expect(Number(m![4])).toBe(0);
+      expect(Number(m![5])).toBeLessThan(FLOOD_RSS_BOUND_MIB);
+    }, 130_000);
+  }
+
   it('a SIGKILLed rank: survivors get PEER_LOST, still talk and finalize; the launcher names the rank', async () => {
     const out = await vmcomm(['run', '-n', '3', 'tests/fixtures/core/peer-loss.ts']);
     expect(out.stdout).toContain('rank 0: PEER_LOST from rank 1');
