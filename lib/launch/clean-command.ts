@@ -6,7 +6,7 @@
  */
 
 import type { LauncherOutput } from './launcher.js';
-import { DEFAULT_SHM_DIRECTORY, sweepStaleShmFiles } from './shm-files.js';
+import { DEFAULT_SHM_DIRECTORY, shmJobPrefix, sweepStaleShmFiles } from './shm-files.js';
 
 /** What `vmcomm clean` was asked to do. */
 export interface CleanOptions {
@@ -16,6 +16,8 @@ export interface CleanOptions {
   readonly minAgeMs: number;
   /** Only list what would be removed. */
   readonly dryRun: boolean;
+  /** Only files of this job (its id, as in `VMCOMM_JOB_ID`). */
+  readonly jobId?: string;
 }
 
 /** Default `--min-age`, in seconds: a just-created file is locked within microseconds; a finished rank's ring waits for its reader briefly. */
@@ -28,7 +30,12 @@ export const DEFAULT_CLEAN_MIN_AGE_SECONDS = 10;
 export async function cleanShm(options: CleanOptions, out: LauncherOutput): Promise<number> {
   const say = (sink: 'stdout' | 'stderr', text: string): void => out[sink].write(Buffer.from(`${text}\n`, 'utf8'));
   const directory = options.directory ?? DEFAULT_SHM_DIRECTORY;
-  const result = await sweepStaleShmFiles({ directory, minAgeMs: options.minAgeMs, dryRun: options.dryRun });
+  const result = await sweepStaleShmFiles({
+    directory,
+    minAgeMs: options.minAgeMs,
+    dryRun: options.dryRun,
+    ...(options.jobId === undefined ? {} : { prefix: shmJobPrefix(options.jobId) }),
+  });
   if (result.unavailable !== undefined) {
     say('stderr', `vmcomm clean: ${result.unavailable}`);
     return 1;

@@ -74,6 +74,7 @@ const cleanOptions: readonly OptionSpec[] = [
     help: `keep unlocked files younger than this (default ${DEFAULT_CLEAN_MIN_AGE_SECONDS}; 0 removes every unlocked one)`,
   },
   { key: 'dryRun', flags: ['--dry-run'], help: 'list what would be removed, remove nothing' },
+  { key: 'job', flags: ['--job'], value: 'ID', help: "only this job's files (its VMCOMM_JOB_ID)" },
   HELP,
 ];
 
@@ -261,9 +262,12 @@ async function cleanCommand(name: string, args: ParsedArgs): Promise<number> {
   if (args.rest.length > 0) throw new UsageError(`${name}: unexpected argument '${args.rest[0]}' (see '${name} --help')`);
   const dir = args.values.get('dir');
   if (dir === true || dir === '') throw new UsageError(`${name}: --dir needs a directory`);
+  const job = args.values.get('job');
+  if (job !== undefined && (typeof job !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(job))) throw new UsageError(`${name}: --job takes a job id (VMCOMM_JOB_ID)`);
   return cleanShm(
     {
       ...(dir === undefined ? {} : { directory: dir }),
+      ...(typeof job === 'string' ? { jobId: job } : {}),
       minAgeMs: seconds(name, '--min-age', args.values.get('minAge'), DEFAULT_CLEAN_MIN_AGE_SECONDS),
       dryRun: args.values.has('dryRun'),
     },
