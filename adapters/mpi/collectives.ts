@@ -438,12 +438,16 @@ function extent(counts: readonly number[], displs: readonly number[]): number {
 
 /** `displs[0]` when the blocks lie one after another in rank order from there, else undefined. */
 function contiguousFrom(counts: readonly number[], displs: readonly number[]): number | undefined {
-  let next = displs[0];
+  // Empty blocks do not count, wherever their displacement points (programs often leave stale ones).
+  let start: number | undefined;
+  let next = 0;
   for (let r = 0; r < counts.length; r++) {
-    if (displs[r] !== next && counts[r] > 0) return undefined;
+    if (counts[r] === 0) continue;
+    if (start === undefined) start = next = displs[r];
+    else if (displs[r] !== next) return undefined;
     next = displs[r] + counts[r];
   }
-  return displs[0];
+  return start ?? 0;
 }
 
 function elementCounts(counts: readonly number[], dt: Datatype): number[] {

@@ -45,11 +45,7 @@ export type { IntArray } from './collectives.js';
 export { MPIRequest, Status } from './requests.js';
 export type { UserFunction } from './ops.js';
 
-/**
- * The MPI namespace: `MPI.Send`, `MPI.COMM_WORLD`, `MPI.DOUBLE`, `MPI.SUM`… (C's `MPI_Send` and so
- * on, without the underscore after `MPI`).
- */
-export const MPI = Object.freeze({
+const api = {
   // --- environment
   Init,
   Initialized,
@@ -132,4 +128,19 @@ export const MPI = Object.freeze({
   // --- reduction operations
   ...Op,
   Op_create,
-});
+} as const;
+
+/**
+ * The type of {@link MPI}. Declared (not only inferred) so that TypeScript knows `MPI.Abort(…)` never
+ * returns: control-flow analysis honours a `never` call only through explicitly typed references.
+ */
+export interface MPINamespace extends Omit<typeof api, 'Abort'> {
+  /** `MPI_Abort`: ends every rank of the job with `errorcode` (the process exit status). Never returns. */
+  readonly Abort: typeof Abort;
+}
+
+/**
+ * The MPI namespace: `MPI.Send`, `MPI.COMM_WORLD`, `MPI.DOUBLE`, `MPI.SUM`… (C's `MPI_Send` and so
+ * on, without the underscore after `MPI`).
+ */
+export const MPI: MPINamespace = Object.freeze(api);
