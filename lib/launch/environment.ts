@@ -17,6 +17,10 @@
  * | `VMCOMM_JOB_SECRET` | the job secret, hex, at least 16 bytes (32 hex digits) |
  * | `VMCOMM_JOB_ID` | optional; default {@link deriveJobId}(secret), which is what the launchers use |
  *
+ * Ranks started by Slurm (`srun --mpi=pmi2`: `PMI_FD` and `PMI_JOBID`) speak PMI-2, and ranks started
+ * by MPICH's Hydra (`mpiexec`: `PMI_FD`, or `PMI_PORT` with `-pmi-port`) PMI-1; their variables, and
+ * `VMCOMM_PMI`, `VMCOMM_PMI_TIMEOUT` and `VMCOMM_ADDRESS`, are described in `pmi/pmi-environment.ts`.
+ *
  * @module
  */
 
@@ -24,6 +28,7 @@ import { createHash } from 'node:crypto';
 import type { Bootstrap } from '../bootstrap.js';
 import { VmcommError } from '../errors.js';
 import { formatRendezvousAddress, parseRendezvousAddress, type RendezvousAddress } from './address.js';
+import { pmi1Environment, slurmPmi2Environment, slurmWithoutPmiEnvironment } from './pmi/pmi-environment.js';
 import { RendezvousClient } from './rendezvous-client.js';
 import { MAX_JOB_ID_LENGTH, MIN_SECRET_BYTES } from './rendezvous-protocol.js';
 
@@ -59,10 +64,11 @@ export const vmcommEnvironment: LaunchEnvironment = {
 
 /**
  * The launch systems `init()` recognizes, most specific first. vmcomm's own comes first, so
- * `vmcomm run` inside a Slurm allocation or under `mpiexec` uses its own rendezvous. The PMI-1
- * (`PMI_FD`, MPICH Hydra) and Slurm PMI-2 environments are added here as entries of the same shape.
+ * `vmcomm run` inside a Slurm allocation or under `mpiexec` uses its own rendezvous. Then Slurm's
+ * PMI-2 (`PMI_FD` with `PMI_JOBID`), then PMI-1 (`PMI_FD` or `PMI_PORT`: MPICH's Hydra), and last a
+ * Slurm task started without a PMI, which fails rather than run as a world of one.
  */
-export const LAUNCH_ENVIRONMENTS: readonly LaunchEnvironment[] = [vmcommEnvironment];
+export const LAUNCH_ENVIRONMENTS: readonly LaunchEnvironment[] = [vmcommEnvironment, slurmPmi2Environment, pmi1Environment, slurmWithoutPmiEnvironment];
 
 /**
  * The bootstrap the environment describes, or `undefined` when the process was not started by a
