@@ -85,6 +85,15 @@ const DOORBELL_BYTE = FILE_HEADER_BYTES + DOORBELL_WORD * 4;
 const CMA_BYTES_PER_POLL = 2 * 1024 * 1024;
 /** An idle rank's futex wait ends after this long anyway (a cheap re-check). */
 const IDLE_SLEEP_MS = 1_000;
+/**
+ * How often a rank checks that its shm peers are alive. A peer killed by a signal leaves its inbox
+ * OPEN, but the kernel drops its lock on the inbox file: a lock this rank can take means a dead
+ * peer. Without this, a rank waiting to *receive* from a dead peer would learn of it only from its
+ * launcher, and a launcher such as Slurm (without --kill-on-bad-exit) never tells. A few syscalls
+ * per peer per sweep.
+ */
+const PEER_SWEEP_MS = 500;
+
 /** Ring-file names are ASCII, and at most the inbox's descriptor size. */
 const NAME_CHAR = /^[\x21-\x7e]+$/;
 
@@ -118,6 +127,9 @@ export class ShmTransport implements Transport {
   private pidns = '';
   private readonly links = new Map<number, PeerLink>();
   private served = new Set<number>();
+  /** Peers this rank found dead (reported once). */
+  private readonly dead = new Set<number>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private readonly outbound = new Map<number, Outbound>();
   /** Rings this rank reads, by producer: their control words (single-copy answers) and consumer. */
   private readonly inbound = new Map<number, { readonly control: RingFileControl; readonly consumer: RingConsumer }>();
@@ -322,6 +334,28 @@ export class ShmTransport implements Transport {
       now: () => performance.now(),
     });
     this.policy.start();
+    this.sweepTimer = setInterval(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  /** Reports every served peer that died without closing its inbox (see {@link PEER_SWEEP_MS}). */
+  private sweepPeers(): void {
+    const addon = this.addon;
+    if (addon === undefined || this.stopping !== undefined) return;
+    for (const peer of this.served) {
+      if (this.dead.has(peer)) continue;
+      const link = this.links.get(peer);
+      if (link === undefined) continue;
+      const state = link.inbox.state;
+      // CLOSED: it finalized (not a failure). GONE: it exited without finalize.
+      if (state === InboxState.CLOSED) continue;
+      if (state === InboxState.OPEN && holderAlive(addon, link.inboxPath)) continue;
+      this.dead.add(peer);
+      this.lost(
+        peer,
+        new VmcommError('PEER_LOST', `rank ${peer} (pid ${link.pid}) ${state === InboxState.GONE ? 'exited without finalize' : 'died (its shm inbox lock was released without a close)'}`, { peer }),
+      );
+    }
   }
 
   /**
@@ -423,6 +457,7 @@ export class ShmTransport implements Transport {
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
     live.delete(this);
+    clearInterval(this.sweepTimer);
     this.policy?.stop();
     this.waiter?.close();
     const stopped = new VmcommError('FINALIZED', 'the shm transport stopped before this frame was sent');

@@ -1,0 +1,47 @@
+// A peer that dies without a word (SIGKILL: its inbox stays OPEN, the kernel drops its lock) is found
+// by the shm transport itself within 2 s — also by a rank that only waits to receive from it, and
+// with no launcher to tell (these in-process worlds have none). A live, idle peer is never reported.
+import { afterEach, describe, expect, it } from 'vitest';
+import { isVmcommError } from '../../../lib/errors.js';
+import { addon, finalizeAll, startJob, type ShmJob } from './helpers.js';
+
+let job: ShmJob | undefined;
+afterEach(async () => {
+  if (job) await finalizeAll(job).catch(() => undefined);
+  job = undefined;
+});
+
+describe.skipIf(addon === undefined)('shm peer liveness', () => {
+  it('a receive from a peer whose inbox lock vanished fails with PEER_LOST within 2 s', async () => {
+    job = await startJob(3);
+    const [a, , c] = job.comms;
+    // Every pair talks once, so rank 0 has a channel to rank 1 both ways.
+    await Promise.all(job.comms.map((comm) => comm.allreduce(1, 'SUM')));
+    const started = performance.now();
+    const waiting = a.recv(1, 77).then(
+      () => 'received',
+      (e: unknown) => (isVmcommError(e, 'PEER_LOST') ? 'PEER_LOST' : String(e)),
+    );
+    // Rank 1 "dies": its lock goes, its inbox stays OPEN (what SIGKILL leaves).
+    (job.transports[1] as unknown as { inboxFile: { release(): void } }).inboxFile.release();
+    expect(await waiting).toBe('PEER_LOST');
+    expect(performance.now() - started).toBeLessThan(2_000);
+    // The others still talk.
+    const [got] = await Promise.all([a.recv(2, 5), c.send('still here', 0, 5)]);
+    expect(got).toBe('still here');
+    // The survivors finalize without it.
+    await Promise.all([a.finalize(), c.finalize()]);
+    job = undefined;
+  });
+
+  it('a live peer that sends nothing for a while is not reported', async () => {
+    job = await startJob(2);
+    const [a] = job.comms;
+    await Promise.all(job.comms.map((comm) => comm.barrier()));
+    const outcome = await a.recv(1, 78, { timeout: 1_500 }).then(
+      () => 'received',
+      (e: unknown) => (isVmcommError(e) ? e.code : String(e)),
+    );
+    expect(outcome).toBe('TIMEOUT');
+  });
+});
