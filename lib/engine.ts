@@ -16,7 +16,7 @@ import type { ValueCodec } from './codec.js';
 import { Endpoint } from './endpoint.js';
 import { VmcommError, type Status } from './errors.js';
 import { Matching, type PostedRecv, type UnexpectedMsg } from './matching.js';
-import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, frameLength, type FrameHeader } from './protocol.js';
+import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from './protocol.js';
 import type { ProgressEngine, RequestControl } from './request.js';
 
 /** Per-peer traffic counters, as `comm.stats()` reports them. */
@@ -105,6 +105,8 @@ export interface PeerPlan {
 }
 
 const MAX_ID = 0xffff_ffff;
+/** The largest eager limit any built-in transport accepts (1 GiB): the default of {@link Engine.earlyEagerLimitBytes}. */
+const MAX_EAGER_LIMIT_BYTES = 2 ** 30;
 
 /** The engine; one per world. */
 export class Engine implements FrameSink, ProgressEngine {
@@ -121,10 +123,24 @@ export class Engine implements FrameSink, ProgressEngine {
   private early: EarlyFrame[] | undefined = [];
   /** Per peer: an early frame whose payload was still arriving at {@link ready}; its commit replays it. */
   private readonly earlyInProgress = new Map<number, EarlyFrame>();
+  /**
+   * Peers whose channel broke before {@link ready} (a corrupt early frame, a reset): there is no peer
+   * state to mark yet, so the loss waits here and {@link ready} applies it — else a receive from that
+   * peer would wait forever.
+   */
+  private readonly earlyLost = new Map<number, Error>();
+  /**
+   * Before {@link ready} the pair's eager limit is not known yet: an early EAGER frame may announce at
+   * most this many payload bytes (the world sets it to the largest eager limit of its transports before
+   * any peer can send). Its payload is allocated on arrival, so a corrupted length must not pass.
+   */
+  earlyEagerLimitBytes = MAX_EAGER_LIMIT_BYTES;
   private nextSendId = 1;
   private nextRecvId = 1;
   private pollers: Transport[] = [];
   private readonly scratch = emptyHeader();
+  /** Where early frames' headers are checked (not {@link scratch}: a send may be filling that). */
+  private readonly scratchIn = emptyHeader();
   private readonly headerBytes = new Uint8Array(FRAME_HEADER_BYTES);
   /** Set once the world is finalizing: channel breaks are then expected, not failures. */
   private closing = false;
@@ -161,10 +177,25 @@ export class Engine implements FrameSink, ProgressEngine {
     this.pollers = [...new Set(plans.map((p) => p.transport))].filter((t) => typeof t.poll === 'function');
     const early = this.early ?? [];
     this.early = undefined;
+    const failed = new Set<number>();
     for (const f of early) {
-      if (f.committed) this.replay(f);
-      else this.earlyInProgress.set(f.peer, f); // its transport will commit it later
+      if (failed.has(f.peer)) continue;
+      if (!f.committed) {
+        // Its transport will commit it later — unless its channel already broke.
+        if (!this.earlyLost.has(f.peer)) this.earlyInProgress.set(f.peer, f);
+        continue;
+      }
+      try {
+        this.replay(f);
+      } catch (error) {
+        // A frame that fails only now (an eager message above the pair's limit, known only now) ends
+        // that peer, not the world's start-up: its later early frames are dropped.
+        failed.add(f.peer);
+        this.lost(f.peer, error as Error);
+      }
     }
+    for (const [peer, error] of this.earlyLost) this.lost(peer, error);
+    this.earlyLost.clear();
   }
 
   private replay(f: EarlyFrame): void {
@@ -345,8 +376,17 @@ export class Engine implements FrameSink, ProgressEngine {
   }
 
   private clearToSend(recv: PostedRecv, context: number, peer: number, source: number, tag: number, length: number, flags: number, sendId: number): void {
+    let data: Uint8Array | undefined;
+    if (recv.mode !== 'buffer') {
+      // The length came from the wire: one this process cannot allocate fails the receive with a typed
+      // error (a RangeError would escape from recv(), or break the channel as PEER_LOST).
+      try {
+        data = new Uint8Array(length);
+      } catch {
+        return recv.control.reject(new VmcommError('CORRUPT', `rank ${peer} announced a message of ${length} bytes, more than this process can allocate; the message was dropped`, { peer }));
+      }
+    }
     const recvId = this.allocId('recv');
-    const data = recv.mode === 'buffer' ? undefined : new Uint8Array(length);
     this.pendingRecvs.set(recvId, { posted: recv, context, peer, source, tag, length, flags, data });
     this.control(peer, FrameKind.CTS, sendId, recvId, 0, 0);
   }
@@ -393,10 +433,18 @@ export class Engine implements FrameSink, ProgressEngine {
 
   begin(peer: number, bytes: Uint8Array): Uint8Array | undefined {
     if (this.early) {
-      // Selection not done yet here, though the peer is done: keep the frame for ready().
+      // Selection not done yet here, though the peer is done: keep the frame for ready(). Checked now,
+      // so that a corrupt frame closes its channel (CORRUPT) instead of allocating what it announces.
+      const h = decodeHeader(bytes, this.scratchIn);
+      // Before this rank is ready the peer can only announce messages (or withdraw one): every other
+      // kind answers something this rank sent, and it has sent nothing yet.
+      if (h.kind !== FrameKind.EAGER && h.kind !== FrameKind.RTS && h.kind !== FrameKind.RTS_CANCEL) {
+        throw new VmcommError('CORRUPT', `rank ${peer} sent a frame of kind ${h.kind} before this rank had sent anything it could answer`, { peer });
+      }
+      if (h.kind !== FrameKind.EAGER && h.payloadBytes !== 0) throw new VmcommError('CORRUPT', `a control frame (kind ${h.kind}) from rank ${peer} carries ${h.payloadBytes} bytes`, { peer });
+      if (h.payloadBytes > this.earlyEagerLimitBytes) throw eagerTooLong(peer, h.payloadBytes, this.earlyEagerLimitBytes);
       const header = bytes.slice(0, FRAME_HEADER_BYTES);
-      const length = frameLength(header);
-      const data = length > 0 ? new Uint8Array(length) : undefined;
+      const data = h.payloadBytes > 0 ? new Uint8Array(h.payloadBytes) : undefined;
       this.early.push({ peer, header, data, committed: false });
       return data;
     }
@@ -407,6 +455,10 @@ export class Engine implements FrameSink, ProgressEngine {
     f.data = undefined;
     switch (h.kind) {
       case FrameKind.EAGER: {
+        // An eager payload is allocated before it arrives: a length above what the sender may send
+        // eagerly (both ends of a pair use the same limit) is corrupt, not an allocation to make.
+        const limit = this.peers[peer].eagerLimit;
+        if (h.payloadBytes > limit) throw eagerTooLong(peer, h.payloadBytes, limit);
         const posted = this.matching(h.context).takePosted(h.source, h.tag);
         f.posted = posted;
         if (posted?.mode === 'buffer') {
@@ -551,6 +603,11 @@ export class Engine implements FrameSink, ProgressEngine {
 
   lost(peer: number, error: Error): void {
     if (this.closing) return;
+    if (this.early) {
+      // Not ready: no peer state yet. Kept for ready(), so the loss is not forgotten.
+      if (Number.isInteger(peer) && peer >= 0 && peer < this.size && !this.earlyLost.has(peer)) this.earlyLost.set(peer, error);
+      return;
+    }
     const p = this.peers[peer];
     if (!p) return;
     if (p.lost) return;
@@ -692,4 +749,12 @@ export class Engine implements FrameSink, ProgressEngine {
       r.posted.control.reject(error);
     }
   }
+}
+
+function eagerTooLong(peer: number, bytes: number, limit: number): VmcommError {
+  return new VmcommError(
+    'CORRUPT',
+    `rank ${peer} sent an eager message of ${bytes} bytes, above the pair's eager limit of ${limit} (every rank of a job must use the same eagerLimitBytes)`,
+    { peer },
+  );
 }

@@ -44,7 +44,10 @@ export interface DialEvents {
   accepted(socket: net.Socket, route: ReadRoute, rest: Uint8Array): void;
   /** The listener's own dial to us wins (simultaneous dial); this connection is already closed. */
   yielded(): void;
-  /** The dial failed: `AUTH` when the listener refused us or failed to prove the secret, else `PEER_LOST`. */
+  /**
+   * The dial failed: `AUTH` when the listener refused us, failed to prove the secret or sent anything
+   * but a vmcomm handshake; else (unreachable, closed, silent, shutting down) `PEER_LOST`.
+   */
   failed(error: VmcommError): void;
 }
 
@@ -93,13 +96,15 @@ export class Dial implements ReadHandler {
     let at = 0;
     while (at < bytes && this.stage !== SETTLED) {
       const taken = this.messages.push(pool, at, bytes);
-      if (typeof taken === 'string') return this.fail('PEER_LOST', `it is not a vmcomm tcp listener (${taken})`);
+      // Garbage where a handshake message belongs is a failure to authenticate (AUTH), in either stage:
+      // whatever answers at that address did not prove it is a rank of this job.
+      if (typeof taken === 'string') return this.fail('AUTH', `it is not a vmcomm tcp listener (${taken})`);
       at += taken;
       const body = this.messages.message;
       if (body === undefined) continue;
       if (this.stage === AWAIT_HELLO) {
         const hello = parseHello(body);
-        if (typeof hello === 'string') return this.fail('PEER_LOST', `it is not a vmcomm tcp listener (${hello})`);
+        if (typeof hello === 'string') return this.fail('AUTH', `it is not a vmcomm tcp listener (${hello})`);
         this.context = {
           secret: this.options.secret,
           jobHash: this.options.jobHash,
@@ -139,7 +144,7 @@ export class Dial implements ReadHandler {
     const { host, port, peer } = this.options;
     const advice =
       code === 'AUTH'
-        ? 'check that every rank of the job got the same job secret (VMCOMM_JOB_SECRET) and job id'
+        ? 'check that every rank of the job got the same job secret (VMCOMM_JOB_SECRET) and job id, and that no other program took the address the rank published'
         : 'the rank exited, or its address is not reachable from here';
     this.events.failed(
       new VmcommError(code, `tcp connection to rank ${peer} at ${host}:${port} failed: ${why}; ${advice}`, {

@@ -12,6 +12,7 @@
 
 import type { FrameSink } from '../backend.js';
 import { newAnnouncement, type Inbox } from './inbox.js';
+import { corrupt } from './region.js';
 import type { RingConsumer } from './spsc-ring.js';
 
 /** What a {@link Poller} asks of its transport. */
@@ -161,9 +162,16 @@ export class Poller {
       }
       if (!taken) return;
       const from = a.from;
+      const existing = this.entries.find((e) => e.peer === from);
+      if (existing !== undefined) {
+        // A second ring from a rank that has one: what it writes cannot be trusted any more. CORRUPT (a
+        // plain Error reached programs as PEER_LOST), and its first ring is dropped too, so nothing
+        // more of it reaches the sink after it was reported lost.
+        this.drop(existing, corrupt(`rank ${from} announced a second ring`));
+        continue;
+      }
       let consumer: RingConsumer;
       try {
-        if (this.entries.some((e) => e.peer === from)) throw new Error(`rank ${from} announced a second ring`);
         consumer = this.hooks.attach(from, a.descriptor.subarray(0, a.length));
       } catch (error) {
         this.hooks.lost(from, error as Error);
