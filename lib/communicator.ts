@@ -696,10 +696,11 @@ export class Communicator {
     const engine = this.#world.engine;
     // Own sends first (their receivers are still listening: nobody leaves the barrier before all
     // entered it), then the barrier, then own receives whose data is still on its way. A lost rank
-    // does not make finalize fail: the survivors still finish (ULFM's rule for MPI_Finalize).
+    // does not make finalize fail: the survivors still finish (ULFM's rule for MPI_Finalize). A pair
+    // that failed CORRUPT (garbage or a forged frame in its ring) is as lost as one whose peer died.
     return this.#world.finalize(async () => {
       await engine.sendsDone();
-      await this.#runner.runFinal('barrier', BARRIER_HASH, (io) => barrierDissemination(io, (e) => isVmcommError(e, 'PEER_LOST')));
+      await this.#runner.runFinal('barrier', BARRIER_HASH, (io) => barrierDissemination(io, (e) => isVmcommError(e, 'PEER_LOST') || isVmcommError(e, 'CORRUPT')));
       await engine.receivesDone();
       this.#runner.close();
     });

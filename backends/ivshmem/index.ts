@@ -61,6 +61,12 @@
  *   stays until the reader lets go — and never touches the region itself. A revoked region
  *   (`vmcomm ivshmem revoke`) makes its members leave; their pairs are reported lost, because moving
  *   a running pair to tcp is migration (issue 9).
+ * - **Trust, and the optional MAC.** Every VM given a region can read every pair's frames, forge
+ *   frames of any pair in it and deny service (zero a ring, hold slots); none can make a rank read or
+ *   write outside the region (every word read from it is validated). `mac: true` (or
+ *   `VMCOMM_IVSHMEM_MAC=1`) adds a per-frame MAC keyed by the job secret (`frame-mac.ts`): a frame
+ *   forged, altered, replayed, reordered or dropped by anyone without the secret fails its pair with
+ *   `CORRUPT` before the core sees it. It goes in the card; a pair uses it when either card asks.
  * - **Copies.** Both sides copy (into the ring, out of it): single copy (`VMCOMM_CMA`) needs one
  *   kernel, so it does not apply across VMs.
  *
@@ -178,6 +184,13 @@ export interface IvshmemInit {
    * (default): yield when this rank's ivshmem peers outnumber this OS's cores.
    */
   waitMode?: 'auto' | 'spin' | 'yield';
+  /**
+   * Authenticate every frame with a MAC keyed by the job secret (`frame-mac.ts`), for regions shared
+   * with VMs trusted less than the job: a forged, altered, replayed, reordered or dropped frame fails
+   * its pair with `CORRUPT`. `VMCOMM_IVSHMEM_MAC=1` turns it on too. A pair uses it when either rank
+   * asks. Default false.
+   */
+  mac?: boolean;
 }
 
 /** {@link IvshmemInit} with every default applied (`regions` stays optional). */
@@ -210,7 +223,7 @@ export const DEFAULT_POLL_FRAMES_PER_CALL = 64;
 export { DEFAULT_RECLAIM_TIMEOUT_MS };
 
 /** Per numeric field: the accepted range (integers, but for the millisecond fields of the back-off). */
-const LIMITS: { readonly [K in Exclude<keyof IvshmemInit, 'regions' | 'waitMode'>]-?: readonly [min: number, max: number, integer: boolean] } = {
+const LIMITS: { readonly [K in Exclude<keyof IvshmemInit, 'regions' | 'waitMode' | 'mac'>]-?: readonly [min: number, max: number, integer: boolean] } = {
   eagerLimitBytes: [0, 1024 * 1024 * 1024, true],
   eagerCredits: [1, 65_535, true],
   heartbeatMs: [1, 60_000, true],
@@ -243,13 +256,14 @@ const DEFAULTS: IvshmemOptions = {
   idleSleepMs: DEFAULT_IDLE_SLEEP_MS,
   pollFramesPerCall: DEFAULT_POLL_FRAMES_PER_CALL,
   waitMode: 'auto',
+  mac: false,
 };
 
 /**
  * Applies defaults and checks every field: numbers in range, `minSpinNs ≤ maxSpinNs`,
  * `minSleepMs ≤ maxSleepMs`, `heartbeatMs` well below `peerTimeoutMs` (at most a quarter),
  * `peerTimeoutMs ≤ reclaimTimeoutMs` (a reclaim timeout given alone is raised to the peer timeout),
- * `regions` non-empty strings, no unknown field. Throws `VmcommError('INVALID_ARGUMENT')`.
+ * `regions` non-empty strings, `mac` a boolean, no unknown field. Throws `VmcommError('INVALID_ARGUMENT')`.
  */
 export function parseIvshmemInit(init: IvshmemInit = {}): IvshmemOptions {
   if (init === null || typeof init !== 'object') throw invalidArgument('ivshmem init', 'an object', init);
@@ -280,6 +294,10 @@ export function parseIvshmemInit(init: IvshmemInit = {}): IvshmemOptions {
   if (init.waitMode !== undefined) {
     if (!(WAIT_MODES as readonly unknown[]).includes(init.waitMode)) throw invalidArgument('ivshmem option waitMode', `one of ${WAIT_MODES.join(', ')}`, init.waitMode);
     options.waitMode = init.waitMode;
+  }
+  if (init.mac !== undefined) {
+    if (typeof init.mac !== 'boolean') throw invalidArgument('ivshmem option mac', 'a boolean', init.mac);
+    options.mac = init.mac;
   }
   if (init.regions !== undefined) {
     if (!Array.isArray(init.regions) || init.regions.some((p) => typeof p !== 'string' || p === '' || p.includes('\0'))) {

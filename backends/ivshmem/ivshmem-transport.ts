@@ -13,7 +13,9 @@
  * - `addPeers(peers)` releases the reservations of pairs that went elsewhere, leaves regions no
  *   chosen pair uses, expects a ring from every chosen peer (`RingDiscovery`), and starts the poller
  *   and the wait loop.
- * - `connect(peer)` wraps the reserved ring in the ring layer's `RingChannel`.
+ * - `connect(peer)` wraps the reserved ring in the ring layer's `RingChannel` — and that in a
+ *   `MacChannel` when the pair authenticates its frames (`frame-mac.ts`; the poller's sink is then
+ *   a `MacSink` that verifies those peers' records).
  * - `stop()` fails what is still queued, stops reading (consumers closed), and leaves every region:
  *   its slot and rings are freed (a ring its reader has not drained stays until the reader lets go).
  *
@@ -32,17 +34,18 @@
  */
 
 import { availableParallelism } from 'node:os';
-import type { BackendComponents, CardFields, CardValue, Channel, LocalityCard, Transport } from '../../lib/backend.js';
+import type { BackendComponents, CardFields, CardValue, Channel, FrameSink, LocalityCard, Transport } from '../../lib/backend.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { Poller } from '../../lib/ring/poller.js';
 import { corrupt } from '../../lib/ring/region.js';
 import { PendingChannels, RingChannel } from '../../lib/ring/ring-channel.js';
-import { RingConsumer } from '../../lib/ring/spsc-ring.js';
+import { RING_HEADER_BYTES, RingConsumer } from '../../lib/ring/spsc-ring.js';
 import { Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
 import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
 import type { RingBlock, RingRef } from './allocator.js';
 import { attachRegions, IVSHMEM_ENV, PCI_DEVICES_DIRECTORY, regionPaths } from './attach.js';
 import { BackoffSleeper } from './backoff.js';
+import { deriveMacKey, MAC_MAX_BODY_BYTES, MacChannel, macFromEnv, MacSink } from './frame-mac.js';
 import { heartbeatTarget, startHeartbeat, type HeartbeatEvent, type HeartbeatHandle } from './heartbeat.js';
 import { jobKey, nonceKey } from './ids.js';
 import type { IvshmemOptions } from './index.js';
@@ -78,7 +81,12 @@ interface PeerLink {
   inRing: RingRef | undefined;
   /** Same process (another world of it): spinning cannot help it progress. */
   readonly sameProcess: boolean;
+  /** The pair authenticates its frames (either card asked for the MAC). */
+  readonly mac: boolean;
 }
+
+/** What `connect()` hands out: the ring channel, or the MAC channel around it. */
+type OutboundChannel = RingChannel | MacChannel;
 
 /** One region entry of a card, as parsed. */
 interface CardRegion {
@@ -112,11 +120,15 @@ export class IvshmemTransport implements Transport {
   private readonly attached: Attached[] = [];
   private readonly links = new Map<number, PeerLink>();
   private served = new Set<number>();
-  private readonly outbound = new Map<number, RingChannel>();
+  private readonly outbound = new Map<number, OutboundChannel>();
   /** The consumer side of each peer's ring to this rank, once found. */
   private readonly inbound = new Map<number, RingConsumer>();
   private readonly lostPeers = new Set<number>();
-  private readonly pendingChannels = new PendingChannels<RingChannel>();
+  private readonly pendingChannels = new PendingChannels<OutboundChannel>();
+  /** Whether this rank asks for the per-frame MAC (its option or `VMCOMM_IVSHMEM_MAC`), as its card says. */
+  private macWanted = false;
+  /** What the poller delivers to: the core's sink, or a `MacSink` around it when some pair authenticates. */
+  private sink: FrameSink;
   private discovery: RingDiscovery | undefined;
   private poller: Poller | undefined;
   private policy: WaitingPolicy | undefined;
@@ -135,6 +147,12 @@ export class IvshmemTransport implements Transport {
   ) {
     this.eagerLimitBytes = options.eagerLimitBytes;
     this.eagerCredits = options.eagerCredits;
+    this.sink = components.sink;
+  }
+
+  /** The peers whose frames are authenticated both ways (diagnostics, tests). */
+  get authenticated(): Set<number> {
+    return new Set([...this.links].filter(([, l]) => l.mac).map(([rank]) => rank));
   }
 
   /** The regions this rank is a member of (diagnostics, tests). */
@@ -197,8 +215,11 @@ export class IvshmemTransport implements Transport {
     hookExit();
     const checkMs = Math.min(1_000, Math.max(this.options.heartbeatMs, this.options.peerTimeoutMs / 20));
     this.watchTimer = setInterval(() => this.watchPeers(), checkMs).unref();
+    this.macWanted = this.options.mac || macFromEnv(process.env);
     return {
       regions: this.attached.map((a): CardValue => ({ uuid: a.region.uuid, slot: a.member.ref.slot, generation: a.member.ref.generation })),
+      // Only when asked: the cards of ranks without the MAC stay as they were.
+      ...(this.macWanted ? { mac: true } : {}),
     };
   }
 
@@ -216,7 +237,8 @@ export class IvshmemTransport implements Transport {
     const { rank, jobId, logger } = this.components;
     if (this.attached.length === 0 || this.stopping !== undefined || peer.rank === rank) return false;
     if (this.links.has(peer.rank)) return true;
-    const listed = parseCardRegions(peer.backends?.[this.name]);
+    const fields = peer.backends?.[this.name];
+    const listed = parseCardRegions(fields);
     if (listed === undefined || typeof peer.processNonce !== 'string') return false;
     // The pair's region: the first, in UUID order, that both cards list — the same at both ends, so
     // both rings of a pair are in one region. (Full there: tcp, even if another common region has room.)
@@ -246,6 +268,8 @@ export class IvshmemTransport implements Transport {
         outRing: got.ring,
         inRing: undefined,
         sameProcess: peer.processNonce === this.components.processNonce,
+        // Either card asking is enough: each end reads both cards, so both ends always agree.
+        mac: this.macWanted || (fields as { mac?: unknown }).mac === true,
       });
       return true;
     } catch (error) {
@@ -295,9 +319,20 @@ export class IvshmemTransport implements Transport {
       if (inRing !== undefined) liveness.setInbound(peer, inRing);
     }
     this.discovery = discovery;
+    const { jobSecret, jobId, rank } = this.components;
+    if ([...this.links.values()].some((l) => l.mac)) {
+      if (jobSecret.byteLength < 16) {
+        this.components.logger?.warn(`vmcomm:ivshmem: the per-frame MAC is only as strong as the job secret, and this job's is ${jobSecret.byteLength} bytes`);
+      }
+      const sink = new MacSink(this.components.sink);
+      for (const [peer, link] of this.links) {
+        if (link.mac) sink.authenticate(peer, deriveMacKey(jobSecret, jobId, peer, rank, this.attached[link.regionIndex].region.uuid));
+      }
+      this.sink = sink;
+    }
     this.poller = new Poller(
       discovery,
-      this.components.sink,
+      this.sink,
       {
         attach: (from, descriptor) => this.attach(from, descriptor),
         wakeProducer: () => undefined, // the producer polls
@@ -361,22 +396,40 @@ export class IvshmemTransport implements Transport {
       throw new VmcommError('INVALID_ARGUMENT', `rank ${peer} is not served by ivshmem here (probe() must accept its card and addPeers() list it)`);
     }
     if (this.lostPeers.has(peer)) throw new VmcommError('PEER_LOST', `rank ${peer} was lost; no ivshmem channel to it can be opened`, { peer });
-    let channel: RingChannel;
+    let ring: RingChannel;
+    // The MAC channel around the ring channel, when the pair authenticates: it is what needs flushing
+    // (it tags more records as the ring drains), and it fails with the ring.
+    let mac: MacChannel | undefined;
     try {
-      channel = new RingChannel({
+      ring = new RingChannel({
         peer,
         self: rank,
         ring: link.outRing.region,
         descriptor: NO_DESCRIPTOR,
         peerInbox: link.peer,
         wake: () => undefined, // nothing can wake a peer in another VM: it polls
-        needsFlush: (c) => this.pendingChannels.add(c),
-        lost: (p, error) => this.lost(p, error),
+        needsFlush: (c) => this.pendingChannels.add(mac ?? c),
+        lost: (p, error) => {
+          mac?.fail(error);
+          this.lost(p, error);
+        },
       });
     } catch (error) {
       this.lost(peer, error as Error);
       throw error;
     }
+    if (link.mac) {
+      const a = this.attached[link.regionIndex];
+      // Pieces of a quarter ring: the ring holds a few while the next is tagged.
+      const dataBytes = link.outRing.region.byteLength - RING_HEADER_BYTES;
+      mac = new MacChannel(ring, {
+        peer,
+        key: deriveMacKey(this.components.jobSecret, this.components.jobId, rank, peer, a.region.uuid),
+        bodyBytes: Math.min(MAC_MAX_BODY_BYTES, Math.max(1024, dataBytes >> 2)),
+        needsFlush: (c) => this.pendingChannels.add(c),
+      });
+    }
+    const channel: OutboundChannel = mac ?? ring;
     this.outbound.set(peer, channel);
     return channel;
   }

@@ -166,7 +166,17 @@ export function renderInfo(infos: readonly RankInfo[]): string {
   if (regions.size === 0) {
     const paths = first.environment.VMCOMM_IVSHMEM;
     out.push(`  none attached${paths === undefined ? ' (VMCOMM_IVSHMEM is not set and no ivshmem PCI device was usable)' : ` (VMCOMM_IVSHMEM=${paths})`}`);
-  } else for (const [uuid, members] of regions) out.push(`  region ${uuid}: ${members.join(', ')}`);
+  } else {
+    for (const [uuid, members] of regions) out.push(`  region ${uuid}: ${members.join(', ')}`);
+    // A pair authenticates its frames when either card asks for the MAC (backends/ivshmem/frame-mac.ts).
+    const asks = (r: number) => (infos[r].description.cards[r].backends.ivshmem as { mac?: boolean } | undefined)?.mac === true;
+    const signed: string[] = [];
+    const plain: string[] = [];
+    for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) if (infos[a].description.pairs[b]?.transport === 'ivshmem') (asks(a) || asks(b) ? signed : plain).push(`${a}↔${b}`);
+    const list = (pairs: string[]) => (pairs.length > 8 ? `${pairs.slice(0, 8).join(', ')} and ${pairs.length - 8} more` : pairs.join(', '));
+    if (signed.length > 0) out.push(`  frames authenticated (per-frame MAC): ${list(signed)}`);
+    if (plain.length > 0) out.push(`  frames not authenticated: ${list(plain)} (a VM given the region could forge them; VMCOMM_IVSHMEM_MAC=1 adds a per-frame MAC)`);
+  }
   out.push('');
 
   // matrix
