@@ -70,7 +70,7 @@ export function Wtime(): number {
   return performance.now() / 1000;
 }
 
-/** `MPI_Wtick`: the resolution of {@link Wtime} in seconds. */
+/** `MPI_Wtick`: the resolution of `MPI.Wtime` in seconds. */
 export function Wtick(): number {
   return 1e-6;
 }

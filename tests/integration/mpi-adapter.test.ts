@@ -28,12 +28,14 @@ describe('vmcomm/mpi', () => {
     }, 130_000);
   }
 
-  it('uses only the public API of vmcomm (DESIGN §1: adapters import what lib/index.ts exports)', () => {
-    const dir = path.join(ROOT, 'adapters', 'mpi');
+  it('adapters use only the public API of vmcomm (DESIGN §1: they import what lib/index.ts exports)', () => {
+    for (const adapter of ['mpi', 'stream']) {
+    const dir = path.join(ROOT, 'adapters', adapter);
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
       const text = readFileSync(path.join(dir, file), 'utf8');
       const specifiers = [...text.matchAll(/^(?:import|export)\b[^;]*?from '([^']+)'/gms)].map((m) => m[1]);
       for (const s of specifiers) expect(s === 'vmcomm' || s.startsWith('./') || s.startsWith('node:'), `${file} imports ${s}`).toBe(true);
+    }
     }
   });
 });
