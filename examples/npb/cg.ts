@@ -23,7 +23,7 @@ import { MPI } from 'vmcomm/mpi';
 import { CG_PARAMS, parseClass, type NpbClass } from './common/classes.js';
 import { fmtE, fmtF, print_results, rjust } from './common/print_results.js';
 import { randlc } from './common/randdp.js';
-import { check_timer_flag, timer_clear, timer_read, timer_start, timer_stop } from './common/timers.js';
+import { check_timer_flag, print_timers, timer_clear, timer_read, timer_start, timer_stop } from './common/timers.js';
 import { cg_verify, CG_ZETA_VERIFY_VALUE } from './verify.js';
 
 // ---- module timing ----------------------------------------------------------------------------
@@ -776,18 +776,7 @@ if (timeron) {
   t1[t_conjg - 1] = t1[t_conjg - 1] - t1[t_rcomm - 1];
   t1[t_last + 1] = t1[t_rcomm - 1] + t1[t_ncomm - 1];
   t1[t_last] = t1[t_total - 1] - t1[t_last + 1];
-  const tsum = new Float64Array(t_last + 2);
-  const tming = new Float64Array(t_last + 2);
-  const tmaxg = new Float64Array(t_last + 2);
-  await MPI.Reduce(t1, tsum, t_last + 2, MPI.DOUBLE, MPI.SUM, 0, MPI.COMM_WORLD);
-  await MPI.Reduce(t1, tming, t_last + 2, MPI.DOUBLE, MPI.MIN, 0, MPI.COMM_WORLD);
-  await MPI.Reduce(t1, tmaxg, t_last + 2, MPI.DOUBLE, MPI.MAX, 0, MPI.COMM_WORLD);
-  if (me === 0) {
-    console.log(` nprocs =${rjust(nprocs, 6)}${' '.repeat(11)}minimum     maximum     average`);
-    for (let i = 0; i < t_last + 2; i++) {
-      console.log(` timer ${rjust(i + 1, 2)}(${t_recs[i].padEnd(8)}) :  ${fmtF(tming[i], 10, 4)}  ${fmtF(tmaxg[i], 10, 4)}  ${fmtF(tsum[i] / nprocs, 10, 4)}`);
-    }
-  }
+  await print_timers(t1, t_recs, nprocs, me);
 }
 
 await MPI.Finalize();

@@ -14,7 +14,7 @@ import { MPI } from 'vmcomm/mpi';
 import { EP_PARAMS, parseClass } from './common/classes.js';
 import { fmt1pD, fmtF, print_results, rjust } from './common/print_results.js';
 import { randlc, vranlc } from './common/randdp.js';
-import { check_timer_flag, timer_clear, timer_read, timer_start, timer_stop } from './common/timers.js';
+import { check_timer_flag, print_timers, timer_clear, timer_read, timer_start, timer_stop } from './common/timers.js';
 import { ep_verify } from './verify.js';
 
 // ---- ep_data: class parameters, constants, storage --------------------------------------------
@@ -172,18 +172,7 @@ if (timers_enabled) {
   for (let i = 1; i <= t_last; i++) t1m[i - 1] = timer_read(i);
   t1m[t_last + 1] = t1m[t_rcomm - 1];
   t1m[t_last] = t1m[t_total - 1] - t1m[t_last + 1];
-  const tsum = new Float64Array(t_last + 2);
-  const tming = new Float64Array(t_last + 2);
-  const tmaxg = new Float64Array(t_last + 2);
-  await MPI.Reduce(t1m, tsum, t_last + 2, MPI.DOUBLE, MPI.SUM, 0, MPI.COMM_WORLD);
-  await MPI.Reduce(t1m, tming, t_last + 2, MPI.DOUBLE, MPI.MIN, 0, MPI.COMM_WORLD);
-  await MPI.Reduce(t1m, tmaxg, t_last + 2, MPI.DOUBLE, MPI.MAX, 0, MPI.COMM_WORLD);
-  if (node === 0) {
-    console.log(` nprocs =${rjust(no_nodes, 6)}${' '.repeat(11)}minimum     maximum     average`);
-    for (let i = 0; i < t_last + 2; i++) {
-      console.log(` timer ${rjust(i + 1, 2)}(${t_recs[i].padEnd(8)}) :  ${fmtF(tming[i], 10, 4)}  ${fmtF(tmaxg[i], 10, 4)}  ${fmtF(tsum[i] / no_nodes, 10, 4)}`);
-    }
-  }
+  await print_timers(t1m, t_recs, no_nodes, node);
 }
 
 await MPI.Finalize();

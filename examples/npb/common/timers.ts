@@ -3,6 +3,7 @@
 // named timer.flag in the current directory — NPB's own switches).
 import { existsSync } from 'node:fs';
 import { MPI } from 'vmcomm/mpi';
+import { fmtF, rjust } from './print_results.js';
 
 const start = new Float64Array(64);
 const elapsed = new Float64Array(64);
@@ -28,4 +29,23 @@ export function check_timer_flag(): boolean {
   const val = process.env.NPB_TIMER_FLAG;
   if (val !== undefined) return val === '' || /^[1-9]/.test(val) || /^(on|yes|true)$/i.test(val);
   return existsSync('timer.flag');
+}
+
+/**
+ * The per-phase timer table that EP and CG print when timers are on (ep.f and cg.f each carry a copy):
+ * each timer's minimum, maximum and average over the ranks, printed by rank 0. Collective.
+ */
+export async function print_timers(t1: Float64Array, names: readonly string[], nprocs: number, me: number): Promise<void> {
+  const n = t1.length;
+  const tsum = new Float64Array(n);
+  const tming = new Float64Array(n);
+  const tmaxg = new Float64Array(n);
+  await MPI.Reduce(t1, tsum, n, MPI.DOUBLE, MPI.SUM, 0, MPI.COMM_WORLD);
+  await MPI.Reduce(t1, tming, n, MPI.DOUBLE, MPI.MIN, 0, MPI.COMM_WORLD);
+  await MPI.Reduce(t1, tmaxg, n, MPI.DOUBLE, MPI.MAX, 0, MPI.COMM_WORLD);
+  if (me !== 0) return;
+  console.log(` nprocs =${rjust(nprocs, 6)}${' '.repeat(11)}minimum     maximum     average`);
+  for (let i = 0; i < n; i++) {
+    console.log(` timer ${rjust(i + 1, 2)}(${names[i].padEnd(8)}) :  ${fmtF(tming[i], 10, 4)}  ${fmtF(tmaxg[i], 10, 4)}  ${fmtF(tsum[i] / nprocs, 10, 4)}`);
+  }
 }
