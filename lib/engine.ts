@@ -44,6 +44,19 @@ interface PendingSend {
    * receiver answers the RTS_CANCEL, so a CTS that crossed it gets a WITHDRAWN DATA, never the bytes.
    */
   withdrawn: boolean;
+  /** Its RTS went out (counted in the peer's `rtsOut`); false while it waits in the peer's backlog. */
+  announced: boolean;
+}
+
+/** A send that waits behind the peer's rendezvous window (see {@link Engine.rendezvousWindow}). */
+interface QueuedSend {
+  readonly sendId: number;
+  readonly context: number;
+  readonly source: number;
+  readonly tag: number;
+  readonly flags: number;
+  readonly seq: number;
+  readonly resolveEarly: boolean;
 }
 
 /** A receive that sent CTS and waits for DATA. */
@@ -87,6 +100,10 @@ interface PeerState {
   peerWindow: number;
   /** Next sequence number to that peer. */
   seqOut: number;
+  /** RTS sent to the peer and not answered yet: the records this rank holds in its unexpected queue at most. */
+  rtsOut: number;
+  /** Sends waiting for the rendezvous window, in order (every later send to the peer waits behind them). */
+  readonly backlog: QueuedSend[];
   lost: VmcommError | undefined;
   readonly stats: PeerStats;
 }
@@ -105,6 +122,8 @@ export interface PeerPlan {
 }
 
 const MAX_ID = 0xffff_ffff;
+/** Default {@link Engine.rendezvousWindow}. */
+export const DEFAULT_RENDEZVOUS_WINDOW = 1024;
 /** The largest eager limit any built-in transport accepts (1 GiB): the default of {@link Engine.earlyEagerLimitBytes}. */
 const MAX_EAGER_LIMIT_BYTES = 2 ** 30;
 
@@ -135,6 +154,13 @@ export class Engine implements FrameSink, ProgressEngine {
    * any peer can send). Its payload is allocated on arrival, so a corrupted length must not pass.
    */
   earlyEagerLimitBytes = MAX_EAGER_LIMIT_BYTES;
+  /**
+   * Rendezvous announcements (RTS) one rank may have unanswered at one peer. An RTS is a record in
+   * the receiver's unexpected queue until a receive matches it; beyond this many, later sends to that
+   * peer wait here, in order. With the eager credits, this bounds what a sender can make a receiver
+   * hold: `eagerCredits` × `eagerLimitBytes` of data plus this many small records (`init()` options).
+   */
+  rendezvousWindow = DEFAULT_RENDEZVOUS_WINDOW;
   private nextSendId = 1;
   private nextRecvId = 1;
   private pollers: Transport[] = [];
@@ -171,6 +197,8 @@ export class Engine implements FrameSink, ProgressEngine {
       creditsOwed: 0,
       peerWindow: plan.eagerCredits,
       seqOut: 0,
+      rtsOut: 0,
+      backlog: [],
       lost: undefined,
       stats: { peer, transport: plan.transport.name, messagesSent: 0, bytesSent: 0, messagesReceived: 0, bytesReceived: 0, switches: 0 },
     }));
@@ -244,18 +272,32 @@ export class Engine implements FrameSink, ProgressEngine {
       control.reject(p.lost);
       return 0;
     }
+    const seq = p.seqOut;
+    p.seqOut = (p.seqOut + 1) >>> 0;
+    p.stats.messagesSent++;
+    p.stats.bytesSent += bytes.byteLength;
+    const eager = bytes.byteLength <= p.eagerLimit && p.credits > 0;
+    if (p.backlog.length > 0 || (!eager && p.rtsOut >= this.rendezvousWindow)) {
+      // Behind the window: queued in order, withdrawable like any rendezvous send.
+      const sendId = this.allocId('send');
+      this.pendingSends.set(sendId, { peer: dest, bytes, control, context, withdrawn: false, announced: false });
+      p.backlog.push({ sendId, context, source, tag, flags, seq, resolveEarly });
+      return sendId;
+    }
+    return this.emit(p, dest, context, source, tag, flags, seq, bytes, control, resolveEarly, 0);
+  }
+
+  /** Puts a send on the wire: eager within credits, else an RTS (`sendId` 0: a new one). */
+  private emit(p: PeerState, dest: number, context: number, source: number, tag: number, flags: number, seq: number, bytes: Uint8Array, control: RequestControl<void>, resolveEarly: boolean, sendId: number): number {
     const h = this.scratch;
     h.context = context;
     h.source = source;
     h.tag = tag;
     h.flags = flags;
-    h.seq = p.seqOut;
-    p.seqOut = (p.seqOut + 1) >>> 0;
+    h.seq = seq;
     h.messageBytes = bytes.byteLength;
     h.aux = p.creditsMax;
     h.recvId = 0;
-    p.stats.messagesSent++;
-    p.stats.bytesSent += bytes.byteLength;
     if (bytes.byteLength <= p.eagerLimit && p.credits > 0) {
       p.credits--;
       h.kind = FrameKind.EAGER;
@@ -273,14 +315,45 @@ export class Engine implements FrameSink, ProgressEngine {
       if (resolveEarly) control.resolve();
       return 0;
     }
-    const sendId = this.allocId('send');
-    this.pendingSends.set(sendId, { peer: dest, bytes, control, context, withdrawn: false });
+    if (sendId === 0) {
+      sendId = this.allocId('send');
+      this.pendingSends.set(sendId, { peer: dest, bytes, control, context, withdrawn: false, announced: true });
+    } else this.pendingSends.get(sendId)!.announced = true;
+    p.rtsOut++;
     h.kind = FrameKind.RTS;
     h.sendId = sendId;
     h.payloadBytes = 0;
     encodeHeader(h, this.headerBytes);
     p.endpoint.send(this.headerBytes, undefined, (err) => err && this.failSend(sendId, this.asLost(dest, err)));
     return sendId;
+  }
+
+  /** Sends what the peer's backlog may send now (credits came back, or an RTS was answered). */
+  private drain(dest: number): void {
+    const p = this.peers[dest];
+    while (p.backlog.length > 0 && !p.lost) {
+      const q = p.backlog[0];
+      const s = this.pendingSends.get(q.sendId);
+      if (s === undefined || s.withdrawn) {
+        // Withdrawn or failed while it waited.
+        p.backlog.shift();
+        continue;
+      }
+      const eager = s.bytes.byteLength <= p.eagerLimit && p.credits > 0;
+      if (!eager && p.rtsOut >= this.rendezvousWindow) return;
+      p.backlog.shift();
+      if (eager) this.pendingSends.delete(q.sendId);
+      this.emit(p, dest, q.context, q.source, q.tag, q.flags, q.seq, s.bytes, s.control, q.resolveEarly, eager ? 0 : q.sendId);
+    }
+  }
+
+  /** A pending send's entry is gone: an answered RTS frees a place in the window. */
+  private settled(s: PendingSend): void {
+    if (!s.announced) return;
+    s.announced = false;
+    const p = this.peers[s.peer];
+    p.rtsOut--;
+    if (p.backlog.length > 0) this.drain(s.peer);
   }
 
   /**
@@ -298,6 +371,12 @@ export class Engine implements FrameSink, ProgressEngine {
     st.messagesSent--;
     st.bytesSent -= s.bytes.byteLength;
     s.control.reject(error);
+    if (!s.announced) {
+      // Still in the backlog: nothing went out; drain() skips it.
+      this.pendingSends.delete(sendId);
+      this.checkIdle();
+      return true;
+    }
     this.control(s.peer, FrameKind.RTS_CANCEL, sendId, 0, 0, s.context);
     return true;
   }
@@ -325,6 +404,7 @@ export class Engine implements FrameSink, ProgressEngine {
     if (!s) return;
     this.pendingSends.delete(sendId);
     s.control.reject(error);
+    this.settled(s);
     this.checkIdle();
   }
 
@@ -547,8 +627,9 @@ export class Engine implements FrameSink, ProgressEngine {
       }
       case FrameKind.CTS: {
         const s = this.pendingSends.get(h.sendId);
-        if (!s || s.peer !== peer) throw new VmcommError('CORRUPT', `rank ${peer} cleared unknown send ${h.sendId}`);
+        if (!s || s.peer !== peer || !s.announced) throw new VmcommError('CORRUPT', `rank ${peer} cleared unknown send ${h.sendId}`);
         this.pendingSends.delete(h.sendId);
+        this.settled(s);
         const out = this.scratch;
         out.kind = FrameKind.DATA;
         out.flags = s.withdrawn ? FrameFlags.WITHDRAWN : 0;
@@ -577,6 +658,7 @@ export class Engine implements FrameSink, ProgressEngine {
       }
       case FrameKind.CREDIT:
         p.credits = Math.min(p.creditsMax, p.credits + h.aux);
+        if (p.backlog.length > 0) this.drain(peer);
         break;
       case FrameKind.RTS_CANCEL: {
         const withdrawn = this.matching(h.context).takeUnexpectedRts(peer, h.sendId);
@@ -589,8 +671,10 @@ export class Engine implements FrameSink, ProgressEngine {
       }
       case FrameKind.CANCEL_REPLY: {
         // Unknown: a CTS crossed the cancel and was answered already. Not an error.
-        if (this.pendingSends.get(h.sendId)?.withdrawn) {
+        const s = this.pendingSends.get(h.sendId);
+        if (s?.withdrawn) {
           this.pendingSends.delete(h.sendId);
+          this.settled(s);
           this.checkIdle();
         }
         break;

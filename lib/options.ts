@@ -27,6 +27,12 @@ export interface InitOptions {
   eagerLimitBytes?: PerTransport<number>;
   /** Overrides transports' eager credits per pair: one number for all, or per transport name. */
   eagerCredits?: PerTransport<number>;
+  /**
+   * Rendezvous announcements a rank may have unanswered at one peer (default 1024); later sends to
+   * that peer wait, in order. With the eager credits this bounds a receiver's unexpected queue: per
+   * sender, `eagerCredits` × `eagerLimitBytes` of data plus this many small records.
+   */
+  rendezvousWindow?: number;
   /** Environment to read `VMCOMM_*` from (default `process.env`). */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -37,13 +43,14 @@ export interface ParsedOptions {
   readonly only: ReadonlySet<string> | undefined;
   readonly eagerLimitBytes: PerTransport<number> | undefined;
   readonly eagerCredits: PerTransport<number> | undefined;
+  readonly rendezvousWindow: number | undefined;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
 /** Validates `init()`'s options; a bad one is `INVALID_ARGUMENT` naming it. */
 export function parseInitOptions(options: InitOptions = {}): ParsedOptions {
   if (options === null || typeof options !== 'object') throw new VmcommError('INVALID_ARGUMENT', 'init() takes an options object');
-  const known = new Set(['backends', 'only', 'eagerLimitBytes', 'eagerCredits', 'env']);
+  const known = new Set(['backends', 'only', 'eagerLimitBytes', 'eagerCredits', 'rendezvousWindow', 'env']);
   for (const k of Object.keys(options)) if (!known.has(k)) throw new VmcommError('INVALID_ARGUMENT', `unknown init() option "${k}" (known: ${[...known].join(', ')})`);
   const backends = options.backends ?? [];
   if (!Array.isArray(backends)) throw new VmcommError('INVALID_ARGUMENT', 'init({ backends }) must be an array of backend factories');
@@ -62,7 +69,11 @@ export function parseInitOptions(options: InitOptions = {}): ParsedOptions {
   }
   checkPerTransport('eagerLimitBytes', options.eagerLimitBytes, 0);
   checkPerTransport('eagerCredits', options.eagerCredits, 1);
-  return { backends, only, eagerLimitBytes: options.eagerLimitBytes, eagerCredits: options.eagerCredits, env };
+  const window = options.rendezvousWindow;
+  if (window !== undefined && (typeof window !== 'number' || !Number.isSafeInteger(window) || window < 1)) {
+    throw new VmcommError('INVALID_ARGUMENT', 'init({ rendezvousWindow }) must be a whole number ≥ 1');
+  }
+  return { backends, only, eagerLimitBytes: options.eagerLimitBytes, eagerCredits: options.eagerCredits, rendezvousWindow: window, env };
 }
 
 function checkPerTransport(name: string, v: PerTransport<number> | undefined, min: number): void {

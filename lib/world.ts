@@ -153,6 +153,7 @@ export class World {
     }
     // Peers can send once they have this rank's card, possibly before this rank chose a transport per
     // pair: until then the engine accepts eager messages up to the largest limit of any transport here.
+    if (this.options.rendezvousWindow !== undefined) this.engine.rendezvousWindow = this.options.rendezvousWindow;
     this.engine.earlyEagerLimitBytes = Math.max(0, ...this.transports.map((t) => perTransport(this.options.eagerLimitBytes, t.name, t.eagerLimitBytes)));
     this.card = { rank: this.rank, processNonce: PROCESS_NONCE, hostname: hostname(), pid: process.pid, address: this.bootstrap.address, backends, priorities };
   }

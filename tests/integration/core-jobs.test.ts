@@ -48,7 +48,8 @@ describe('vmcomm jobs with the core', () => {
     expect(lines(out.stdout).filter((l) => / OK \(/.test(l))).toHaveLength(2);
   }, 130_000);
 
-  // Flow control: credits bound what a fast sender can pile up at a slow receiver.
+  // Flow control: credits (and the rendezvous window, tests/unit/rendezvous-window.test.ts) bound what
+  // a fast sender can pile up at a slow receiver.
   const FLOOD_RSS_BOUND_MIB = 100; // the eager quarter alone is 256 MiB: buffering it would break this
   for (const backend of ['shm', 'tcp']) {
     it(`1 GiB flooded at a slow receiver over ${backend}: every byte arrives, its memory grows < ${FLOOD_RSS_BOUND_MIB} MiB`, async () => {
