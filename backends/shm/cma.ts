@@ -20,6 +20,13 @@
  *    (`layout.ts`) and wakes the producer if it sleeps. The producer's `done` fires then: its buffer
  *    may be reused.
  *
+ * **Cooperative copy.** `process_vm_readv` keeps one core busy while the producer, which waits at
+ * the gate anyway, idles. So for a payload of at least {@link HELP_MIN_BYTES} the consumer asks
+ * the producer (ring-file control words, `layout.ts`) to write the second half straight into the
+ * target with `process_vm_writev`, while it reads the first half: both cores copy, as in MPICH's
+ * pipelined two-copy protocol, with one copy each. The consumer answers READ only after the producer
+ * said its half is written (or could not be: then the consumer reads it too).
+ *
  * If the kernel refuses (`EPERM`: another user, Yama, a non-dumpable process; `ENOSYS`; `ENOTSUP`:
  * `VMCOMM_CMA=0`), the consumer answers {@link CmaResult.REFUSED} and keeps the frame open; the
  * producer then sends the payload through the ring as a *fallback frame* (marker kind
@@ -42,7 +49,7 @@ import { VmcommError } from '../../lib/errors.js';
 import { FRAME_HEADER_BYTES, frameLength } from '../../lib/protocol.js';
 import { corrupt } from '../../lib/ring/region.js';
 import type { NativeAddon } from '../native/native.js';
-import { CmaResult, type RingFileControl } from './layout.js';
+import { CmaResult, HelpResult, type RingFileControl } from './layout.js';
 
 /** Byte 0 of a frame header that only the shm transport reads (the core's frames carry version 1 there). */
 export const SHM_FRAME_MARK = 0xe5;
@@ -58,6 +65,8 @@ export const ShmFrame = {
 export const CMA_DESCRIPTOR_BYTES = FRAME_HEADER_BYTES + 24;
 /** One `cmaRead` moves at most this much; a longer payload is continued by later polls. */
 export const CMA_PIECE_BYTES = 2 * 1024 * 1024;
+/** Payloads of at least this many bytes are copied by both sides (see "Cooperative copy"). */
+export const HELP_MIN_BYTES = 512 * 1024;
 
 const D_PID = FRAME_HEADER_BYTES;
 const D_TOKEN = FRAME_HEADER_BYTES + 4;
@@ -133,6 +142,9 @@ interface PeerCma {
   target: Uint8Array | undefined;
   want: number;
   done: number;
+  /** This rank reads bytes `0 … readUpTo`; the producer writes the rest while {@link helping}. */
+  readUpTo: number;
+  helping: boolean;
 }
 
 /**
@@ -146,11 +158,11 @@ export class CmaSink implements FrameSink {
   /** Peers with a read in progress. */
   private reading: number[] = [];
   /** Descriptors received, payloads read by single copy (and their bytes), refusals (diagnostics). */
-  readonly counts = { descriptors: 0, reads: 0, bytesRead: 0, refusals: 0 };
+  readonly counts = { descriptors: 0, reads: 0, bytesRead: 0, refusals: 0, helped: 0 };
 
   constructor(
     private readonly inner: FrameSink,
-    private readonly addon: Pick<NativeAddon, 'cmaRead'>,
+    private readonly addon: Pick<NativeAddon, 'cmaRead' | 'addressOf'>,
     private readonly hooks: CmaHooks,
   ) {}
 
@@ -252,6 +264,8 @@ export class CmaSink implements FrameSink {
       target: undefined,
       want: 0,
       done: 0,
+      readUpTo: 0,
+      helping: false,
     };
     this.peers[peer] = p;
     return p;
@@ -275,7 +289,17 @@ export class CmaSink implements FrameSink {
     p.target = target;
     p.want = target === undefined ? 0 : Math.min(target.byteLength, p.length);
     p.done = 0;
+    p.readUpTo = p.want;
+    p.helping = false;
     if (this.refused.has(peer) || !this.hooks.allowed(peer)) return this.refuse(peer, p);
+    if (p.want >= HELP_MIN_BYTES) {
+      // The second half (page-aligned) is the producer's to write; this rank reads the first.
+      const split = Math.floor(p.want / 2 / 4096) * 4096;
+      this.hooks.control(peer)!.askHelp(p.token, this.addon.addressOf(target!) + BigInt(split), split, p.want - split);
+      this.hooks.wakeProducer(peer);
+      p.readUpTo = split;
+      p.helping = true;
+    }
     p.state = State.READING;
     // The first piece now; the rest (if any) from the transport's poll.
     this.read(peer, p, CMA_PIECE_BYTES);
@@ -286,8 +310,8 @@ export class CmaSink implements FrameSink {
   private read(peer: number, p: PeerCma, budget: number): number {
     const target = p.target;
     let moved = 0;
-    while (p.done < p.want && moved < budget) {
-      const n = Math.min(p.want - p.done, CMA_PIECE_BYTES, budget - moved);
+    while (p.done < p.readUpTo && moved < budget) {
+      const n = Math.min(p.readUpTo - p.done, CMA_PIECE_BYTES, budget - moved);
       const into = p.done === 0 && n === target!.byteLength ? target! : target!.subarray(p.done, p.done + n);
       let got: number;
       try {
@@ -305,6 +329,18 @@ export class CmaSink implements FrameSink {
       if (!(got > 0)) throw corrupt(`rank ${peer}'s described buffer ended after ${p.done} of ${p.want} bytes`);
       p.done += got;
       moved += got;
+    }
+    if (p.helping && p.done >= p.readUpTo) {
+      const outcome = this.hooks.control(peer)!.helpOutcome(p.token);
+      if (outcome === 0) return moved; // the producer is still writing its half
+      p.helping = false;
+      if (outcome === HelpResult.WRITTEN) {
+        this.counts.helped++;
+        p.done = p.want;
+      } else {
+        p.readUpTo = p.want;
+        return moved + this.read(peer, p, Math.max(0, budget - moved));
+      }
     }
     if (p.done >= p.want) {
       this.counts.reads++;

@@ -28,8 +28,8 @@ import { FRAME_HEADER_BYTES } from '../../lib/protocol.js';
 import { InboxState } from '../../lib/ring/inbox.js';
 import { announced, refuse, RingChannel, type RingChannelOptions } from '../../lib/ring/ring-channel.js';
 import { SendQueue } from '../../lib/ring/send-queue.js';
-import { CMA_DESCRIPTOR_BYTES, encodeDescriptor, markerHeader, ShmFrame } from './cma.js';
-import { CmaResult, type RingFileControl } from './layout.js';
+import { CMA_DESCRIPTOR_BYTES, CMA_PIECE_BYTES, encodeDescriptor, markerHeader, ShmFrame } from './cma.js';
+import { CmaResult, HelpResult, type RingFileControl } from './layout.js';
 
 /** Single copy as the producer sees it. */
 export interface ChannelCma {
@@ -39,6 +39,10 @@ export interface ChannelCma {
   readonly minBytes: number;
   /** The address of a view's first byte (the addon's `addressOf`). */
   readonly addressOf: (view: Uint8Array) => bigint;
+  /** The reader's pid (from its card), for writing the half it asks for (`cma.ts`, cooperative copy). */
+  readonly readerPid: number;
+  /** `process_vm_writev` (the addon's `cmaWrite`). */
+  readonly write: (pid: number, remote: bigint, from: Uint8Array) => number;
 }
 
 /** What a {@link ShmChannel} needs. */
@@ -66,6 +70,8 @@ interface InFlight {
   readonly payload: Uint8Array;
   readonly done: SendDone | undefined;
   readonly token: number;
+  /** Cooperative copy: bytes of the asked-for half written so far; -1 once answered (or never asked). */
+  helpWritten: number;
 }
 
 /** One peer's outbound shm channel. */
@@ -142,7 +148,7 @@ export class ShmChannel implements Channel {
       this.token = (this.token + 1) | 0;
       const token = this.token;
       encodeDescriptor(this.descriptor, header, cma.pid, token, cma.addressOf(payload), payload.byteLength);
-      this.inFlight = { payload, done, token };
+      this.inFlight = { payload, done, token, helpWritten: 0 };
       this.ring.send(markerHeader(this.marker, ShmFrame.CMA_DESCRIPTOR, CMA_DESCRIPTOR_BYTES), this.descriptor, undefined);
       this.flag();
       return;
@@ -160,6 +166,14 @@ export class ShmChannel implements Channel {
     // queue was drained meanwhile by a send().
     let progress = this.ring.flush();
     const f = this.inFlight;
+    if (f !== undefined && f.helpWritten >= 0 && this.cma !== undefined) {
+      try {
+        progress += this.help(f, this.cma);
+      } catch (error) {
+        this.fail(error as Error);
+        return progress;
+      }
+    }
     if (f !== undefined && this.failure === undefined) {
       let outcome: CmaResult;
       try {
@@ -203,6 +217,35 @@ export class ShmChannel implements Channel {
     else this.checkReader();
     if (!this.pending) this.flagged = false;
     return progress;
+  }
+
+  /**
+   * Cooperative copy (`cma.ts`): when the reader asked, writes the next piece of the half it asked
+   * for straight into its memory; says so once all of it is written, or at once when the kernel
+   * refuses this direction (the reader then reads that half itself). Returns the bytes written.
+   */
+  private help(f: InFlight, cma: ChannelCma): number {
+    const req = this.options.control.helpRequest(f.token);
+    if (req === undefined) return 0;
+    if (req.from + req.length > f.payload.byteLength || req.length === 0) throw corruptHelp(this.peer, req.from, req.length, f.payload.byteLength);
+    const n = Math.min(req.length - f.helpWritten, CMA_PIECE_BYTES);
+    let result: HelpResult | undefined;
+    let wrote = 0;
+    try {
+      const at = req.from + f.helpWritten;
+      wrote = cma.write(cma.readerPid, req.address + BigInt(f.helpWritten), f.payload.subarray(at, at + n));
+      if (!(wrote > 0)) result = HelpResult.FAILED;
+      else if ((f.helpWritten += wrote) >= req.length) result = HelpResult.WRITTEN;
+    } catch {
+      // EPERM, ESRCH, EFAULT…: the reader reads this half itself (and finds any real trouble there).
+      result = HelpResult.FAILED;
+    }
+    if (result !== undefined) {
+      f.helpWritten = -1;
+      this.options.control.helped(f.token, result);
+      if (this.options.ring.peerInbox.ring()) this.options.ring.wake(this.peer);
+    }
+    return wrote;
   }
 
   /** Delivers what is queued (needs `flush()` calls), then closes the ring. Idempotent. */
@@ -260,4 +303,8 @@ export class ShmChannel implements Channel {
     this.resolveClosing = undefined;
     resolve?.();
   }
+}
+
+function corruptHelp(peer: number, from: number, length: number, payloadBytes: number): VmcommError {
+  return new VmcommError('CORRUPT', `rank ${peer} asked this rank to write bytes ${from}…${from + length} of a ${payloadBytes}-byte payload`, { peer });
 }

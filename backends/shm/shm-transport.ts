@@ -394,7 +394,10 @@ export class ShmTransport implements Transport {
         wake: (p) => this.wake(p, false),
       },
       control,
-      cma: this.cmaAllowed && link.cma ? { pid: process.pid, minBytes: this.options.cmaMinBytes, addressOf: (view) => addon.addressOf(view) } : undefined,
+      cma:
+        this.cmaAllowed && link.cma
+          ? { pid: process.pid, minBytes: this.options.cmaMinBytes, addressOf: (view) => addon.addressOf(view), readerPid: link.pid, write: (pid, remote, from) => addon.cmaWrite(pid, remote, from) }
+          : undefined,
       needsFlush: (c) => {
         this.pendingChannels.add(c);
       },

@@ -10,16 +10,17 @@ import { emptyHeader, encodeHeader, FrameKind, frameLength } from '../../../lib/
 import { Inbox, InboxSender, inboxBytes, initInbox } from '../../../lib/ring/inbox.js';
 import { initRing, RingConsumer, ringRegionBytes } from '../../../lib/ring/spsc-ring.js';
 import { lines, ROOT, vmcomm } from '../../../tests/helpers/processes.js';
-import { CMA_PIECE_BYTES, CmaSink } from '../cma.js';
+import { CMA_PIECE_BYTES, HELP_MIN_BYTES, CmaSink } from '../cma.js';
 import { FILE_HEADER_BYTES, RingFileControl } from '../layout.js';
 import { ShmChannel } from '../shm-channel.js';
 import { addon, ensureDist, finalizeAll, pattern, same, startJob } from './helpers.js';
 
 const PRODUCER_PID = 4242;
+const CONSUMER_PID = 4343;
 const MIN = 1024;
 
 /** A producer (rank 0) and a consumer (rank 1) on one ring in plain memory; the "kernel" is a map of addresses. */
-function harness(options: { refuse?: boolean; pidOf?: number; ringBytes?: number; readerAlive?: () => boolean } = {}) {
+function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: number; ringBytes?: number; readerAlive?: () => boolean } = {}) {
   const ringBytes = options.ringBytes ?? 4096;
   const sab = new SharedArrayBuffer(FILE_HEADER_BYTES + ringRegionBytes(ringBytes));
   const control = new RingFileControl(sab);
@@ -31,10 +32,34 @@ function harness(options: { refuse?: boolean; pidOf?: number; ringBytes?: number
   new Inbox(inboxRegion);
   const memory = new Map<bigint, Uint8Array>();
   let nextAddress = 0x10000n;
+  /** Gives a view an address in the pretend address space (both "processes" share it). */
+  const addressOf = (view: ArrayBufferView): bigint => {
+    const address = nextAddress;
+    nextAddress += BigInt(view.byteLength) + 0x10000n;
+    memory.set(address, new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    return address;
+  };
   const kernel = {
     reads: 0,
+    writes: 0,
     refuse: options.refuse ?? false,
+    refuseWrites: options.refuseWrites ?? false,
     gone: false,
+    addressOf,
+    cmaWrite(pid: number, remote: bigint, from: ArrayBufferView): number {
+      this.writes++;
+      if (this.refuseWrites) throw Object.assign(new Error('operation not permitted'), { code: 'EPERM', errno: 1 });
+      expect(pid).toBe(CONSUMER_PID);
+      for (const [base, view] of memory) {
+        if (remote >= base && remote < base + BigInt(view.byteLength)) {
+          const at = Number(remote - base);
+          const n = Math.min(from.byteLength, view.byteLength - at);
+          view.set(new Uint8Array(from.buffer, from.byteOffset, n), at);
+          return n;
+        }
+      }
+      throw Object.assign(new Error('bad address'), { code: 'EFAULT', errno: 14 });
+    },
     cmaRead(pid: number, remote: bigint, into: ArrayBufferView): number {
       this.reads++;
       if (this.gone) throw Object.assign(new Error('no such process'), { code: 'ESRCH', errno: 3 });
@@ -59,12 +84,9 @@ function harness(options: { refuse?: boolean; pidOf?: number; ringBytes?: number
     cma: {
       pid: PRODUCER_PID,
       minBytes: MIN,
-      addressOf: (view) => {
-        const address = nextAddress;
-        nextAddress += BigInt(view.byteLength) + 0x10000n;
-        memory.set(address, view);
-        return address;
-      },
+      addressOf,
+      readerPid: CONSUMER_PID,
+      write: (pid, remote, from) => kernel.cmaWrite(pid, remote, from),
     },
     needsFlush: (c) => pending.add(c),
     lost: (_peer, error) => lost.push(error),
@@ -150,8 +172,33 @@ describe('single copy, the protocol', () => {
     expect(h.lost).toEqual([]);
   });
 
-  it('reads a payload larger than one piece over several polls', () => {
+  it('cooperative copy: for a large payload the sender writes the second half into the reader while it reads the first', () => {
     const h = harness();
+    const big = pattern(HELP_MIN_BYTES * 3 + 12345, 9);
+    const s = h.send(big);
+    h.run();
+    expect(s).toEqual({ done: true, error: undefined });
+    expect(same(h.delivered[0].data, big)).toBe(true);
+    expect(h.kernel.writes).toBeGreaterThan(0);
+    expect(h.sink.counts).toMatchObject({ reads: 1, helped: 1 });
+    expect(h.lost).toEqual([]);
+  });
+
+  it('cooperative copy: when the kernel refuses the sender’s write, the reader reads that half itself', () => {
+    const h = harness({ refuseWrites: true });
+    const big = pattern(HELP_MIN_BYTES * 2, 10);
+    const s = h.send(big);
+    h.run();
+    expect(s).toEqual({ done: true, error: undefined });
+    expect(same(h.delivered[0].data, big)).toBe(true);
+    expect(h.kernel.writes).toBe(1);
+    expect(h.sink.counts).toMatchObject({ reads: 1, helped: 0 });
+    expect(h.lost).toEqual([]);
+  });
+
+  it('reads a payload larger than one piece over several polls', () => {
+    // Writes refused, so the reader copies all of it (the cooperative case is checked below).
+    const h = harness({ refuseWrites: true });
     const huge = pattern(CMA_PIECE_BYTES * 2 + 3, 7);
     const s = h.send(huge);
     h.consumer.poll(h.sink, 0, 16); // the descriptor and the first piece
@@ -161,6 +208,17 @@ describe('single copy, the protocol', () => {
     expect(s.done).toBe(true);
     expect(same(h.delivered[0].data, huge)).toBe(true);
     expect(h.kernel.reads).toBe(3);
+  });
+
+  it('cooperative copy of a payload of several pieces: each side copies its half piece by piece', () => {
+    const h = harness();
+    const huge = pattern(CMA_PIECE_BYTES * 4 + 3, 8);
+    const s = h.send(huge);
+    h.run();
+    expect(s).toEqual({ done: true, error: undefined });
+    expect(same(h.delivered[0].data, huge)).toBe(true);
+    expect(h.kernel.reads).toBe(2); // the first half: 4 MiB in 2 MiB pieces
+    expect(h.kernel.writes).toBe(3); // the second half: 4 MiB + 3 bytes
   });
 
   it('refuses a descriptor that names another process: CORRUPT', () => {
