@@ -31,6 +31,8 @@ describe.skipIf(addon === undefined)('shm peer liveness', () => {
     expect(got).toBe('still here');
     // The survivors finalize without it.
     await Promise.all([a.finalize(), c.finalize()]);
+    // What the dead rank's process would do at exit (this one lives on): its files go.
+    job.transports[1].gone();
     job = undefined;
   });
 
