@@ -89,10 +89,11 @@ export class Communicator {
   readonly #peerOf = (r: number) => this.#group[r];
 
   /**
-   * @internal Built by `init()`, `split`, `dup` and `splitByLocality`; `internal` for the hierarchy's
-   * own sub-communicators (linked to their parent's collectives, never hierarchical themselves).
+   * @internal Built by `init()`, `split`, `dup` and `splitByLocality`; `internal` for communicators
+   * made locally that are never hierarchical themselves: the hierarchy's sub-communicators (with
+   * `parent`: linked to their parent's collectives) and the side communicator (without).
    */
-  constructor(world: World, group: readonly number[], context: number, internal?: { parent: CollectiveRunner }) {
+  constructor(world: World, group: readonly number[], context: number, internal?: { parent?: CollectiveRunner }) {
     this.#world = world;
     this.#group = group;
     this.#context = context;
@@ -105,12 +106,12 @@ export class Communicator {
       context: context + COLLECTIVE_CONTEXT,
       controlContext: context + CONTROL_CONTEXT,
       // An internal communicator's point-to-point is the hierarchy's too: a revoke must fail it.
-      alsoFail: internal ? [context + P2P_CONTEXT] : undefined,
+      alsoFail: internal?.parent ? [context + P2P_CONTEXT] : undefined,
       group,
       rank: this.rank,
     });
     this.#internal = internal !== undefined;
-    if (internal) internal.parent.link(this.#runner);
+    if (internal?.parent) internal.parent.link(this.#runner);
     this.#envChoices = readEnvChoices(world.env);
     this.#ops = new CollectiveOperations({
       runner: this.#runner,
@@ -565,14 +566,15 @@ export class Communicator {
    * call). For libraries layered over a communicator, such as `vmcomm/stream`, whose traffic must
    * not meet the application's receives (`ANY_TAG` included).
    *
-   * It is tied to this communicator: a revoke of this one fails its pending operations too, and
-   * `free()` here frees it. Its own collectives work and are always flat (never hierarchical).
+   * Its point-to-point is independent of this communicator's collectives: a revoke here leaves it
+   * working (as this communicator's own point-to-point keeps working). `free()` here frees it. Its own
+   * collectives work, are always flat (never hierarchical), and a revoke of them stays its own.
    */
   sideContext(): Communicator {
     const unusable = this.#checkUsable();
     if (unusable) throw unusable;
     if (this.#internal) throw new VmcommError('UNSUPPORTED', 'an internal or side communicator has no side communicator of its own; call sideContext() on the communicator you were given');
-    return (this.#side ??= new Communicator(this.#world, this.#group, this.#context + SIDE_SUBCOMM, { parent: this.#runner }));
+    return (this.#side ??= new Communicator(this.#world, this.#group, this.#context + SIDE_SUBCOMM, {}));
   }
 
   /**

@@ -47,9 +47,10 @@
  *   an error closes this end: the peer reads what was already sent, then `'end'`, and its end closes
  *   too — unless it still had data to send, which fails with `ABORTED` (`EPIPE`). Data in flight is
  *   absorbed, never left in vmcomm's queues.
- * - *Failures.* A lost peer (`PEER_LOST`), a finalized world (`FINALIZED`), a revoked or freed
- *   communicator fail a stream that is not over with that error; nothing hangs. Close streams before
- *   `finalize()`: one still open then emits `'error'`.
+ * - *Failures.* A lost peer (`PEER_LOST`), a finalized world (`FINALIZED`) or a freed communicator
+ *   fail a stream that is not over with that error; nothing hangs. A communicator whose collectives
+ *   were revoked keeps its streams (they are point-to-point). Close streams before `finalize()`: one
+ *   still open then emits `'error'`.
  * - *Timeouts* are the program's, as with sockets: `setTimeout(ms)` emits `'timeout'` after `ms`
  *   without traffic and leaves the stream open. A peer that never opens its end is like a host that
  *   never answers: writes wait (`connecting` stays true).

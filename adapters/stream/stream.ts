@@ -91,7 +91,7 @@ export class VmcommStream extends Duplex {
   #started = false;
   #terminalSent = false;
   #peerTerminal: Exclude<ControlMessage, { kind: 'credit' }> | undefined;
-  /** Communication with the peer is impossible (peer lost, world finalized, communicator revoked, protocol error). */
+  /** Communication with the peer is impossible (peer lost, world finalized, communicator freed, protocol error). */
   #dead: Error | undefined;
   #released = false;
   #release!: () => void;
