@@ -90,7 +90,10 @@ describe.skipIf(availability.kind === 'skip')('ranks started by mpiexec.mpich (H
       run([MPIEXEC, '-n', '3', process.execPath, PMI_APP, 'exit', '2']),
       run([MPIEXEC, '-n', '3', process.execPath, PMI_APP, 'noinit', '2'], { VMCOMM_PMI_TIMEOUT: '3' }),
     ]);
-    expect(after.code, shown(after)).not.toBe(0);
+    // Ended, not hung (run() fails a job that outlives its deadline). mpiexec's own status then depends
+    // on which exit Hydra sees first — the rank that left (0), a waiting rank that learned it first
+    // (PEER_LOST → REVOKED, 1) or one Hydra killed (9): all three were measured, so it is not checked.
+    expect(after.ms, shown(after)).toBeLessThan(30_000);
     expect(after.stdout).not.toMatch(/UNEXPECTED/);
     await expectGoneSoon(rows(after.stdout).filter(Boolean).map((r) => r.pid));
     expect(await sweepJobFiles(rows(after.stdout))).toEqual([]);
