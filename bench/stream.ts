@@ -6,9 +6,9 @@
 // --write-kib: the writer's write size (stream and socket); --chunk-kib, --window: the stream's
 // chunkBytes and windowChunks, and the raw loop's message size and window; --whwm-kib: the stream's
 // writableHighWaterMark. Performance is not asserted anywhere: this prints figures and ratios.
-import net from 'node:net';
 import { once } from 'node:events';
 import { init } from 'vmcomm';
+import { bareSocket } from './bare-socket.js';
 import { DEFAULT_CHUNK_BYTES, DEFAULT_WINDOW_CHUNKS, openStream } from 'vmcomm/stream';
 
 const comm = await init();
@@ -89,18 +89,7 @@ async function rawRound(): Promise<number> {
 }
 
 // ---- a bare TCP socket between the same processes
-let bare: net.Socket;
-if (comm.rank === 0) {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  await comm.send((server.address() as net.AddressInfo).port, peer, 1);
-  [bare] = (await once(server, 'connection')) as [net.Socket];
-  server.close();
-} else {
-  bare = net.connect(await comm.recv<number>(0, 1), '127.0.0.1');
-  await once(bare, 'connect');
-}
+const bare = await bareSocket(comm);
 // One listener for the socket's whole life: a flowing socket drops data nobody listens to.
 let tcpGot = 0;
 let tcpWant = Infinity;

@@ -3,9 +3,8 @@
 // Rounds are interleaved (bare, vmcomm, bare, vmcomm …) after a time-based warm-up of each.
 //   npx vmcomm run -n 2 bench/tcp-baseline.ts [--quick]
 // The full OSU-style suite is `vmcomm bench` (issue 8); this is the tcp backend's own yardstick.
-import net from 'node:net';
-import { once } from 'node:events';
 import { init } from 'vmcomm';
+import { bareSocket } from './bare-socket.js';
 import { warmUp } from './warm-up.js';
 
 // This is the tcp backend's yardstick: keep every pair on tcp even where shared memory would win.
@@ -18,19 +17,7 @@ const ROUNDS = quick ? 3 : 7;
 const WARMUP_MS = quick ? 200 : 500;
 
 // ---- a bare socket between the same two processes, length-prefixed like any framed protocol
-let bare: net.Socket;
-if (comm.rank === 0) {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  await comm.send((server.address() as net.AddressInfo).port, peer, 1);
-  [bare] = (await once(server, 'connection')) as [net.Socket];
-  server.close();
-} else {
-  const port = await comm.recv<number>(0, 1);
-  bare = net.connect(port, '127.0.0.1');
-  await once(bare, 'connect');
-}
+const bare = await bareSocket(comm);
 bare.setNoDelay(true);
 
 // Reads one length-prefixed message into `into`, copying each chunk once, straight to its place (what a

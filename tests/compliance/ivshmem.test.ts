@@ -1,8 +1,9 @@
 // The ivshmem transport in the compliance suite.
 //
-// 1. The suite itself: ranks as worlds in this process, every pair over one region file (in the
-//    temporary directory, not /dev/shm), ivshmem the only candidate. Small rings and a small eager
-//    limit make rendezvous and streaming through the rings carry most sizes.
+// 1. The suite itself, plain and with the per-frame MAC: ranks as worlds in this process, every pair
+//    over one region file (in the temporary directory, not /dev/shm), ivshmem the only candidate.
+//    Small rings and a small eager limit make rendezvous and streaming through the rings carry most
+//    sizes.
 // 2. Two processes given one region file and *different* /dev/shm — what two VMs of one host see:
 //    each rank runs under `unshare --mount` with a private tmpfs on /dev/shm (root), so shm cannot
 //    prove co-location and the pair must choose ivshmem by itself, with every candidate built in.
@@ -37,15 +38,21 @@ afterAll(() => {
 });
 
 if (addon !== undefined) {
-  backendSuite({
-    transport: 'ivshmem',
-    maxSize: 4,
-    eagerLimitBytes: 4096,
-    async setup(size) {
-      const backend = ivshmem({ regions: [REGION] });
-      return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['ivshmem'], eagerLimitBytes: 4096, eagerCredits: 16 })));
-    },
-  });
+  // Plain, then with the per-frame MAC (frame-mac.ts): every semantic must hold when each frame
+  // travels as tagged MAC records (the small rings and eager limit stream most sizes as body records).
+  for (const mac of [false, true]) {
+    describe(mac ? 'with the per-frame MAC' : 'plain frames', () => {
+      backendSuite({
+        transport: 'ivshmem',
+        maxSize: 4,
+        eagerLimitBytes: 4096,
+        async setup(size) {
+          const backend = ivshmem({ regions: [REGION], mac });
+          return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['ivshmem'], eagerLimitBytes: 4096, eagerCredits: 16 })));
+        },
+      });
+    });
+  }
 }
 
 const isRoot = process.getuid?.() === 0;
