@@ -55,7 +55,7 @@ import { allowedCpus, BIND_CPUS, BIND_PRELOAD } from './binding.js';
 import { deriveJobId, jobEnvironment } from './environment.js';
 import { LineForwarder, type LineSink } from './line-forwarder.js';
 import { RendezvousServer, type RendezvousServerOptions } from './rendezvous-server.js';
-import { shmJobPrefix, shmRankPrefix, sweepStaleShmFiles } from './shm-files.js';
+import { OTHER_JOBS_MIN_AGE_MS, shmJobPrefix, shmRankPrefix, sweepStaleShmFiles } from './shm-files.js';
 import { isTypeScriptApp, moduleKindOf, tsNodeSettings } from './typescript.js';
 
 /** What `vmcomm run` was asked to do. */
@@ -98,11 +98,6 @@ const THREAD_HOST = fileURLToPath(new URL('./thread-host.js', import.meta.url));
 
 /** After the last rank exited, how long its output pipes may stay open (a grandchild holding them). */
 const OUTPUT_DRAIN_MS = 2_000;
-/**
- * Stale shm files of *other* jobs are removed at start only past this age: one of their ranks may be
- * between creating a file and locking it, or a finished rank's ring may still wait for its reader.
- */
-const OTHER_JOBS_MIN_AGE_MS = 60_000;
 
 /** One started process: a rank, or a thread host with its thread-ranks. */
 interface RankProcess {

@@ -48,6 +48,12 @@ import path from 'node:path';
 export const SHM_FILE_PREFIX = 'vmcomm-';
 /** Where the shm transport creates its files unless told otherwise. */
 export const DEFAULT_SHM_DIRECTORY = '/dev/shm';
+/**
+ * Launchers (`vmcomm run`, and the first rank per node under mpiexec or srun) remove stale shm files
+ * of *other* jobs at start only past this age: one of their ranks may be between creating a file and
+ * locking it, or a finished rank's ring may still wait for its reader.
+ */
+export const OTHER_JOBS_MIN_AGE_MS = 60_000;
 /** Hex digits of the random part of a name (128 bits). */
 export const SHM_RANDOM_HEX_DIGITS = 32;
 

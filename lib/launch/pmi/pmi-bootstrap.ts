@@ -49,7 +49,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { CardValue } from '../../backend.js';
 import type { Bootstrap, BootstrapEvents } from '../../bootstrap.js';
 import { VmcommError } from '../../errors.js';
-import { sweepStaleShmFiles } from '../shm-files.js';
+import { OTHER_JOBS_MIN_AGE_MS, sweepStaleShmFiles } from '../shm-files.js';
 import { MAX_CARD_KEY_LENGTH, chunkKey, decodeCard, encodeCard, parseCardHeader, roundId } from './kvs-cards.js';
 import { choosePmiAddress } from './pmi-address.js';
 import type { PmiClient } from './pmi-client.js';
@@ -60,12 +60,6 @@ export const SECRET_KEY = 'vmcomm-secret';
 export const SECRET_BYTES = 32;
 /** The longest round name (as with the rendezvous). */
 const MAX_ROUND_LENGTH = 256;
-/**
- * Stale shm files of other jobs are removed when a job joins, past this age — what `vmcomm run` does
- * at start (the same value): under mpiexec or srun no vmcomm launcher is there to clean up after
- * ranks that were killed.
- */
-const OTHER_JOBS_MIN_AGE_MS = 60_000;
 
 type State =
   | { readonly kind: 'open' }
