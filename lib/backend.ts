@@ -111,6 +111,25 @@ export interface FrameSink {
   lost(peer: number, error: Error): void;
 }
 
+/**
+ * How a transport tells the core that the pairs it carries should move (migration). Optional in
+ * {@link BackendComponents}: a transport that never calls it never migrates anything.
+ */
+export interface PathEvents {
+  /**
+   * These pairs should leave this transport (an ivshmem region is being revoked): the core moves
+   * each to the best other transport both ends proved, drains this one — frames keep flowing through
+   * it until the peer's switch marker was read — then calls {@link Transport.release}.
+   */
+  leave(peers: readonly number[], reason: string): void;
+  /**
+   * This transport may reach peers it could not (a region restored or attached): the core asks
+   * {@link Transport.card} and negotiates with the peers that would gain, proving both ways with
+   * {@link Transport.probe} before either end moves, then calls {@link Transport.admit}.
+   */
+  available(reason: string): void;
+}
+
 /** What the core gives a transport factory. Plain data: tests can build it by hand. */
 export interface BackendComponents {
   /** This rank's world rank. */
@@ -127,6 +146,8 @@ export interface BackendComponents {
   readonly address: string;
   /** Inbound frames go here. */
   readonly sink: FrameSink;
+  /** Where to report that pairs should move (migration); absent when the core does not migrate. */
+  readonly paths?: PathEvents;
   /** Optional. */
   readonly logger?: Logger;
 }
@@ -169,6 +190,25 @@ export interface Transport {
    * spin of blocking calls.
    */
   poll?(): number;
+  /**
+   * Optional (migration): the card fields this transport would publish now, or `undefined` when it
+   * cannot take new pairs (a revoked region). Its `probe` then accepts peers' fields of the same shape.
+   */
+  card?(): CardFields | undefined;
+  /** Optional (migration): serve `peer` from now on — a probe proved it after start-up. Sync. */
+  admit?(peer: number): void;
+  /**
+   * Optional (migration): the pair left this transport in both directions (or a negotiation that
+   * reserved something here failed): close its channel after what is queued, free what the pair
+   * holds. A later probe may admit the peer again.
+   */
+  release?(peer: number): Promise<void>;
+  /**
+   * Optional: an administrator offers a resource to a running job (`vmcomm ivshmem attach PATH`).
+   * Resolves to `undefined` when it was taken (the transport then reports {@link PathEvents.available}),
+   * else why not.
+   */
+  attachResource?(resource: string): Promise<string | undefined>;
   /** Phase 5, once, async: close all channels and release resources. Idempotent. */
   stop(): Promise<void>;
 }

@@ -1,7 +1,13 @@
 /**
- * The core's handle on one peer: the transport chosen for the pair and its channel, opened on first
+ * The core's handle on one peer: the transport the pair uses now and its channel, opened on first
  * use. Frames sent while the channel opens wait here, in order, so `send(a); send(b)` keeps its order
  * even when the first call had to dial.
+ *
+ * Migration (`lib/migration/`) moves the pair to another transport with {@link Endpoint.switchTo}:
+ * frames already handed to the old channel stay there and are followed by a switch marker, so the
+ * receiver reads the old channel to its end before it takes anything from the new one; frames that
+ * were only queued (the old channel was still opening) move to the new channel, behind a marker that
+ * says nothing was sent on the old one.
  *
  * @module
  */
@@ -15,6 +21,15 @@ interface Queued {
   done: SendDone | undefined;
 }
 
+/** Builds the switch marker for a move to epoch `epoch`; `empty`: nothing was sent in the epoch it ends. */
+export type SwitchMarker = (epoch: number, empty: boolean) => { header: Uint8Array; payload: Uint8Array };
+
+/** A channel the pair left: it carries the marker and what preceded it, then the migration closes it. */
+export interface RetiredChannel {
+  readonly transport: Transport;
+  readonly channel: Channel;
+}
+
 /** One peer's path. */
 export class Endpoint {
   private channel: Channel | undefined;
@@ -22,12 +37,31 @@ export class Endpoint {
   private opening: Promise<void> | undefined;
   private queue: Queued[] = [];
   private failure: Error | undefined;
+  /** The pair's outbound epoch: 0 on the transport chosen at start-up, +1 per switch. */
+  private epochNumber = 0;
+  /** Bumped per switch: a dial started for an earlier transport does not install its channel. */
+  private dialGeneration = 0;
+  /** A marker to send before the next frame (the pair switched before anything went out). */
+  private pendingMarker: { header: Uint8Array; payload: Uint8Array } | undefined;
+  private currentTransport: Transport;
 
   constructor(
     readonly peer: number,
-    readonly transport: Transport,
+    transport: Transport,
     private readonly onOpenFailed: (peer: number, error: Error) => void,
-  ) {}
+  ) {
+    this.currentTransport = transport;
+  }
+
+  /** The transport the pair's outbound frames use now. */
+  get transport(): Transport {
+    return this.currentTransport;
+  }
+
+  /** The outbound epoch (switches so far). */
+  get epoch(): number {
+    return this.epochNumber;
+  }
 
   /** Whether the channel is open. */
   get open(): boolean {
@@ -38,14 +72,56 @@ export class Endpoint {
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
     if (this.channel) return this.channel.send(header, payload, done);
     if (this.failure) return done?.(this.failure);
+    if (this.pendingMarker !== undefined) {
+      const m = this.pendingMarker;
+      this.pendingMarker = undefined;
+      this.queue.push({ header: m.header, payload: m.payload, done: undefined });
+    }
     // The core reuses its header buffer: keep a copy while the frame waits.
     this.queue.push({ header: header.slice(0, FRAME_HEADER_BYTES), payload, done });
     this.opening ??= this.connect();
   }
 
+  /**
+   * Moves outbound traffic to `next` (a new epoch). Returns the channel left behind, which carries
+   * the marker after everything sent on it, or `undefined` when nothing was ever sent on the old
+   * transport (the marker then leads on the new channel, flagged empty).
+   */
+  switchTo(next: Transport, marker: SwitchMarker): RetiredChannel | undefined {
+    const previous = this.currentTransport;
+    // A marker still waiting means nothing was sent since the last switch: that epoch stays, empty,
+    // and only its transport changes (the receiver expects epochs one by one).
+    const epoch = this.pendingMarker !== undefined ? this.epochNumber : ++this.epochNumber;
+    this.dialGeneration++;
+    this.currentTransport = next;
+    const old = this.channel;
+    this.channel = undefined;
+    this.opening = undefined;
+    if (old !== undefined) {
+      const m = marker(epoch, false);
+      old.send(m.header, m.payload, undefined);
+      this.pendingMarker = undefined;
+      return { transport: previous, channel: old };
+    }
+    // Nothing went out on `previous` (a marker waiting to lead there is replaced: the receiver
+    // checks epochs, so the new marker's epoch says it skips the unused one).
+    this.pendingMarker = marker(epoch, true);
+    if (this.queue.length > 0 && !this.failure) {
+      const m = this.pendingMarker;
+      this.pendingMarker = undefined;
+      // The frames were waiting for the old dial: they go first on the new channel, behind the marker.
+      this.queue.unshift({ header: m.header, payload: m.payload, done: undefined });
+      this.opening = this.connect();
+    }
+    return undefined;
+  }
+
   private connect(): Promise<void> {
-    return this.transport.connect(this.peer).then(
+    const generation = this.dialGeneration;
+    const transport = this.currentTransport;
+    return transport.connect(this.peer).then(
       (channel) => {
+        if (generation !== this.dialGeneration) return; // the pair switched meanwhile
         this.opening = undefined;
         if (this.failure) {
           void channel.close();
@@ -57,6 +133,7 @@ export class Endpoint {
         for (const q of queued) channel.send(q.header, q.payload, q.done);
       },
       (error: Error) => {
+        if (generation !== this.dialGeneration) return;
         this.opening = undefined;
         this.fail(error);
         this.onOpenFailed(this.peer, error);

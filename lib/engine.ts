@@ -13,7 +13,7 @@
 
 import type { FrameSink, Transport } from './backend.js';
 import type { ValueCodec } from './codec.js';
-import { Endpoint } from './endpoint.js';
+import { Endpoint, type RetiredChannel, type SwitchMarker } from './endpoint.js';
 import { VmcommError, type Status } from './errors.js';
 import { Matching, type PostedRecv, type UnexpectedMsg } from './matching.js';
 import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from './protocol.js';
@@ -252,6 +252,42 @@ export class Engine implements FrameSink, ProgressEngine {
   /** The transport chosen for `peer`. */
   transportOf(peer: number): Transport {
     return this.peers[peer].endpoint.transport;
+  }
+
+  /**
+   * Moves `peer`'s outbound frames to `transport` (migration, `lib/migration/`); the pair's protocol
+   * settings (eager limit, credits) stay those chosen at start-up, so nothing in flight changes
+   * meaning. Returns the channel left behind (see {@link Endpoint.switchTo}).
+   */
+  switchPeer(peer: number, transport: Transport, marker: SwitchMarker): RetiredChannel | undefined {
+    const p = this.peers[peer];
+    const from = p.endpoint.transport;
+    const retired = p.endpoint.switchTo(transport, marker);
+    p.stats.transport = transport.name;
+    if (from !== transport) p.stats.switches++;
+    if (typeof transport.poll === 'function' && !this.pollers.includes(transport)) this.pollers.push(transport);
+    return retired;
+  }
+
+  /** Sends a frame the migration built (a PATH step) on `peer`'s current path. */
+  sendRaw(peer: number, header: Uint8Array, payload: Uint8Array | undefined): void {
+    const p = this.peers[peer];
+    if (p === undefined || p.lost) return;
+    p.endpoint.send(header, payload, undefined);
+  }
+
+  /**
+   * The most payload bytes a frame from `peer` with header `h` may carry, for frames that are held
+   * (copied) before the engine sees them: an eager message up to the pair's limit, DATA exactly the
+   * matched receive's length, control frames nothing.
+   */
+  payloadLimit(peer: number, h: FrameHeader): number {
+    if (h.kind === FrameKind.EAGER) return this.peers[peer].eagerLimit;
+    if (h.kind === FrameKind.DATA) {
+      const pr = this.pendingRecvs.get(h.recvId);
+      return pr !== undefined && pr.peer === peer ? pr.length : 0;
+    }
+    return 0;
   }
 
   /** The error a send to / receive from `peer` fails with, if the peer is lost. */
@@ -563,6 +599,10 @@ export class Engine implements FrameSink, ProgressEngine {
         const dst = pr.posted.bytes ?? new Uint8Array(0);
         return pr.length <= dst.byteLength ? dst.subarray(0, pr.length) : dst;
       }
+      case FrameKind.PATH:
+        // The world's ordered inbound layer consumes PATH frames (lib/migration/): one here came
+        // through a path that bypasses it, which no honest peer uses.
+        throw new VmcommError('CORRUPT', `rank ${peer} sent a PATH frame where only messages are expected`, { peer });
       default:
         if (h.payloadBytes !== 0) throw new VmcommError('CORRUPT', `a control frame (kind ${h.kind}) from rank ${peer} carries ${h.payloadBytes} bytes`);
         return undefined;

@@ -13,7 +13,7 @@
  * | 16 | u32 | sequence number (per pair) |
  * | 20 | u32 | sender's request id (RTS, CTS, DATA, cancel) |
  * | 24 | u32 | receiver's request id (CTS, DATA) |
- * | 28 | u32 | aux (EAGER: the sender's credit window; CREDIT: credits returned; cancel result) |
+ * | 28 | u32 | aux (EAGER: the sender's credit window; CREDIT: credits returned; cancel result; PATH: step) |
  * | 32 | u64 | payload bytes that follow this header |
  * | 40 | u64 | message bytes (the whole message; for RTS, what DATA will carry) |
  *
@@ -43,10 +43,16 @@ export const FrameKind = {
   RTS_CANCEL: 6,
   /** Answer to RTS_CANCEL: aux = 1 withdrawn, 0 already matched (a CTS went out before it). */
   CANCEL_REPLY: 7,
+  /**
+   * The pair's path (migration, `lib/migration/`): a transport switch marker or a step of the
+   * negotiation that moves a pair back to a faster transport. `aux` says which ({@link PathStep}).
+   * Never reaches matching: the core's ordered inbound layer consumes it.
+   */
+  PATH: 8,
 } as const;
 /** One of {@link FrameKind}'s values. */
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
-const MAX_KIND = 7;
+const MAX_KIND = 8;
 
 /** Bit flags in the header. */
 export const FrameFlags = {

@@ -13,12 +13,13 @@ import 'reflect-metadata';
 import { inject, injectable, multiInject } from 'inversify';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { BackendComponents, BackendFactory, CardFields, CardValue, LocalityCard, Transport } from './backend.js';
+import type { BackendComponents, BackendFactory, CardFields, CardValue, LocalityCard, Logger, Transport } from './backend.js';
 import type { Bootstrap } from './bootstrap.js';
 import { ValueCodec } from './codec.js';
 import { CONTEXT_BLOCK } from './contexts.js';
 import { Engine, type PeerPlan } from './engine.js';
 import { VmcommError } from './errors.js';
+import { PairMigration } from './migration/pair-migration.js';
 import { choosePairTransport, encodeBitmap, explainNoTransport, type PairChoice, type Reachability } from './locality.js';
 import { perTransport, type ParsedOptions } from './options.js';
 import { TOKENS } from './tokens.js';
@@ -44,6 +45,8 @@ export interface CommunicatorHandle {
 @injectable()
 export class World {
   readonly engine: Engine;
+  /** Moves pairs between transports while they run (`lib/migration/`). */
+  readonly migration: PairMigration;
   readonly codec = new ValueCodec();
   /** This rank's card (after start). */
   card!: LocalityCard;
@@ -54,6 +57,8 @@ export class World {
   /** Transports that started, with the reason for each that did not. */
   readonly unavailable = new Map<string, string>();
   private transports: Transport[] = [];
+  /** Debug output (`VMCOMM_DEBUG=1`), else warnings only, to stderr. */
+  private readonly logger: Logger;
   private readonly listeners = new Map<keyof WorldEvents, Set<(e: never) => void>>();
   private readonly communicators = new Set<CommunicatorHandle>();
   private keepAlive: NodeJS.Timeout | undefined;
@@ -78,6 +83,8 @@ export class World {
         this.emit('peer:lost', { peer, error });
       },
     });
+    this.logger = debugLogger(options.env, bootstrap.rank);
+    this.migration = new PairMigration(this.engine, bootstrap.rank, bootstrap.size, (peer, from, to) => this.emit('transport', { peer, from, to }), this.logger);
   }
 
   get rank(): number {
@@ -114,14 +121,14 @@ export class World {
   }
 
   private async startTransports(): Promise<void> {
-    const components: BackendComponents = {
+    const common = {
+      logger: this.logger,
       rank: this.rank,
       size: this.size,
       jobId: this.bootstrap.jobId,
       jobSecret: this.bootstrap.secret,
       processNonce: PROCESS_NONCE,
       address: this.bootstrap.address,
-      sink: this.engine,
     };
     const seen = new Set<string>();
     const backends: Record<string, CardFields> = {};
@@ -134,7 +141,11 @@ export class World {
         this.unavailable.set(name, 'excluded by VMCOMM_BACKENDS / init({ only })');
         continue;
       }
-      const t = factory(components);
+      // Each transport delivers to a sink of its own: the core knows which path every frame took.
+      let built: Transport | undefined;
+      const self = (): Transport => built!;
+      const components: BackendComponents = { ...common, sink: this.migration.sinkFor(self), paths: this.migration.eventsFor(self) };
+      const t = (built = factory(components));
       let fields: CardFields | undefined;
       try {
         fields = await t.start();
@@ -187,6 +198,7 @@ export class World {
     // start() took for nobody (an ivshmem slot and ring reservations, a shm inbox).
     for (const t of this.transports) t.addPeers(byTransport.get(t) ?? []);
     this.engine.ready(plans);
+    this.migration.start({ transports: this.transports, cards: this.cards, reach, chosen: plans.map((p) => p.transport) });
   }
 
   /** Registers a communicator for peer-loss notices; returns the unregister function. */
@@ -224,6 +236,7 @@ export class World {
 
   private async release(): Promise<void> {
     const error = this.finalized ?? new VmcommError('FINALIZED', 'the world did not start');
+    this.migration.stop();
     this.engine.beginClosing();
     await this.engine.closeAll();
     this.engine.failEverything(error);
@@ -238,4 +251,13 @@ export class World {
     void this.bootstrap.abort(code, reason).catch(() => undefined);
     process.exit(code);
   }
+}
+
+/** Warnings to stderr, and debug lines too when `VMCOMM_DEBUG` is set (not `0`). */
+function debugLogger(env: Readonly<Record<string, string | undefined>>, rank: number): Logger {
+  const debug = env.VMCOMM_DEBUG !== undefined && env.VMCOMM_DEBUG !== '' && env.VMCOMM_DEBUG !== '0';
+  return {
+    debug: debug ? (m) => process.stderr.write(`[rank ${rank}] ${m}\n`) : () => undefined,
+    warn: (m) => process.stderr.write(`vmcomm: rank ${rank}: ${m}\n`),
+  };
 }

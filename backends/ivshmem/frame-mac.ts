@@ -521,6 +521,11 @@ export class MacSink implements FrameSink {
     this.receivers[peer] = new MacReceiver(peer, key);
   }
 
+  /** The pair left this ring (migration): a later ring of the peer starts a fresh record count. */
+  forget(peer: number): void {
+    this.receivers[peer] = undefined;
+  }
+
   /** Whether frames from `peer` are verified. */
   authenticates(peer: number): boolean {
     return this.receivers[peer] !== undefined;

@@ -88,9 +88,18 @@ export class RingDiscovery implements AnnouncementSource {
   /** Scans done (diagnostics, tests). */
   scans = 0;
 
+  private readonly members: RegionMember[];
+
   /** @param members this rank's membership in each attached region (index = region index). */
-  constructor(private readonly members: readonly RegionMember[]) {
+  constructor(members: readonly RegionMember[]) {
+    this.members = [...members];
     this.epochs = members.map(() => -1);
+  }
+
+  /** A membership joined later (a restored or attached region): the next region index. */
+  addRegion(member: RegionMember): void {
+    this.members.push(member);
+    this.epochs.push(-1);
   }
 
   /** Expects a ring from `peer`, a member at `producer` of region `regionIndex`. */

@@ -69,6 +69,13 @@ interface Attached {
   joined: boolean;
   /** Why it is no longer joined (for messages). */
   why: string;
+  /**
+   * Revoked while pairs used it, and the core moves them elsewhere (migration): frames still flow
+   * until each pair is released, then this rank leaves. Nothing new starts here.
+   */
+  draining: boolean;
+  /** A later membership of the same region replaced this one (after a restore): never rejoined again. */
+  superseded: boolean;
 }
 
 /** A peer proven (by this rank's probe) to share a region, with this rank's ring to it reserved. */
@@ -193,34 +200,56 @@ export class IvshmemTransport implements Transport {
     for (const p of problems) logger?.debug(`vmcomm:ivshmem: skipped ${p}`);
     if (attached.length === 0) return this.unavailable(`no usable ivshmem region (${problems.join('; ')})`);
     this.addon = addon;
-    const now = () => performance.now();
-    for (const a of attached) {
-      const entry: Attached = {
-        ...a,
-        heartbeat: undefined,
-        watch: a.region.watch({ timeoutMs: this.options.reclaimTimeoutMs, self: a.member.ref }),
-        liveness: new PeerLiveness(a.region.members, a.region.rings, { timeoutMs: this.options.peerTimeoutMs, now }),
-        lastWatch: now(),
-        joined: true,
-        why: '',
-      };
-      entry.heartbeat = startHeartbeat(heartbeatTarget(a.member), this.options.heartbeatMs, (event) => {
-        entry.heartbeat = undefined;
-        this.regionBroken(entry, event);
-      });
-      this.attached.push(entry);
-    }
-    for (const a of this.attached) a.member.beat(); // moving from the start (the heartbeat thread may take a while)
+    for (const a of attached) this.adopt(a.path, a.region, a.member);
     live.add(this);
     hookExit();
     const checkMs = Math.min(1_000, Math.max(this.options.heartbeatMs, this.options.peerTimeoutMs / 20));
     this.watchTimer = setInterval(() => this.watchPeers(), checkMs).unref();
     this.macWanted = this.options.mac || macFromEnv(process.env);
+    return this.cardFields();
+  }
+
+  /** Starts using a membership: heartbeat, peer watch, and (once reading) ring discovery. */
+  private adopt(path: string, region: IvshmemRegion, member: RegionMember): Attached {
+    const now = () => performance.now();
+    const entry: Attached = {
+      path,
+      region,
+      member,
+      heartbeat: undefined,
+      watch: region.watch({ timeoutMs: this.options.reclaimTimeoutMs, self: member.ref }),
+      liveness: new PeerLiveness(region.members, region.rings, { timeoutMs: this.options.peerTimeoutMs, now }),
+      lastWatch: now(),
+      joined: true,
+      why: '',
+      draining: false,
+      superseded: false,
+    };
+    entry.heartbeat = startHeartbeat(heartbeatTarget(member), this.options.heartbeatMs, (event) => {
+      entry.heartbeat = undefined;
+      this.regionBroken(entry, event);
+    });
+    this.attached.push(entry);
+    this.discovery?.addRegion(member);
+    member.beat(); // moving from the start (the heartbeat thread may take a while)
+    return entry;
+  }
+
+  /** The card fields of the memberships that can take new pairs (see {@link open}). */
+  private cardFields(): CardFields | undefined {
+    const usable = this.attached.filter((a) => a.joined && !a.draining);
+    if (usable.length === 0) return undefined;
     return {
-      regions: this.attached.map((a): CardValue => ({ uuid: a.region.uuid, slot: a.member.ref.slot, generation: a.member.ref.generation })),
+      regions: usable.map((a): CardValue => ({ uuid: a.region.uuid, slot: a.member.ref.slot, generation: a.member.ref.generation })),
       // Only when asked: the cards of ranks without the MAC stay as they were.
       ...(this.macWanted ? { mac: true } : {}),
     };
+  }
+
+  /** Migration: the card fields this rank would publish now; `undefined` while no region can take pairs. */
+  card(): CardFields | undefined {
+    if (this.stopping !== undefined || this.addon === undefined) return undefined;
+    return this.cardFields();
   }
 
   private unavailable(reason: string): undefined {
@@ -242,9 +271,12 @@ export class IvshmemTransport implements Transport {
     if (listed === undefined || typeof peer.processNonce !== 'string') return false;
     // The pair's region: the first, in UUID order, that both cards list — the same at both ends, so
     // both rings of a pair are in one region. (Full there: tcp, even if another common region has room.)
+    // (Memberships this rank left or is draining take no new pair: a restored region was joined afresh.)
     let r = -1;
     for (let i = 0; i < this.attached.length; i++) {
-      const uuid = this.attached[i].region.uuid;
+      const c = this.attached[i];
+      if (!c.joined || c.draining) continue;
+      const uuid = c.region.uuid;
       if (listed.some((e) => e.uuid === uuid) && (r < 0 || uuid < this.attached[r].region.uuid)) r = i;
     }
     if (r < 0) return false;
@@ -256,6 +288,10 @@ export class IvshmemTransport implements Transport {
       a.region.validate();
       const m = a.region.members.member(ref);
       if (m === undefined || m.rank !== peer.rank || !sameId(m.job, jobKey(jobId)) || !sameId(m.nonce, nonceKey(peer.processNonce))) return false;
+      const mac = this.macWanted || (fields as { mac?: unknown }).mac === true;
+      // After start-up (migration) a pair that needs the MAC is only taken when frames are already
+      // verified here: the reader's sink is chosen once, when reading starts.
+      if (this.poller !== undefined && mac && !(this.sink instanceof MacSink)) return false;
       const got = a.region.rings.tryAllocate(a.member.ref, ref);
       if (got.ring === undefined) {
         logger?.debug(`vmcomm:ivshmem: no ring to rank ${peer.rank} in region ${a.region.uuid} (${got.refused}): the pair uses another transport`);
@@ -269,7 +305,7 @@ export class IvshmemTransport implements Transport {
         inRing: undefined,
         sameProcess: peer.processNonce === this.components.processNonce,
         // Either card asking is enough: each end reads both cards, so both ends always agree.
-        mac: this.macWanted || (fields as { mac?: unknown }).mac === true,
+        mac,
       });
       return true;
     } catch (error) {
@@ -309,29 +345,49 @@ export class IvshmemTransport implements Transport {
     const used = new Set([...this.links.values()].map((l) => l.regionIndex));
     for (let r = 0; r < this.attached.length; r++) if (!used.has(r)) this.leave(this.attached[r]);
     if (this.links.size === 0) return;
-    const addon = this.addon!;
-    const discovery = new RingDiscovery(this.attached.map((a) => a.member));
+    this.startReading();
     for (const [peer, link] of this.links) {
-      discovery.expect(peer, link.regionIndex, link.peer.ref);
-      const liveness = this.attached[link.regionIndex].liveness;
-      liveness.watch(peer, link.peer.ref);
+      this.expectRing(peer, link);
       const inRing = inRings.get(peer);
-      if (inRing !== undefined) liveness.setInbound(peer, inRing);
+      if (inRing !== undefined) this.attached[link.regionIndex].liveness.setInbound(peer, inRing);
     }
-    this.discovery = discovery;
-    const { jobSecret, jobId, rank } = this.components;
+    // A region this rank had to let go of between probe() and now (revoked, reclaimed, overwritten):
+    // its pairs were chosen but cannot work. Reported once the core has its plan (after addPeers).
+    for (const [peer, link] of this.links) {
+      const a = this.attached[link.regionIndex];
+      if (a.joined) continue;
+      const error = new VmcommError('PEER_LOST', `rank ${peer} is unreachable: this rank lost its membership of ivshmem region ${a.region.uuid} before the pair started (${a.why})`, { peer });
+      setImmediate(() => this.peerGone(peer, error, false));
+    }
+  }
+
+  /** Reading starts: `peer`'s ring is expected, and its slot watched. */
+  private expectRing(peer: number, link: PeerLink): void {
+    this.discovery!.expect(peer, link.regionIndex, link.peer.ref);
+    this.attached[link.regionIndex].liveness.watch(peer, link.peer.ref);
+    if (link.mac && this.sink instanceof MacSink) {
+      const { jobSecret, jobId, rank } = this.components;
+      this.sink.authenticate(peer, deriveMacKey(jobSecret, jobId, peer, rank, this.attached[link.regionIndex].region.uuid));
+    }
+  }
+
+  /**
+   * Starts the ring discovery, the poller and the wait loop (once: at `addPeers` when some pair
+   * chose ivshmem, else when migration admits the first peer).
+   */
+  private startReading(): void {
+    if (this.poller !== undefined) return;
+    const addon = this.addon!;
+    this.discovery = new RingDiscovery(this.attached.map((a) => a.member));
+    const { jobSecret } = this.components;
     if ([...this.links.values()].some((l) => l.mac)) {
       if (jobSecret.byteLength < 16) {
         this.components.logger?.warn(`vmcomm:ivshmem: the per-frame MAC is only as strong as the job secret, and this job's is ${jobSecret.byteLength} bytes`);
       }
-      const sink = new MacSink(this.components.sink);
-      for (const [peer, link] of this.links) {
-        if (link.mac) sink.authenticate(peer, deriveMacKey(jobSecret, jobId, peer, rank, this.attached[link.regionIndex].region.uuid));
-      }
-      this.sink = sink;
+      this.sink = new MacSink(this.components.sink);
     }
     this.poller = new Poller(
-      discovery,
+      this.discovery,
       this.sink,
       {
         attach: (from, descriptor) => this.attach(from, descriptor),
@@ -370,14 +426,45 @@ export class IvshmemTransport implements Transport {
       now,
     });
     this.policy.start();
-    // A region this rank had to let go of between probe() and now (revoked, reclaimed, overwritten):
-    // its pairs were chosen but cannot work. Reported once the core has its plan (after addPeers).
-    for (const [peer, link] of this.links) {
-      const a = this.attached[link.regionIndex];
-      if (a.joined) continue;
-      const error = new VmcommError('PEER_LOST', `rank ${peer} is unreachable: this rank lost its membership of ivshmem region ${a.region.uuid} before the pair started (${a.why})`, { peer });
-      setImmediate(() => this.peerGone(peer, error, false));
+  }
+
+  /** Migration: serve `peer`, which a probe after start-up proved (its ring to us is expected from now). */
+  admit(peer: number): void {
+    const link = this.links.get(peer);
+    if (link === undefined || this.stopping !== undefined || this.served.has(peer)) return;
+    this.served.add(peer);
+    this.lostPeers.delete(peer);
+    this.startReading();
+    this.expectRing(peer, link);
+  }
+
+  /**
+   * Migration: the pair left ivshmem both ways (or a negotiation that reserved a ring failed). Our
+   * channel closes after what it holds (its last frame is the switch marker, which the peer has read),
+   * the peer's ring is no longer read, both rings are released; a draining membership with no pair
+   * left is given up.
+   */
+  async release(peer: number): Promise<void> {
+    const link = this.links.get(peer);
+    if (link === undefined) return;
+    const out = this.outbound.get(peer);
+    if (out !== undefined) await out.close();
+    if (this.links.get(peer) !== link) return; // lost or stopped meanwhile
+    this.outbound.delete(peer);
+    this.links.delete(peer);
+    this.served.delete(peer);
+    this.poller?.detach(peer, true);
+    this.inbound.delete(peer);
+    this.discovery?.drop(peer);
+    if (this.sink instanceof MacSink) this.sink.forget(peer);
+    const a = this.attached[link.regionIndex];
+    a.liveness.forget(peer);
+    if (a.joined) {
+      a.member.releaseRing(link.outRing);
+      if (link.inRing !== undefined) a.member.releaseRing(link.inRing);
     }
+    this.components.logger?.debug(`vmcomm:ivshmem: released the pair with rank ${peer} in region ${a.region.uuid}`);
+    if (a.draining && ![...this.links.values()].some((l) => l.regionIndex === link.regionIndex)) this.leave(a);
   }
 
   /**
@@ -564,10 +651,11 @@ export class IvshmemTransport implements Transport {
     return consumer;
   }
 
-  /** Looks at the watched peers' slots; judges other jobs' members now and then. */
+  /** Looks at the watched peers' slots; judges other jobs' members now and then; rejoins restored regions. */
   private watchPeers(): void {
     if (this.stopping !== undefined) return;
     const t = performance.now();
+    this.rejoinRestored();
     for (const a of this.attached) {
       if (!a.joined) continue;
       let beat: ReturnType<RegionMember['beat']>;
@@ -579,7 +667,8 @@ export class IvshmemTransport implements Transport {
         this.regionBroken(a, 'corrupt');
         continue;
       }
-      if (beat !== 'ok') {
+      // A draining membership keeps beating (its peers still read the rings) though the region is revoked.
+      if (beat !== 'ok' && !(beat === 'revoked' && a.draining)) {
         this.regionBroken(a, beat);
         continue;
       }
@@ -593,6 +682,64 @@ export class IvshmemTransport implements Transport {
         this.components.logger?.warn(`vmcomm:ivshmem: watching region ${a.region.uuid} failed: ${(error as Error).message}`);
       }
     }
+  }
+
+  /**
+   * A region this rank left or is draining because it was revoked, and that is no longer revoked
+   * (`vmcomm ivshmem restore`): join it again, as a new member, and tell the core, which moves pairs
+   * back once both ends prove the new memberships.
+   */
+  private rejoinRestored(): void {
+    if (this.components.paths === undefined) return;
+    for (const a of [...this.attached]) {
+      if (a.superseded || a.why !== 'the region was revoked') continue;
+      let status;
+      try {
+        a.region.validate();
+        status = a.region.status();
+      } catch {
+        a.superseded = true; // re-formatted: not the region this rank knew
+        continue;
+      }
+      if (status.revoked || status.generation === a.member.ref.regionGeneration) continue;
+      // One live membership per region: another one for the same region (joined since) wins.
+      if (this.attached.some((b) => b !== a && !b.superseded && b.joined && !b.draining && b.region === a.region)) continue;
+      a.superseded = true;
+      const { rank, jobId, processNonce } = this.components;
+      let member: RegionMember | undefined;
+      try {
+        member = a.region.join({ job: jobKey(jobId), nonce: nonceKey(processNonce), rank });
+      } catch (error) {
+        this.components.logger?.warn(`vmcomm:ivshmem: rejoining restored region ${a.region.uuid} failed: ${(error as Error).message}`);
+        continue;
+      }
+      if (member === undefined) {
+        this.components.logger?.warn(`vmcomm:ivshmem: region ${a.region.uuid} was restored but has no free slot; pairs stay where they are`);
+        continue;
+      }
+      this.adopt(a.path, a.region, member);
+      this.components.paths.available(`ivshmem region ${a.region.uuid} was restored`);
+    }
+  }
+
+  /**
+   * `vmcomm ivshmem attach PATH` (through the job's rendezvous): joins the region in `resource` if it
+   * is new to this rank, and tells the core. Resolves to why not, when it was not taken.
+   */
+  async attachResource(resource: string): Promise<string | undefined> {
+    if (this.stopping !== undefined || this.addon === undefined) return 'the ivshmem transport is not running on this rank';
+    const { rank, jobId, processNonce } = this.components;
+    const { attached, problems } = attachRegions([resource], { job: jobKey(jobId), nonce: nonceKey(processNonce), rank }, this.addon);
+    const fresh = attached.filter((x) => {
+      if (!this.attached.some((b) => b.joined && b.region.uuid === x.region.uuid)) return true;
+      x.member.finalize(); // already a member of that region
+      problems.push(`${resource}: region ${x.region.uuid} is attached already`);
+      return false;
+    });
+    if (fresh.length === 0) return problems.join('; ') || `${resource}: nothing to attach`;
+    for (const x of fresh) this.adopt(x.path, x.region, x.member);
+    this.components.paths?.available(`ivshmem region ${fresh.map((x) => x.region.uuid).join(', ')} was attached`);
+    return undefined;
   }
 
   private verdict(a: Attached, v: PeerVerdict): void {
@@ -655,9 +802,19 @@ export class IvshmemTransport implements Transport {
     }
     const uuid = a.region.uuid;
     const peers = [...this.links.values()].filter((l) => l.regionIndex === this.attached.indexOf(a) && this.served.has(l.rank)).map((l) => l.rank);
+    if (event === 'revoked' && a.draining) return;
+    if (event === 'revoked' && this.components.paths !== undefined) {
+      // An administrator revoked (or restored) the region, as before a migration: the core moves its
+      // pairs elsewhere while the rings still work, and releases each once both directions left it;
+      // the last release leaves the region. A restored region is joined afresh (see watchPeers).
+      a.draining = true;
+      a.why = 'the region was revoked';
+      if (peers.length === 0) this.leave(a);
+      else this.components.paths.leave(peers, `ivshmem region ${uuid} was revoked or restored by its administrator`);
+      return;
+    }
     if (event === 'revoked') {
-      // An administrator revoked (or restored) the region: leave it cleanly. Moving the pairs to tcp
-      // while they run is migration (issue 9); until then they are lost.
+      // No core to move the pairs (a transport used on its own): leave the region cleanly; its pairs are lost.
       const error = (peer: number) =>
         new VmcommError('PEER_LOST', `rank ${peer} is unreachable: ivshmem region ${uuid} was revoked or restored by its administrator and this rank left it; moving a running pair to tcp needs migration`, { peer });
       for (const p of peers) this.peerGone(p, error(p), true);

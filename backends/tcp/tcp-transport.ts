@@ -145,6 +145,14 @@ export class TcpTransport implements Transport {
   }
 
   /**
+   * Migration: tcp serves `peer` too from now on (a pair moved here from a transport it had to leave).
+   * Its address is known from the start-up probe.
+   */
+  admit(peer: number): void {
+    if (this.addresses.has(peer)) this.served.add(peer);
+  }
+
+  /**
    * The channel to `peer`: dials on the first call unless the peer has connected to us already;
    * later calls return the same promise. Rejects with `AUTH` when the peer fails authentication,
    * `PEER_LOST` when it cannot be reached, `INVALID_ARGUMENT` for a rank tcp does not serve.

@@ -174,6 +174,8 @@ export function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
  */
 export function certainlyCorrupt(m: Mutation): boolean {
   if (m.kind === 'version') return m.value !== 1 && m.value !== 0xff;
+  // Kind 8 (PATH) is valid on the wire, but the world's ordered inbound layer consumes it: these
+  // harnesses feed an engine directly, which takes it for corrupt.
   if (m.kind === 'kind') return m.value === 0 || m.value > 7;
   if (m.kind === 'length') return m.value >= 2n ** 53n;
   return false;

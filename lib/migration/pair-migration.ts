@@ -1,0 +1,340 @@
+/**
+ * Transparent migration (Huang et al.'s IVC): a pair moves off a transport that can no longer carry
+ * it — an ivshmem region revoked before its VMs migrate, a membership reclaimed — and back onto a
+ * faster one once both ends prove it again (a region restored or newly attached), while the program
+ * keeps sending and receiving.
+ *
+ * **Moving down** (a transport calls `paths.leave(peers)`): the pair's outbound frames go to the best
+ * other transport both ends proved at start-up; a `SWITCH` marker closes the old epoch
+ * ({@link Endpoint.switchTo}). The peer sees the same trigger and does the same; and a rank whose peer
+ * left the transport its own frames use follows it at once — so the two ends agree, as at start-up.
+ *
+ * **Moving up** (a transport calls `paths.available()`): the lower rank of the pair leads (the higher
+ * one nudges it): OFFER (its card fields now) → the higher rank probes them, reserves its side,
+ * ACCEPT (its fields) → the lower rank probes, moves, CONFIRM → the higher rank moves. Both proved
+ * the other's fields before either moved; any failure is a REJECT and both undo what they reserved.
+ *
+ * **Order**: each rank delivers a peer's frames epoch by epoch (`ordered-inbound.ts`), so the switch
+ * changes nothing a program can see — non-overtaking holds, `ANY_SOURCE` included, and rendezvous
+ * transfers in flight complete (their RTS, CTS and DATA may each travel a different path).
+ *
+ * **Release**: once neither direction of a pair uses a transport any more (our marker went out, the
+ * peer's marker came in, nothing of it is held), the transport's `release(peer)` frees what the pair
+ * held there (an ivshmem ring), so the region can be left and later joined afresh.
+ *
+ * The pair's protocol settings (eager limit, credits) stay those chosen at start-up.
+ *
+ * @module
+ */
+
+import type { CardFields, FrameSink, LocalityCard, Logger, PathEvents, Transport } from '../backend.js';
+import type { Engine } from '../engine.js';
+import { VmcommError } from '../errors.js';
+import { bitmapHas, type Reachability } from '../locality.js';
+import { OrderedInbound, type InboundHooks } from './ordered-inbound.js';
+import { encodePath, PathStep, type PathFrame } from './path-frames.js';
+
+/** One pair's migration state. */
+interface Pair {
+  /** Transports both ends proved (start-up bitmaps, or a negotiation), minus those that asked the pair to leave. */
+  readonly usable: Set<Transport>;
+  /** Transports holding something of the pair (channel, ring, reservation) not released yet. */
+  readonly inUse: Set<Transport>;
+  /** A negotiation under way (at most one per pair). */
+  negotiation: { readonly transport: Transport; readonly role: 'offered' | 'accepted' } | undefined;
+  /** Releases under way. */
+  readonly releasing: Set<Transport>;
+}
+
+/** What the world tells the migration once the pairs are chosen. */
+export interface MigrationStart {
+  readonly transports: readonly Transport[];
+  readonly cards: readonly LocalityCard[];
+  readonly reach: readonly Reachability[];
+  /** Per peer: the transport chosen at start-up. */
+  readonly chosen: readonly Transport[];
+}
+
+/** The migration of one world. */
+export class PairMigration implements InboundHooks {
+  readonly inbound: OrderedInbound;
+  private pairs: Pair[] = [];
+  private transports: readonly Transport[] = [];
+  private cards: readonly LocalityCard[] = [];
+  private started = false;
+  private closing = false;
+  /** Events that came before {@link start}: replayed then. */
+  private early: (() => void)[] = [];
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly rank: number,
+    private readonly size: number,
+    private readonly onSwitch: (peer: number, from: string, to: string) => void,
+    private readonly logger?: Logger,
+  ) {
+    this.inbound = new OrderedInbound(engine, size, this);
+  }
+
+  /** The sink a transport delivers to (`transport` is read on each call: the sink exists before it). */
+  sinkFor(transport: () => Transport): FrameSink {
+    return this.inbound.sinkFor(transport);
+  }
+
+  /** The path events a transport reports to. */
+  eventsFor(transport: () => Transport): PathEvents {
+    return {
+      leave: (peers, reason) => this.whenStarted(() => this.leave(transport(), peers, reason)),
+      available: (reason) => this.whenStarted(() => this.available(transport(), reason)),
+    };
+  }
+
+  /** The pairs are chosen: start tracking them. */
+  start(s: MigrationStart): void {
+    this.transports = s.transports;
+    this.cards = s.cards;
+    this.pairs = s.chosen.map((chosen, peer) => {
+      const usable = new Set<Transport>();
+      for (const t of s.transports) {
+        if (peer === this.rank) continue;
+        if (bitmapHas(s.reach[this.rank]?.[t.name], peer) && bitmapHas(s.reach[peer]?.[t.name], this.rank)) usable.add(t);
+      }
+      return { usable, inUse: new Set([chosen]), negotiation: undefined, releasing: new Set() };
+    });
+    this.inbound.start(s.chosen);
+    this.started = true;
+    const early = this.early;
+    this.early = [];
+    for (const fn of early) fn();
+  }
+
+  /** Finalize began: no more switches. */
+  stop(): void {
+    this.closing = true;
+  }
+
+  private whenStarted(fn: () => void): void {
+    if (this.closing) return;
+    if (this.started) fn();
+    else this.early.push(fn);
+  }
+
+  // ------------------------------------------------------------------------------- moving down
+
+  private leave(t: Transport, peers: readonly number[], reason: string): void {
+    for (const peer of peers) {
+      const pair = this.pairs[peer];
+      if (pair === undefined || peer === this.rank || this.engine.lostError(peer)) continue;
+      pair.usable.delete(t);
+      if (pair.negotiation?.transport === t) this.abandon(peer, pair, `${t.name} is leaving: ${reason}`);
+      if (this.engine.transportOf(peer) === t) {
+        const next = this.best(pair);
+        if (next === undefined) {
+          this.engine.lost(peer, new VmcommError('PEER_LOST', `rank ${peer} is unreachable: ${reason}, and no other transport was proven for the pair`, { peer }));
+          continue;
+        }
+        this.logger?.debug(`vmcomm: rank ${peer}: leaving ${t.name} for ${next.name} (${reason})`);
+        this.move(peer, pair, next);
+      }
+      this.maybeRelease(peer, pair);
+    }
+  }
+
+  /** The usable transport of highest priority. */
+  private best(pair: Pair): Transport | undefined {
+    let best: Transport | undefined;
+    for (const t of pair.usable) if (best === undefined || t.priority > best.priority) best = t;
+    return best;
+  }
+
+  /** Moves the pair's outbound frames to `to` (which serves the peer from now: `admit`). */
+  private move(peer: number, pair: Pair, to: Transport): void {
+    const from = this.engine.transportOf(peer);
+    if (from === to) return;
+    pair.inUse.add(to);
+    to.admit?.(peer);
+    this.engine.switchPeer(peer, to, (epoch, empty) => encodePath(PathStep.SWITCH, epoch, { to: to.name }, empty));
+    this.onSwitch(peer, from.name, to.name);
+  }
+
+  // ------------------------------------------------------------------------------- InboundHooks
+
+  switched(peer: number, from: Transport, to: Transport): void {
+    const pair = this.pairs[peer];
+    if (pair === undefined) return;
+    pair.inUse.add(to);
+    // The peer left the transport our frames use: follow it, so both ends agree again.
+    if (from !== to && this.engine.transportOf(peer) === from && !this.closing) {
+      pair.usable.delete(from);
+      pair.usable.add(to);
+      this.move(peer, pair, to);
+    }
+    this.maybeRelease(peer, pair);
+  }
+
+  step(peer: number, frame: PathFrame): void {
+    const pair = this.pairs[peer];
+    if (pair === undefined || this.closing) return;
+    const t = this.transportNamed(frame.body.to);
+    switch (frame.step) {
+      case PathStep.NUDGE:
+        if (t !== undefined && this.rank < peer) this.tryUpgrade(peer, pair, t);
+        return;
+      case PathStep.OFFER:
+        void this.answerOffer(peer, pair, t, frame);
+        return;
+      case PathStep.ACCEPT:
+        if (t === undefined || pair.negotiation?.transport !== t || pair.negotiation.role !== 'offered') {
+          throw new VmcommError('CORRUPT', `rank ${peer} accepted a move to ${frame.body.to} this rank had not offered`, { peer });
+        }
+        void this.accepted(peer, pair, t, frame);
+        return;
+      case PathStep.CONFIRM:
+        if (t === undefined || pair.negotiation?.transport !== t || pair.negotiation.role !== 'accepted') {
+          throw new VmcommError('CORRUPT', `rank ${peer} confirmed a move to ${frame.body.to} this rank had not accepted`, { peer });
+        }
+        pair.negotiation = undefined;
+        pair.usable.add(t);
+        this.move(peer, pair, t);
+        this.maybeRelease(peer, pair);
+        return;
+      case PathStep.REJECT:
+        if (t !== undefined && pair.negotiation?.transport === t) {
+          const reserved = pair.negotiation.role === 'accepted';
+          pair.negotiation = undefined;
+          this.logger?.debug(`vmcomm: rank ${peer} rejected moving to ${t.name}: ${frame.body.why ?? 'no reason given'}`);
+          if (reserved) this.maybeRelease(peer, pair);
+        }
+        return;
+    }
+  }
+
+  lost(t: Transport, peer: number, error: Error): void {
+    const pair = this.pairs[peer];
+    const relevant =
+      pair === undefined || this.engine.transportOf(peer) === t || this.inbound.currentOf(peer).transport === t || this.inbound.holding(peer, t) || (pair.inUse.has(t) && !pair.releasing.has(t) && pair.negotiation?.transport !== t);
+    if (!relevant) {
+      this.logger?.debug(`vmcomm: rank ${peer}: ${t.name}, which the pair no longer uses, reported it lost (${error.message})`);
+      return;
+    }
+    if (pair?.negotiation?.transport === t) pair.negotiation = undefined;
+    this.inbound.forget(peer);
+    this.engine.lost(peer, error);
+  }
+
+  transportNamed(name: string): Transport | undefined {
+    return this.transports.find((t) => t.name === name);
+  }
+
+  // ------------------------------------------------------------------------------- moving up
+
+  private available(t: Transport, reason: string): void {
+    this.logger?.debug(`vmcomm: ${t.name} may reach more peers now (${reason})`);
+    for (let peer = 0; peer < this.size; peer++) {
+      const pair = this.pairs[peer];
+      if (peer === this.rank || pair === undefined) continue;
+      if (this.rank < peer) this.tryUpgrade(peer, pair, t);
+      else if (this.worthMoving(peer, pair, t)) this.send(peer, PathStep.NUDGE, { to: t.name });
+    }
+  }
+
+  /** Whether moving the pair to `t` would gain and can start now. */
+  private worthMoving(peer: number, pair: Pair, t: Transport): boolean {
+    if (this.closing || this.engine.lostError(peer) || pair.negotiation !== undefined) return false;
+    if (t.priority <= this.engine.transportOf(peer).priority || pair.inUse.has(t)) return false; // in use: released first
+    return typeof t.card === 'function' && t.card() !== undefined && typeof t.admit === 'function';
+  }
+
+  private tryUpgrade(peer: number, pair: Pair, t: Transport): void {
+    if (!this.worthMoving(peer, pair, t)) return;
+    const card = t.card!()!;
+    pair.negotiation = { transport: t, role: 'offered' };
+    this.send(peer, PathStep.OFFER, { to: t.name, card });
+  }
+
+  private async answerOffer(peer: number, pair: Pair, t: Transport | undefined, frame: PathFrame): Promise<void> {
+    const reject = (why: string) => this.send(peer, PathStep.REJECT, { to: frame.body.to, why });
+    if (t === undefined) return reject(`rank ${this.rank} does not run ${frame.body.to}`);
+    if (!this.worthMoving(peer, pair, t)) return reject(`rank ${this.rank} cannot take ${t.name} now`);
+    pair.negotiation = { transport: t, role: 'accepted' };
+    const ok = await this.probe(peer, t, frame.body.card);
+    if (pair.negotiation?.transport !== t) return; // abandoned meanwhile
+    const mine = ok ? t.card?.() : undefined;
+    if (!ok || mine === undefined) {
+      pair.negotiation = undefined;
+      this.maybeRelease(peer, pair, t);
+      return reject(`rank ${this.rank} could not prove rank ${peer} through ${t.name}`);
+    }
+    pair.inUse.add(t);
+    this.send(peer, PathStep.ACCEPT, { to: t.name, card: mine });
+  }
+
+  private async accepted(peer: number, pair: Pair, t: Transport, frame: PathFrame): Promise<void> {
+    const ok = await this.probe(peer, t, frame.body.card);
+    if (pair.negotiation?.transport !== t) return;
+    pair.negotiation = undefined;
+    if (!ok || this.closing || this.engine.lostError(peer)) {
+      this.send(peer, PathStep.REJECT, { to: t.name, why: `rank ${this.rank} could not prove rank ${peer} through ${t.name}` });
+      this.maybeRelease(peer, pair, t);
+      return;
+    }
+    pair.usable.add(t);
+    // CONFIRM first, on the old path: the peer moves on reading it, and our marker follows it there.
+    this.send(peer, PathStep.CONFIRM, { to: t.name });
+    this.move(peer, pair, t);
+    this.maybeRelease(peer, pair);
+  }
+
+  /** `t.probe` with the peer's start-up card and the fields it sent now. */
+  private async probe(peer: number, t: Transport, fields: CardFields | undefined): Promise<boolean> {
+    const card = this.cards[peer];
+    if (fields === undefined || card === undefined) return false;
+    try {
+      return Boolean(await t.probe({ ...card, backends: { ...card.backends, [t.name]: fields }, priorities: { ...card.priorities, [t.name]: t.priority } }));
+    } catch (error) {
+      this.logger?.debug(`vmcomm: probing rank ${peer} through ${t.name} failed: ${(error as Error).message}`);
+      return false;
+    }
+  }
+
+  /** Gives up a negotiation (the transport is leaving): the peer is told, reservations go. */
+  private abandon(peer: number, pair: Pair, why: string): void {
+    const t = pair.negotiation!.transport;
+    pair.negotiation = undefined;
+    this.send(peer, PathStep.REJECT, { to: t.name, why });
+  }
+
+  private send(peer: number, step: PathStep, body: { to: string; card?: CardFields; why?: string }): void {
+    const { header, payload } = encodePath(step, 0, body);
+    this.engine.sendRaw(peer, header, payload);
+  }
+
+  // ------------------------------------------------------------------------------- release
+
+  /**
+   * Releases every transport (or just `only`) that neither direction of the pair uses any more;
+   * once released, a transport that became usable again is offered.
+   */
+  private maybeRelease(peer: number, pair: Pair, only?: Transport): void {
+    const out = this.engine.transportOf(peer);
+    const { transport: inbound } = this.inbound.currentOf(peer);
+    for (const t of [...pair.inUse, ...(only !== undefined ? [only] : [])]) {
+      if (only !== undefined && t !== only) continue;
+      if (t === out || t === inbound || this.inbound.holding(peer, t) || pair.negotiation?.transport === t || pair.releasing.has(t)) continue;
+      pair.inUse.delete(t);
+      if (typeof t.release !== 'function') continue; // nothing per pair to free (tcp keeps its socket for a later move)
+      pair.releasing.add(t);
+      t.release(peer).then(
+        () => {
+          pair.releasing.delete(t);
+          if (this.rank < peer) this.tryUpgrade(peer, pair, t);
+          else if (this.worthMoving(peer, pair, t)) this.send(peer, PathStep.NUDGE, { to: t.name });
+        },
+        (error: Error) => {
+          pair.releasing.delete(t);
+          this.logger?.warn(`vmcomm: releasing ${t.name} for rank ${peer} failed: ${error.message}`);
+        },
+      );
+    }
+  }
+}
