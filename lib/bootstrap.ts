@@ -13,6 +13,11 @@ export interface BootstrapEvents {
   peerLost(rank: number, reason: string): void;
   /** Some rank called `abort(code)`; the process should end with `code`. */
   abort(code: number, fromRank: number, reason: string): void;
+  /**
+   * Optional: an operator offers `resource` (an ivshmem region path) to the running job
+   * (`vmcomm ivshmem attach`; only vmcomm's own rendezvous carries it).
+   */
+  attach?(resource: string): void;
 }
 
 /**

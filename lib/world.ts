@@ -57,6 +57,8 @@ export class World {
   /** Transports that started, with the reason for each that did not. */
   readonly unavailable = new Map<string, string>();
   private transports: Transport[] = [];
+  /** Transports that could not start but may, once a resource is attached (`vmcomm ivshmem attach`). */
+  private readonly dormant: Transport[] = [];
   /** Debug output (`VMCOMM_DEBUG=1`), else warnings only, to stderr. */
   private readonly logger: Logger;
   private readonly listeners = new Map<keyof WorldEvents, Set<(e: never) => void>>();
@@ -104,6 +106,7 @@ export class World {
     const { bootstrap } = this;
     bootstrap.listen({
       peerLost: (rank, reason) => this.engine.lost(rank, new VmcommError('PEER_LOST', `rank ${rank} was lost: ${reason}`, { peer: rank })),
+      attach: (resource) => this.attachResource(resource),
       abort: (code, fromRank, reason) => {
         process.stderr.write(`vmcomm: rank ${fromRank} aborted the job (code ${code}): ${reason}\n`);
         process.exit(code);
@@ -156,6 +159,8 @@ export class World {
       }
       if (fields === undefined) {
         this.unavailable.set(name, t.unavailableReason ?? 'not available here');
+        // It may start later, when an operator attaches a resource to the running job.
+        if (typeof t.attachResource === 'function') this.dormant.push(t);
         continue;
       }
       this.transports.push(t);
@@ -201,6 +206,27 @@ export class World {
     this.migration.start({ transports: this.transports, cards: this.cards, reach, chosen: plans.map((p) => p.transport) });
   }
 
+  /** `vmcomm ivshmem attach PATH` reached this rank: every transport that can take it tries. */
+  private attachResource(resource: string): void {
+    if (this.finalized !== undefined) return;
+    const takers = [...this.transports, ...this.dormant].filter((t) => typeof t.attachResource === 'function');
+    void Promise.all(
+      takers.map(async (t) => {
+        const whyNot = await t.attachResource!(resource).catch((e: Error) => e.message);
+        if (whyNot === undefined && this.dormant.includes(t)) {
+          // Started by this resource: it runs from now on (its pairs come through the negotiation).
+          this.dormant.splice(this.dormant.indexOf(t), 1);
+          this.unavailable.delete(t.name);
+          this.transports.push(t);
+        }
+        return whyNot;
+      }),
+    ).then((whyNot) => {
+      if (whyNot.some((w) => w === undefined)) this.logger.debug(`attached ${resource}`);
+      else this.logger.warn(`could not attach ${resource}: ${whyNot.filter(Boolean).join('; ') || 'no transport here takes attached resources'}`);
+    });
+  }
+
   /** Registers a communicator for peer-loss notices; returns the unregister function. */
   register(c: CommunicatorHandle): () => void {
     this.communicators.add(c);
@@ -240,7 +266,7 @@ export class World {
     this.engine.beginClosing();
     await this.engine.closeAll();
     this.engine.failEverything(error);
-    await Promise.all(this.transports.map((t) => t.stop().catch(() => undefined)));
+    await Promise.all([...this.transports, ...this.dormant].map((t) => t.stop().catch(() => undefined)));
     await this.bootstrap.finalize().catch(() => undefined);
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.keepAlive = undefined;

@@ -6,12 +6,15 @@
  * vmcomm ivshmem show [--json] [--size SIZE] PATH
  * vmcomm ivshmem revoke [--size SIZE] PATH
  * vmcomm ivshmem restore [--size SIZE] PATH
+ * vmcomm ivshmem attach PATH        (VMCOMM_RENDEZVOUS, VMCOMM_JOB_SECRET of a running job)
  * ```
  *
  * `create` makes and formats a region file (a power-of-two size, as QEMU's ivshmem-plain requires,
  * else a clear error); `show` prints its header, members and rings; `revoke` marks it revoked
- * (members leave, nobody joins) and `restore` clears the mark. `--size` on the others maps that many
- * bytes, for a device whose size reads as 0. Exit status: 0, 2 for a usage mistake (one line on
+ * (running jobs move its pairs elsewhere and leave, nobody joins) and `restore` clears the mark
+ * (running jobs join again and move pairs back: migration, `lib/migration/`); `attach` offers a
+ * region to a running job through its rendezvous. `--size` on the others maps that many bytes, for a
+ * device whose size reads as 0. Exit status: 0, 2 for a usage mistake (one line on
  * stderr), 1 for a failure (one line on stderr).
  *
  * `runIvshmemCommand` takes the arguments after `ivshmem` and two writable sinks, so that the
@@ -24,6 +27,8 @@ import { isVmcommError } from '../../lib/errors.js';
 import { describeOptions, parseArgs, positiveInteger, UsageError, type OptionSpec, type ParsedArgs } from '../../lib/launch/args.js';
 import { describeRegionFile, formatRegionFile, parseSize, renderRegionDescription, setRegionFileRevoked } from './admin.js';
 import { formatSize } from './region-layout.js';
+import { readJobAccess } from '../../lib/launch/environment.js';
+import { sendAttach } from '../../lib/launch/rendezvous-client.js';
 
 /** Where the command writes (`process.stdout`, `process.stderr`, or a test's collector). */
 export interface TextSink {
@@ -34,7 +39,7 @@ interface Subcommand {
   readonly usage: string;
   readonly summary: string;
   readonly options: readonly OptionSpec[];
-  run(name: string, args: ParsedArgs, out: TextSink): number;
+  run(name: string, args: ParsedArgs, out: TextSink): number | Promise<number>;
 }
 
 const HELP: OptionSpec = { key: 'help', flags: ['-h', '--help'], help: 'show this help' };
@@ -69,7 +74,7 @@ const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map<string, Subcommand>
     'revoke',
     {
       usage: 'vmcomm ivshmem revoke [--size SIZE] PATH',
-      summary: 'mark a region revoked: its members leave it, nobody joins',
+      summary: 'mark a region revoked (before a migration): running jobs move its pairs to another transport and leave it; nobody joins',
       options: [MAP_SIZE, HELP],
       run: (name, args, out) => revoke(name, args, out, true),
     },
@@ -78,9 +83,18 @@ const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map<string, Subcommand>
     'restore',
     {
       usage: 'vmcomm ivshmem restore [--size SIZE] PATH',
-      summary: 'clear the revoked mark of a region',
+      summary: 'clear the revoked mark of a region: running jobs join it again and move their pairs back',
       options: [MAP_SIZE, HELP],
       run: (name, args, out) => revoke(name, args, out, false),
+    },
+  ],
+  [
+    'attach',
+    {
+      usage: 'vmcomm ivshmem attach PATH   (with VMCOMM_RENDEZVOUS and VMCOMM_JOB_SECRET of the running job)',
+      summary: "offer a region to a running job through its rendezvous: its ranks join it and move the pairs that share it there",
+      options: [HELP],
+      run: attach,
     },
   ],
 ]);
@@ -89,7 +103,7 @@ const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map<string, Subcommand>
 export function ivshmemHelp(): string {
   const width = Math.max(...[...SUBCOMMANDS.keys()].map((k) => k.length));
   return [
-    'usage: vmcomm ivshmem <create|show|revoke|restore> [options] PATH',
+    'usage: vmcomm ivshmem <create|show|revoke|restore|attach> [options] PATH',
     '',
     'Manage ivshmem region files: the host memory that VMs on one host share (QEMU ivshmem-plain).',
     '',
@@ -113,14 +127,14 @@ export async function runIvshmemCommand(argv: readonly string[], out: TextSink, 
       return first === undefined ? 2 : 0;
     }
     const command = SUBCOMMANDS.get(first);
-    if (command === undefined) throw new UsageError(`vmcomm ivshmem: unknown command '${first}' (create, show, revoke, restore)`);
+    if (command === undefined) throw new UsageError(`vmcomm ivshmem: unknown command '${first}' (create, show, revoke, restore, attach)`);
     const name = `vmcomm ivshmem ${first}`;
     const args = parseArgs(name, rest, command.options);
     if (args.values.has('help')) {
       print(out, [`usage: ${command.usage}`, '', `${command.summary}.`, '', 'options:', describeOptions(command.options)].join('\n'));
       return 0;
     }
-    return command.run(name, args, { write: (text) => print(out, text) });
+    return await command.run(name, args, { write: (text) => print(out, text) });
   } catch (error) {
     if (error instanceof UsageError) {
       print(err, error.message);
@@ -184,8 +198,16 @@ function revoke(name: string, args: ParsedArgs, out: TextSink, revoked: boolean)
   setRegionFileRevoked(path, revoked, size === undefined ? {} : { sizeBytes: size });
   out.write(
     revoked
-      ? `revoked ${path}: its members leave it (their pairs are reported lost), nobody joins until \`vmcomm ivshmem restore\``
-      : `restored ${path}: ranks that start from now on join it (members that saw the revocation stay out)`,
+      ? `revoked ${path}: running jobs move its pairs to another transport (tcp) and leave it; nobody joins until \`vmcomm ivshmem restore\``
+      : `restored ${path}: running jobs join it again and move their pairs back; new ranks join it as they start`,
   );
+  return 0;
+}
+
+async function attach(name: string, args: ParsedArgs, out: TextSink): Promise<number> {
+  const path = onePath(name, args);
+  const access = readJobAccess(process.env);
+  const ranks = await sendAttach({ host: access.host, port: access.port, jobId: access.jobId, secret: access.secret }, path);
+  out.write(`offered ${path} to the job at ${access.host}:${access.port}: ${ranks} rank(s) told; each joins the region and moves the pairs that share it there`);
   return 0;
 }

@@ -58,9 +58,15 @@
  *   stopped for `reclaimTimeoutMs` are reclaimed as well (`RegionWatch`), so dead ranks never fill a
  *   region for good.
  * - **Finalize** (`stop()`) frees this rank's slot and rings — a ring whose reader has not drained it
- *   stays until the reader lets go — and never touches the region itself. A revoked region
- *   (`vmcomm ivshmem revoke`) makes its members leave; their pairs are reported lost, because moving
- *   a running pair to tcp is migration (issue 9).
+ *   stays until the reader lets go — and never touches the region itself.
+ * - **Migration.** A revoked region (`vmcomm ivshmem revoke`, as a host does before migrating a VM)
+ *   is drained, not dropped: the transport asks the core to move its pairs (`paths.leave`); they go
+ *   to tcp while the rings still work, each pair is released once both directions left it
+ *   (`release`), and the last release leaves the region. Restored (`vmcomm ivshmem restore`), or a new
+ *   region attached (`vmcomm ivshmem attach`, `attachResource`), it is joined as a new member, and
+ *   `paths.available` lets the core move pairs back once both ends probed the new memberships
+ *   (`card`, `probe`, `admit`). Without a core that migrates (a transport used on its own), a
+ *   revoked region is left and its pairs are reported lost.
  * - **Trust, and the optional MAC.** Every VM given a region can read every pair's frames, forge
  *   frames of any pair in it and deny service (zero a ring, hold slots); none can make a rank read or
  *   write outside the region (every word read from it is validated). `mac: true` (or
@@ -73,7 +79,7 @@
  * The transport needs the native addon (to map a file or a BAR as a `SharedArrayBuffer`).
  *
  * Managing regions: `runIvshmemCommand` (`cli.ts`, not loaded with the transport) implements
- * `vmcomm ivshmem create --size 64M PATH | show PATH | revoke PATH | restore PATH`. Two guests
+ * `vmcomm ivshmem create --size 64M PATH | show PATH | revoke PATH | restore PATH | attach PATH`. Two guests
  * sharing a region (the host file must exist, formatted, before QEMU starts):
  *
  * ```sh

@@ -188,10 +188,8 @@ export class IvshmemTransport implements Transport {
   private async open(): Promise<CardFields | undefined> {
     const { size, rank, jobId, processNonce, logger } = this.components;
     if (size < 2) return this.unavailable('a world of one has no peer to reach');
-    const loaded = tryLoadNative();
-    if (loaded.addon === undefined) return this.unavailable(loaded.reason ?? 'the native addon did not load');
-    const addon = loaded.addon;
-    if (!addon.capability.mmap) return this.unavailable('the native addon cannot map files here');
+    const addon = this.loadAddon();
+    if (typeof addon === 'string') return this.unavailable(addon);
     const sources = regionPaths(this.options.regions, process.env);
     if (sources.paths.length === 0) {
       return this.unavailable(`no ivshmem region: ${IVSHMEM_ENV} names none and there is no PCI device 1af4:1110 under ${PCI_DEVICES_DIRECTORY}`);
@@ -199,14 +197,28 @@ export class IvshmemTransport implements Transport {
     const { attached, problems } = attachRegions(sources.paths, { job: jobKey(jobId), nonce: nonceKey(processNonce), rank }, addon);
     for (const p of problems) logger?.debug(`vmcomm:ivshmem: skipped ${p}`);
     if (attached.length === 0) return this.unavailable(`no usable ivshmem region (${problems.join('; ')})`);
-    this.addon = addon;
+    this.activate(addon);
     for (const a of attached) this.adopt(a.path, a.region, a.member);
+    return this.cardFields();
+  }
+
+  /** The addon, or why it cannot be used. */
+  private loadAddon(): NativeAddon | string {
+    const loaded = tryLoadNative();
+    if (loaded.addon === undefined) return loaded.reason ?? 'the native addon did not load';
+    if (!loaded.addon.capability.mmap) return 'the native addon cannot map files here';
+    return loaded.addon;
+  }
+
+  /** The transport runs from here on (at start-up, or at the first attached region of a rank that had none). */
+  private activate(addon: NativeAddon): void {
+    this.addon = addon;
+    this.unavailableReason = undefined;
     live.add(this);
     hookExit();
     const checkMs = Math.min(1_000, Math.max(this.options.heartbeatMs, this.options.peerTimeoutMs / 20));
     this.watchTimer = setInterval(() => this.watchPeers(), checkMs).unref();
     this.macWanted = this.options.mac || macFromEnv(process.env);
-    return this.cardFields();
   }
 
   /** Starts using a membership: heartbeat, peer watch, and (once reading) ring discovery. */
@@ -727,9 +739,14 @@ export class IvshmemTransport implements Transport {
    * is new to this rank, and tells the core. Resolves to why not, when it was not taken.
    */
   async attachResource(resource: string): Promise<string | undefined> {
-    if (this.stopping !== undefined || this.addon === undefined) return 'the ivshmem transport is not running on this rank';
-    const { rank, jobId, processNonce } = this.components;
-    const { attached, problems } = attachRegions([resource], { job: jobKey(jobId), nonce: nonceKey(processNonce), rank }, this.addon);
+    if (this.stopping !== undefined) return 'the ivshmem transport has stopped';
+    await this.starting?.catch(() => undefined);
+    const { rank, size, jobId, processNonce } = this.components;
+    if (size < 2) return 'a world of one has no peer to reach';
+    // A rank that started without any region (the transport was unavailable) starts with this one.
+    const addon = this.addon ?? this.loadAddon();
+    if (typeof addon === 'string') return addon;
+    const { attached, problems } = attachRegions([resource], { job: jobKey(jobId), nonce: nonceKey(processNonce), rank }, addon);
     const fresh = attached.filter((x) => {
       if (!this.attached.some((b) => b.joined && b.region.uuid === x.region.uuid)) return true;
       x.member.finalize(); // already a member of that region
@@ -737,6 +754,7 @@ export class IvshmemTransport implements Transport {
       return false;
     });
     if (fresh.length === 0) return problems.join('; ') || `${resource}: nothing to attach`;
+    if (this.addon === undefined) this.activate(addon);
     for (const x of fresh) this.adopt(x.path, x.region, x.member);
     this.components.paths?.available(`ivshmem region ${fresh.map((x) => x.region.uuid).join(', ')} was attached`);
     return undefined;

@@ -93,7 +93,8 @@ export function readVmcommEnvironment(env: NodeJS.ProcessEnv = process.env): {
   jobId: string;
   secret: Uint8Array;
 } {
-  const address = parseRendezvousAddress(required(env, ENV.rendezvous, 'host:port of the rendezvous'), ENV.rendezvous);
+  // The rendezvous first: a missing VMCOMM_RENDEZVOUS is the likeliest mistake, and named first.
+  parseRendezvousAddress(required(env, ENV.rendezvous, 'host:port of the rendezvous'), ENV.rendezvous);
   const ranksText = env[ENV.ranks];
   if (ranksText !== undefined && ranksText !== '' && env[ENV.rank] === undefined) {
     // A process that hosts thread-ranks is not a rank itself: its thread host gives each worker
@@ -110,6 +111,16 @@ export function readVmcommEnvironment(env: NodeJS.ProcessEnv = process.env): {
   if (ranksText !== undefined && ranksText !== '' && !parseRankList(ranksText, size).includes(rank)) {
     throw new VmcommError('INVALID_ARGUMENT', `${ENV.rank}=${rank} is not one of the thread-ranks of this process (${ENV.ranks}=${ranksText})`);
   }
+  const access = readJobAccess(env);
+  return { host: access.host, port: access.port, rank, size, jobId: access.jobId, secret: access.secret };
+}
+
+/**
+ * What reaches a running job's rendezvous, from `VMCOMM_RENDEZVOUS`, `VMCOMM_JOB_SECRET` and
+ * `VMCOMM_JOB_ID` — for ranks, and for operator tools (`vmcomm ivshmem attach`), which are no rank.
+ */
+export function readJobAccess(env: NodeJS.ProcessEnv = process.env): { host: string; port: number; jobId: string; secret: Uint8Array } {
+  const address = parseRendezvousAddress(required(env, ENV.rendezvous, 'host:port of the rendezvous'), ENV.rendezvous);
   const secretText = required(env, ENV.secret, `the job secret as hex (at least ${MIN_SECRET_BYTES * 2} hex digits)`);
   if (!/^(?:[0-9a-fA-F]{2})+$/.test(secretText) || secretText.length < MIN_SECRET_BYTES * 2) {
     throw new VmcommError(
@@ -129,7 +140,7 @@ export function readVmcommEnvironment(env: NodeJS.ProcessEnv = process.env): {
     }
     jobId = jobIdText;
   }
-  return { host: address.host, port: address.port, rank, size, jobId, secret };
+  return { host: address.host, port: address.port, jobId, secret };
 }
 
 /**

@@ -42,6 +42,9 @@ import {
   proofsEqual,
   serverProof,
   type AbortNotice,
+  type AttachSentNotice,
+  MAX_RESOURCE_LENGTH,
+  OPERATOR_RANK,
   type AllgatherFailedNotice,
   type AllgatherResultNotice,
   type ClientMessage,
@@ -94,7 +97,10 @@ interface PendingRound {
 }
 
 /** A notice waiting for {@link RendezvousClient.listen}. */
-type QueuedEvent = { readonly kind: 'peerLost'; readonly rank: number; readonly reason: string } | { readonly kind: 'abort'; readonly code: number; readonly fromRank: number; readonly reason: string };
+type QueuedEvent =
+  | { readonly kind: 'peerLost'; readonly rank: number; readonly reason: string }
+  | { readonly kind: 'abort'; readonly code: number; readonly fromRank: number; readonly reason: string }
+  | { readonly kind: 'attach'; readonly resource: string };
 
 /**
  * A connected, authenticated rank. Build it with {@link RendezvousClient.connect}.
@@ -132,6 +138,7 @@ export class RendezvousClient implements Bootstrap {
     'allgather-failed': (n) => this.onFailed(n),
     abort: (n) => this.onAbortNotice(n),
     'peer-lost': (n) => this.onPeerLost(n),
+    attach: (n) => this.emitEvent({ kind: 'attach', resource: n.resource }),
     'finalize-ack': (n) => this.onFinalizeAck(n),
   };
 
@@ -378,6 +385,7 @@ export class RendezvousClient implements Bootstrap {
     const events = this.events;
     if (events === undefined) return;
     if (event.kind === 'peerLost') events.peerLost(event.rank, event.reason);
+    else if (event.kind === 'attach') events.attach?.(event.resource);
     else events.abort(event.code, event.fromRank, event.reason);
   }
 
@@ -399,6 +407,7 @@ const NOTICE_PARSERS = {
   'allgather-failed': SERVER_MESSAGE_PARSERS['allgather-failed'],
   abort: SERVER_MESSAGE_PARSERS.abort,
   'peer-lost': SERVER_MESSAGE_PARSERS['peer-lost'],
+  attach: SERVER_MESSAGE_PARSERS.attach,
   'finalize-ack': SERVER_MESSAGE_PARSERS['finalize-ack'],
 } as const;
 
@@ -530,6 +539,52 @@ function handshakeOnce(options: Required<RendezvousConnectOptions>, timeoutMs: n
   });
 }
 
+/** Where and who, for an operator tool: a rank's options without the rank. */
+export type OperatorConnectOptions = Omit<RendezvousConnectOptions, 'rank' | 'size'>;
+
+/**
+ * Offers `resource` (an ivshmem region path) to every rank of a running job through its rendezvous
+ * (`vmcomm ivshmem attach`): authenticates as the operator ({@link OPERATOR_RANK}) with the job
+ * secret, sends `attach`, and resolves to how many ranks it went to. Rejects like
+ * {@link RendezvousClient.connect}, and with `TIMEOUT` when no answer comes in time.
+ */
+export async function sendAttach(options: OperatorConnectOptions, resource: string): Promise<number> {
+  if (typeof resource !== 'string' || resource.length === 0 || resource.length > MAX_RESOURCE_LENGTH) {
+    throw new VmcommError('INVALID_ARGUMENT', `the resource to attach must be a path of 1…${MAX_RESOURCE_LENGTH} characters`);
+  }
+  const resolved = validateOptions({ ...options, rank: OPERATOR_RANK, size: 1 });
+  const where = formatRendezvousAddress(resolved);
+  let handshake: JsonLineHandshake;
+  try {
+    ({ handshake } = await handshakeOnce(resolved, resolved.timeoutMs));
+  } catch (error) {
+    if (isVmcommError(error)) throw error;
+    throw new VmcommError('PEER_LOST', `could not reach the rendezvous at ${where}: ${(error as Error).message}`, { cause: error });
+  }
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      handshake.conn.destroy();
+      reject(new VmcommError('TIMEOUT', `the rendezvous at ${where} did not confirm the attach within ${resolved.timeoutMs / 1000} s`));
+    }, resolved.timeoutMs);
+    handshake.handOver({
+      line: (line) => {
+        clearTimeout(timer);
+        try {
+          resolve(decodeMessage<AttachSentNotice>(line, { 'attach-sent': SERVER_MESSAGE_PARSERS['attach-sent'] }).ranks);
+        } catch (error) {
+          reject(error as Error);
+        }
+        handshake.conn.end();
+      },
+      closed: (error) => {
+        clearTimeout(timer);
+        reject(new VmcommError('PEER_LOST', `the rendezvous at ${where} closed the connection before confirming the attach${error === undefined ? '' : ` (${error.message})`}`));
+      },
+    });
+    handshake.conn.write(encodeMessage({ type: 'attach', resource } satisfies ClientMessage));
+  });
+}
+
 /** A handshake that ended without a verdict (connection closed early); worth retrying. */
 class RetryableError extends Error {
   readonly code = 'ECONNRESET';
@@ -548,7 +603,7 @@ function validateOptions(options: RendezvousConnectOptions): Required<Rendezvous
   if (typeof host !== 'string' || host.length === 0) throw bad('host', 'a host name or address', host);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad('port', 'an integer in 1…65535', port);
   if (!Number.isSafeInteger(size) || size < 1 || size > 0x7fffffff) throw bad('size', 'a positive integer', size);
-  if (!Number.isInteger(rank) || rank < 0 || rank >= size) throw bad('rank', `an integer in 0…${size - 1}`, rank);
+  if (!Number.isInteger(rank) || rank < OPERATOR_RANK || rank >= size) throw bad('rank', `an integer in 0…${size - 1}`, rank);
   if (typeof jobId !== 'string' || jobId.length === 0 || jobId.length > MAX_JOB_ID_LENGTH) throw bad('jobId', `a string of 1…${MAX_JOB_ID_LENGTH} characters`, jobId);
   if (!(secret instanceof Uint8Array) || secret.byteLength < MIN_SECRET_BYTES) throw bad('secret', `at least ${MIN_SECRET_BYTES} bytes`, secret?.byteLength);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw bad('timeoutMs', 'a positive number of ms', timeoutMs);

@@ -27,8 +27,10 @@
  * ## After the handshake
  *
  * Client requests ({@link MemberRequest}): `allgather`, `abort`, `finalize`. Server messages
- * ({@link ServerNotice}): `allgather-result`, `allgather-failed`, `abort`, `peer-lost`,
- * `finalize-ack`. Each message type has one entry in {@link MEMBER_REQUEST_PARSERS} or
+ * ({@link ServerNotice}): `allgather-result`, `allgather-failed`, `abort`, `peer-lost`, `attach`,
+ * `finalize-ack`. An *operator* — a tool holding the secret, authenticated as rank
+ * {@link OPERATOR_RANK} (`vmcomm ivshmem attach`) — may send one `attach`; the server forwards it to
+ * every rank and answers `attach-sent`, then closes. Each message type has one entry in {@link MEMBER_REQUEST_PARSERS} or
  * {@link SERVER_MESSAGE_PARSERS}; a new type (the attach events of a later issue) is one union
  * member, one parser and one handler on each side — the handler tables are typed so that a missing
  * handler is a compile error.
@@ -54,6 +56,10 @@ export const MIN_SECRET_BYTES = 16;
 export const MAX_JOB_ID_LENGTH = 256;
 /** Longest allgather round name (characters). */
 export const MAX_ROUND_LENGTH = 256;
+/** The rank an operator tool authenticates as: it holds the secret but is no rank of the job. */
+export const OPERATOR_RANK = -1;
+/** Longest resource (path) an attach may name (characters). */
+export const MAX_RESOURCE_LENGTH = 4096;
 /** Longest abort or peer-lost reason kept (characters); longer ones are cut, never refused. */
 export const MAX_REASON_LENGTH = 4096;
 
@@ -114,6 +120,14 @@ export interface FinalizeRequest {
 }
 /** What an authenticated client may send. */
 export type MemberRequest = AllgatherRequest | AbortRequest | FinalizeRequest;
+/**
+ * Operator → server (a tool that authenticated as {@link OPERATOR_RANK}, e.g. `vmcomm ivshmem
+ * attach`): offer `resource` to every rank of the running job.
+ */
+export interface AttachRequest {
+  readonly type: 'attach';
+  readonly resource: string;
+}
 
 /** Server → member: every rank's value for `round`, indexed by rank. */
 export interface AllgatherResultNotice {
@@ -143,6 +157,16 @@ export interface PeerLostNotice {
   readonly rank: number;
   readonly reason: string;
 }
+/** Server → member: an operator offers `resource` (an ivshmem region path) to the running job. */
+export interface AttachNotice {
+  readonly type: 'attach';
+  readonly resource: string;
+}
+/** Server → operator: the attach went to `ranks` ranks (those joined and not finalized). */
+export interface AttachSentNotice {
+  readonly type: 'attach-sent';
+  readonly ranks: number;
+}
 /** Server → member: the finalize was recorded; the member may close. */
 export interface FinalizeAckNotice {
   readonly type: 'finalize-ack';
@@ -153,12 +177,13 @@ export type ServerNotice =
   | AllgatherFailedNotice
   | AbortNotice
   | PeerLostNotice
+  | AttachNotice
   | FinalizeAckNotice;
 
 /** Everything a server may send. */
-export type ServerMessage = HelloMessage | WelcomeMessage | RefusedMessage | ServerNotice;
+export type ServerMessage = HelloMessage | WelcomeMessage | RefusedMessage | ServerNotice | AttachSentNotice;
 /** Everything a client may send. */
-export type ClientMessage = AuthMessage | MemberRequest;
+export type ClientMessage = AuthMessage | MemberRequest | AttachRequest;
 
 // ---------------------------------------------------------------------------------------------------
 // Encoding
@@ -301,7 +326,7 @@ export const CLIENT_MESSAGE_PARSERS: { readonly [T in ClientMessage['type']]: Pa
   auth: (o) => ({
     type: 'auth',
     protocol: intField(o, 'auth', 'protocol', 0, MAX_RANK),
-    rank: intField(o, 'auth', 'rank', 0, MAX_RANK),
+    rank: intField(o, 'auth', 'rank', OPERATOR_RANK, MAX_RANK),
     size: intField(o, 'auth', 'size', 1, MAX_RANK),
     jobId: stringField(o, 'auth', 'jobId', MAX_JOB_ID_LENGTH, 1),
     proof: hexField(o, 'auth', 'proof', HMAC_BYTES),
@@ -319,7 +344,11 @@ export const CLIENT_MESSAGE_PARSERS: { readonly [T in ClientMessage['type']]: Pa
     reason: stringField(o, 'abort', 'reason', MAX_REASON_LENGTH),
   }),
   finalize: () => ({ type: 'finalize' }),
+  attach: (o) => ({ type: 'attach', resource: stringField(o, 'attach', 'resource', MAX_RESOURCE_LENGTH, 1) }),
 };
+
+/** What an operator may send once authenticated. */
+export const OPERATOR_REQUEST_PARSERS = { attach: CLIENT_MESSAGE_PARSERS.attach } as const;
 
 /** The subset a client may send once authenticated (an `auth` after the handshake is a violation). */
 export const MEMBER_REQUEST_PARSERS: { readonly [T in MemberRequest['type']]: Parser<Extract<MemberRequest, { type: T }>> } = {
@@ -370,6 +399,8 @@ export const SERVER_MESSAGE_PARSERS: { readonly [T in ServerMessage['type']]: Pa
     rank: intField(o, 'peer-lost', 'rank', 0, MAX_RANK),
     reason: stringField(o, 'peer-lost', 'reason', MAX_REASON_LENGTH),
   }),
+  attach: (o) => ({ type: 'attach', resource: stringField(o, 'attach', 'resource', MAX_RESOURCE_LENGTH, 1) }),
+  'attach-sent': (o) => ({ type: 'attach-sent', ranks: intField(o, 'attach-sent', 'ranks', 0, MAX_RANK) }),
   'finalize-ack': () => ({ type: 'finalize-ack' }),
 };
 

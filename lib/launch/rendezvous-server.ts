@@ -32,8 +32,11 @@ import {
   MEMBER_REQUEST_PARSERS,
   MIN_SECRET_BYTES,
   RENDEZVOUS_PROTOCOL_VERSION,
+  type AttachRequest,
   clientProof,
   clipReason,
+  OPERATOR_RANK,
+  OPERATOR_REQUEST_PARSERS,
   decodeMessage,
   encodeMessage,
   newChallenge,
@@ -101,6 +104,8 @@ export interface RendezvousServerEvents {
   disconnected: [rank: number];
   /** A connection was refused during the handshake (`AUTH`, `INVALID_ARGUMENT`, …). */
   refused: [remoteAddress: string, code: VmcommErrorCode, message: string];
+  /** An operator offered `resource` to the job; it went to `ranks` ranks. */
+  attach: [resource: string, ranks: number, remoteAddress: string];
 }
 
 interface Member {
@@ -300,15 +305,19 @@ export class RendezvousServer extends EventEmitter<RendezvousServerEvents> {
     const remote = formatRendezvousAddress({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 });
     const challenge = newChallenge();
     let member: Member | undefined;
+    let operator: ((line: string) => void) | undefined;
     let refused = false;
     const conn: JsonLineSocket = new JsonLineSocket(socket, MAX_HANDSHAKE_LINE_BYTES, {
       line: (line) => {
         if (member !== undefined) this.onMemberLine(member, line);
+        else if (operator !== undefined) operator(line);
         else if (!refused) {
           const outcome = this.authenticate(challenge, line);
           if (typeof outcome === 'object' && 'refuse' in outcome) {
             refused = true;
             this.refuse(conn, remote, outcome.refuse, outcome.message);
+          } else if (outcome.rank === OPERATOR_RANK) {
+            operator = this.operate(conn, remote, outcome);
           } else {
             member = this.admit(conn, remote, outcome);
           }
@@ -354,6 +363,8 @@ export class RendezvousServer extends EventEmitter<RendezvousServerEvents> {
     if (auth.jobId !== this.jobId) {
       return { refuse: 'AUTH', message: `the client belongs to job ${JSON.stringify(auth.jobId)}, this rendezvous serves job ${JSON.stringify(this.jobId)} (check VMCOMM_JOB_ID)` };
     }
+    // An operator tool (`vmcomm ivshmem attach`) is no rank: it may send one attach, nothing else.
+    if (auth.rank === OPERATOR_RANK) return this.closing ? { refuse: 'ABORTED', message: 'the rendezvous is shutting down' } : auth;
     if (auth.size !== this.size) {
       return { refuse: 'INVALID_ARGUMENT', message: `the job has ${this.size} ranks but the client says VMCOMM_SIZE=${auth.size}` };
     }
@@ -399,6 +410,29 @@ export class RendezvousServer extends EventEmitter<RendezvousServerEvents> {
     if (this.aborted !== undefined) conn.write(encodeMessage({ type: 'abort', ...this.aborted } satisfies ServerMessage));
     this.emit('joined', auth.rank, remote);
     return member;
+  }
+
+  /**
+   * An authenticated operator: its one `attach` goes to every rank that joined and has not finalized
+   * (each rank's world offers it to its transports), then it is told how many, and closed.
+   */
+  private operate(conn: JsonLineSocket, remote: string, auth: AuthMessage): (line: string) => void {
+    conn.write(encodeMessage({ type: 'welcome', proof: serverProof(this.secret, auth.challenge, auth.rank, this.jobId) } satisfies ServerMessage));
+    let done = false;
+    return (line) => {
+      if (done) return;
+      done = true;
+      // A malformed request throws CORRUPT: the socket wrapper closes the connection with it.
+      const request = decodeMessage<AttachRequest>(line, OPERATOR_REQUEST_PARSERS);
+      let ranks = 0;
+      for (const m of this.members) {
+        if (m === undefined || this.states[m.rank] !== 'joined') continue;
+        m.conn.write(encodeMessage({ type: 'attach', resource: request.resource } satisfies ServerMessage));
+        ranks++;
+      }
+      this.emit('attach', request.resource, ranks, remote);
+      conn.end(encodeMessage({ type: 'attach-sent', ranks } satisfies ServerMessage));
+    };
   }
 
   // -------------------------------------------------------------------------------------------------

@@ -85,7 +85,9 @@ export class PairMigration implements InboundHooks {
   eventsFor(transport: () => Transport): PathEvents {
     return {
       leave: (peers, reason) => this.whenStarted(() => this.leave(transport(), peers, reason)),
-      available: (reason) => this.whenStarted(() => this.available(transport(), reason)),
+      // Later, not now: a transport may report it from inside the call that makes it usable (an
+      // attach), before the world counts it among its running transports.
+      available: (reason) => void setImmediate(() => this.whenStarted(() => this.available(transport(), reason))),
     };
   }
 

@@ -69,50 +69,136 @@ async function waitFor(job: Job, pattern: RegExp, what: string): Promise<void> {
   }
 }
 
-/** The two ranks in two namespaced "VMs" of one host, joined through `vmcomm rendezvous`. */
-async function startInVms(): Promise<{ job: Job; regionFile: string }> {
-  topology = await createTopology({ hosts: 1, vmsPerHost: 2, regionBytes: 0, shmSize: '128m' });
-  const host = topology.hosts[0];
-  formatRegionFile(host.regionFile, REGION_BYTES, { force: true });
-  const rendezvous = topology.exec(host, [process.execPath, VMCOMM, 'rendezvous', '-n', '2', '--bind', `${host.address}:0`], { cwd: ROOT });
-  const env: Record<string, string> = { VMCOMM_IVSHMEM: VM_REGION_PATH };
-  for (const key of ['VMCOMM_RENDEZVOUS', 'VMCOMM_JOB_SECRET', 'VMCOMM_JOB_ID', 'VMCOMM_SIZE']) {
-    env[key] = (await rendezvous.waitFor(new RegExp(`^${key}=(.+)$`, 'm'), 20_000))[1];
-  }
-  const ranks = topology.vms.map((vm, r) => topology!.spawnNode(vm, JOB, [String(PER_DIRECTION), String(CYCLES + 1)], { cwd: ROOT, env: { ...env, VMCOMM_RANK: String(r) } }));
-  const exited = Promise.all(ranks.map((p) => p.exited)).then(async (outcomes) => {
-    const ended = await Promise.race([rendezvous.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
-    if (!ended) rendezvous.kill('SIGKILL');
-    const bad = outcomes.find((o) => o.code !== 0);
-    return { code: bad?.code ?? 0, stderr: outcomes.map((o) => o.stderr).join('\n---\n') };
-  });
-  return { job: { output: () => ranks.map((p) => p.stdout).join('\n'), exited, kill: () => ranks.forEach((p) => p.kill('SIGKILL')) }, regionFile: host.regionFile };
+/** A rank process, wherever it runs. */
+interface RankProcess {
+  readonly stdout: string;
+  readonly exited: Promise<{ code: number | null; stderr: string }>;
+  kill(): void;
 }
 
-/** The two ranks as plain processes of this OS, shm excluded so that the pair chooses ivshmem. */
-async function startAsProcesses(): Promise<{ job: Job; regionFile: string }> {
-  const regionFile = `/dev/shm/vmcomm-migration-test-${process.pid}`;
-  cleanups.push(() => rmSync(regionFile, { force: true }));
-  formatRegionFile(regionFile, REGION_BYTES, { force: true });
-  const child: ChildProcess = spawn(process.execPath, [VMCOMM, 'run', '-n', '2', JOB, String(PER_DIRECTION), String(CYCLES + 1)], {
-    cwd: ROOT,
-    env: { ...process.env, VMCOMM_BACKENDS: 'ivshmem,tcp', VMCOMM_IVSHMEM: regionFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
+/** Where the job's two ranks run: two namespaced "VMs" of one host, or two plain processes. */
+interface Placement {
+  /** The region file on the real host (what `vmcomm ivshmem revoke|restore` is given). */
+  readonly regionFile: string;
+  /** The same region as the ranks see it (what they are given, and what an attach names). */
+  readonly rankRegionPath: string;
+  /** Starts `argv` (`vmcomm rendezvous …`) where the rendezvous runs; its stdout so far and its end. */
+  rendezvous(argv: string[]): RankProcess & { waitFor(pattern: RegExp): Promise<RegExpMatchArray> };
+  /** Where ranks reach the rendezvous (`--bind` address). */
+  readonly bind: string;
+  /** Runs `vmcomm …` where an operator reaches the rendezvous (the host). */
+  vmcomm(argv: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Starts rank `rank` running `script` with `env`. */
+  rank(rank: number, script: string, args: string[], env: Record<string, string>): RankProcess;
+}
+
+async function inVms(): Promise<Placement> {
+  topology = await createTopology({ hosts: 1, vmsPerHost: 2, regionBytes: 0, shmSize: '128m' });
+  const t = topology;
+  const host = t.hosts[0];
+  formatRegionFile(host.regionFile, REGION_BYTES, { force: true });
+  const wrap = (p: ReturnType<Topology['exec']>) => ({
+    get stdout() {
+      return p.stdout;
+    },
+    exited: p.exited.then((o) => ({ code: o.code, stderr: o.stderr })),
+    kill: () => p.kill('SIGKILL'),
+    waitFor: (pattern: RegExp) => p.waitFor(pattern, 20_000),
   });
+  return {
+    regionFile: host.regionFile,
+    rankRegionPath: VM_REGION_PATH,
+    bind: `${host.address}:0`,
+    rendezvous: (argv) => wrap(t.exec(host, [process.execPath, VMCOMM, ...argv], { cwd: ROOT })),
+    rank: (r, script, args, env) => wrap(t.spawnNode(t.vms[r], script, args, { cwd: ROOT, env })),
+    vmcomm: (argv, env) => t.run(host, [process.execPath, VMCOMM, ...argv], { cwd: ROOT, env, timeoutMs: 30_000 }),
+  };
+}
+
+function localProcess(argv: string[], env: NodeJS.ProcessEnv): RankProcess & { waitFor(pattern: RegExp): Promise<RegExpMatchArray> } {
+  const child: ChildProcess = spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code, stderr })));
   cleanups.push(() => child.kill('SIGKILL'));
-  return { job: { output: () => stdout, exited, kill: () => child.kill('SIGKILL') }, regionFile };
+  return {
+    get stdout() {
+      return stdout;
+    },
+    exited,
+    kill: () => child.kill('SIGKILL'),
+    waitFor: async (pattern) => {
+      const job: Job = { output: () => stdout, exited, kill: () => undefined };
+      await waitFor(job, pattern, String(pattern));
+      return stdout.match(pattern)!;
+    },
+  };
+}
+
+async function asProcesses(): Promise<Placement> {
+  const regionFile = `/dev/shm/vmcomm-migration-test-${process.pid}`;
+  cleanups.push(() => rmSync(regionFile, { force: true }));
+  formatRegionFile(regionFile, REGION_BYTES, { force: true });
+  return {
+    regionFile,
+    rankRegionPath: regionFile,
+    bind: '127.0.0.1:0',
+    rendezvous: (argv) => localProcess([VMCOMM, ...argv], process.env),
+    // shm excluded: the pair chooses ivshmem, as two VMs would.
+    rank: (r, script, args, env) => localProcess([script, ...args], { ...process.env, ...env, VMCOMM_BACKENDS: 'ivshmem,tcp' }),
+    vmcomm: (argv, env) => vmcomm(argv, { ...process.env, ...env }),
+  };
+}
+
+/** A 2-rank job served by `vmcomm rendezvous`; `withRegion` false: the ranks start without any region. */
+async function startJob(script: string, args: string[], withRegion: boolean): Promise<{ job: Job; placement: Placement; access: Record<string, string> }> {
+  const placement = MODE === 'namespaces' ? await inVms() : await asProcesses();
+  const rendezvous = placement.rendezvous(['rendezvous', '-n', '2', '--bind', placement.bind]);
+  const access: Record<string, string> = {};
+  for (const key of ['VMCOMM_RENDEZVOUS', 'VMCOMM_JOB_SECRET', 'VMCOMM_JOB_ID', 'VMCOMM_SIZE']) access[key] = (await rendezvous.waitFor(new RegExp(`^${key}=(.+)$`, 'm')))[1];
+  const env = { ...access, ...(withRegion ? { VMCOMM_IVSHMEM: placement.rankRegionPath } : {}) };
+  const ranks = [0, 1].map((r) => placement.rank(r, script, args, { ...env, VMCOMM_RANK: String(r) }));
+  const exited = Promise.all(ranks.map((p) => p.exited)).then(async (outcomes) => {
+    const ended = await Promise.race([rendezvous.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+    if (!ended) rendezvous.kill();
+    const bad = outcomes.find((o) => o.code !== 0);
+    return { code: bad?.code ?? 0, stderr: outcomes.map((o) => o.stderr).join('\n---\n') };
+  });
+  const job: Job = {
+    output: () => ranks.map((p) => p.stdout).join('\n'),
+    exited,
+    kill: () => {
+      ranks.forEach((p) => p.kill());
+      rendezvous.kill();
+    },
+  };
+  return { job, placement, access };
+}
+
+/** The `RESULT <json>` lines of both ranks, by rank. */
+function resultsOf<T extends { rank: number }>(job: Job): T[] {
+  return job
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('RESULT '))
+    .map((l) => JSON.parse(l.slice(7)) as T)
+    .sort((a, b) => a.rank - b.rank);
+}
+
+async function ended(job: Job): Promise<void> {
+  const end = await Promise.race([job.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5 * STEP_TIMEOUT_MS))]);
+  if (end === undefined) throw new Error(`the job did not end:\n${job.output().slice(-3000)}`);
+  expect(end.code, end.stderr.slice(-4000)).toBe(0);
 }
 
 describe(`migration between ivshmem and tcp (${MODE})`, () => {
   it(
     `${2 * PER_DIRECTION} messages both ways while the region is revoked and restored ${CYCLES} times: nothing lost, duplicated or reordered`,
     async () => {
-      const { job, regionFile } = MODE === 'namespaces' ? await startInVms() : await startAsProcesses();
+      const { job, placement } = await startJob(JOB, [String(PER_DIRECTION), String(CYCLES + 1)], true);
+      const { regionFile } = placement;
       try {
         for (let k = 0; k < CYCLES; k++) {
           // Mid-segment: both ranks are streaming.
@@ -133,18 +219,11 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
         for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} ivshmem tcp ${2 * CYCLES + 1}$`, 'm'), `rank ${r} moving to tcp (ping-pong)`);
         await new Promise((r) => setTimeout(r, 300));
         expect((await vmcomm(['ivshmem', 'restore', regionFile])).code).toBe(0);
-        const end = await Promise.race([job.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5 * STEP_TIMEOUT_MS))]);
-        if (end === undefined) throw new Error(`the job did not end:\n${job.output().slice(-3000)}`);
-        expect(end.code, end.stderr.slice(-4000)).toBe(0);
+        await ended(job);
       } finally {
         job.kill();
       }
-      const results = job
-        .output()
-        .split('\n')
-        .filter((l) => l.startsWith('RESULT '))
-        .map((l) => JSON.parse(l.slice(7)) as RankResult)
-        .sort((a, b) => a.rank - b.rank);
+      const results = resultsOf<RankResult>(job);
       expect(results.map((r) => r.rank)).toEqual([0, 1]);
       const cycle = ['ivshmem->tcp', 'tcp->ivshmem'];
       for (const r of results) {
@@ -169,5 +248,34 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
       );
     },
     15 * 60_000,
+  );
+
+  it(
+    'a region attached to a running job (`vmcomm ivshmem attach`): a pair that started on tcp moves to ivshmem without loss',
+    async () => {
+      const { job, placement, access } = await startJob('tests/fixtures/migration/attach.mjs', [], false);
+      try {
+        for (const r of [0, 1]) await waitFor(job, new RegExp(`^READY ${r} tcp$`, 'm'), `rank ${r} on tcp`);
+        // An operator without the job's secret is refused, and nothing changes.
+        const refused = await placement.vmcomm(['ivshmem', 'attach', placement.rankRegionPath], { ...access, VMCOMM_JOB_SECRET: 'ab'.repeat(16) });
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toMatch(/AUTH/);
+        // The path as the ranks see it; the operator holds the job's secret.
+        const offered = await placement.vmcomm(['ivshmem', 'attach', placement.rankRegionPath], access);
+        expect(offered.code, offered.stderr).toBe(0);
+        expect(offered.stdout).toMatch(/2 rank\(s\) told/);
+        for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} tcp ivshmem$`, 'm'), `rank ${r} moving to ivshmem`);
+        await ended(job);
+      } finally {
+        job.kill();
+      }
+      const results = resultsOf<{ rank: number; initial: string; final: string; received: number; bad: number; movedAt: number; switches: number }>(job);
+      expect(results.map((r) => [r.initial, r.final, r.bad, r.switches])).toEqual([
+        ['tcp', 'ivshmem', 0, 1],
+        ['tcp', 'ivshmem', 0, 1],
+      ]);
+      for (const r of results) expect(r.received - r.movedAt).toBeGreaterThanOrEqual(2_000);
+    },
+    5 * 60_000,
   );
 });
