@@ -43,6 +43,8 @@ export class Endpoint {
   private dialGeneration = 0;
   /** A marker to send before the next frame (the pair switched before anything went out). */
   private pendingMarker: { header: Uint8Array; payload: Uint8Array } | undefined;
+  /** The head of {@link queue} is this epoch's empty marker, not sent yet (its channel is opening). */
+  private markerQueued = false;
   private currentTransport: Transport;
 
   constructor(
@@ -76,6 +78,7 @@ export class Endpoint {
       const m = this.pendingMarker;
       this.pendingMarker = undefined;
       this.queue.push({ header: m.header, payload: m.payload, done: undefined });
+      this.markerQueued = true;
     }
     // The core reuses its header buffer: keep a copy while the frame waits.
     this.queue.push({ header: header.slice(0, FRAME_HEADER_BYTES), payload, done });
@@ -89,9 +92,15 @@ export class Endpoint {
    */
   switchTo(next: Transport, marker: SwitchMarker): RetiredChannel | undefined {
     const previous = this.currentTransport;
-    // A marker still waiting means nothing was sent since the last switch: that epoch stays, empty,
-    // and only its transport changes (the receiver expects epochs one by one).
-    const epoch = this.pendingMarker !== undefined ? this.epochNumber : ++this.epochNumber;
+    // A marker not sent yet (waiting, or queued while its channel opens) means nothing was sent since
+    // the last switch: that epoch stays, empty, and only its transport changes (the receiver expects
+    // epochs one by one).
+    const unsent = this.channel === undefined && (this.pendingMarker !== undefined || this.markerQueued);
+    const epoch = unsent ? this.epochNumber : ++this.epochNumber;
+    if (this.markerQueued && this.channel === undefined) {
+      this.queue.shift(); // replaced below, at the head again
+      this.markerQueued = false;
+    }
     this.dialGeneration++;
     this.currentTransport = next;
     const old = this.channel;
@@ -101,6 +110,7 @@ export class Endpoint {
       const m = marker(epoch, false);
       old.send(m.header, m.payload, undefined);
       this.pendingMarker = undefined;
+      this.markerQueued = false;
       return { transport: previous, channel: old };
     }
     // Nothing went out on `previous` (a marker waiting to lead there is replaced: the receiver
@@ -111,6 +121,7 @@ export class Endpoint {
       this.pendingMarker = undefined;
       // The frames were waiting for the old dial: they go first on the new channel, behind the marker.
       this.queue.unshift({ header: m.header, payload: m.payload, done: undefined });
+      this.markerQueued = true;
       this.opening = this.connect();
     }
     return undefined;
@@ -128,6 +139,7 @@ export class Endpoint {
           return;
         }
         this.channel = channel;
+        this.markerQueued = false;
         const queued = this.queue;
         this.queue = [];
         for (const q of queued) channel.send(q.header, q.payload, q.done);

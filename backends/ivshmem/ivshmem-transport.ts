@@ -704,7 +704,8 @@ export class IvshmemTransport implements Transport {
   private rejoinRestored(): void {
     if (this.components.paths === undefined) return;
     for (const a of [...this.attached]) {
-      if (a.superseded || a.why !== 'the region was revoked') continue;
+      const reclaimed = a.why === 'its slot was reclaimed';
+      if (a.superseded || (a.why !== 'the region was revoked' && !reclaimed)) continue;
       let status;
       try {
         a.region.validate();
@@ -713,7 +714,7 @@ export class IvshmemTransport implements Transport {
         a.superseded = true; // re-formatted: not the region this rank knew
         continue;
       }
-      if (status.revoked || status.generation === a.member.ref.regionGeneration) continue;
+      if (status.revoked || (!reclaimed && status.generation === a.member.ref.regionGeneration)) continue;
       // One live membership per region: another one for the same region (joined since) wins.
       if (this.attached.some((b) => b !== a && !b.superseded && b.joined && !b.draining && b.region === a.region)) continue;
       a.superseded = true;
@@ -730,7 +731,7 @@ export class IvshmemTransport implements Transport {
         continue;
       }
       this.adopt(a.path, a.region, member);
-      this.components.paths.available(`ivshmem region ${a.region.uuid} was restored`);
+      this.components.paths.available(`ivshmem region ${a.region.uuid} was ${reclaimed ? 'joined again after this rank lost its slot' : 'restored'}`);
     }
   }
 
@@ -763,6 +764,21 @@ export class IvshmemTransport implements Transport {
   private verdict(a: Attached, v: PeerVerdict): void {
     if (v.kind === 'left') return;
     const link = this.links.get(v.peer);
+    const paths = this.components.paths;
+    if (paths !== undefined && link !== undefined && this.served.has(v.peer) && !this.lostPeers.has(v.peer)) {
+      // The peer may still answer over the network (a VM paused for a migration, a slot reclaimed by
+      // a too-eager observer): the core moves the pair there; the rings keep working for the drain
+      // should the peer come back to read them. A dead peer fails on the network too (PEER_LOST), and
+      // its slot is reclaimed by the region watch in time.
+      a.liveness.forget(v.peer);
+      paths.leave(
+        [v.peer],
+        v.kind === 'stalled'
+          ? `the heartbeat of rank ${v.peer} in ivshmem region ${a.region.uuid} has not moved for ${Math.round(v.stalledMs)} ms`
+          : `the slot of rank ${v.peer} in ivshmem region ${a.region.uuid} was freed while its ring to this rank was live`,
+      );
+      return;
+    }
     if (v.kind === 'stalled' && link !== undefined) a.region.members.reclaim(link.peer.ref.slot, v.control | 0);
     const why =
       v.kind === 'stalled'
@@ -838,6 +854,16 @@ export class IvshmemTransport implements Transport {
       for (const p of peers) this.peerGone(p, error(p), true);
       a.why = 'the region was revoked';
       this.leave(a);
+      return;
+    }
+    if (event === 'lost' && this.components.paths !== undefined) {
+      // Another member took this rank for dead and reclaimed its slot, yet it lives: the rings it
+      // shares stay allocated while its peers hold them, so its pairs drain and move, as for a
+      // revocation, and the region is joined again with a new slot (rejoinRestored).
+      a.joined = false;
+      a.draining = true;
+      a.why = 'its slot was reclaimed';
+      this.components.paths.leave(peers, `this rank's membership of ivshmem region ${uuid} was reclaimed by another member`);
       return;
     }
     // Our slot was reclaimed, or the region was re-formatted under us: nothing there is ours to write.

@@ -91,8 +91,15 @@ export class OrderedInbound {
       p.current = t;
       const early = p.earlyLost.get(t);
       p.earlyLost.clear();
-      if (early !== undefined) this.hooks.lost(t, peer, early);
-      else this.drain(peer, p);
+      if (early !== undefined) return this.hooks.lost(t, peer, early);
+      try {
+        this.drain(peer, p);
+      } catch (error) {
+        // A frame that fails only now (an eager message above the pair's limit, known only now) ends
+        // that peer, not the others' start-up (as Engine.ready does for its own early frames).
+        p.held.clear();
+        this.hooks.lost(t, peer, error as Error);
+      }
     });
   }
 

@@ -44,7 +44,16 @@ interface Pair {
   negotiation: { readonly transport: Transport; readonly role: 'offered' | 'accepted' } | undefined;
   /** Releases under way. */
   readonly releasing: Set<Transport>;
+  /** Transports the pair was asked to leave, and when (for the drain watchdog), until the peer's frames left them too. */
+  readonly leaving: Map<Transport, { readonly since: number; readonly reason: string }>;
 }
+
+/**
+ * How long the peer's frames may keep coming through a transport the pair left before the pair is
+ * declared lost: its switch marker never came, so what it sent there can no longer be read (the
+ * peer lost the region, or froze for good). Generous: a VM paused for migration may take a while.
+ */
+export const DRAIN_TIMEOUT_MS = 60_000;
 
 /** What the world tells the migration once the pairs are chosen. */
 export interface MigrationStart {
@@ -65,6 +74,9 @@ export class PairMigration implements InboundHooks {
   private closing = false;
   /** Events that came before {@link start}: replayed then. */
   private early: (() => void)[] = [];
+  private watchdog: NodeJS.Timeout | undefined;
+  /** See {@link DRAIN_TIMEOUT_MS} (tests shorten it). */
+  drainTimeoutMs = DRAIN_TIMEOUT_MS;
 
   constructor(
     private readonly engine: Engine,
@@ -101,7 +113,7 @@ export class PairMigration implements InboundHooks {
         if (peer === this.rank) continue;
         if (bitmapHas(s.reach[this.rank]?.[t.name], peer) && bitmapHas(s.reach[peer]?.[t.name], this.rank)) usable.add(t);
       }
-      return { usable, inUse: new Set([chosen]), negotiation: undefined, releasing: new Set() };
+      return { usable, inUse: new Set([chosen]), negotiation: undefined, releasing: new Set(), leaving: new Map() };
     });
     this.inbound.start(s.chosen);
     this.started = true;
@@ -113,6 +125,45 @@ export class PairMigration implements InboundHooks {
   /** Finalize began: no more switches. */
   stop(): void {
     this.closing = true;
+    if (this.watchdog !== undefined) clearInterval(this.watchdog);
+    this.watchdog = undefined;
+  }
+
+  /** Fails pairs whose peer's frames stayed on a transport they left for longer than {@link DRAIN_TIMEOUT_MS}. */
+  private watchDrains(): void {
+    const now = performance.now();
+    let waiting = false;
+    this.pairs.forEach((pair, peer) => {
+      for (const [t, left] of pair.leaving) {
+        if (this.inbound.currentOf(peer).transport !== t || this.engine.lostError(peer)) {
+          pair.leaving.delete(t);
+          continue;
+        }
+        if (now - left.since < this.drainTimeoutMs) {
+          waiting = true;
+          continue;
+        }
+        pair.leaving.delete(t);
+        this.inbound.forget(peer);
+        this.engine.lost(
+          peer,
+          new VmcommError(
+            'PEER_LOST',
+            `rank ${peer} was lost: the pair left ${t.name} (${left.reason}) but the peer's switch marker never came through it within ${Math.round(this.drainTimeoutMs / 1000)} s, so what it sent there cannot be delivered`,
+            { peer },
+          ),
+        );
+      }
+    });
+    if (!waiting && this.watchdog !== undefined) {
+      clearInterval(this.watchdog);
+      this.watchdog = undefined;
+    }
+  }
+
+  private watchDrain(pair: Pair, t: Transport, reason: string): void {
+    if (!pair.leaving.has(t)) pair.leaving.set(t, { since: performance.now(), reason });
+    this.watchdog ??= setInterval(() => this.watchDrains(), Math.min(1_000, this.drainTimeoutMs / 4)).unref();
   }
 
   private whenStarted(fn: () => void): void {
@@ -129,6 +180,7 @@ export class PairMigration implements InboundHooks {
       if (pair === undefined || peer === this.rank || this.engine.lostError(peer)) continue;
       pair.usable.delete(t);
       if (pair.negotiation?.transport === t) this.abandon(peer, pair, `${t.name} is leaving: ${reason}`);
+      this.watchDrain(pair, t, reason);
       if (this.engine.transportOf(peer) === t) {
         const next = this.best(pair);
         if (next === undefined) {
@@ -205,7 +257,7 @@ export class PairMigration implements InboundHooks {
           const reserved = pair.negotiation.role === 'accepted';
           pair.negotiation = undefined;
           this.logger?.debug(`vmcomm: rank ${peer} rejected moving to ${t.name}: ${frame.body.why ?? 'no reason given'}`);
-          if (reserved) this.maybeRelease(peer, pair);
+          if (reserved) this.maybeRelease(peer, pair, t);
         }
         return;
     }
@@ -314,8 +366,10 @@ export class PairMigration implements InboundHooks {
   // ------------------------------------------------------------------------------- release
 
   /**
-   * Releases every transport (or just `only`) that neither direction of the pair uses any more;
-   * once released, a transport that became usable again is offered.
+   * Releases every transport (or just `only`, after a failed negotiation) that neither direction of
+   * the pair uses any more. Once a pair drained off a transport, it is offered again if it became
+   * usable meanwhile (a region restored during the drain); a failed negotiation is not retried until
+   * the transport reports `available` again.
    */
   private maybeRelease(peer: number, pair: Pair, only?: Transport): void {
     const out = this.engine.transportOf(peer);
@@ -329,6 +383,7 @@ export class PairMigration implements InboundHooks {
       t.release(peer).then(
         () => {
           pair.releasing.delete(t);
+          if (only !== undefined) return;
           if (this.rank < peer) this.tryUpgrade(peer, pair, t);
           else if (this.worthMoving(peer, pair, t)) this.send(peer, PathStep.NUDGE, { to: t.name });
         },

@@ -6,7 +6,7 @@
 // ends on ivshmem. Without root (no namespaces) the same job runs as two plain processes with shm
 // excluded (VMCOMM_BACKENDS=ivshmem,tcp), which exercises the same switches.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatRegionFile } from '../../backends/ivshmem/admin.js';
 import { ROOT, VMCOMM, vmcomm } from '../helpers/processes.js';
@@ -72,6 +72,8 @@ async function waitFor(job: Job, pattern: RegExp, what: string): Promise<void> {
 /** A rank process, wherever it runs. */
 interface RankProcess {
   readonly stdout: string;
+  /** Its pid on the real host (to freeze it), while it runs. */
+  pid(): number | undefined;
   readonly exited: Promise<{ code: number | null; stderr: string }>;
   kill(): void;
 }
@@ -102,6 +104,7 @@ async function inVms(): Promise<Placement> {
       return p.stdout;
     },
     exited: p.exited.then((o) => ({ code: o.code, stderr: o.stderr })),
+    pid: () => p.hostPid(),
     kill: () => p.kill('SIGKILL'),
     waitFor: (pattern: RegExp) => p.waitFor(pattern, 20_000),
   });
@@ -128,6 +131,7 @@ function localProcess(argv: string[], env: NodeJS.ProcessEnv): RankProcess & { w
       return stdout;
     },
     exited,
+    pid: () => child.pid,
     kill: () => child.kill('SIGKILL'),
     waitFor: async (pattern) => {
       const job: Job = { output: () => stdout, exited, kill: () => undefined };
@@ -153,7 +157,7 @@ async function asProcesses(): Promise<Placement> {
 }
 
 /** A 2-rank job served by `vmcomm rendezvous`; `withRegion` false: the ranks start without any region. */
-async function startJob(script: string, args: string[], withRegion: boolean): Promise<{ job: Job; placement: Placement; access: Record<string, string> }> {
+async function startJob(script: string, args: string[], withRegion: boolean): Promise<{ job: Job; placement: Placement; access: Record<string, string>; ranks: RankProcess[] }> {
   const placement = MODE === 'namespaces' ? await inVms() : await asProcesses();
   const rendezvous = placement.rendezvous(['rendezvous', '-n', '2', '--bind', placement.bind]);
   const access: Record<string, string> = {};
@@ -174,7 +178,7 @@ async function startJob(script: string, args: string[], withRegion: boolean): Pr
       rendezvous.kill();
     },
   };
-  return { job, placement, access };
+  return { job, placement, access, ranks };
 }
 
 /** The `RESULT <json>` lines of both ranks, by rank. */
@@ -275,6 +279,42 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
         ['tcp', 'ivshmem', 0, 1],
       ]);
       for (const r of results) expect(r.received - r.movedAt).toBeGreaterThanOrEqual(2_000);
+    },
+    5 * 60_000,
+  );
+
+  it(
+    "a peer frozen past its heartbeat timeout (SIGSTOP, as a paused VM): the pair moves to tcp instead of losing it, and back once it answers",
+    async () => {
+      const { job, ranks } = await startJob('tests/fixtures/migration/freeze.mjs', [], true);
+      try {
+        for (const r of [0, 1]) await waitFor(job, new RegExp(`^READY ${r} ivshmem$`, 'm'), `rank ${r} on ivshmem`);
+        await new Promise((r) => setTimeout(r, 300));
+        const pid = ranks[1].pid();
+        expect(pid).toBeDefined();
+        process.kill(pid!, 'SIGSTOP');
+        try {
+          // Rank 0 judges rank 1's heartbeat stopped (1.5 s) and moves the pair to tcp, whose dial
+          // waits for rank 1 to run again.
+          await waitFor(job, /^SWITCH 0 ivshmem tcp$/m, 'rank 0 moving to tcp while rank 1 is frozen');
+        } finally {
+          process.kill(pid!, 'SIGCONT');
+          // In a "VM", nsenter is the rank's parent and stops itself when its child stops (job control):
+          // it must go on too, or it would never reap the rank.
+          const parent = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+          if (parent !== process.pid) process.kill(parent, 'SIGCONT');
+        }
+        for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} tcp ivshmem$`, 'm'), `rank ${r} back on ivshmem`);
+        await ended(job);
+      } finally {
+        job.kill();
+      }
+      const results = resultsOf<{ rank: number; initial: string; final: string; exchanged: number; bad: number; switches: string[] }>(job);
+      expect(results.map((r) => [r.initial, r.final, r.bad, r.switches])).toEqual([
+        ['ivshmem', 'ivshmem', 0, ['ivshmem->tcp', 'tcp->ivshmem']],
+        ['ivshmem', 'ivshmem', 0, ['ivshmem->tcp', 'tcp->ivshmem']],
+      ]);
+      expect(results[0].exchanged).toBe(results[1].exchanged);
     },
     5 * 60_000,
   );

@@ -31,6 +31,8 @@ export class FakeEngine {
   eagerLimit = 4096;
   readonly delivered: Delivered[] = [];
   readonly violations: string[] = [];
+  /** Peers the inbound layer declared lost to the engine directly. */
+  readonly losses: { peer: number; error: Error }[] = [];
   /** The buffer the last `begin` handed out, per peer. */
   readonly handedOut = new Map<number, Uint8Array | undefined>();
   /** Throws from `begin` for frames this returns true for (as the engine does for corrupt frames). */
@@ -56,6 +58,10 @@ export class FakeEngine {
     }
     this.inProgress.delete(peer);
     this.delivered.push({ peer, kind: f.h.kind, tag: f.h.tag, payload: f.buf ? [...f.buf] : [] });
+  }
+
+  lost(peer: number, error: Error): void {
+    this.losses.push({ peer, error });
   }
 
   payloadLimit(_peer: number, h: FrameHeader): number {
