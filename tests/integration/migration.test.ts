@@ -20,6 +20,18 @@ const REGION_BYTES = 64 * 1024 * 1024;
 const PER_DIRECTION = 50_000;
 const CYCLES = 10;
 const JOB = 'tests/fixtures/migration/stream.mjs';
+const EXCHANGE = 'tests/fixtures/migration/exchange.mjs';
+
+/** What `exchange.mjs` reports. */
+interface ExchangeResult {
+  rank: number;
+  initial: string;
+  final: string;
+  exchanged: number;
+  afterLastSwitch: number;
+  bad: number;
+  switches: string[];
+}
 const STEP_TIMEOUT_MS = 60_000;
 
 let topology: Topology | undefined;
@@ -257,7 +269,7 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
   it(
     'a region attached to a running job (`vmcomm ivshmem attach`): a pair that started on tcp moves to ivshmem without loss',
     async () => {
-      const { job, placement, access } = await startJob('tests/fixtures/migration/attach.mjs', [], false);
+      const { job, placement, access } = await startJob(EXCHANGE, ['1'], false);
       try {
         for (const r of [0, 1]) await waitFor(job, new RegExp(`^READY ${r} tcp$`, 'm'), `rank ${r} on tcp`);
         // An operator without the job's secret is refused, and nothing changes.
@@ -273,12 +285,12 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
       } finally {
         job.kill();
       }
-      const results = resultsOf<{ rank: number; initial: string; final: string; received: number; bad: number; movedAt: number; switches: number }>(job);
+      const results = resultsOf<ExchangeResult>(job);
       expect(results.map((r) => [r.initial, r.final, r.bad, r.switches])).toEqual([
-        ['tcp', 'ivshmem', 0, 1],
-        ['tcp', 'ivshmem', 0, 1],
+        ['tcp', 'ivshmem', 0, ['tcp->ivshmem']],
+        ['tcp', 'ivshmem', 0, ['tcp->ivshmem']],
       ]);
-      for (const r of results) expect(r.received - r.movedAt).toBeGreaterThanOrEqual(2_000);
+      for (const r of results) expect(r.afterLastSwitch).toBeGreaterThanOrEqual(1_000);
     },
     5 * 60_000,
   );
@@ -286,7 +298,7 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
   it(
     "a peer frozen past its heartbeat timeout (SIGSTOP, as a paused VM): the pair moves to tcp instead of losing it, and back once it answers",
     async () => {
-      const { job, ranks } = await startJob('tests/fixtures/migration/freeze.mjs', [], true);
+      const { job, ranks } = await startJob(EXCHANGE, ['2', '--short-heartbeat'], true);
       try {
         for (const r of [0, 1]) await waitFor(job, new RegExp(`^READY ${r} ivshmem$`, 'm'), `rank ${r} on ivshmem`);
         await new Promise((r) => setTimeout(r, 300));
@@ -309,7 +321,7 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
       } finally {
         job.kill();
       }
-      const results = resultsOf<{ rank: number; initial: string; final: string; exchanged: number; bad: number; switches: string[] }>(job);
+      const results = resultsOf<ExchangeResult>(job);
       expect(results.map((r) => [r.initial, r.final, r.bad, r.switches])).toEqual([
         ['ivshmem', 'ivshmem', 0, ['ivshmem->tcp', 'tcp->ivshmem']],
         ['ivshmem', 'ivshmem', 0, ['ivshmem->tcp', 'tcp->ivshmem']],
