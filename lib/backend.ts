@@ -200,9 +200,10 @@ export interface Transport {
   /**
    * Optional (migration): the pair left this transport in both directions (or a negotiation that
    * reserved something here failed): close its channel after what is queued, free what the pair
-   * holds. A later probe may admit the peer again.
+   * holds. A later probe may admit the peer again. With `lost`, the peer was lost: what is queued
+   * is dropped (failed with it), nothing is waited for.
    */
-  release?(peer: number): Promise<void>;
+  release?(peer: number, lost?: Error): Promise<void>;
   /**
    * Optional: an administrator offers a resource to a running job (`vmcomm ivshmem attach PATH`).
    * Resolves to `undefined` when it was taken (the transport then reports {@link PathEvents.available}),

@@ -24,7 +24,7 @@ interface Queued {
 /** Builds the switch marker for a move to epoch `epoch`; `empty`: nothing was sent in the epoch it ends. */
 export type SwitchMarker = (epoch: number, empty: boolean) => { header: Uint8Array; payload: Uint8Array };
 
-/** A channel the pair left: it carries the marker and what preceded it, then the migration closes it. */
+/** A channel the pair left: it carries the marker and what preceded it; its transport's `release` (or finalize) closes it. */
 export interface RetiredChannel {
   readonly transport: Transport;
   readonly channel: Channel;
@@ -41,10 +41,10 @@ export class Endpoint {
   private epochNumber = 0;
   /** Bumped per switch: a dial started for an earlier transport does not install its channel. */
   private dialGeneration = 0;
-  /** A marker to send before the next frame (the pair switched before anything went out). */
-  private pendingMarker: { header: Uint8Array; payload: Uint8Array } | undefined;
   /** The head of {@link queue} is this epoch's empty marker, not sent yet (its channel is opening). */
   private markerQueued = false;
+  /** Channels the pair left: they still carry their marker; {@link close} waits for them too. */
+  private readonly retired = new Set<Channel>();
   private currentTransport: Transport;
 
   constructor(
@@ -74,12 +74,6 @@ export class Endpoint {
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
     if (this.channel) return this.channel.send(header, payload, done);
     if (this.failure) return done?.(this.failure);
-    if (this.pendingMarker !== undefined) {
-      const m = this.pendingMarker;
-      this.pendingMarker = undefined;
-      this.queue.push({ header: m.header, payload: m.payload, done: undefined });
-      this.markerQueued = true;
-    }
     // The core reuses its header buffer: keep a copy while the frame waits.
     this.queue.push({ header: header.slice(0, FRAME_HEADER_BYTES), payload, done });
     this.opening ??= this.connect();
@@ -87,20 +81,18 @@ export class Endpoint {
 
   /**
    * Moves outbound traffic to `next` (a new epoch). Returns the channel left behind, which carries
-   * the marker after everything sent on it, or `undefined` when nothing was ever sent on the old
-   * transport (the marker then leads on the new channel, flagged empty).
+   * the marker after everything sent on it, or `undefined` when nothing went out on the old
+   * transport: the marker, flagged empty, then leads on the new channel — sent now, even when the
+   * pair has nothing to send, so that the peer stops reading the old path.
    */
   switchTo(next: Transport, marker: SwitchMarker): RetiredChannel | undefined {
     const previous = this.currentTransport;
-    // A marker not sent yet (waiting, or queued while its channel opens) means nothing was sent since
-    // the last switch: that epoch stays, empty, and only its transport changes (the receiver expects
-    // epochs one by one).
-    const unsent = this.channel === undefined && (this.pendingMarker !== undefined || this.markerQueued);
+    // A marker still queued (its channel is opening) means nothing was sent since the last switch:
+    // that epoch stays, empty, and only its transport changes (the receiver expects epochs one by one).
+    const unsent = this.channel === undefined && this.markerQueued;
     const epoch = unsent ? this.epochNumber : ++this.epochNumber;
-    if (this.markerQueued && this.channel === undefined) {
-      this.queue.shift(); // replaced below, at the head again
-      this.markerQueued = false;
-    }
+    if (unsent) this.queue.shift(); // replaced below, at the head again
+    this.markerQueued = false;
     this.dialGeneration++;
     this.currentTransport = next;
     const old = this.channel;
@@ -109,22 +101,21 @@ export class Endpoint {
     if (old !== undefined) {
       const m = marker(epoch, false);
       old.send(m.header, m.payload, undefined);
-      this.pendingMarker = undefined;
-      this.markerQueued = false;
+      this.retired.add(old);
       return { transport: previous, channel: old };
     }
-    // Nothing went out on `previous` (a marker waiting to lead there is replaced: the receiver
-    // checks epochs, so the new marker's epoch says it skips the unused one).
-    this.pendingMarker = marker(epoch, true);
-    if (this.queue.length > 0 && !this.failure) {
-      const m = this.pendingMarker;
-      this.pendingMarker = undefined;
-      // The frames were waiting for the old dial: they go first on the new channel, behind the marker.
-      this.queue.unshift({ header: m.header, payload: m.payload, done: undefined });
-      this.markerQueued = true;
-      this.opening = this.connect();
-    }
+    if (this.failure) return undefined;
+    // Frames waiting for the old dial go first on the new channel, behind the marker.
+    const m = marker(epoch, true);
+    this.queue.unshift({ header: m.header, payload: m.payload, done: undefined });
+    this.markerQueued = true;
+    this.opening = this.connect();
     return undefined;
+  }
+
+  /** The migration released `channel` (its transport closed it): no need to wait for it at close. */
+  forgetRetired(channel: Channel): void {
+    this.retired.delete(channel);
   }
 
   private connect(): Promise<void> {
@@ -140,6 +131,7 @@ export class Endpoint {
         }
         this.channel = channel;
         this.markerQueued = false;
+        this.retired.delete(channel); // a path the pair left and came back to (tcp keeps its socket)
         const queued = this.queue;
         this.queue = [];
         for (const q of queued) channel.send(q.header, q.payload, q.done);
@@ -162,12 +154,14 @@ export class Endpoint {
     for (const q of queued) q.done?.(error);
   }
 
-  /** Closes the channel after what is queued has left. */
+  /** Closes the channel after what is queued has left — and the channels the pair left, after their marker. */
   async close(): Promise<void> {
     await this.opening;
     const channel = this.channel;
     this.channel = undefined;
     this.failure ??= new Error('endpoint closed');
-    if (channel) await channel.close();
+    const retired = [...this.retired];
+    this.retired.clear();
+    await Promise.all([...retired, ...(channel ? [channel] : [])].map((c) => c.close()));
   }
 }

@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { FrameSink, Transport } from './backend.js';
+import type { Channel, FrameSink, Transport } from './backend.js';
 import type { ValueCodec } from './codec.js';
 import { Endpoint, type RetiredChannel, type SwitchMarker } from './endpoint.js';
 import { VmcommError, type Status } from './errors.js';
@@ -269,6 +269,11 @@ export class Engine implements FrameSink, ProgressEngine {
     return retired;
   }
 
+  /** A channel `peer`'s pair left was closed by its transport (migration): finalize need not wait for it. */
+  forgetRetired(peer: number, channel: Channel): void {
+    this.peers[peer]?.endpoint.forgetRetired(channel);
+  }
+
   /** Sends a frame the migration built (a PATH step) on `peer`'s current path. */
   sendRaw(peer: number, header: Uint8Array, payload: Uint8Array | undefined): void {
     const p = this.peers[peer];
@@ -288,6 +293,28 @@ export class Engine implements FrameSink, ProgressEngine {
       return pr !== undefined && pr.peer === peer ? pr.length : 0;
     }
     return 0;
+  }
+
+  /**
+   * What an honest `peer` can have in flight to this rank at most — so what the ordered inbound
+   * layer may hold for it while a switch marker is on its way: its eager messages (credits × eager
+   * limit), its rendezvous announcements (the window), data for this rank's matched receives, and a
+   * few control and PATH frames.
+   */
+  heldBudget(peer: number): { frames: number; bytes: number } {
+    const p = this.peers[peer];
+    let recvs = 0;
+    let recvBytes = 0;
+    for (const r of this.pendingRecvs.values()) {
+      if (r.peer !== peer) continue;
+      recvs++;
+      recvBytes += r.length;
+    }
+    const slack = 64;
+    return {
+      frames: p.creditsMax + this.rendezvousWindow + 2 * recvs + p.rtsOut + p.creditsMax + slack,
+      bytes: p.creditsMax * p.eagerLimit + recvBytes + slack * 64 * 1024,
+    };
   }
 
   /** The error a send to / receive from `peer` fails with, if the peer is lost. */

@@ -81,12 +81,15 @@ export class World {
   ) {
     this.engine = new Engine(bootstrap.rank, bootstrap.size, this.codec, {
       peerLost: (peer, error) => {
+        this.migration.peerLost(peer, error);
         for (const c of this.communicators) c.peerLost(peer, error);
         this.emit('peer:lost', { peer, error });
       },
     });
     this.logger = debugLogger(options.env, bootstrap.rank);
-    this.migration = new PairMigration(this.engine, bootstrap.rank, bootstrap.size, (peer, from, to) => this.emit('transport', { peer, from, to }), this.logger);
+    // Told later, from the event loop: a switch happens deep inside frame processing, where a
+    // listener that throws must not break the pair.
+    this.migration = new PairMigration(this.engine, bootstrap.rank, bootstrap.size, (peer, from, to) => void setImmediate(() => this.emitSafely('transport', { peer, from, to })), this.logger);
   }
 
   get rank(): number {
@@ -243,6 +246,17 @@ export class World {
 
   private emit<K extends keyof WorldEvents>(event: K, e: WorldEvents[K]): void {
     for (const fn of this.listeners.get(event) ?? []) (fn as (e: WorldEvents[K]) => void)(e);
+  }
+
+  /** {@link emit}, with each listener's exception reported as a warning instead of thrown. */
+  private emitSafely<K extends keyof WorldEvents>(event: K, e: WorldEvents[K]): void {
+    for (const fn of this.listeners.get(event) ?? []) {
+      try {
+        (fn as (e: WorldEvents[K]) => void)(e);
+      } catch (error) {
+        this.logger.warn(`a '${event}' listener threw: ${(error as Error)?.message ?? String(error)}`);
+      }
+    }
   }
 
   /**

@@ -29,8 +29,12 @@ import { Worker } from 'node:worker_threads';
 import { HeaderField, packControl, SLOT_BYTES, SlotField, SlotState, REGION_MAGIC } from './region-layout.js';
 import type { RegionMember } from './region.js';
 
-/** What the heartbeat thread found wrong with a member (after which it no longer beats it). */
-export type HeartbeatEvent = 'lost' | 'revoked' | 'corrupt';
+/**
+ * What the heartbeat thread found about a member (after which it no longer looks at it): wrong —
+ * `'lost'`, `'revoked'`, `'corrupt'` — or, for a member only watched ({@link startHeartbeat}'s
+ * `watchOnly`: one that left a revoked region), `'restored'`: the region is no longer revoked.
+ */
+export type HeartbeatEvent = 'lost' | 'revoked' | 'corrupt' | 'restored';
 
 /** Where one member's words are, for the heartbeat thread: word indices into `words` words from `byteOffset`. */
 export interface HeartbeatTarget {
@@ -87,6 +91,10 @@ function beatOne(members, id, m) {
   const w = m.w;
   // The header first: a region being re-formatted zeroes its tables too, which is not a reclaim.
   if (Atomics.load(w, m.magic) !== m.expectedMagic || Atomics.load(w, m.checksum) !== m.expectedChecksum) return report(members, id, 'corrupt');
+  if (m.watchOnly) {
+    if (Atomics.load(w, m.revoked) === 0 && Atomics.load(w, m.generation) !== m.joinedGeneration) report(members, id, 'restored');
+    return;
+  }
   if (Atomics.load(w, m.control) !== m.expectedControl) return report(members, id, 'lost');
   Atomics.add(w, m.heartbeat, 1);
   if (Atomics.load(w, m.revoked) !== 0 || Atomics.load(w, m.generation) !== m.joinedGeneration) report(members, id, 'revoked');
@@ -108,7 +116,7 @@ parentPort.on('message', (msg) => {
       g = { members, timer: setInterval(() => beat(members), msg.intervalMs) };
       groups.set(msg.intervalMs, g);
     }
-    const m = { ...t, w: new Int32Array(t.sab, t.byteOffset, t.words) };
+    const m = { ...t, watchOnly: msg.watchOnly === true, w: new Int32Array(t.sab, t.byteOffset, t.words) };
     g.members.set(msg.add, m);
     beatOne(g.members, msg.add, m);
   } else if (msg.remove !== undefined) {
@@ -124,6 +132,7 @@ parentPort.on('message', (msg) => {
 interface Registration {
   readonly target: HeartbeatTarget;
   readonly intervalMs: number;
+  readonly watchOnly: boolean;
   readonly onEvent: (event: HeartbeatEvent) => void;
 }
 
@@ -164,7 +173,7 @@ function spawn(): Worker {
     if (registrations.size === 0 || stats.spawned >= MAX_THREADS) return;
     const again = spawn();
     worker = again;
-    for (const [id, r] of registrations) again.postMessage({ add: id, target: r.target, intervalMs: r.intervalMs });
+    for (const [id, r] of registrations) again.postMessage({ add: id, target: r.target, intervalMs: r.intervalMs, watchOnly: r.watchOnly });
   });
   // Last: attaching a 'message' listener refs the worker's port again.
   w.unref();
@@ -173,13 +182,17 @@ function spawn(): Worker {
 
 /**
  * Beats `target` every `intervalMs` on the heartbeat thread (started on first use) until the handle
- * is stopped or `onEvent` was called (at most once, on this thread's event loop).
+ * is stopped or `onEvent` was called (at most once, on this thread's event loop). `watchOnly`: no
+ * beat, only a look at the header each interval, for a member that left a revoked region — it
+ * reports `'restored'` once the region is no longer revoked and its generation moved (or
+ * `'corrupt'`), so the main thread never polls for it.
  */
-export function startHeartbeat(target: HeartbeatTarget, intervalMs: number, onEvent: (event: HeartbeatEvent) => void): HeartbeatHandle {
+export function startHeartbeat(target: HeartbeatTarget, intervalMs: number, onEvent: (event: HeartbeatEvent) => void, options: { watchOnly?: boolean } = {}): HeartbeatHandle {
   const id = nextId++;
-  registrations.set(id, { target, intervalMs, onEvent });
+  const watchOnly = options.watchOnly === true;
+  registrations.set(id, { target, intervalMs, onEvent, watchOnly });
   worker ??= spawn();
-  worker.postMessage({ add: id, target, intervalMs });
+  worker.postMessage({ add: id, target, intervalMs, watchOnly });
   let stopped = false;
   return {
     stop: () => {

@@ -76,6 +76,10 @@ interface Attached {
   draining: boolean;
   /** A later membership of the same region replaced this one (after a restore): never rejoined again. */
   superseded: boolean;
+  /** Left a revoked region: the heartbeat thread watches its header for the restore. */
+  restoreWatch: HeartbeatHandle | undefined;
+  /** A restore found the region full (warned once). */
+  fullWarned: boolean;
 }
 
 /** A peer proven (by this rank's probe) to share a region, with this rank's ring to it reserved. */
@@ -236,6 +240,8 @@ export class IvshmemTransport implements Transport {
       why: '',
       draining: false,
       superseded: false,
+      restoreWatch: undefined,
+      fullWarned: false,
     };
     entry.heartbeat = startHeartbeat(heartbeatTarget(member), this.options.heartbeatMs, (event) => {
       entry.heartbeat = undefined;
@@ -456,11 +462,12 @@ export class IvshmemTransport implements Transport {
    * the peer's ring is no longer read, both rings are released; a draining membership with no pair
    * left is given up.
    */
-  async release(peer: number): Promise<void> {
+  async release(peer: number, lost?: Error): Promise<void> {
     const link = this.links.get(peer);
     if (link === undefined) return;
     const out = this.outbound.get(peer);
-    if (out !== undefined) await out.close();
+    if (out !== undefined && lost !== undefined) out.fail(lost);
+    else if (out !== undefined) await out.close();
     if (this.links.get(peer) !== link) return; // lost or stopped meanwhile
     this.outbound.delete(peer);
     this.links.delete(peer);
@@ -602,7 +609,10 @@ export class IvshmemTransport implements Transport {
     // Tells the producers that nothing more is read (a ring in a region that is no longer ours was
     // detached already, without a write).
     this.poller?.detachAll();
-    for (const a of this.attached) this.leave(a);
+    for (const a of this.attached) {
+      a.restoreWatch?.stop();
+      this.leave(a);
+    }
   }
 
   /** This process ends without stop(): free the slots (not the rings: peers then know it did not finalize). */
@@ -716,20 +726,28 @@ export class IvshmemTransport implements Transport {
       }
       if (status.revoked || (!reclaimed && status.generation === a.member.ref.regionGeneration)) continue;
       // One live membership per region: another one for the same region (joined since) wins.
-      if (this.attached.some((b) => b !== a && !b.superseded && b.joined && !b.draining && b.region === a.region)) continue;
-      a.superseded = true;
+      if (this.attached.some((b) => b !== a && !b.superseded && b.joined && !b.draining && b.region.uuid === a.region.uuid)) {
+        a.superseded = true; // attached again meanwhile (`vmcomm ivshmem attach`)
+        continue;
+      }
       const { rank, jobId, processNonce } = this.components;
       let member: RegionMember | undefined;
       try {
         member = a.region.join({ job: jobKey(jobId), nonce: nonceKey(processNonce), rank });
       } catch (error) {
+        a.superseded = true;
         this.components.logger?.warn(`vmcomm:ivshmem: rejoining restored region ${a.region.uuid} failed: ${(error as Error).message}`);
         continue;
       }
       if (member === undefined) {
-        this.components.logger?.warn(`vmcomm:ivshmem: region ${a.region.uuid} was restored but has no free slot; pairs stay where they are`);
+        // Full: tried again on the next peer watch (said once).
+        if (!a.fullWarned) this.components.logger?.warn(`vmcomm:ivshmem: region ${a.region.uuid} was restored but has no free slot; pairs stay where they are until one frees`);
+        a.fullWarned = true;
         continue;
       }
+      a.superseded = true;
+      a.restoreWatch?.stop();
+      a.restoreWatch = undefined;
       this.adopt(a.path, a.region, member);
       this.components.paths.available(`ivshmem region ${a.region.uuid} was ${reclaimed ? 'joined again after this rank lost its slot' : 'restored'}`);
     }
@@ -747,6 +765,7 @@ export class IvshmemTransport implements Transport {
     // A rank that started without any region (the transport was unavailable) starts with this one.
     const addon = this.addon ?? this.loadAddon();
     if (typeof addon === 'string') return addon;
+    if (this.stopping !== undefined) return 'the ivshmem transport has stopped';
     const { attached, problems } = attachRegions([resource], { job: jobKey(jobId), nonce: nonceKey(processNonce), rank }, addon);
     const fresh = attached.filter((x) => {
       if (!this.attached.some((b) => b.joined && b.region.uuid === x.region.uuid)) return true;
@@ -835,7 +854,10 @@ export class IvshmemTransport implements Transport {
       }
     }
     const uuid = a.region.uuid;
-    const peers = [...this.links.values()].filter((l) => l.regionIndex === this.attached.indexOf(a) && this.served.has(l.rank)).map((l) => l.rank);
+    const index = this.attached.indexOf(a);
+    const peers = [...this.links.values()].filter((l) => l.regionIndex === index && this.served.has(l.rank)).map((l) => l.rank);
+    // Reserved in a negotiation (probed, not admitted yet): the core finishes or gives it up, then leaves too.
+    const reserved = [...this.links.values()].filter((l) => l.regionIndex === index && !this.served.has(l.rank)).map((l) => l.rank);
     if (event === 'revoked' && a.draining) return;
     if (event === 'revoked' && this.components.paths !== undefined) {
       // An administrator revoked (or restored) the region, as before a migration: the core moves its
@@ -843,8 +865,13 @@ export class IvshmemTransport implements Transport {
       // the last release leaves the region. A restored region is joined afresh (see watchPeers).
       a.draining = true;
       a.why = 'the region was revoked';
-      if (peers.length === 0) this.leave(a);
-      else this.components.paths.leave(peers, `ivshmem region ${uuid} was revoked or restored by its administrator`);
+      // The restore is noticed off the main thread too (the peer watch looks as well, as a fallback).
+      a.restoreWatch = startHeartbeat(heartbeatTarget(a.member), this.options.heartbeatMs, (e) => {
+        a.restoreWatch = undefined;
+        if (e === 'restored') this.rejoinRestored();
+      }, { watchOnly: true });
+      if (peers.length + reserved.length === 0) this.leave(a);
+      else this.components.paths.leave([...peers, ...reserved], `ivshmem region ${uuid} was revoked or restored by its administrator`);
       return;
     }
     if (event === 'revoked') {
@@ -863,7 +890,7 @@ export class IvshmemTransport implements Transport {
       a.joined = false;
       a.draining = true;
       a.why = 'its slot was reclaimed';
-      this.components.paths.leave(peers, `this rank's membership of ivshmem region ${uuid} was reclaimed by another member`);
+      this.components.paths.leave([...peers, ...reserved], `this rank's membership of ivshmem region ${uuid} was reclaimed by another member`);
       return;
     }
     // Our slot was reclaimed, or the region was re-formatted under us: nothing there is ours to write.

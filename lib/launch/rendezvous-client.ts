@@ -552,7 +552,7 @@ export async function sendAttach(options: OperatorConnectOptions, resource: stri
   if (typeof resource !== 'string' || resource.length === 0 || resource.length > MAX_RESOURCE_LENGTH) {
     throw new VmcommError('INVALID_ARGUMENT', `the resource to attach must be a path of 1…${MAX_RESOURCE_LENGTH} characters`);
   }
-  const resolved = validateOptions({ ...options, rank: OPERATOR_RANK, size: 1 });
+  const resolved = validateOptions({ ...options, rank: OPERATOR_RANK, size: 1 }, true);
   const where = formatRendezvousAddress(resolved);
   let handshake: JsonLineHandshake;
   try {
@@ -595,7 +595,7 @@ function isRetryable(error: unknown): boolean {
   return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EAI_AGAIN';
 }
 
-function validateOptions(options: RendezvousConnectOptions): Required<RendezvousConnectOptions> {
+function validateOptions(options: RendezvousConnectOptions, operator = false): Required<RendezvousConnectOptions> {
   const { host, port, rank, size, jobId, secret } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
   const bad = (what: string, expected: string, got: unknown): VmcommError =>
@@ -603,7 +603,7 @@ function validateOptions(options: RendezvousConnectOptions): Required<Rendezvous
   if (typeof host !== 'string' || host.length === 0) throw bad('host', 'a host name or address', host);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad('port', 'an integer in 1…65535', port);
   if (!Number.isSafeInteger(size) || size < 1 || size > 0x7fffffff) throw bad('size', 'a positive integer', size);
-  if (!Number.isInteger(rank) || rank < OPERATOR_RANK || rank >= size) throw bad('rank', `an integer in 0…${size - 1}`, rank);
+  if (!(operator && rank === OPERATOR_RANK) && (!Number.isInteger(rank) || rank < 0 || rank >= size)) throw bad('rank', `an integer in 0…${size - 1}`, rank);
   if (typeof jobId !== 'string' || jobId.length === 0 || jobId.length > MAX_JOB_ID_LENGTH) throw bad('jobId', `a string of 1…${MAX_JOB_ID_LENGTH} characters`, jobId);
   if (!(secret instanceof Uint8Array) || secret.byteLength < MIN_SECRET_BYTES) throw bad('secret', `at least ${MIN_SECRET_BYTES} bytes`, secret?.byteLength);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw bad('timeoutMs', 'a positive number of ms', timeoutMs);

@@ -417,6 +417,7 @@ export class RendezvousServer extends EventEmitter<RendezvousServerEvents> {
    * (each rank's world offers it to its transports), then it is told how many, and closed.
    */
   private operate(conn: JsonLineSocket, remote: string, auth: AuthMessage): (line: string) => void {
+    conn.setMaxLineBytes(MAX_LINE_BYTES); // a path may be longer than a handshake line
     conn.write(encodeMessage({ type: 'welcome', proof: serverProof(this.secret, auth.challenge, auth.rank, this.jobId) } satisfies ServerMessage));
     let done = false;
     return (line) => {

@@ -56,6 +56,9 @@ interface PeerInbound {
   readonly inProgress: Map<Transport, InProgress>;
   /** Losses reported before the world chose: applied then, if they concern the chosen transport. */
   readonly earlyLost: Map<Transport, Error>;
+  /** Frames and payload bytes held now (bounded: see Engine.heldBudget). */
+  heldFrames: number;
+  heldBytes: number;
 }
 
 const LIVE: InProgress = { kind: 'live' };
@@ -71,7 +74,7 @@ export class OrderedInbound {
     size: number,
     private readonly hooks: InboundHooks,
   ) {
-    this.peers = Array.from({ length: size }, () => ({ current: undefined, epoch: 0, held: new Map(), inProgress: new Map(), earlyLost: new Map() }));
+    this.peers = Array.from({ length: size }, () => ({ current: undefined, epoch: 0, held: new Map(), inProgress: new Map(), earlyLost: new Map(), heldFrames: 0, heldBytes: 0 }));
   }
 
   /** The sink `transport` delivers to. */
@@ -92,14 +95,9 @@ export class OrderedInbound {
       const early = p.earlyLost.get(t);
       p.earlyLost.clear();
       if (early !== undefined) return this.hooks.lost(t, peer, early);
-      try {
-        this.drain(peer, p);
-      } catch (error) {
-        // A frame that fails only now (an eager message above the pair's limit, known only now) ends
-        // that peer, not the others' start-up (as Engine.ready does for its own early frames).
-        p.held.clear();
-        this.hooks.lost(t, peer, error as Error);
-      }
+      // A frame that fails only now (an eager message above the pair's limit, known only now) ends
+      // that peer, not the others' start-up (as Engine.ready does for its own early frames).
+      this.drainOrLose(peer, p);
     });
   }
 
@@ -117,8 +115,11 @@ export class OrderedInbound {
   /** Forgets what is held for `peer` (the peer was lost: nothing of it will be delivered). */
   forget(peer: number): void {
     const p = this.peers[peer];
+    if (p === undefined) return;
     p.held.clear();
     p.inProgress.clear();
+    p.heldFrames = 0;
+    p.heldBytes = 0;
   }
 
   private peer(peer: number): PeerInbound {
@@ -145,6 +146,16 @@ export class OrderedInbound {
       p.inProgress.set(t, { kind: 'path', header, data });
       return data;
     }
+    if (this.ready) {
+      // An honest peer holds at most what its credits, its rendezvous window and our receives allow
+      // between its marker and its next frames; more is a peer filling our memory.
+      const budget = this.engine.heldBudget(peer);
+      if (p.heldFrames + 1 > budget.frames || p.heldBytes + h.payloadBytes > budget.bytes) {
+        throw new VmcommError('CORRUPT', `rank ${peer} sent more through ${t.name} ahead of its switch marker than it may have in flight (${p.heldFrames} frames, ${p.heldBytes} bytes held)`, { peer });
+      }
+    }
+    p.heldFrames++;
+    p.heldBytes += h.payloadBytes;
     const frame: Held = { header, data, committed: false };
     let list = p.held.get(t);
     if (list === undefined) p.held.set(t, (list = []));
@@ -177,12 +188,26 @@ export class OrderedInbound {
         return;
       case 'path':
         this.path(peer, p, ip.header, ip.data);
-        this.drain(peer, p);
+        this.drainOrLose(peer, p);
         return;
       case 'held':
         ip.frame.committed = true;
-        this.drain(peer, p);
+        this.drainOrLose(peer, p);
         return;
+    }
+  }
+
+  /**
+   * {@link drain}, and a frame that fails while replayed ends the pair on the transport it came
+   * through — not on the one whose commit happened to trigger the replay.
+   */
+  private drainOrLose(peer: number, p: PeerInbound): void {
+    try {
+      this.drain(peer, p);
+    } catch (error) {
+      const t = p.current!;
+      this.forget(peer);
+      this.hooks.lost(t, peer, error as Error);
     }
   }
 
@@ -200,6 +225,8 @@ export class OrderedInbound {
         const f = list[0];
         if (!f.committed) return;
         list.shift();
+        p.heldFrames--;
+        p.heldBytes -= f.data?.byteLength ?? 0;
         this.replay(peer, p, f);
         continue;
       }
@@ -214,9 +241,12 @@ export class OrderedInbound {
       const h = decodeHeader(list[0].header, this.scratch);
       if (h.kind !== FrameKind.PATH || h.aux !== PathStep.SWITCH) continue;
       const m = decodePath(peer, h, list[0].data);
+      if (m.empty && m.epoch <= p.epoch) throw new VmcommError('CORRUPT', `rank ${peer} sent an empty switch marker for epoch ${m.epoch} through ${t.name} while epoch ${p.epoch} was current`, { peer });
       if (!m.empty || m.epoch !== p.epoch + 1) continue;
       if (this.hooks.transportNamed(m.body.to) !== t) throw new VmcommError('CORRUPT', `rank ${peer} sent an empty switch marker to ${m.body.to} through ${t.name}`, { peer });
-      list.shift();
+      const marker = list.shift()!;
+      p.heldFrames--;
+      p.heldBytes -= marker.data?.byteLength ?? 0;
       this.switchTo(peer, p, t, m.epoch);
       return true;
     }

@@ -27,7 +27,7 @@
  * @module
  */
 
-import type { CardFields, FrameSink, LocalityCard, Logger, PathEvents, Transport } from '../backend.js';
+import type { CardFields, Channel, FrameSink, LocalityCard, Logger, PathEvents, Transport } from '../backend.js';
 import type { Engine } from '../engine.js';
 import { VmcommError } from '../errors.js';
 import { bitmapHas, type Reachability } from '../locality.js';
@@ -38,6 +38,8 @@ import { encodePath, PathStep, type PathFrame } from './path-frames.js';
 interface Pair {
   /** Transports both ends proved (start-up bitmaps, or a negotiation), minus those that asked the pair to leave. */
   readonly usable: Set<Transport>;
+  /** Every transport both ends ever proved: the only ones a peer's switch marker may name. */
+  readonly proven: Set<Transport>;
   /** Transports holding something of the pair (channel, ring, reservation) not released yet. */
   readonly inUse: Set<Transport>;
   /** A negotiation under way (at most one per pair). */
@@ -46,6 +48,10 @@ interface Pair {
   readonly releasing: Set<Transport>;
   /** Transports the pair was asked to leave, and when (for the drain watchdog), until the peer's frames left them too. */
   readonly leaving: Map<Transport, { readonly since: number; readonly reason: string }>;
+  /** Per transport the pair left: the channel that carries its marker, until the transport released it. */
+  readonly retired: Map<Transport, Channel>;
+  /** A transport that reported leaving while a negotiation about it was under way (applied once it ends). */
+  leftDuringNegotiation: string | undefined;
 }
 
 /**
@@ -113,7 +119,7 @@ export class PairMigration implements InboundHooks {
         if (peer === this.rank) continue;
         if (bitmapHas(s.reach[this.rank]?.[t.name], peer) && bitmapHas(s.reach[peer]?.[t.name], this.rank)) usable.add(t);
       }
-      return { usable, inUse: new Set([chosen]), negotiation: undefined, releasing: new Set(), leaving: new Map() };
+      return { usable, proven: new Set(usable), inUse: new Set([chosen]), negotiation: undefined, releasing: new Set(), leaving: new Map(), retired: new Map(), leftDuringNegotiation: undefined };
     });
     this.inbound.start(s.chosen);
     this.started = true;
@@ -179,7 +185,14 @@ export class PairMigration implements InboundHooks {
       const pair = this.pairs[peer];
       if (pair === undefined || peer === this.rank || this.engine.lostError(peer)) continue;
       pair.usable.delete(t);
-      if (pair.negotiation?.transport === t) this.abandon(peer, pair, `${t.name} is leaving: ${reason}`);
+      if (pair.negotiation?.transport === t) {
+        // The lower rank gives its offer up (the peer releases what it reserved on the REJECT). The
+        // higher rank has accepted: the lower one may have moved already, so the negotiation ends
+        // as agreed — the CONFIRM moves the pair there — and the pair leaves right after.
+        if (pair.negotiation.role === 'offered') this.abandon(peer, pair, `${t.name} is leaving: ${reason}`);
+        else pair.leftDuringNegotiation = reason;
+        continue;
+      }
       this.watchDrain(pair, t, reason);
       if (this.engine.transportOf(peer) === t) {
         const next = this.best(pair);
@@ -207,7 +220,9 @@ export class PairMigration implements InboundHooks {
     if (from === to) return;
     pair.inUse.add(to);
     to.admit?.(peer);
-    this.engine.switchPeer(peer, to, (epoch, empty) => encodePath(PathStep.SWITCH, epoch, { to: to.name }, empty));
+    const retired = this.engine.switchPeer(peer, to, (epoch, empty) => encodePath(PathStep.SWITCH, epoch, { to: to.name }, empty));
+    if (retired !== undefined) pair.retired.set(retired.transport, retired.channel);
+    pair.retired.delete(to); // back on a path it had left (tcp keeps its channel): in use again
     this.onSwitch(peer, from.name, to.name);
   }
 
@@ -216,11 +231,12 @@ export class PairMigration implements InboundHooks {
   switched(peer: number, from: Transport, to: Transport): void {
     const pair = this.pairs[peer];
     if (pair === undefined) return;
+    // Only to a transport both ends proved (at start-up, or in a negotiation this rank took part in).
+    if (!pair.proven.has(to) && to !== from) throw new VmcommError('CORRUPT', `rank ${peer} switched to ${to.name}, which the pair never proved`, { peer });
     pair.inUse.add(to);
     // The peer left the transport our frames use: follow it, so both ends agree again.
     if (from !== to && this.engine.transportOf(peer) === from && !this.closing) {
       pair.usable.delete(from);
-      pair.usable.add(to);
       this.move(peer, pair, to);
     }
     this.maybeRelease(peer, pair);
@@ -228,34 +244,43 @@ export class PairMigration implements InboundHooks {
 
   step(peer: number, frame: PathFrame): void {
     const pair = this.pairs[peer];
-    if (pair === undefined || this.closing) return;
+    if (pair === undefined) return;
     const t = this.transportNamed(frame.body.to);
+    const fail = (error: Error) => this.engine.lost(peer, error);
     switch (frame.step) {
       case PathStep.NUDGE:
         if (t !== undefined && this.rank < peer) this.tryUpgrade(peer, pair, t);
         return;
       case PathStep.OFFER:
-        void this.answerOffer(peer, pair, t, frame);
+        if (this.rank < peer) throw new VmcommError('CORRUPT', `rank ${peer} offered a move, but the lower rank of a pair leads`, { peer });
+        this.answerOffer(peer, pair, t, frame).catch(fail);
         return;
       case PathStep.ACCEPT:
         if (t === undefined || pair.negotiation?.transport !== t || pair.negotiation.role !== 'offered') {
-          throw new VmcommError('CORRUPT', `rank ${peer} accepted a move to ${frame.body.to} this rank had not offered`, { peer });
+          // Crossed our REJECT (we gave the offer up): the peer releases what it reserved on it.
+          this.logger?.debug(`vmcomm: rank ${peer} accepted a move to ${frame.body.to} this rank no longer offers`);
+          return;
         }
-        void this.accepted(peer, pair, t, frame);
+        this.accepted(peer, pair, t, frame).catch(fail);
         return;
-      case PathStep.CONFIRM:
+      case PathStep.CONFIRM: {
+        // Processed even while finalizing: the peer moved already, and its frames must be read.
         if (t === undefined || pair.negotiation?.transport !== t || pair.negotiation.role !== 'accepted') {
           throw new VmcommError('CORRUPT', `rank ${peer} confirmed a move to ${frame.body.to} this rank had not accepted`, { peer });
         }
         pair.negotiation = undefined;
         pair.usable.add(t);
+        pair.proven.add(t);
         this.move(peer, pair, t);
         this.maybeRelease(peer, pair);
+        this.leaveIfLeft(peer, pair, t);
         return;
+      }
       case PathStep.REJECT:
         if (t !== undefined && pair.negotiation?.transport === t) {
           const reserved = pair.negotiation.role === 'accepted';
           pair.negotiation = undefined;
+          pair.leftDuringNegotiation = undefined;
           this.logger?.debug(`vmcomm: rank ${peer} rejected moving to ${t.name}: ${frame.body.why ?? 'no reason given'}`);
           if (reserved) this.maybeRelease(peer, pair, t);
         }
@@ -263,17 +288,45 @@ export class PairMigration implements InboundHooks {
     }
   }
 
+  /** The transport the pair just moved to reported leaving during the negotiation: leave it now. */
+  private leaveIfLeft(peer: number, pair: Pair, t: Transport): void {
+    const reason = pair.leftDuringNegotiation;
+    pair.leftDuringNegotiation = undefined;
+    if (reason !== undefined) this.leave(t, [peer], reason);
+  }
+
   lost(t: Transport, peer: number, error: Error): void {
     const pair = this.pairs[peer];
     const relevant =
       pair === undefined || this.engine.transportOf(peer) === t || this.inbound.currentOf(peer).transport === t || this.inbound.holding(peer, t) || (pair.inUse.has(t) && !pair.releasing.has(t) && pair.negotiation?.transport !== t);
     if (!relevant) {
+      // Not a move target any more: its channel to the peer is broken (a later move must not reuse it).
+      pair.usable.delete(t);
       this.logger?.debug(`vmcomm: rank ${peer}: ${t.name}, which the pair no longer uses, reported it lost (${error.message})`);
       return;
     }
     if (pair?.negotiation?.transport === t) pair.negotiation = undefined;
-    this.inbound.forget(peer);
     this.engine.lost(peer, error);
+  }
+
+  /**
+   * The engine lost `peer` (whoever reported it): forget what is held, and free what the pair still
+   * holds on the transports it had left or was moving to (a draining region can then be left). The
+   * transport it used handles its own loss, as without migration.
+   */
+  peerLost(peer: number, error: Error): void {
+    const pair = this.pairs[peer];
+    const current = [this.engine.transportOf(peer), this.inbound.currentOf(peer).transport];
+    this.inbound.forget(peer);
+    if (pair === undefined) return;
+    pair.negotiation = undefined;
+    pair.leaving.clear();
+    for (const t of [...pair.inUse]) {
+      if (current.includes(t)) continue;
+      pair.inUse.delete(t);
+      t.release?.(peer, error).catch(() => undefined);
+    }
+    pair.retired.clear();
   }
 
   transportNamed(name: string): Transport | undefined {
@@ -295,7 +348,7 @@ export class PairMigration implements InboundHooks {
   /** Whether moving the pair to `t` would gain and can start now. */
   private worthMoving(peer: number, pair: Pair, t: Transport): boolean {
     if (this.closing || this.engine.lostError(peer) || pair.negotiation !== undefined) return false;
-    if (t.priority <= this.engine.transportOf(peer).priority || pair.inUse.has(t)) return false; // in use: released first
+    if (t.priority <= this.engine.transportOf(peer).priority || pair.inUse.has(t) || pair.releasing.has(t)) return false; // released first
     return typeof t.card === 'function' && t.card() !== undefined && typeof t.admit === 'function';
   }
 
@@ -333,6 +386,7 @@ export class PairMigration implements InboundHooks {
       return;
     }
     pair.usable.add(t);
+    pair.proven.add(t);
     // CONFIRM first, on the old path: the peer moves on reading it, and our marker follows it there.
     this.send(peer, PathStep.CONFIRM, { to: t.name });
     this.move(peer, pair, t);
@@ -383,6 +437,9 @@ export class PairMigration implements InboundHooks {
       t.release(peer).then(
         () => {
           pair.releasing.delete(t);
+          const retired = pair.retired.get(t);
+          pair.retired.delete(t);
+          if (retired !== undefined) this.engine.forgetRetired(peer, retired);
           if (only !== undefined) return;
           if (this.rank < peer) this.tryUpgrade(peer, pair, t);
           else if (this.worthMoving(peer, pair, t)) this.send(peer, PathStep.NUDGE, { to: t.name });

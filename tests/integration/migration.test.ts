@@ -56,8 +56,6 @@ interface RankResult {
   switches: string[];
   statsSwitches: number;
   seconds: number;
-  medianGapMs: number;
-  pausesMs: number[];
   pingRounds?: number;
   medianRoundTripUs?: { ivshmem: number; tcp: number };
   pause?: { switch: string; longestRoundTripUs: number }[];

@@ -68,6 +68,13 @@ export class FakeEngine {
     return h.kind === FrameKind.EAGER ? this.eagerLimit : 0;
   }
 
+  /** What `heldBudget` allows (the real engine derives it from credits, the window and receives). */
+  budget = { frames: 1_000, bytes: 1 << 20 };
+
+  heldBudget(_peer: number): { frames: number; bytes: number } {
+    return this.budget;
+  }
+
   /** Tags delivered from `peer`, in order. */
   tags(peer = 0): number[] {
     return this.delivered.filter((d) => d.peer === peer).map((d) => d.tag);

@@ -22,6 +22,13 @@ function setup(names: readonly string[] = ['ivshmem', 'tcp'], size = 3) {
   return { transports, engine, hooks, inbound, sink, t, startOn };
 }
 
+/** The layer reported a CORRUPT loss of peer 0 against `transport` (instead of throwing). */
+function expectReported(hooks: RecordingHooks, transport: string, message: RegExp): void {
+  expect(hooks.losses.map((l) => l.transport)).toEqual([transport]);
+  expect(hooks.losses[0].error).toMatchObject({ name: 'VmcommError', code: 'CORRUPT' });
+  expect(hooks.losses[0].error.message).toMatch(message);
+}
+
 function expectCorrupt(fn: () => void, message?: RegExp): void {
   let thrown: unknown;
   try {
@@ -131,10 +138,11 @@ describe('OrderedInbound: frames of another transport', () => {
     expect(engine.tags()).toEqual([]);
   });
 
-  it('an EMPTY marker naming another transport than the one it came through is CORRUPT', () => {
-    const { sink, startOn } = setup(['ivshmem', 'tcp', 'shm']);
+  it('an EMPTY marker naming another transport than the one it came through is CORRUPT (reported, not thrown at the innocent transport)', () => {
+    const { sink, startOn, hooks } = setup(['ivshmem', 'tcp', 'shm']);
     startOn('ivshmem');
-    expectCorrupt(() => deliver(sink('tcp'), 0, marker(1, 'shm', true)), /empty switch marker to shm through tcp/);
+    deliver(sink('tcp'), 0, marker(1, 'shm', true));
+    expectReported(hooks, 'ivshmem', /empty switch marker to shm through tcp/);
   });
 
   it('a marker for the wrong epoch on the current transport is CORRUPT', () => {
@@ -150,11 +158,32 @@ describe('OrderedInbound: frames of another transport', () => {
     expectCorrupt(() => deliver(sink('tcp'), 0, marker(1, 'ivshmem')), /epoch 1 while epoch 1 was current/);
   });
 
-  it('a held marker for the wrong epoch is CORRUPT when it is replayed', () => {
-    const { sink, startOn } = setup();
+  it('a held marker for the wrong epoch is CORRUPT when it is replayed, reported against the transport it came through', () => {
+    const { sink, startOn, hooks, engine } = setup();
     startOn('ivshmem');
     deliver(sink('tcp'), 0, marker(5, 'ivshmem')); // held: tcp is not current
-    expectCorrupt(() => deliver(sink('ivshmem'), 0, marker(1, 'tcp')), /epoch 5 while epoch 1 was current/);
+    deliver(sink('ivshmem'), 0, marker(1, 'tcp')); // the replay of tcp's frames fails: tcp's fault
+    expectReported(hooks, 'tcp', /epoch 5 while epoch 1 was current/);
+    expect(engine.delivered).toEqual([]);
+  });
+
+  it('frames held beyond what the peer may have in flight are CORRUPT at begin', () => {
+    const { sink, startOn, engine } = setup();
+    startOn('ivshmem');
+    engine.budget = { frames: 3, bytes: 1 << 20 };
+    for (let i = 0; i < 3; i++) deliver(sink('tcp'), 0, eager(i, [1, 2, 3]));
+    expectCorrupt(() => deliver(sink('tcp'), 0, eager(3, [1, 2, 3])), /more through tcp ahead of its switch marker/);
+  });
+
+  it('an EMPTY marker for an epoch already done is CORRUPT', () => {
+    const { sink, startOn, hooks } = setup();
+    startOn('ivshmem');
+    deliver(sink('ivshmem'), 0, marker(1, 'tcp'));
+    deliver(sink('tcp'), 0, marker(2, 'ivshmem'));
+    deliver(sink('tcp'), 0, marker(1, 'tcp', true)); // held on tcp (ivshmem is current again), a stale epoch
+    expect(hooks.losses).toHaveLength(1);
+    expect(hooks.losses[0].error).toMatchObject({ name: 'VmcommError', code: 'CORRUPT' });
+    expect(hooks.losses[0].error.message).toMatch(/empty switch marker for epoch 1 through tcp while epoch 2 was current/);
   });
 
   it('a marker naming a transport this rank does not run is CORRUPT', () => {
