@@ -8,7 +8,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatRegionFile } from '../../backends/ivshmem/admin.js';
+import { formatRegionFile, openRegionFile } from '../../backends/ivshmem/admin.js';
+import { IvshmemRegion } from '../../backends/ivshmem/region.js';
 import { ROOT, VMCOMM, vmcomm } from '../helpers/processes.js';
 import { canSimulateTopology, createTopology, VM_REGION_PATH, type Topology } from '../helpers/topology.js';
 
@@ -325,6 +326,33 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
         ['ivshmem', 'ivshmem', 0, ['ivshmem->tcp', 'tcp->ivshmem']],
       ]);
       expect(results[0].exchanged).toBe(results[1].exchanged);
+    },
+    5 * 60_000,
+  );
+
+  it(
+    "a live rank's membership slot reclaimed by another member: its pairs move to tcp instead of being lost, and back once it rejoined",
+    async () => {
+      const { job, placement } = await startJob(EXCHANGE, ['2'], true);
+      try {
+        for (const r of [0, 1]) await waitFor(job, new RegExp(`^READY ${r} ivshmem$`, 'm'), `rank ${r} on ivshmem`);
+        await new Promise((r) => setTimeout(r, 300));
+        // What an over-eager observer (another job's watch) would do: free rank 1's slot while it lives.
+        const region = IvshmemRegion.open(openRegionFile(placement.regionFile).region);
+        const slot = Array.from({ length: region.layout.slots }, (_, i) => region.members.read(i)).find((m) => m.state === 'active' && m.member?.rank === 1);
+        expect(slot).toBeDefined();
+        expect(region.members.reclaim(slot!.slot, slot!.control | 0)).toBeDefined();
+        for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} ivshmem tcp$`, 'm'), `rank ${r} moving to tcp`);
+        for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} tcp ivshmem$`, 'm'), `rank ${r} back on ivshmem (rank 1 rejoined)`);
+        await ended(job);
+      } finally {
+        job.kill();
+      }
+      const results = resultsOf<ExchangeResult>(job);
+      expect(results.map((r) => [r.initial, r.final, r.bad, r.switches])).toEqual([
+        ['ivshmem', 'ivshmem', 0, ['ivshmem->tcp', 'tcp->ivshmem']],
+        ['ivshmem', 'ivshmem', 0, ['ivshmem->tcp', 'tcp->ivshmem']],
+      ]);
     },
     5 * 60_000,
   );
