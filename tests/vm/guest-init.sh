@@ -11,7 +11,7 @@
 # Kernel command-line parameters (dotted, so the kernel keeps them out of init's environment):
 #   vmcomm.name=NAME     the guest's name (hostname, script and log names)
 #   vmcomm.share=PATH    where the writable share is mounted (the host's path of the shared directory)
-#   vmcomm.keep=P1,P2    host paths under /tmp that must stay visible above the guest's own /tmp
+#   vmcomm.keep=P1,P2    host paths under /tmp or /run that must stay visible above the guest's own
 #   vmcomm.addr=A/N      an IPv4 address for eth0 (omitted: no network but the loopback)
 #
 # Every step that fails prints `vmcomm-guest[NAME] … FAILED: …` on the console and powers off, so the
@@ -63,14 +63,15 @@ mkdir -p $R/dev/shm $R/dev/pts
 mount -t devpts devpts $R/dev/pts
 # The guest's own shared memory: vmcomm's shm backend between two ranks of this guest.
 mount -t tmpfs -o mode=1777 shm $R/dev/shm || fail "mount /dev/shm"
-# Keep the host's /tmp reachable (a CI checkout may live there), then give the guest its own.
+# Keep the host's /tmp and /run reachable (a CI checkout may live there), then give the guest its own.
 mount --bind $R/tmp /hosttmp || fail "bind the host's /tmp"
+mount --bind $R/run /hostrun || fail "bind the host's /run"
 mount -t tmpfs -o mode=1777 tmp $R/tmp || fail "mount /tmp"
 mount -t tmpfs -o mode=755 run $R/run || fail "mount /run"
 for path in $(echo "$KEEP" | tr ',' ' '); do
   case "$path" in
-    /tmp/*)
-      mkdir -p "$R$path" && mount --bind "/hosttmp/${path#/tmp/}" "$R$path" || fail "keep $path visible"
+    /tmp/* | /run/*)
+      mkdir -p "$R$path" && mount --bind "/host${path#/}" "$R$path" || fail "keep $path visible"
       ;;
   esac
 done

@@ -131,7 +131,7 @@ export interface LabOptions {
   readonly memoryMiB?: number;
   /** QEMU's `-cpu` (default `max`). */
   readonly cpu?: string;
-  /** Host paths the guests must see even under /tmp (the repository: a CI checkout may be there). */
+  /** Host paths the guests must see even under /tmp or /run, which they mount their own (the repository: a CI checkout may be there). */
   readonly keep?: readonly string[];
 }
 

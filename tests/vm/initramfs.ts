@@ -259,7 +259,7 @@ export interface InitramfsOptions {
 export function buildInitramfs(options: InitramfsOptions): { modules: string[]; bytes: number } {
   const modules = moduleLoadOrder(options.kernel, options.modules);
   const entries: CpioEntry[] = [];
-  for (const dir of ['bin', 'dev', 'proc', 'sys', 'lib', MODULE_DIRECTORY, 'newroot', 'hosttmp', 'share']) entries.push({ name: dir, kind: 'dir' });
+  for (const dir of ['bin', 'dev', 'proc', 'sys', 'lib', MODULE_DIRECTORY, 'newroot', 'hosttmp', 'hostrun', 'share']) entries.push({ name: dir, kind: 'dir' });
   // The kernel opens /dev/console for init before anything is mounted.
   entries.push({ name: 'dev/console', kind: 'chardev', device: [5, 1] });
   entries.push({ name: 'bin/busybox', kind: 'file', data: readFileSync(options.busybox) });
