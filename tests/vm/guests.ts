@@ -57,6 +57,8 @@ const REGION_DIRECTORY = '/dev/shm';
 const RUNNING = /^vmcomm-guest\[[^\]]*\] ([\d.]+)s: running /m;
 /** How long a failed guest's peers get to write their own logs before they are stopped. */
 const FAILURE_GRACE_MS = 3_000;
+/** How long a SIGKILLed QEMU may take to be reaped. */
+const KILL_WAIT_MS = 10_000;
 /** Paths go on the kernel command line, which splits at spaces and has no quoting. */
 const SAFE_PATH = /^\/[A-Za-z0-9_.+\-/]*$/;
 
@@ -282,7 +284,7 @@ function safeList(directory: string): string[] {
 }
 
 function hasPdeathsig(): boolean {
-  const help = spawnSync('setpriv', ['--help'], { encoding: 'utf8' });
+  const help = spawnSync('setpriv', ['--help'], { encoding: 'utf8', timeout: 10_000 });
   return help.status === 0 && help.stdout.includes('--pdeathsig');
 }
 
@@ -342,7 +344,7 @@ export async function createLab(options: LabOptions): Promise<VmLab> {
     const initramfs = { path: path.join(workDir, 'initramfs.cpio'), bytes: built.bytes, modules: built.modules };
     const unpacked = uncompressedKernel(kernel.image, path.join(workDir, 'vmlinux'));
     const boot = 'path' in unpacked ? { image: unpacked.path } : { image: kernel.image, note: `booting the bzImage, slower: ${unpacked.reason}` };
-    // One multicast group per lab: only this lab's QEMUs join it, over the loopback (TTL 1 at most).
+    // One multicast group per lab: only this lab's QEMUs join it, on the loopback (localaddr), TTL 1 (the default).
     const group = `239.255.${randomIn(0, 256)}.${randomIn(1, 255)}`;
     const port = randomIn(20_000, 60_000);
     const macPrefix = `52:54:00:${randomBytes(2).toString('hex').replace(/(..)(..)/, '$1:$2')}`;
@@ -371,7 +373,7 @@ export async function createLab(options: LabOptions): Promise<VmLab> {
       const args = [
         ...['-name', `${id}-${g.name}`],
         ...['-machine', 'q35,accel=tcg', '-cpu', options.cpu ?? 'max', '-smp', '1', '-m', `${memoryMiB}M`],
-        ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'], 
+        ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'],
         ...['-kernel', boot.image, '-initrd', initramfs.path, '-append', append.join(' ')],
         ...['-serial', `file:${consoleOf(g.name)}`],
         ...['-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot'],
@@ -439,9 +441,10 @@ export async function createLab(options: LabOptions): Promise<VmLab> {
         })
         .join('\n');
 
+    /** SIGKILLs every QEMU and waits for them, at most {@link KILL_WAIT_MS} (one stuck in the kernel is left to the exit hook). */
     const killAll = async (): Promise<void> => {
       for (const child of children.values()) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await Promise.all([...exits.values()]);
+      await Promise.race([Promise.all([...exits.values()]), new Promise((resolve) => setTimeout(resolve, KILL_WAIT_MS).unref())]);
     };
 
     const lab: VmLab = {

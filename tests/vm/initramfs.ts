@@ -104,7 +104,7 @@ export function uncompressedKernel(image: string, output: string): { path: strin
   // The build appends the uncompressed size (4 bytes) to every payload; no decompressor wants it.
   const payload = bz.subarray(start, start + length - 4);
   const tool = (name: string, args: string[]): Buffer | string => {
-    const out = spawnSync(name, args, { input: payload, maxBuffer: 1024 * 1024 * 1024 });
+    const out = spawnSync(name, args, { input: payload, maxBuffer: 1024 * 1024 * 1024, timeout: 120_000 });
     return out.status === 0 ? out.stdout : `${name} ${args.join(' ')}: ${out.error?.message ?? out.stderr.toString().trim()}`;
   };
   let got: Buffer | string;
@@ -190,7 +190,7 @@ function moduleBytes(file: string): Buffer {
   if (file.endsWith('.ko.gz')) return gunzipSync(readFileSync(file));
   const tool = file.endsWith('.ko.xz') ? 'xz' : file.endsWith('.ko.zst') ? 'zstd' : undefined;
   if (tool === undefined) throw new Error(`${file}: not a kernel module file`);
-  const out = spawnSync(tool, ['-dc', file], { maxBuffer: 64 * 1024 * 1024 });
+  const out = spawnSync(tool, ['-dc', file], { maxBuffer: 64 * 1024 * 1024, timeout: 60_000 });
   if (out.status !== 0) throw new Error(`${tool} -dc ${file} failed: ${out.error?.message ?? out.stderr.toString().trim()}`);
   return out.stdout;
 }
