@@ -131,8 +131,6 @@ export interface LabOptions {
   readonly regions?: Readonly<Record<string, number>>;
   /** Guest memory (default 512). */
   readonly memoryMiB?: number;
-  /** QEMU's `-cpu` (default `max`). */
-  readonly cpu?: string;
   /** Host paths the guests must see even under /tmp or /run, which they mount their own (the repository: a CI checkout may be there). */
   readonly keep?: readonly string[];
 }
@@ -372,7 +370,7 @@ export async function createLab(options: LabOptions): Promise<VmLab> {
       if (g.address !== undefined) append.push(`vmcomm.addr=${g.address}`);
       const args = [
         ...['-name', `${id}-${g.name}`],
-        ...['-machine', 'q35,accel=tcg', '-cpu', options.cpu ?? 'max', '-smp', '1', '-m', `${memoryMiB}M`],
+        ...['-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', '1', '-m', `${memoryMiB}M`],
         ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'],
         ...['-kernel', boot.image, '-initrd', initramfs.path, '-append', append.join(' ')],
         ...['-serial', `file:${consoleOf(g.name)}`],
