@@ -45,7 +45,7 @@ interface Held {
 }
 
 /** The frame in progress on one transport for one peer. */
-type InProgress = { readonly kind: 'live' } | { readonly kind: 'path'; readonly header: Uint8Array; readonly data: Uint8Array | undefined } | { readonly kind: 'held'; readonly frame: Held };
+type InProgress = { readonly kind: 'path'; readonly header: Uint8Array; readonly data: Uint8Array | undefined } | { readonly kind: 'held'; readonly frame: Held };
 
 interface PeerInbound {
   /** The transport whose frames are delivered now (undefined until the world chose). */
@@ -56,12 +56,13 @@ interface PeerInbound {
   readonly inProgress: Map<Transport, InProgress>;
   /** Losses reported before the world chose: applied then, if they concern the chosen transport. */
   readonly earlyLost: Map<Transport, Error>;
+  /** The transport whose frame is in progress straight into the engine (the hot path: no map). */
+  live: Transport | undefined;
   /** Frames and payload bytes held now (bounded: see Engine.heldBudget). */
   heldFrames: number;
   heldBytes: number;
 }
 
-const LIVE: InProgress = { kind: 'live' };
 
 /** The per-transport sinks of one world, in front of its engine. */
 export class OrderedInbound {
@@ -74,7 +75,7 @@ export class OrderedInbound {
     size: number,
     private readonly hooks: InboundHooks,
   ) {
-    this.peers = Array.from({ length: size }, () => ({ current: undefined, epoch: 0, held: new Map(), inProgress: new Map(), earlyLost: new Map(), heldFrames: 0, heldBytes: 0 }));
+    this.peers = Array.from({ length: size }, () => ({ current: undefined, epoch: 0, held: new Map(), inProgress: new Map(), earlyLost: new Map(), live: undefined, heldFrames: 0, heldBytes: 0 }));
   }
 
   /** The sink `transport` delivers to. */
@@ -118,6 +119,7 @@ export class OrderedInbound {
     if (p === undefined) return;
     p.held.clear();
     p.inProgress.clear();
+    p.live = undefined;
     p.heldFrames = 0;
     p.heldBytes = 0;
   }
@@ -130,9 +132,10 @@ export class OrderedInbound {
 
   private begin(t: Transport, peer: number, bytes: Uint8Array): Uint8Array | undefined {
     const p = this.peer(peer);
-    // The kind byte alone decides the common case: a frame of the current transport that is not PATH.
-    if (this.ready && p.current === t && bytes[1] !== FrameKind.PATH && !this.holding(peer, t)) {
-      p.inProgress.set(t, LIVE);
+    // The common case, decided without decoding: a frame of the current transport (set only once
+    // the world chose) that is not PATH, with nothing of that transport held before it.
+    if (p.current === t && bytes[1] !== FrameKind.PATH && (p.heldFrames === 0 || !this.holding(peer, t))) {
+      p.live = t;
       return this.engine.begin(peer, bytes);
     }
     const h = decodeHeader(bytes, this.scratch);
@@ -179,13 +182,14 @@ export class OrderedInbound {
 
   private commit(t: Transport, peer: number): void {
     const p = this.peer(peer);
+    if (p.live === t) {
+      p.live = undefined;
+      return this.engine.commit(peer);
+    }
     const ip = p.inProgress.get(t);
     if (ip === undefined) return;
     p.inProgress.delete(t);
     switch (ip.kind) {
-      case 'live':
-        this.engine.commit(peer);
-        return;
       case 'path':
         this.path(peer, p, ip.header, ip.data);
         this.drainOrLose(peer, p);
@@ -283,6 +287,7 @@ export class OrderedInbound {
     const p = this.peers[peer];
     if (p === undefined) return;
     p.inProgress.delete(t);
+    if (p.live === t) p.live = undefined;
     if (!this.ready) {
       if (!p.earlyLost.has(t)) p.earlyLost.set(t, error);
       return;
