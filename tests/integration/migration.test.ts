@@ -46,6 +46,7 @@ afterEach(async () => {
 interface RankResult {
   rank: number;
   initial: string;
+  mac: boolean;
   final: string;
   received: number;
   expected: number;
@@ -168,12 +169,12 @@ async function asProcesses(): Promise<Placement> {
 }
 
 /** A 2-rank job served by `vmcomm rendezvous`; `withRegion` false: the ranks start without any region. */
-async function startJob(script: string, args: string[], withRegion: boolean): Promise<{ job: Job; placement: Placement; access: Record<string, string>; ranks: RankProcess[] }> {
+async function startJob(script: string, args: string[], withRegion: boolean, extraEnv: Record<string, string> = {}): Promise<{ job: Job; placement: Placement; access: Record<string, string>; ranks: RankProcess[] }> {
   const placement = MODE === 'namespaces' ? await inVms() : await asProcesses();
   const rendezvous = placement.rendezvous(['rendezvous', '-n', '2', '--bind', placement.bind]);
   const access: Record<string, string> = {};
   for (const key of ['VMCOMM_RENDEZVOUS', 'VMCOMM_JOB_SECRET', 'VMCOMM_JOB_ID', 'VMCOMM_SIZE']) access[key] = (await rendezvous.waitFor(new RegExp(`^${key}=(.+)$`, 'm')))[1];
-  const env = { ...access, ...(withRegion ? { VMCOMM_IVSHMEM: placement.rankRegionPath } : {}) };
+  const env = { ...access, ...extraEnv, ...(withRegion ? { VMCOMM_IVSHMEM: placement.rankRegionPath } : {}) };
   const ranks = [0, 1].map((r) => placement.rank(r, script, args, { ...env, VMCOMM_RANK: String(r) }));
   const exited = Promise.all(ranks.map((p) => p.exited)).then(async (outcomes) => {
     const ended = await Promise.race([rendezvous.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
@@ -208,53 +209,64 @@ async function ended(job: Job): Promise<void> {
   expect(end.code, end.stderr.slice(-4000)).toBe(0);
 }
 
+/**
+ * Streams `perDirection` messages each way (stream.mjs) while the region is revoked and restored
+ * `cycles` times mid-stream, then once more during a ping-pong; checks that nothing was lost,
+ * duplicated, reordered or corrupted, and that the pair ends on ivshmem. Returns rank 0's report.
+ */
+async function streamThroughCycles(perDirection: number, cycles: number, env: Record<string, string> = {}): Promise<RankResult[]> {
+  const { job, placement } = await startJob(JOB, [String(perDirection), String(cycles + 1)], true, env);
+  const { regionFile } = placement;
+  try {
+    for (let k = 0; k < cycles; k++) {
+      // Mid-segment: both ranks are streaming.
+      for (const r of [0, 1]) await waitFor(job, new RegExp(`^AT ${r} ${k} `, 'm'), `rank ${r} in segment ${k}`);
+      const revoked = await vmcomm(['ivshmem', 'revoke', regionFile]);
+      expect(revoked.code, revoked.stderr).toBe(0);
+      for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} ivshmem tcp ${2 * k + 1}$`, 'm'), `rank ${r} moving to tcp (cycle ${k})`);
+      // Let the stream run over tcp for a moment, then give the region back.
+      await new Promise((r) => setTimeout(r, 200));
+      const restored = await vmcomm(['ivshmem', 'restore', regionFile]);
+      expect(restored.code, restored.stderr).toBe(0);
+      for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} tcp ivshmem ${2 * k + 2}$`, 'm'), `rank ${r} moving back to ivshmem (cycle ${k})`);
+    }
+    // One more cycle during a ping-pong, which times the pause a switch causes.
+    for (const r of [0, 1]) await waitFor(job, new RegExp(`^PING ${r} start$`, 'm'), `rank ${r} starting the ping-pong`);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await vmcomm(['ivshmem', 'revoke', regionFile])).code).toBe(0);
+    for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} ivshmem tcp ${2 * cycles + 1}$`, 'm'), `rank ${r} moving to tcp (ping-pong)`);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await vmcomm(['ivshmem', 'restore', regionFile])).code).toBe(0);
+    await ended(job);
+  } finally {
+    job.kill();
+  }
+  const results = resultsOf<RankResult>(job);
+  expect(results.map((r) => r.rank)).toEqual([0, 1]);
+  for (const r of results) {
+    expect(r.initial).toBe('ivshmem');
+    expect(r.received).toBe(perDirection);
+    expect(r.duplicates).toBe(0);
+    expect(r.reordered).toBe(0);
+    expect(r.corrupt).toBe(0);
+    expect(r.switches).toEqual(Array.from({ length: cycles + 1 }, () => CYCLE).flat());
+    expect(r.statsSwitches).toBe(2 * (cycles + 1));
+    // Messages really crossed while the pair was on tcp, and it ends on ivshmem.
+    expect(r.onTcp).toBeGreaterThan(0);
+    expect(r.final).toBe('ivshmem');
+  }
+  expect(results[0].pause?.map((p) => p.switch)).toEqual(CYCLE);
+  return results;
+}
+
+const CYCLE = ['ivshmem->tcp', 'tcp->ivshmem'];
+
 describe(`migration between ivshmem and tcp (${MODE})`, () => {
   it(
     `${2 * PER_DIRECTION} messages both ways while the region is revoked and restored ${CYCLES} times: nothing lost, duplicated or reordered`,
     async () => {
-      const { job, placement } = await startJob(JOB, [String(PER_DIRECTION), String(CYCLES + 1)], true);
-      const { regionFile } = placement;
-      try {
-        for (let k = 0; k < CYCLES; k++) {
-          // Mid-segment: both ranks are streaming.
-          for (const r of [0, 1]) await waitFor(job, new RegExp(`^AT ${r} ${k} `, 'm'), `rank ${r} in segment ${k}`);
-          const revoked = await vmcomm(['ivshmem', 'revoke', regionFile]);
-          expect(revoked.code, revoked.stderr).toBe(0);
-          for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} ivshmem tcp ${2 * k + 1}$`, 'm'), `rank ${r} moving to tcp (cycle ${k})`);
-          // Let the stream run over tcp for a moment, then give the region back.
-          await new Promise((r) => setTimeout(r, 200));
-          const restored = await vmcomm(['ivshmem', 'restore', regionFile]);
-          expect(restored.code, restored.stderr).toBe(0);
-          for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} tcp ivshmem ${2 * k + 2}$`, 'm'), `rank ${r} moving back to ivshmem (cycle ${k})`);
-        }
-        // One more cycle during a ping-pong, which times the pause a switch causes.
-        for (const r of [0, 1]) await waitFor(job, new RegExp(`^PING ${r} start$`, 'm'), `rank ${r} starting the ping-pong`);
-        await new Promise((r) => setTimeout(r, 300));
-        expect((await vmcomm(['ivshmem', 'revoke', regionFile])).code).toBe(0);
-        for (const r of [0, 1]) await waitFor(job, new RegExp(`^SWITCH ${r} ivshmem tcp ${2 * CYCLES + 1}$`, 'm'), `rank ${r} moving to tcp (ping-pong)`);
-        await new Promise((r) => setTimeout(r, 300));
-        expect((await vmcomm(['ivshmem', 'restore', regionFile])).code).toBe(0);
-        await ended(job);
-      } finally {
-        job.kill();
-      }
-      const results = resultsOf<RankResult>(job);
-      expect(results.map((r) => r.rank)).toEqual([0, 1]);
-      const cycle = ['ivshmem->tcp', 'tcp->ivshmem'];
-      for (const r of results) {
-        expect(r.initial).toBe('ivshmem');
-        expect(r.received).toBe(PER_DIRECTION);
-        expect(r.duplicates).toBe(0);
-        expect(r.reordered).toBe(0);
-        expect(r.corrupt).toBe(0);
-        expect(r.switches).toEqual(Array.from({ length: CYCLES + 1 }, () => cycle).flat());
-        expect(r.statsSwitches).toBe(2 * (CYCLES + 1));
-        // Messages really crossed while the pair was on tcp, and it ends on ivshmem.
-        expect(r.onTcp).toBeGreaterThan(0);
-        expect(r.final).toBe('ivshmem');
-      }
+      const results = await streamThroughCycles(PER_DIRECTION, CYCLES);
       const ping = results[0];
-      expect(ping.pause?.map((p) => p.switch)).toEqual(cycle);
       console.log(
         `migration (${MODE}): ${2 * PER_DIRECTION} messages, ${(results[0].bytes / 2 ** 20).toFixed(0)} MiB each way in ${results[0].seconds.toFixed(1)} s, ` +
           `${CYCLES} revoke/restore cycles mid-stream; ${results.map((r) => r.onTcp).join(' and ')} messages received over tcp. ` +
@@ -263,6 +275,15 @@ describe(`migration between ivshmem and tcp (${MODE})`, () => {
       );
     },
     15 * 60_000,
+  );
+
+  it(
+    'with the per-frame MAC (VMCOMM_IVSHMEM_MAC=1): authenticated pairs move and come back just the same',
+    async () => {
+      const results = await streamThroughCycles(5_000, 3, { VMCOMM_IVSHMEM_MAC: '1' });
+      expect(results.map((r) => r.mac)).toEqual([true, true]);
+    },
+    10 * 60_000,
   );
 
   it(
