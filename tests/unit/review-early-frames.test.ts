@@ -7,8 +7,7 @@
  * then runs Engine.commit a second time on the replayed header.
  */
 import { describe, expect, it } from 'vitest';
-import type { BackendComponents, BackendFactory, CardFields, CardValue, Channel, FrameSink, LocalityCard, SendDone, Transport } from '../../lib/backend.js';
-import type { Bootstrap } from '../../lib/bootstrap.js';
+import type { BackendComponents, BackendFactory, CardFields, Channel, FrameSink, LocalityCard, SendDone, Transport } from '../../lib/backend.js';
 import type { Communicator } from '../../lib/communicator.js';
 import { createLocalJob } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
@@ -17,6 +16,7 @@ import { Engine, type PeerPlan } from '../../lib/engine.js';
 import type { PostedRecv } from '../../lib/matching.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameKind } from '../../lib/protocol.js';
 import { createRequest } from '../../lib/request.js';
+import { lateReach } from '../helpers/bootstraps.js';
 import { within, sleep } from '../helpers/settle.js';
 
 function fakeTransport(): Transport {
@@ -121,25 +121,6 @@ function staged(delayMs: number): BackendFactory {
     },
     { transportName: 'staged' },
   );
-}
-
-/** A bootstrap whose round-two exchange ('reach') answers `delayMs` late on this rank only. */
-function lateReach(b: Bootstrap, delayMs: number): Bootstrap {
-  return {
-    get rank() { return b.rank; },
-    get size() { return b.size; },
-    get jobId() { return b.jobId; },
-    get secret() { return b.secret; },
-    get address() { return b.address; },
-    listen: (e) => b.listen(e),
-    abort: (code, reason) => b.abort(code, reason),
-    finalize: () => b.finalize(),
-    async allgather(round: string, value: CardValue) {
-      const all = await b.allgather(round, value);
-      if (round === 'reach') await sleep(delayMs);
-      return all;
-    },
-  };
 }
 
 describe('review: early frames, end to end', () => {

@@ -2,43 +2,13 @@
 // (lib/migration/ordered-inbound.ts), in front of the engine, and are replayed by the world's
 // migration.start() after engine.ready(). End to end, with worlds in one process.
 import { describe, expect, it } from 'vitest';
-import type { CardValue } from '../../../lib/backend.js';
-import type { Bootstrap } from '../../../lib/bootstrap.js';
 import type { Communicator } from '../../../lib/communicator.js';
 import { createLocalJob } from '../../../lib/local-bootstrap.js';
 import type { InitOptions } from '../../../lib/options.js';
 import { initWithBootstrap } from '../../../lib/start-world.js';
+import { lateReach } from '../../helpers/bootstraps.js';
 import { within } from '../../helpers/settle.js';
 import { deadline, sleep, transports } from './world-helpers.js';
-
-/** A bootstrap whose round-two exchange ('reach') answers `delayMs` late on this rank only. */
-function lateReach(b: Bootstrap, delayMs: number): Bootstrap {
-  return {
-    get rank() {
-      return b.rank;
-    },
-    get size() {
-      return b.size;
-    },
-    get jobId() {
-      return b.jobId;
-    },
-    get secret() {
-      return b.secret;
-    },
-    get address() {
-      return b.address;
-    },
-    listen: (e) => b.listen(e),
-    abort: (code, reason) => b.abort(code, reason),
-    finalize: () => b.finalize(),
-    async allgather(round: string, value: CardValue) {
-      const all = await b.allgather(round, value);
-      if (round === 'reach') await sleep(delayMs);
-      return all;
-    },
-  };
-}
 
 async function finalizeAll(comms: (Communicator | undefined)[]): Promise<void> {
   await Promise.all(comms.map((c) => c && within(c.finalize(), 5000)));
