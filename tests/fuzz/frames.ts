@@ -8,6 +8,7 @@
 import fc from 'fast-check';
 import { ValueCodec } from '../../lib/codec.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from '../../lib/protocol.js';
+import { concatBytes } from '../helpers/bytes.js';
 
 const codec = new ValueCodec();
 
@@ -198,14 +199,7 @@ export function frameStream(o: { sources: readonly number[]; contexts: readonly 
 
 /** The bytes of a stream. */
 export function streamBytes(frames: readonly StreamFrame[]): Uint8Array {
-  const parts = frames.map((f) => f.mutations.reduce((b, m) => mutate(b, m), frameBytes(f.spec)));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return concatBytes(frames.map((f) => f.mutations.reduce((b, m) => mutate(b, m), frameBytes(f.spec))));
 }
 
 /** Where a byte stream is cut into reads: sorted offsets inside it. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, FrameKind, emptyHeader, encodeHeader, frameLength } from '../../../lib/protocol.js';
 import { CONTROL_VERSION, ControlKind, DIRECT_READ_MIN_BYTES, FrameReader, type FrameHandler } from '../frame-reader.js';
+import { concatBytes as concat } from '../../../tests/helpers/bytes.js';
 
 interface Seen {
   kind: 'frame' | 'control';
@@ -45,16 +46,6 @@ function goodbye(): Uint8Array {
   g[0] = CONTROL_VERSION;
   g[1] = ControlKind.GOODBYE;
   return g;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** Delivers `stream` through read(): each read lands in whatever buffer() offers, at most `chunk` bytes. */

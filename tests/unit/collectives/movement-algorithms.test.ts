@@ -14,6 +14,7 @@ import type { CollectiveIO } from '../../../lib/collectives/io.js';
 import { displacements, relativeIO, rotated } from '../../../lib/collectives/layout.js';
 import { scatterBinomial, scattervBinomial } from '../../../lib/collectives/scatter-binomial.js';
 import { scatterv, scattervLinear } from '../../../lib/collectives/scatterv.js';
+import { concatBytes as concat } from '../../helpers/bytes.js';
 import { runCollective } from '../../helpers/collective-harness.js';
 import type { HarnessOptions } from '../../helpers/collective-harness.js';
 
@@ -33,16 +34,6 @@ function pattern(owner: number, salt: number, length: number): Uint8Array {
   const bytes = new Uint8Array(length);
   for (let i = 0; i < length; i++) bytes[i] = (Math.imul(owner + 1, 0x9e3779b1) ^ Math.imul(i + 1 + salt * 7919, 0x85ebca6b)) >>> 23;
   return bytes;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** Small deterministic generator for uneven counts. */
