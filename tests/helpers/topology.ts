@@ -65,6 +65,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cleanUpOnExit } from './exit-cleanup.js';
 
 /** Where each VM sees its host's region file. */
 export const VM_REGION_PATH = '/run/vmcomm/ivshmem';
@@ -264,25 +265,6 @@ interface LiveState {
 }
 
 const live = new Map<string, LiveState>();
-let hooksInstalled = false;
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on('exit', cleanupAllSync);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      cleanupAllSync();
-      // If nobody else handles the signal, let it do what it would have done.
-      if (process.listenerCount(signal) === 1) {
-        process.removeListener(signal, onSignal);
-        process.kill(process.pid, signal);
-      }
-    };
-    process.on(signal, onSignal);
-  }
-}
-
 function cleanupAllSync(): void {
   for (const state of [...live.values()]) cleanupSync(state);
 }
@@ -525,7 +507,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   const bridgeNetns = `${id}-br`;
   const state: LiveState = { id, namespaces: [], regionFiles: [], vmPids: new Set(), launchers: new Set() };
   live.set(id, state);
-  installHooks();
+  cleanUpOnExit(cleanupAllSync);
 
   const supervisors: ChildProcess[] = [];
   const supervisorOf = new Map<Vm, ChildProcess>();

@@ -45,6 +45,7 @@ import { fileURLToPath } from 'node:url';
 import { hasCommand, mayInstallPackages } from '../helpers/pmi-launchers.js';
 import { finish, vmcomm } from '../helpers/processes.js';
 import { BASE_MODULES, buildInitramfs, findGuestKernel, isStaticElf, NET_MODULES, uncompressedKernel, type GuestKernel } from './initramfs.js';
+import { cleanUpOnExit } from '../helpers/exit-cleanup.js';
 
 /** The Debian packages the guests need (test-only dependencies). */
 export const GUEST_PACKAGES = ['qemu-system-x86', 'linux-image-amd64', 'busybox-static'] as const;
@@ -182,25 +183,6 @@ interface LiveLab {
 }
 
 const live = new Map<string, LiveLab>();
-let hooksInstalled = false;
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on('exit', cleanupAllSync);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      cleanupAllSync();
-      // If nobody else handles the signal, let it do what it would have done.
-      if (process.listenerCount(signal) === 1) {
-        process.removeListener(signal, onSignal);
-        process.kill(process.pid, signal);
-      }
-    };
-    process.on(signal, onSignal);
-  }
-}
-
 function cleanupAllSync(): void {
   for (const lab of [...live.values()]) cleanupSync(lab);
 }
@@ -304,7 +286,7 @@ export async function createLab(options: LabOptions): Promise<VmLab> {
     if (g.region !== undefined && options.regions?.[g.region] === undefined) throw new RangeError(`guest ${g.name}: no region named ${g.region}`);
   }
   sweepStaleLabs();
-  installHooks();
+  cleanUpOnExit(cleanupAllSync);
 
   const id = `${ID_PREFIX}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const workDir = path.join(tmpdir(), id);
