@@ -81,8 +81,6 @@ export class PairMigration implements InboundHooks {
   /** Events that came before {@link start}: replayed then. */
   private early: (() => void)[] = [];
   private watchdog: NodeJS.Timeout | undefined;
-  /** See {@link DRAIN_TIMEOUT_MS} (tests shorten it). */
-  drainTimeoutMs = DRAIN_TIMEOUT_MS;
 
   constructor(
     private readonly engine: Engine,
@@ -145,7 +143,7 @@ export class PairMigration implements InboundHooks {
           pair.leaving.delete(t);
           continue;
         }
-        if (now - left.since < this.drainTimeoutMs) {
+        if (now - left.since < DRAIN_TIMEOUT_MS) {
           waiting = true;
           continue;
         }
@@ -155,7 +153,7 @@ export class PairMigration implements InboundHooks {
           peer,
           new VmcommError(
             'PEER_LOST',
-            `rank ${peer} was lost: the pair left ${t.name} (${left.reason}) but the peer's switch marker never came through it within ${Math.round(this.drainTimeoutMs / 1000)} s, so what it sent there cannot be delivered`,
+            `rank ${peer} was lost: the pair left ${t.name} (${left.reason}) but the peer's switch marker never came through it within ${Math.round(DRAIN_TIMEOUT_MS / 1000)} s, so what it sent there cannot be delivered`,
             { peer },
           ),
         );
@@ -169,7 +167,7 @@ export class PairMigration implements InboundHooks {
 
   private watchDrain(pair: Pair, t: Transport, reason: string): void {
     if (!pair.leaving.has(t)) pair.leaving.set(t, { since: performance.now(), reason });
-    this.watchdog ??= setInterval(() => this.watchDrains(), Math.min(1_000, this.drainTimeoutMs / 4)).unref();
+    this.watchdog ??= setInterval(() => this.watchDrains(), Math.min(1_000, DRAIN_TIMEOUT_MS / 4)).unref();
   }
 
   private whenStarted(fn: () => void): void {
