@@ -338,8 +338,7 @@ export class PairMigration implements InboundHooks {
     for (let peer = 0; peer < this.size; peer++) {
       const pair = this.pairs[peer];
       if (peer === this.rank || pair === undefined) continue;
-      if (this.rank < peer) this.tryUpgrade(peer, pair, t);
-      else if (this.worthMoving(peer, pair, t)) this.send(peer, PathStep.NUDGE, { to: t.name });
+      this.proposeUpgrade(peer, pair, t);
     }
   }
 
@@ -348,6 +347,12 @@ export class PairMigration implements InboundHooks {
     if (this.closing || this.engine.lostError(peer) || pair.negotiation !== undefined) return false;
     if (t.priority <= this.engine.transportOf(peer).priority || pair.inUse.has(t) || pair.releasing.has(t)) return false; // released first
     return typeof t.card === 'function' && t.card() !== undefined && typeof t.admit === 'function';
+  }
+
+  /** Starts moving the pair up to `t` if it gains: the lower rank offers, the higher one nudges it to. */
+  private proposeUpgrade(peer: number, pair: Pair, t: Transport): void {
+    if (this.rank < peer) this.tryUpgrade(peer, pair, t);
+    else if (this.worthMoving(peer, pair, t)) this.send(peer, PathStep.NUDGE, { to: t.name });
   }
 
   private tryUpgrade(peer: number, pair: Pair, t: Transport): void {
@@ -439,8 +444,7 @@ export class PairMigration implements InboundHooks {
           pair.retired.delete(t);
           if (retired !== undefined) this.engine.forgetRetired(peer, retired);
           if (only !== undefined) return;
-          if (this.rank < peer) this.tryUpgrade(peer, pair, t);
-          else if (this.worthMoving(peer, pair, t)) this.send(peer, PathStep.NUDGE, { to: t.name });
+          this.proposeUpgrade(peer, pair, t);
         },
         (error: Error) => {
           pair.releasing.delete(t);
