@@ -33,7 +33,6 @@
  * @module
  */
 
-import { availableParallelism } from 'node:os';
 import type { BackendComponents, CardFields, CardValue, Channel, FrameSink, LocalityCard, Transport } from '../../lib/backend.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { Poller } from '../../lib/ring/poller.js';
@@ -54,6 +53,7 @@ import { PeerLiveness, type PeerVerdict } from './liveness.js';
 import type { MemberRef } from './membership.js';
 import { GENERATION_MASK, packControl, sameId, SlotState } from './region-layout.js';
 import type { IvshmemRegion, RegionMember, RegionWatch } from './region.js';
+import { hostCores } from '../../lib/launch/binding.js';
 
 /** A region this rank joined. */
 interface Attached {
@@ -421,7 +421,7 @@ export class IvshmemTransport implements Transport {
       this.waiter.ref(false);
     }
     const mode = this.options.waitMode;
-    this.yieldOnEmpty = mode === 'yield' || (mode === 'auto' && this.links.size + 1 > availableParallelism());
+    this.yieldOnEmpty = mode === 'yield' || (mode === 'auto' && this.links.size + 1 > hostCores());
     const sameProcess = [...this.links.values()].some((l) => l.sameProcess);
     const now = () => performance.now();
     this.sleeper = new BackoffSleeper({

@@ -34,7 +34,6 @@
 
 import { randomBytes } from 'node:crypto';
 import { statSync, unlinkSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { BackendComponents, CardFields, Channel, LocalityCard, Transport } from '../../lib/backend.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
@@ -53,6 +52,7 @@ import { autoRingBytes } from './ring-size.js';
 import { checkInboxHeader, FILE_HEADER_BYTES, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
 import { ShmChannel } from './shm-channel.js';
 import { futexSleeper } from './sleeper.js';
+import { hostCores } from '../../lib/launch/binding.js';
 
 /** A peer whose shm token this rank opened and checked. */
 interface PeerLink {
@@ -313,7 +313,7 @@ export class ShmTransport implements Transport {
       mode: this.options.waitMode,
       // Ranks on this host = the peers shm serves (they share this OS) and this one.
       ranks: peers.length + 1,
-      cores: availableParallelism(),
+      cores: hostCores(),
       // A peer in this very process (another world) may share this thread: it progresses only when we return.
       peerOnThisThread: peers.some((p) => this.links.get(p)?.sameProcess === true),
       canSchedYield: true,

@@ -32,7 +32,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import type { BackendComponents, CardFields, Channel, LocalityCard, Transport } from '../../lib/backend.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
@@ -46,6 +46,7 @@ import { tryLoadNative } from '../native/native.js';
 import { Arena, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
 import { ThreadDirectory, type ThreadPeer } from './directory.js';
 import { DEFAULT_RING_BUDGET_BYTES, MAX_AUTO_RING_BYTES, MIN_AUTO_RING_BYTES, type ThreadsOptions } from './options.js';
+import { hostCores } from '../../lib/launch/binding.js';
 
 /** A peer proven to be a thread of this process. */
 interface PeerLink {
@@ -241,7 +242,7 @@ export class ThreadsTransport implements Transport {
       if (t === threadId) peerOnThisThread = true;
       if (t !== undefined) threads.add(t);
     }
-    const situation = { mode: this.options.waitMode, ranks: threads.size, cores: availableParallelism(), peerOnThisThread, canSchedYield: true };
+    const situation = { mode: this.options.waitMode, ranks: threads.size, cores: hostCores(), peerOnThisThread, canSchedYield: true };
     let choice = chooseWaiting(situation);
     // The addon is optional for this transport: loaded only where its sched_yield would be used.
     const addon = choice.schedYield ? tryLoadNative().addon : undefined;

@@ -36,3 +36,19 @@ export function allowedCpus(): number[] {
   }
   return Array.from({ length: availableParallelism() }, (_, i) => i);
 }
+
+/**
+ * The cores this host's ranks share, for a transport's spin-or-yield choice (`chooseWaiting` in lib/ring/waiting.ts):
+ * under `--bind-to core` the launcher's CPU list (every rank has one of them to itself, so `ranks ≤
+ * cores` holds by construction), else the CPUs this process may use. Not `availableParallelism()`
+ * alone: once the preload pinned this rank to its CPU, that says 1, and two bound ranks on two cores
+ * would take themselves for oversubscribed and `sched_yield` after every empty poll.
+ *
+ * @param env where `VMCOMM_BIND_CPUS` is read (default `process.env`)
+ */
+export function hostCores(env: NodeJS.ProcessEnv = process.env): number {
+  const bound = env[BIND_CPUS];
+  if (bound !== undefined && /^\d+(,\d+)*$/.test(bound)) return bound.split(',').length;
+  return availableParallelism();
+}
+

@@ -83,7 +83,7 @@ export interface WaitingSituation {
   readonly mode: 'auto' | 'spin' | 'yield';
   /** Ranks that compete for this host's cores: the peers the transport serves here, and this one. */
   readonly ranks: number;
-  /** Cores this process may use (`os.availableParallelism()`). */
+  /** Cores the ranks of this host share (`hostCores()` in lib/launch/binding.ts: the `--bind-to core` CPU list, else `os.availableParallelism()`). */
   readonly cores: number;
   /** A peer may run on this very thread (another world of this thread): it progresses only when this one returns to the event loop. */
   readonly peerOnThisThread: boolean;

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureDist, shmFiles } from '../../backends/shm/test/helpers.js';
 import { lines, vmcomm } from '../helpers/processes.js';
 import { tryLoadNative } from '../../backends/native/native.js';
+import { allowedCpus } from '../../lib/launch/binding.js';
 
 const WITH_SHM = 'tests/fixtures/shm/with-shm.ts';
 const addon = tryLoadNative().addon;
@@ -57,6 +58,22 @@ describe.skipIf(addon === undefined)('shm between processes', () => {
     expect(reports).toHaveLength(8);
     const { availableParallelism } = await import('node:os');
     if (availableParallelism() < 8) for (const r of reports) expect(r).toMatch(/yield true/);
+  }, 130_000);
+
+  it('ranks pinned one per core (--bind-to core) spin: pinning does not make them look oversubscribed', async () => {
+    // Once pinned, os.availableParallelism() says 1 in every rank: counting that as the host's cores
+    // made two ranks on two cores sched_yield after every empty poll (about 0.5 µs per message).
+    const cpus = allowedCpus();
+    if (cpus.length < 2 || !addon) {
+      console.log(`skipped: --bind-to core needs 2 CPUs (this process may use ${cpus.length}) and the addon (${addon ? 'loaded' : 'missing'})`);
+      return;
+    }
+    const out = await vmcomm(['run', '-n', '2', '--bind-to', 'core', WITH_SHM, 'tests/fixtures/core/p2p-semantics.ts'], { ...process.env, VMCOMM_TEST_SHM_REPORT: '1' }, 120_000);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    const reports = lines(out.stdout).filter((l) => /: shm up; /.test(l));
+    expect(reports).toHaveLength(2);
+    for (const r of reports) expect(r).toMatch(/yield false/);
   }, 130_000);
 
   it('thread-ranks (--threads-per-process 2): threads inside a process, shm across, nothing crashes at exit', async () => {
