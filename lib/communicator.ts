@@ -145,9 +145,15 @@ export class Communicator {
    * @param dest the receiver's rank
    * @param tag 0 … `TAG_UB` (default 0)
    */
-  async send(value: unknown, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
-    throwIf(preflight(opts));
-    return this.#blocking(this.isend(value, dest, tag), opts);
+  send(value: unknown, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
+    // Not an async function (nor the other point-to-point calls below): an async wrapper around the
+    // request's promise costs two more microtask turns and a promise per message.
+    try {
+      const bad = preflight(opts);
+      return bad ? Promise.reject(bad) : this.#blocking(this.isend(value, dest, tag), opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Starts sending a value; see {@link send}. The returned request resolves as `send` does. */
@@ -170,9 +176,13 @@ export class Communicator {
    * @param source a rank or `ANY_SOURCE` (default)
    * @param tag a tag or `ANY_TAG` (default)
    */
-  async recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
-    throwIf(preflight(opts));
-    return this.#blocking(this.irecv<T>(source, tag), opts);
+  recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
+    try {
+      const bad = preflight(opts);
+      return bad ? Promise.reject(bad) : this.#blocking(this.irecv<T>(source, tag), opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Receives a value with its source and tag. */
@@ -193,16 +203,20 @@ export class Communicator {
    * until the promise resolves. Any `ArrayBufferView`, `SharedArrayBuffer`-backed included; a detached
    * or resizable buffer is `INVALID_ARGUMENT`.
    */
-  async sendBuffer(view: ArrayBufferView, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
-    throwIf(preflight(opts));
-    return this.#blocking(this.isendBuffer(view, dest, tag), opts);
+  sendBuffer(view: ArrayBufferView, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
+    try {
+      const bad = preflight(opts);
+      return bad ? Promise.reject(bad) : this.#blocking(this.isendBuffer(view, dest, tag), opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Starts sending bytes; see {@link sendBuffer}. Keep `view` unchanged until the request completes. */
   isendBuffer(view: ArrayBufferView, dest: number, tag = 0): Request<void> {
     const bad = this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false) ?? checkView(view, 'view');
     if (bad) return settledRequest<void>({ error: bad });
-    return this.#startSend(new Uint8Array(view.buffer, view.byteOffset, view.byteLength), dest, tag, 0, false);
+    return this.#startSend(bytesOf(view), dest, tag, 0, false);
   }
 
   /**
@@ -210,16 +224,20 @@ export class Communicator {
    * consumed and rejects with `TRUNCATE` (its status in `error.status`; the bytes that fit are in
    * `view`).
    */
-  async recvBuffer(view: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
-    throwIf(preflight(opts));
-    return this.#blocking(this.irecvBuffer(view, source, tag), opts);
+  recvBuffer(view: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
+    try {
+      const bad = preflight(opts);
+      return bad ? Promise.reject(bad) : this.#blocking(this.irecvBuffer(view, source, tag), opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Posts a receive into `view`; see {@link recvBuffer}. Do not touch `view` until it completes. */
   irecvBuffer(view: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG): Request<Status> {
     const bad = checkView(view, 'view');
     if (bad) return settledRequest<Status>({ error: bad });
-    return this.#startRecv<Status>('buffer', new Uint8Array(view.buffer, view.byteOffset, view.byteLength), source, tag);
+    return this.#startRecv<Status>('buffer', bytesOf(view), source, tag);
   }
 
   // ------------------------------------------------------------ probe, sendrecv
@@ -950,6 +968,11 @@ function checkOptions(opts: CallOptions | undefined): VmcommError | undefined {
   }
   if (signal !== undefined && !(signal instanceof AbortSignal)) return invalidArgument('signal', 'an AbortSignal', signal);
   return undefined;
+}
+
+/** The bytes of a checked view: a plain `Uint8Array` as it is (no new view per message), else a `Uint8Array` over the same memory. */
+function bytesOf(view: ArrayBufferView): Uint8Array {
+  return view.constructor === Uint8Array ? (view as Uint8Array) : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
 function checkView(view: unknown, what: string): VmcommError | undefined {

@@ -606,7 +606,7 @@ export class Engine implements FrameSink, ProgressEngine {
         f.posted = posted;
         if (posted?.mode === 'buffer') {
           const dst = posted.bytes ?? new Uint8Array(0);
-          return h.payloadBytes <= dst.byteLength ? dst.subarray(0, h.payloadBytes) : dst;
+          return h.payloadBytes < dst.byteLength ? dst.subarray(0, h.payloadBytes) : dst;
         }
         return h.payloadBytes > 0 ? (f.data = new Uint8Array(h.payloadBytes)) : undefined;
       }

@@ -94,21 +94,25 @@ export function emptyHeader(): FrameHeader {
   };
 }
 
-/** Writes `h` into `out` (at least {@link FRAME_HEADER_BYTES} long). Returns `out`. */
+/**
+ * Writes `h` into `out` (at least {@link FRAME_HEADER_BYTES} long). Returns `out`. Byte stores, not
+ * a DataView: every message encodes a header, and a DataView per call costs an allocation plus, for a
+ * small on-heap array, materializing its ArrayBuffer (about 0.1 µs a frame together).
+ */
 export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
-  const v = new DataView(out.buffer, out.byteOffset, FRAME_HEADER_BYTES);
-  v.setUint8(0, PROTOCOL_VERSION);
-  v.setUint8(1, h.kind);
-  v.setUint16(2, h.flags, true);
-  v.setUint32(4, h.context >>> 0, true);
-  v.setInt32(8, h.source, true);
-  v.setInt32(12, h.tag, true);
-  v.setUint32(16, h.seq >>> 0, true);
-  v.setUint32(20, h.sendId >>> 0, true);
-  v.setUint32(24, h.recvId >>> 0, true);
-  v.setUint32(28, h.aux >>> 0, true);
-  setU64(v, 32, h.payloadBytes);
-  setU64(v, 40, h.messageBytes);
+  out[0] = PROTOCOL_VERSION;
+  out[1] = h.kind;
+  out[2] = h.flags;
+  out[3] = h.flags >>> 8;
+  put32(out, 4, h.context);
+  put32(out, 8, h.source);
+  put32(out, 12, h.tag);
+  put32(out, 16, h.seq);
+  put32(out, 20, h.sendId);
+  put32(out, 24, h.recvId);
+  put32(out, 28, h.aux);
+  put64(out, 32, h.payloadBytes);
+  put64(out, 40, h.messageBytes);
   return out;
 }
 
@@ -118,22 +122,21 @@ export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
  */
 export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader {
   if (bytes.byteLength < FRAME_HEADER_BYTES) throw corrupt(`a frame header is ${FRAME_HEADER_BYTES} bytes, got ${bytes.byteLength}`);
-  const v = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_BYTES);
-  const version = v.getUint8(0);
+  const version = bytes[0];
   if (version !== PROTOCOL_VERSION) throw corrupt(`frame version ${version}, expected ${PROTOCOL_VERSION}`);
-  const kind = v.getUint8(1);
+  const kind = bytes[1];
   if (kind < 1 || kind > MAX_KIND) throw corrupt(`unknown frame kind ${kind}`);
   into.kind = kind as FrameKind;
-  into.flags = v.getUint16(2, true);
-  into.context = v.getUint32(4, true);
-  into.source = v.getInt32(8, true);
-  into.tag = v.getInt32(12, true);
-  into.seq = v.getUint32(16, true);
-  into.sendId = v.getUint32(20, true);
-  into.recvId = v.getUint32(24, true);
-  into.aux = v.getUint32(28, true);
-  into.payloadBytes = getU64(v, 32);
-  into.messageBytes = getU64(v, 40);
+  into.flags = bytes[2] | (bytes[3] << 8);
+  into.context = get32(bytes, 4) >>> 0;
+  into.source = get32(bytes, 8);
+  into.tag = get32(bytes, 12);
+  into.seq = get32(bytes, 16) >>> 0;
+  into.sendId = get32(bytes, 20) >>> 0;
+  into.recvId = get32(bytes, 24) >>> 0;
+  into.aux = get32(bytes, 28) >>> 0;
+  into.payloadBytes = get64(bytes, 32);
+  into.messageBytes = get64(bytes, 40);
   if (into.payloadBytes > into.messageBytes && kind !== FrameKind.DATA) {
     throw corrupt(`payload of ${into.payloadBytes} bytes exceeds the message length ${into.messageBytes}`);
   }
@@ -146,24 +149,35 @@ export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader 
  */
 export function frameLength(header: Uint8Array): number {
   // Byte arithmetic, not a DataView: transports call this once per frame and must not allocate.
-  const lo = (header[32] | (header[33] << 8) | (header[34] << 16) | (header[35] << 24)) >>> 0;
-  const hi = (header[36] | (header[37] << 8) | (header[38] << 16) | (header[39] << 24)) >>> 0;
-  if (hi > MAX_LENGTH_HIGH_WORD) throw corrupt(`a length of 2^${Math.floor(Math.log2(hi)) + 32} bytes or more`);
-  return hi * 0x1_0000_0000 + lo;
+  return get64(header, 32);
 }
 
 /** Lengths stay below 2^53 (the largest exact JavaScript integer): the high word's limit. */
 const MAX_LENGTH_HIGH_WORD = 0x1f_ffff;
 
-function setU64(v: DataView, at: number, n: number): void {
-  v.setUint32(at, n % 0x1_0000_0000, true);
-  v.setUint32(at + 4, Math.floor(n / 0x1_0000_0000), true);
+/** Stores the low 32 bits of `n` little-endian (signed and unsigned fields alike). */
+function put32(out: Uint8Array, at: number, n: number): void {
+  out[at] = n;
+  out[at + 1] = n >>> 8;
+  out[at + 2] = n >>> 16;
+  out[at + 3] = n >>> 24;
 }
 
-function getU64(v: DataView, at: number): number {
-  const hi = v.getUint32(at + 4, true);
+/** A little-endian 32-bit word as a signed int32 (`>>> 0` makes it unsigned). */
+function get32(b: Uint8Array, at: number): number {
+  return b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24);
+}
+
+/** Stores a length below 2^53 as a little-endian u64. */
+function put64(out: Uint8Array, at: number, n: number): void {
+  put32(out, at, n % 0x1_0000_0000);
+  put32(out, at + 4, Math.floor(n / 0x1_0000_0000));
+}
+
+function get64(b: Uint8Array, at: number): number {
+  const hi = get32(b, at + 4) >>> 0;
   if (hi > MAX_LENGTH_HIGH_WORD) throw corrupt(`a length of 2^${Math.floor(Math.log2(hi)) + 32} bytes or more`);
-  return hi * 0x1_0000_0000 + v.getUint32(at, true);
+  return hi * 0x1_0000_0000 + (get32(b, at) >>> 0);
 }
 
 function corrupt(what: string): VmcommError {

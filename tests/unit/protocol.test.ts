@@ -9,6 +9,17 @@ describe('frame header', () => {
     expect(frameLength(bytes)).toBe(2 ** 40 + 3);
   });
 
+  it('lays fields out little-endian as the module table says (signed source and tag, 16-bit flags)', () => {
+    const h = { ...emptyHeader(), kind: FrameKind.RTS, flags: 0x1234, context: 0x80000001, source: -1, tag: -2, seq: 0x89abcdef, sendId: 0xfedcba98, recvId: 1, aux: 0xffffffff, payloadBytes: 0, messageBytes: 2 ** 53 - 1 };
+    const bytes = encodeHeader(h, new Uint8Array(FRAME_HEADER_BYTES).fill(0xaa));
+    const v = new DataView(bytes.buffer);
+    expect([v.getUint8(0), v.getUint8(1), v.getUint16(2, true)]).toEqual([1, FrameKind.RTS, 0x1234]);
+    expect([v.getUint32(4, true), v.getInt32(8, true), v.getInt32(12, true), v.getUint32(16, true)]).toEqual([0x80000001, -1, -2, 0x89abcdef]);
+    expect([v.getUint32(20, true), v.getUint32(24, true), v.getUint32(28, true)]).toEqual([0xfedcba98, 1, 0xffffffff]);
+    expect([v.getBigUint64(32, true), v.getBigUint64(40, true)]).toEqual([0n, 2n ** 53n - 1n]);
+    expect(decodeHeader(bytes, emptyHeader())).toEqual(h);
+  });
+
   it('rejects a wrong version, an unknown kind and impossible lengths as CORRUPT', () => {
     const good = encodeHeader({ ...emptyHeader(), kind: FrameKind.EAGER, payloadBytes: 1, messageBytes: 1 }, new Uint8Array(FRAME_HEADER_BYTES));
     const bad = (mutate: (b: Uint8Array) => void) => {
