@@ -17,10 +17,10 @@ import { argumentHash } from './collectives/signature.js';
 import { ANY_SOURCE, ANY_TAG, TAG_UB, type InPlace, type TransportName } from './constants.js';
 import { COLLECTIVE_CONTEXT, CONTEXT_BLOCK, CONTROL_CONTEXT, LEADERS_SUBCOMM, LOCAL_SUBCOMM, P2P_CONTEXT, SIDE_SUBCOMM } from './contexts.js';
 import { invalidArgument, isVmcommError, VmcommError, type Status } from './errors.js';
-import type { PeerStats } from './engine.js';
+import type { Engine, PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
 import { FrameFlags } from './protocol.js';
-import { createRequest, settledRequest, type Request } from './request.js';
+import { createRequest, settledRequest, type Request, type RequestControl, type Withdrawal } from './request.js';
 import { localityGroups, type LocalityLevel } from './locality.js';
 import type { World, WorldEvents } from './world.js';
 
@@ -295,8 +295,8 @@ export class Communicator {
       } else control.resolve(rr.value);
     });
     return this.#blocking(both, opts, (err) => {
-      r.withdrawer?.(err);
-      s.withdrawer?.(err);
+      r.withdrawal?.withdraw(err);
+      s.withdrawal?.withdraw(err);
     });
   }
 
@@ -780,7 +780,7 @@ export class Communicator {
     const engine = this.#world.engine;
     const [request, control] = createRequest<void>(engine);
     const sendId = engine.send(context, this.rank, this.#group[dest], tag, bytes, flags, control, isObject);
-    if (sendId !== 0) request.withdrawer = (error) => control.pending && engine.withdrawSend(sendId, error);
+    if (sendId !== 0) request.withdrawal = new SendWithdrawal(engine, sendId, control);
     return request;
   }
 
@@ -791,15 +791,7 @@ export class Communicator {
     const [request, control] = createRequest<T>(engine);
     const posted: PostedRecv = { source, tag, mode, bytes, control };
     engine.receive(context, posted, this.#peerOf);
-    if (control.pending) {
-      const cancel = (error: Error) => {
-        if (!engine.cancelReceive(context, posted)) return false;
-        control.reject(error);
-        return true;
-      };
-      request.setCanceller(() => cancel(new VmcommError('ABORTED', 'receive cancelled')));
-      request.withdrawer = cancel;
-    }
+    if (control.pending) request.withdrawal = new ReceiveWithdrawal(engine, context, posted);
     return request;
   }
 
@@ -808,7 +800,7 @@ export class Communicator {
     if (opts === undefined) return request.wait();
     const { timeout, signal } = opts;
     if (timeout === undefined && signal === undefined) return request.wait();
-    const expire = onExpire ?? ((err: VmcommError) => request.withdrawer?.(err));
+    const expire = onExpire ?? ((err: VmcommError) => request.withdrawal?.withdraw(err));
     if (signal?.aborted) expire(abortedError(signal));
     if (request.state !== 'pending') return request.wait();
     let timer: NodeJS.Timeout | undefined;
@@ -968,6 +960,36 @@ function checkOptions(opts: CallOptions | undefined): VmcommError | undefined {
   }
   if (signal !== undefined && !(signal instanceof AbortSignal)) return invalidArgument('signal', 'an AbortSignal', signal);
   return undefined;
+}
+
+/** Withdraws a rendezvous send whose CTS has not come (a timeout or an abort; sends cannot be `cancel()`ed). */
+class SendWithdrawal implements Withdrawal {
+  readonly cancellable = false;
+  constructor(
+    private readonly engine: Engine,
+    private readonly sendId: number,
+    private readonly control: RequestControl<void>,
+  ) {}
+
+  withdraw(error: Error): boolean {
+    return this.control.pending && this.engine.withdrawSend(this.sendId, error);
+  }
+}
+
+/** Withdraws a receive that has not matched (`cancel()`, a timeout, an abort). */
+class ReceiveWithdrawal implements Withdrawal {
+  readonly cancellable = true;
+  constructor(
+    private readonly engine: Engine,
+    private readonly context: number,
+    private readonly posted: PostedRecv,
+  ) {}
+
+  withdraw(error: Error): boolean {
+    if (!this.engine.cancelReceive(this.context, this.posted)) return false;
+    this.posted.control.reject(error);
+    return true;
+  }
 }
 
 /** The bytes of a checked view: a plain `Uint8Array` as it is (no new view per message), else a `Uint8Array` over the same memory. */

@@ -133,6 +133,9 @@ export class Engine implements FrameSink, ProgressEngine {
   private readonly contexts = new Map<number, Matching>();
   /** Contexts revoked by {@link failContext}, with the error their receives fail with. */
   private readonly revokedContexts = new Map<number, Error>();
+  /** The context {@link matching} found last (−1: none) and its queues. */
+  private lastContext = -1;
+  private lastMatching: Matching | undefined = undefined;
   /** Per context: who to tell about unexpected messages (see {@link watchUnexpected}). */
   private readonly unexpectedWatchers = new Map<number, (msg: UnexpectedMsg) => void>();
   private readonly pendingSends = new Map<number, PendingSend>();
@@ -234,8 +237,13 @@ export class Engine implements FrameSink, ProgressEngine {
 
   /** The matching queues of a context, created on first use (a message may precede its communicator). */
   matching(context: number): Matching {
+    // Most traffic stays on one context (a program's point-to-point on its communicator): the last
+    // one found is kept, so a message costs no Map lookup.
+    if (context === this.lastContext) return this.lastMatching!;
     let m = this.contexts.get(context);
     if (!m) this.contexts.set(context, (m = new Matching(context)));
+    this.lastContext = context;
+    this.lastMatching = m;
     return m;
   }
 
@@ -489,7 +497,7 @@ export class Engine implements FrameSink, ProgressEngine {
    * maps a communicator rank to a world rank (for loss checks).
    */
   receive(context: number, recv: PostedRecv, peerOf: (commRank: number) => number): void {
-    const revoked = this.revokedContexts.get(context);
+    const revoked = this.revokedContexts.size === 0 ? undefined : this.revokedContexts.get(context);
     if (revoked) return recv.control.reject(revoked);
     const m = this.matching(context);
     const msg = m.takeUnexpected(recv.source, recv.tag);

@@ -33,6 +33,10 @@ const REJECTED = 2;
 
 const ignore = (): undefined => undefined;
 
+/** The settlement a {@link Request.wait} spins on (see there). */
+let spinningOn: { readonly pending: boolean } | undefined;
+const spunSettled = (): boolean => spinningOn === undefined || !spinningOn.pending;
+
 /**
  * The settling side of one request, and where its state lives. One object of one class per request,
  * with its methods on the prototype: no closures per request, and a data property `pending`, not a
@@ -49,14 +53,12 @@ class Settlement<T> implements RequestControl<T> {
   promise: Promise<T> | undefined = undefined;
   fulfil: ((value: T) => void) | undefined = undefined;
   fail: ((error: Error) => void) | undefined = undefined;
-  cancel: (() => boolean) | undefined = undefined;
 
   resolve(value: T): void {
     if (!this.pending) return;
     this.pending = false;
     this.state = FULFILLED;
     this.value = value;
-    this.cancel = undefined;
     const fulfil = this.fulfil;
     if (fulfil !== undefined) {
       this.fulfil = this.fail = undefined;
@@ -69,7 +71,6 @@ class Settlement<T> implements RequestControl<T> {
     this.pending = false;
     this.state = REJECTED;
     this.error = error;
-    this.cancel = undefined;
     const fail = this.fail;
     if (fail !== undefined) {
       this.fulfil = this.fail = undefined;
@@ -142,7 +143,17 @@ export class Request<T> implements PromiseLike<T> {
    */
   wait(): Promise<T> {
     const s = this.#s;
-    if (s.pending && this.#progress?.polling) spinPoll(this.#progress, () => !s.pending);
+    if (s.pending && this.#progress?.polling) {
+      // The settlement spun on goes through a module variable, not a closure per wait; saved and
+      // restored, since a poll may settle work that waits in turn.
+      const outer = spinningOn;
+      spinningOn = s;
+      try {
+        spinPoll(this.#progress, spunSettled);
+      } finally {
+        spinningOn = outer;
+      }
+    }
     return s.promised() as Promise<T>;
   }
 
@@ -159,18 +170,24 @@ export class Request<T> implements PromiseLike<T> {
    * request is a send.
    */
   cancel(): boolean {
-    const s = this.#s;
-    const c = s.cancel;
-    return c !== undefined && s.pending && c();
+    const w = this.withdrawal;
+    return w !== undefined && w.cancellable && this.#s.pending && w.withdraw(new VmcommError('ABORTED', 'receive cancelled'));
   }
 
-  /** @internal Sets how {@link cancel} withdraws this request. */
-  setCanceller(cancel: (() => boolean) | undefined): void {
-    if (this.#s.pending) this.#s.cancel = cancel;
-  }
+  /**
+   * @internal How a timeout, an abort or {@link cancel} withdraws this request's pending work (kept
+   * here, not in a WeakMap: see the engine's GC note). An object, not closures: a receive that waits
+   * would otherwise allocate two per message.
+   */
+  withdrawal: Withdrawal | undefined = undefined;
+}
 
-  /** @internal How a timeout or abort withdraws this request's pending work (kept here, not in a WeakMap: see the engine's GC note). */
-  withdrawer: ((error: Error) => boolean) | undefined = undefined;
+/** @internal How a pending request is withdrawn (see {@link Request.withdrawal}). */
+export interface Withdrawal {
+  /** Whether `cancel()` may use it (receives), not only timeouts and aborts (sends too). */
+  readonly cancellable: boolean;
+  /** Withdraws the pending work and rejects the request with `error`; false when too late. */
+  withdraw(error: Error): boolean;
 }
 
 /**
