@@ -376,15 +376,20 @@ export class Communicator {
    * Reduces every rank's value with `op`, result on every rank (`MPI_Allreduce`); the same type back
    * (a `Float64Array` gives a `Float64Array`). Every rank gets a bit-identical result.
    */
-  async allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
-    return this.#start('allreduce', async () => {
+  allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
+    // Not through #start: no async wrapper and closure per call for the most frequent collective. What
+    // #start does for a refusal is done here (argument errors are thrown synchronously below; a
+    // failure once the call runs revokes the communicator in the runner).
+    try {
       this.#checkCollective(opts);
       if (this.#goesHierarchical('allreduce', commutes(op), opts)) {
         this.#ops.checkReduction(value, op);
         return this.#hierarchical('allreduce', argumentHash('allreduce', 'hierarchical'), opts, (h) => hierarchicalAllreduce(h, value, op));
       }
       return this.#ops.allreduce(value, op, flat(opts));
-    });
+    } catch (e) {
+      return this.#refused(e, 'allreduce');
+    }
   }
 
   /**
@@ -833,9 +838,14 @@ export class Communicator {
     try {
       return await start();
     } catch (e) {
-      if (isVmcommError(e, 'INVALID_ARGUMENT') && this.#checkUsable() === undefined) this.#runner.refuse(e, name);
-      throw e;
+      return this.#refused(e, name);
     }
+  }
+
+  /** A collective call failed before or while it ran: an argument error is refused on every rank. */
+  #refused(e: unknown, name: string): Promise<never> {
+    if (isVmcommError(e, 'INVALID_ARGUMENT') && this.#checkUsable() === undefined) this.#runner.refuse(e, name);
+    return Promise.reject(e);
   }
 
   /**

@@ -35,8 +35,8 @@ export interface CollectiveCall {
 export interface CommIOEvents {
   /** A peer called the collective with different arguments. */
   mismatch(error: VmcommError): void;
-  /** A step failed (the others of a `waitAll` may never complete unless the call is revoked now). */
-  failed(error: unknown): void;
+  /** A step of call `name` failed (the others of a `waitAll` may never complete unless the call is revoked now). */
+  failed(error: unknown, name: string): void;
 }
 
 /** Forwards a receive's completion after checking its hash and length. */
@@ -101,6 +101,9 @@ export class CommIO implements CollectiveIO {
     return this.#call.name;
   }
 
+  /** A rank of the communicator → its world rank (made once per call, not per receive). */
+  readonly #worldRankOf = (r: number): number => this.#call.group[r];
+
   /** Rendezvous sends still waiting for their receiver: withdrawn if the communicator is revoked. */
   readonly #rendezvous: number[] = [];
 
@@ -139,7 +142,7 @@ export class CommIO implements CollectiveIO {
     }
     const checked = new CheckedReceive(this, control, peer, into ? into.byteLength : -1);
     const posted: PostedRecv = { source: peer, tag: this.#tag, mode: into ? 'buffer' : 'message', bytes: into, control: checked };
-    this.#engine.receive(this.#call.context, posted, (r) => this.#call.group[r]);
+    this.#engine.receive(this.#call.context, posted, this.#worldRankOf);
     return request;
   }
 
@@ -158,6 +161,8 @@ export class CommIO implements CollectiveIO {
 
   async waitAll(pending: readonly PromiseLike<unknown>[]): Promise<void> {
     if (this.#engine.polling && !allSettled(pending)) spinPoll(this.#engine, () => allSettled(pending));
+    // The common end of a small step: everything completed within the spin, nothing to wait on.
+    if (allFulfilled(pending)) return;
     // Every step gets its handler at once: a failed receive must be seen even while a send before
     // it in the list still waits (revoking then withdraws that send).
     let first: unknown;
@@ -166,11 +171,16 @@ export class CommIO implements CollectiveIO {
       if (failed) return;
       failed = true;
       first = e;
-      this.#on.failed(e);
+      this.#on.failed(e, this.#call.name);
     };
     await Promise.all(pending.map((p) => (p instanceof Request && p.state === 'fulfilled' ? undefined : Promise.resolve(p).then(undefined, onError))));
     if (failed) throw first;
   }
+}
+
+function allFulfilled(pending: readonly PromiseLike<unknown>[]): boolean {
+  for (const p of pending) if (!(p instanceof Request) || p.state !== 'fulfilled') return false;
+  return true;
 }
 
 function allSettled(pending: readonly PromiseLike<unknown>[]): boolean {

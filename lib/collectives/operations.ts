@@ -241,7 +241,12 @@ export class CollectiveOperations {
   allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
     if (typeof value === 'number' && ARITHMETIC.has(op) && (opts?.algorithm === undefined || opts.algorithm === 'recursive-doubling') && this.#s.env.allreduce === undefined) {
       const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
-      return this.#call('allreduce', ['number', 1, opName(op), opts?.algorithm], opts, (io) => allreduceScalar(io, value, scalar) as Promise<T>);
+      const body = (io: CommIO) => allreduceScalar(io, value, scalar) as Promise<T>;
+      if (opts?.algorithm !== undefined) return this.#call('allreduce', ['number', 1, opName(op), opts.algorithm], opts, body);
+      // The most frequent collective call: its argument hash is computed once per op.
+      let hash = SCALAR_ALLREDUCE_HASHES.get(op);
+      if (hash === undefined) SCALAR_ALLREDUCE_HASHES.set(op, (hash = argumentHash('allreduce', code('number'), 1, opName(op), undefined)));
+      return this.#run('allreduce', hash, opts, body);
     }
     const path = this.#path(value, op);
     if (path.kind === 'value') {
@@ -348,6 +353,12 @@ export class CollectiveOperations {
       if (!known.includes(opts.algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${opts.algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
     }
     const hash = argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
+    return this.#run(name, hash, opts, body, ticket);
+  }
+
+  /** Runs a call whose argument hash is known, under `opts`' timeout and signal if it has them. */
+  #run<T>(name: CollectiveName, hash: number, opts: CollectiveOptions | undefined, body: (io: CommIO) => Promise<T>, ticket?: Ticket): Promise<T> {
+    if (opts === undefined || (opts.timeout === undefined && opts.signal === undefined)) return this.#s.runner.run(name, hash, body, ticket);
     return this.#s.guard(opts, () => this.#s.runner.run(name, hash, body, ticket));
   }
 
@@ -496,5 +507,7 @@ function code(p: HashPart): HashPart {
 function opName(op: ReduceOp): number {
   return typeof op === 'function' ? 0x100 : (OP_CODES.get(op) ?? 0x1ff);
 }
+/** The argument hash of a one-number allreduce per op, with no algorithm named (see `allreduce`). */
+const SCALAR_ALLREDUCE_HASHES = new Map<ReduceOp, number>();
 const OP_CODES = new Map<unknown, number>(Object.values(Op).map((o, i) => [o, i + 1]));
 

@@ -26,7 +26,7 @@ import { isVmcommError, VmcommError } from '../errors.js';
 import type { PostedRecv, UnexpectedMsg } from '../matching.js';
 import { FrameFlags } from '../protocol.js';
 import { createRequest } from '../request.js';
-import { CommIO } from './comm-io.js';
+import { CommIO, type CommIOEvents } from './comm-io.js';
 
 /** A revoke notice as it travels. */
 interface Notice {
@@ -73,6 +73,12 @@ export class CollectiveRunner {
   readonly #linked: CollectiveRunner[] = [];
   readonly #unwatch: () => void;
   readonly #s: RunnerSetup;
+  /** What every call's IO reports here: made once, not per call. */
+  readonly #events: CommIOEvents = {
+    mismatch: (e) => this.revoke(e, true),
+    // A step failed while others wait: revoke now, so sends no receiver will take are withdrawn.
+    failed: (e, name) => void this.#fail(e, name),
+  };
 
   constructor(setup: RunnerSetup) {
     this.#s = setup;
@@ -114,11 +120,7 @@ export class CollectiveRunner {
     // The common case, nothing unreceived, costs one length check and no closure.
     const leftover = this.#unexpectedCount() === 0 ? undefined : this.#leftover((s) => s !== seq && !this.#active.has(s) && !this.#reserved.has(s) && behind(s, seq));
     if (leftover) return Promise.reject(this.revoke(leftover, true));
-    const io = new CommIO(this.#s.engine, { context: this.#s.context, group: this.#s.group, rank: this.#s.rank, seq, hash, name }, {
-      mismatch: (e) => this.revoke(e, true),
-      // A step failed while others wait: revoke now, so sends no receiver will take are withdrawn.
-      failed: (e) => void this.#fail(e, name),
-    });
+    const io = new CommIO(this.#s.engine, { context: this.#s.context, group: this.#s.group, rank: this.#s.rank, seq, hash, name }, this.#events);
     this.#active.set(seq, io);
     return body(io).then(
       (value) => {
