@@ -5,9 +5,13 @@
 //   npx vmcomm run -n 2 bench/collectives.ts [--quick]         2 ranks (shm between processes)
 //   npx vmcomm run -n 8 bench/collectives.ts [--quick]         8 ranks on this 2-core machine
 //   VMCOMM_COLL_ALLREDUCE=ring npx vmcomm run -n 4 …           force an algorithm
+//   … bench/collectives.ts --reference FILE                    ratios against an MPI run of this session
+//                                                               (FILE from bench/mpi-reference.mjs --json)
+//   … bench/collectives.ts --json FILE                         also write the results as JSON
 // References measured on this machine (issue 6): MPICH allreduce 1 double 0.97 µs, 131,072 doubles
 // 245 µs (2 ranks); 8 ranks on 2 cores, 1 double: Open MPI 98 µs, MPICH 60,000 µs (busy polling).
 // Targets: 2 ranks ≤ 3× MPICH (1 double), ≤ 1.5× MPICH (131,072 doubles); 8 ranks ≤ Open MPI's.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { init, Op } from 'vmcomm';
 import { tryLoadNative } from '../dist/backends/native/native.js';
@@ -20,7 +24,29 @@ const nproc = availableParallelism();
 const pinned = size <= nproc;
 if (pinned) tryLoadNative().addon?.setAffinity([rank % nproc], 'process');
 
-const REF = size === 2 ? { small: 0.97, large: 245, by: 'MPICH' } : size === 8 ? { small: 98, large: undefined, by: 'Open MPI' } : undefined;
+const optionAfter = (flag: string): string | undefined => {
+  const i = process.argv.indexOf(flag);
+  return i < 0 ? undefined : process.argv[i + 1];
+};
+const jsonFile = optionAfter('--json');
+const referenceFile = optionAfter('--reference');
+
+interface Reference {
+  small: number | undefined;
+  large: number | undefined;
+  by: string;
+}
+/** An MPI run of this session (bench/mpi-reference.mjs --json) with as many ranks, else the values measured when issue 6 was filed. */
+function reference(): Reference | undefined {
+  if (referenceFile !== undefined) {
+    const doc = JSON.parse(readFileSync(referenceFile, 'utf8')) as { mpi: string; ranks: number; results: { case: string; typical: number }[] };
+    if (doc.ranks !== size) throw new Error(`${referenceFile} was measured with ${doc.ranks} ranks, this job has ${size}`);
+    const at = (name: string) => doc.results.find((r) => r.case === name)?.typical;
+    return { small: at('allreduce 1 double'), large: at('allreduce 131072 doubles'), by: `${doc.mpi}, same session` };
+  }
+  return size === 2 ? { small: 0.97, large: 245, by: 'MPICH, filed' } : size === 8 ? { small: 98, large: undefined, by: 'Open MPI, filed' } : undefined;
+}
+const REF = reference();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 interface Case {
@@ -31,6 +57,7 @@ interface Case {
 }
 
 const one = Float64Array.of(rank + 1);
+const oneOut = new Float64Array(1);
 const big = new Float64Array(131_072).map((_, i) => (i % 7) + rank);
 const bigOut = new Float64Array(131_072);
 const bigSum = (i: number) => size * (i % 7) + (size * (size - 1)) / 2;
@@ -48,10 +75,10 @@ const cases: Case[] = [
     name: 'allreduceBuffer 1 double',
     block: 100,
     iters: quick ? 400 : 2000,
+    // As osu_allreduce calls it: into a buffer of the caller's, made once.
     run: async () => {
-      const out = new Float64Array(1);
-      await comm.allreduceBuffer(one, out, Op.SUM);
-      if (out[0] !== (size * (size + 1)) / 2) throw new Error(`allreduceBuffer gave ${out[0]}`);
+      await comm.allreduceBuffer(one, oneOut, Op.SUM);
+      if (oneOut[0] !== (size * (size + 1)) / 2) throw new Error(`allreduceBuffer gave ${oneOut[0]}`);
     },
   },
   {
@@ -121,8 +148,12 @@ if (rank === 0) {
   for (const [name, xs] of results) {
     const m = median(xs);
     const ref = name.includes('131072') ? REF?.large : name.includes('1 double') && name.startsWith('allreduce') ? REF?.small : undefined;
-    const vs = ref ? `  ${(m / ref).toFixed(2)}× ${REF!.by} (${ref} µs)` : '';
+    const vs = ref ? `  ${(m / ref).toFixed(2)}× ${REF!.by} (${ref.toFixed(2)} µs)` : '';
     console.log(`  ${name.padEnd(26)} ${m.toFixed(2).padStart(9)} µs  (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})${vs}`);
   }
+}
+if (rank === 0 && jsonFile !== undefined) {
+  const out = [...results].map(([name, rounds]) => ({ case: name, unit: 'us', ranks: size, rounds, typical: median(rounds) }));
+  writeFileSync(jsonFile, JSON.stringify({ ranks: size, pinned, cores: nproc, measuredAt: new Date().toISOString(), results: out }, null, 2) + '\n');
 }
 await comm.finalize();

@@ -396,11 +396,14 @@ export class Communicator {
    * Allreduce into `recv` (`MPI_Allreduce` on buffers): `send` is a typed array like `recv`, or
    * `IN_PLACE` (or `recv` itself) to reduce `recv`'s own contents. Resolves with `recv`.
    */
-  async allreduceBuffer<A extends TypedArray>(send: A | InPlace, recv: A, op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
-    return this.#start('allreduceBuffer', async () => {
+  allreduceBuffer<A extends TypedArray>(send: A | InPlace, recv: A, op: ReduceOp, opts?: CollectiveOptions): Promise<A> {
+    // Not through #start, as allreduce.
+    try {
       this.#checkCollective(opts);
       return this.#ops.allreduceBuffer(send, recv, op, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'allreduceBuffer');
+    }
   }
 
   /** Every rank's value at `root`, in rank order (`MPI_Gather`); `undefined` elsewhere. */

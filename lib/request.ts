@@ -74,6 +74,8 @@ class Settlement<T> implements RequestControl<T> {
     const fail = this.fail;
     if (fail !== undefined) {
       this.fulfil = this.fail = undefined;
+      // Never reported as unhandled on its own (see Request): the handler goes on before the rejection.
+      this.promise!.catch(ignore);
       fail(error);
     }
   }
@@ -83,15 +85,16 @@ class Settlement<T> implements RequestControl<T> {
     if (this.promise !== undefined) return this.promise;
     let p: Promise<T>;
     if (this.state === FULFILLED) p = Promise.resolve(this.value as T);
-    else if (this.state === REJECTED) p = Promise.reject(this.error);
-    else {
+    else if (this.state === REJECTED) {
+      p = Promise.reject(this.error);
+      // Never reported as unhandled on its own: waiting on it (or its derived promises) reports.
+      p.catch(ignore);
+    } else {
       p = new Promise<T>((fulfil, fail) => {
         this.fulfil = fulfil;
         this.fail = fail;
       });
     }
-    // Never reported as unhandled on its own: waiting on it (or its derived promises) reports.
-    p.catch(ignore);
     return (this.promise = p);
   }
 }

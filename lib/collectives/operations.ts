@@ -270,7 +270,17 @@ export class CollectiveOperations {
     const reducer = reducerFor(op, elementTypeOf(recv));
     this.#checkPairs(op, recv);
     const algorithm = this.#allreduceAlgorithm(recv.byteLength, reducer, opts?.algorithm);
-    return this.#call('allreduceBuffer', [elementTypeOf(recv), recv.length, opName(op), opts?.algorithm], opts, async (io) => {
+    const parts = [elementTypeOf(recv), recv.length, opName(op), opts?.algorithm];
+    if (algorithm === 'recursive-doubling' && recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) {
+      // One double: the same exchanges, messages and reduction order as the generic recursive
+      // doubling (so a rank on either path agrees with the other), without its views and scratch.
+      const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
+      return this.#call('allreduceBuffer', parts, opts, async (io) => {
+        recv[0] = await allreduceScalar(io, send === IN_PLACE ? recv[0] : (send as Float64Array)[0], scalar);
+        return recv;
+      });
+    }
+    return this.#call('allreduceBuffer', parts, opts, async (io) => {
       if (send !== IN_PLACE && send !== recv) recv.set(send as never);
       await ALLREDUCE[algorithm](io, bytesOf(recv), reducer);
       return recv;
