@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // vmcomm against the machine's C MPI, measured in the same session: K pairs of runs, each pair one MPI
 // run (bench/mpi-reference.mjs) right before the vmcomm runs (`vmcomm bench` for point-to-point,
-// bench/collectives.ts for collectives), all --quick. A ratio is taken within each pair and the
+// bench/collectives.ts for collectives), each with its full warm-up (a shorter one leaves the JIT
+// unsettled and vmcomm 2–3× slower than it is). A ratio is taken within each pair and the
 // median over pairs is reported. Why pairs: on a virtual machine the cost of moving a cache line
 // between the two vCPUs changes with where the host runs them (this Firecracker VM flips between
 // about 0.2 and 0.7 µs for MPICH's 8-byte half round trip), so numbers from different moments do
 // not compare; the bare SharedArrayBuffer ring measured inside the vmcomm job shows which state a
-// pair ran in.
+// pair ran in, and pairs whose two runs saw different states are left out of the ratios.
 //
 //   node bench/versus-mpi.mjs [-n N] [--pairs K] [--json FILE]
 //
@@ -54,7 +55,7 @@ let library;
 try {
   for (let k = 0; k < pairs; k++) {
     const mpiFile = path.join(dir, `mpi-${k}.json`);
-    node(['bench/mpi-reference.mjs', '-n', String(ranks), '--quick', '--json', mpiFile]);
+    node(['bench/mpi-reference.mjs', '-n', String(ranks), '--json', mpiFile]);
     const mpiDoc = JSON.parse(readFileSync(mpiFile, 'utf8'));
     library = mpiDoc.mpi;
     const mpi = Object.fromEntries(mpiDoc.results.map((r) => [r.case, r.typical]));
@@ -62,15 +63,15 @@ try {
     let ring;
     if (ranks === 2) {
       const benchFile = path.join(dir, `bench-${k}.json`);
-      node(['bin/vmcomm.js', 'bench', '--patterns', 'latency,bw', '--backends', 'shm', '--baselines', 'sab-ring', '--sizes', '8,1M', '--bind-to', 'core', '--rounds', '3', '--warmup', '0.3', '--json', benchFile]);
+      node(['bin/vmcomm.js', 'bench', '--patterns', 'latency,bw', '--backends', 'shm', '--baselines', 'sab-ring', '--sizes', '8,1M', '--bind-to', 'core', '--json', benchFile]);
       for (const r of JSON.parse(readFileSync(benchFile, 'utf8')).results) {
         const name = `${r.pattern} ${r.size === 8 ? '8 B' : '1 MiB'}`;
         if (r.impl === 'shm') vm[`shm ${name}`] = r.typical;
-        if (r.impl === 'sab-ring' && r.pattern === 'latency') ring = r.typical;
+        if (r.impl === 'sab-ring' && r.pattern === 'latency' && r.size === 8) ring = r.typical;
       }
     }
     const collFile = path.join(dir, `coll-${k}.json`);
-    node(['bin/vmcomm.js', 'run', '-n', String(ranks), 'bench/collectives.ts', '--quick', '--json', collFile]);
+    node(['bin/vmcomm.js', 'run', '-n', String(ranks), 'bench/collectives.ts', '--json', collFile]);
     for (const r of JSON.parse(readFileSync(collFile, 'utf8')).results) vm[r.case] = r.typical;
     runs.push({ mpi, vmcomm: vm, sabRingLatency: ring });
     process.stderr.write(`versus-mpi: pair ${k + 1} of ${pairs} done${ring === undefined ? '' : ` (bare SAB ring 8 B: ${ring.toFixed(2)} µs)`}\n`);
@@ -82,17 +83,36 @@ try {
 rmSync(dir, { recursive: true, force: true });
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+// The machine's state in each run, from the 8-byte half round trip of a bare ring in it (MPI's own
+// latency case, the bare SAB ring beside vmcomm): a core-to-core line transfer of about 0.1 µs
+// ("near") or 0.3 µs and more ("far"). Only pairs whose two runs saw the same state are compared.
+const NEAR_BELOW_US = 0.4;
+const stateOf = (latency) => (latency === undefined ? undefined : latency < NEAR_BELOW_US ? 'near' : 'far');
+for (const r of runs) {
+  r.mpiState = stateOf(r.mpi['latency 8 B']);
+  r.vmcommState = stateOf(r.sabRingLatency);
+}
+const comparable = runs.filter((r) => r.mpiState === undefined || r.vmcommState === undefined || r.mpiState === r.vmcommState);
 const rows = CASES.map((c) => {
-  const ratios = runs.map((r) => (c.unit === 'us' ? r.vmcomm[c.vmcomm] / r.mpi[c.mpi] : r.mpi[c.mpi] / r.vmcomm[c.vmcomm]));
-  return { ...c, mpiTypical: median(runs.map((r) => r.mpi[c.mpi])), vmcommTypical: median(runs.map((r) => r.vmcomm[c.vmcomm])), ratios, ratio: median(ratios) };
+  const ratios = comparable.map((r) => (c.unit === 'us' ? r.vmcomm[c.vmcomm] / r.mpi[c.mpi] : r.mpi[c.mpi] / r.vmcomm[c.vmcomm]));
+  return {
+    ...c,
+    mpiTypical: median(comparable.map((r) => r.mpi[c.mpi])),
+    vmcommTypical: median(comparable.map((r) => r.vmcomm[c.vmcomm])),
+    ratios,
+    ratio: ratios.length > 0 ? median(ratios) : undefined,
+  };
 });
-console.log(`# vmcomm versus ${library}: ${ranks} ranks, ${pairs} pairs of runs; ratio = median over pairs of vmcomm ÷ MPI within a pair (> 1: vmcomm slower)`);
+if (ranks === 2) {
+  console.log(`# machine state per pair (MPI run / vmcomm run; near = a bare ring's 8 B half round trip below ${NEAR_BELOW_US} µs): ${runs.map((r) => `${r.mpiState}/${r.vmcommState} (${r.mpi['latency 8 B'].toFixed(2)}/${r.sabRingLatency?.toFixed(2) ?? '—'} µs)`).join(', ')}`);
+  if (comparable.length === 0) fail('no pair ran both halves in the same machine state; run more --pairs');
+}
+console.log(`# vmcomm versus ${library}: ${ranks} ranks, ${comparable.length} of ${pairs} pairs comparable; ratio = median over them of vmcomm ÷ MPI within a pair (> 1: vmcomm slower)`);
 console.log(`# ${'vmcomm'.padEnd(32)} ${'MPI'.padEnd(26)} ${'vmcomm'.padStart(10)} ${'MPI'.padStart(10)}  unit   ratio  (per pair)`);
 for (const r of rows) {
   const f = (x) => (x === undefined || Number.isNaN(x) ? '—' : x.toFixed(2));
   console.log(`  ${r.vmcomm.padEnd(32)} ${r.mpi.padEnd(26)} ${f(r.vmcommTypical).padStart(10)} ${f(r.mpiTypical).padStart(10)}  ${r.unit.padEnd(5)} ${f(r.ratio).padStart(6)}  (${r.ratios.map(f).join(', ')})`);
 }
-if (ranks === 2) console.log(`# bare SAB ring 8 B per pair (the machine's state): ${runs.map((r) => r.sabRingLatency?.toFixed(2) ?? '—').join(', ')} µs`);
 if (json) writeFileSync(json, JSON.stringify({ mpi: library, ranks, pairs: runs, rows }, null, 2) + '\n');
 
 function node(argv) {

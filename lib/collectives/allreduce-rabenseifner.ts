@@ -20,6 +20,7 @@
 
 import { doublingAllgather, foldIn, foldOut, foldRanks, halvingReduceScatter, splitBlocks } from './blocks.js';
 import type { CollectiveIO, Reducer } from './io.js';
+import { giveScratch, takeScratch } from './scratch.js';
 
 /**
  * Reduces `data` over all ranks in place: on entry this rank's contribution, on return the reduction
@@ -31,12 +32,13 @@ export async function allreduceRabenseifner(io: CollectiveIO, data: Uint8Array, 
   const offsets = splitBlocks(data.byteLength, reducer.elementBytes, fold.pof2);
   // One scratch for the fold (whole vector) and the halving (at most the first step's kept half,
   // which is the lower half: leading blocks are the larger ones).
-  const scratch = new Uint8Array(fold.newRank < 0 ? 0 : fold.partner >= 0 ? data.byteLength : offsets[fold.pof2 >> 1]);
+  const scratch = takeScratch(fold.newRank < 0 ? 0 : fold.partner >= 0 ? data.byteLength : offsets[fold.pof2 >> 1]);
   await foldIn(io, fold, data, reducer, scratch);
   if (fold.newRank >= 0) {
     await halvingReduceScatter(io, fold, data, offsets, reducer, scratch);
     await doublingAllgather(io, fold, data, offsets);
   }
+  giveScratch(scratch); // every receive into it has completed
   await foldOut(io, fold, data);
 }
 

@@ -18,6 +18,7 @@
 
 import { exchange, foldIn, foldOut, foldRanks } from './blocks.js';
 import type { CollectiveIO, Reducer } from './io.js';
+import { giveScratch, takeScratch } from './scratch.js';
 
 /**
  * Reduces `data` over all ranks in place: on entry this rank's contribution, on return the reduction
@@ -26,7 +27,7 @@ import type { CollectiveIO, Reducer } from './io.js';
 export async function allreduceRecursiveDoubling(io: CollectiveIO, data: Uint8Array, reducer: Reducer): Promise<void> {
   if (io.size === 1 || data.byteLength === 0) return;
   const fold = foldRanks(io.rank, io.size);
-  const scratch = new Uint8Array(data.byteLength);
+  const scratch = takeScratch(data.byteLength);
   await foldIn(io, fold, data, reducer, scratch);
   if (fold.newRank >= 0) {
     for (let mask = 1; mask < fold.pof2; mask <<= 1) {
@@ -37,5 +38,6 @@ export async function allreduceRecursiveDoubling(io: CollectiveIO, data: Uint8Ar
       else reducer.combine(data, scratch, data);
     }
   }
+  giveScratch(scratch); // every receive into it has completed
   await foldOut(io, fold, data);
 }

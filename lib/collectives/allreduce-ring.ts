@@ -19,6 +19,7 @@
 
 import { exchange, requireCommutative, splitBlocks } from './blocks.js';
 import type { CollectiveIO, Reducer } from './io.js';
+import { giveScratch, takeScratch } from './scratch.js';
 
 /**
  * Reduces `data` over all ranks in place: on entry this rank's contribution, on return the reduction,
@@ -35,7 +36,7 @@ export async function allreduceRing(io: CollectiveIO, data: Uint8Array, reducer:
   };
   const next = (rank + 1) % size;
   const prev = (rank + size - 1) % size;
-  const scratch = new Uint8Array(offsets[1]); // block 0 is (one of) the largest
+  const scratch = takeScratch(offsets[1]); // block 0 is (one of) the largest
   // Reduce-scatter: send the block combined in the previous step, receive the next one's partial.
   for (let step = 0; step < size - 1; step++) {
     const mine = block(rank - step - 1);
@@ -43,6 +44,7 @@ export async function allreduceRing(io: CollectiveIO, data: Uint8Array, reducer:
     await exchange(io, next, block(rank - step), theirs, prev);
     if (mine.byteLength > 0) reducer.combine(theirs, mine, mine);
   }
+  giveScratch(scratch); // every receive into it has completed
   // Allgather: this rank owns block rank + 1; pass reduced blocks on, receiving straight into place.
   for (let step = 0; step < size - 1; step++) {
     await exchange(io, next, block(rank + 1 - step), block(rank - step), prev);

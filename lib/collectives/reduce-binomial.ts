@@ -16,6 +16,7 @@
  */
 
 import type { CollectiveIO, Reducer } from './io.js';
+import { giveScratch, takeScratch } from './scratch.js';
 
 /**
  * Reduces `data` over all ranks to `root`: on entry this rank's contribution; on return, at `root`,
@@ -34,11 +35,12 @@ export async function reduceBinomial(io: CollectiveIO, data: Uint8Array, reducer
       break;
     }
     if (relative + mask < size) {
-      scratch ??= new Uint8Array(data.byteLength);
+      scratch ??= takeScratch(data.byteLength);
       await io.recv((relative + mask + treeRoot) % size, scratch);
       reducer.combine(data, scratch, data);
     }
   }
+  if (scratch !== undefined) giveScratch(scratch); // every receive into it has completed
   if (treeRoot !== root) {
     if (rank === treeRoot) await io.send(root, data);
     else if (rank === root) await io.recv(treeRoot, data);

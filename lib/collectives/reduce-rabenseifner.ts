@@ -19,6 +19,7 @@
 
 import { binomialGather, foldIn, foldRanks, halvingReduceScatter, splitBlocks } from './blocks.js';
 import type { CollectiveIO, Reducer } from './io.js';
+import { giveScratch, takeScratch } from './scratch.js';
 
 /**
  * Reduces `data` over all ranks to `root`: on entry this rank's contribution; on return, at `root`,
@@ -31,10 +32,11 @@ export async function reduceRabenseifner(io: CollectiveIO, data: Uint8Array, red
   const offsets = splitBlocks(data.byteLength, reducer.elementBytes, fold.pof2);
   // One scratch for the fold (whole vector) and the halving (at most the first step's kept half,
   // which is the lower half: leading blocks are the larger ones).
-  const scratch = new Uint8Array(fold.newRank < 0 ? 0 : fold.partner >= 0 ? data.byteLength : offsets[fold.pof2 >> 1]);
+  const scratch = takeScratch(fold.newRank < 0 ? 0 : fold.partner >= 0 ? data.byteLength : offsets[fold.pof2 >> 1]);
   await foldIn(io, fold, data, reducer, scratch);
   if (fold.newRank < 0) return;
   await halvingReduceScatter(io, fold, data, offsets, reducer, scratch);
+  giveScratch(scratch); // every receive into it has completed
   // The root always survives the fold, so it has a virtual rank.
   const newRoot = foldRanks(root, io.size, root).newRank;
   await binomialGather(io, fold, data, offsets, newRoot);

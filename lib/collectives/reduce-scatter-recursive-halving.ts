@@ -21,6 +21,7 @@
 
 import { bitReverse, foldIn, foldRanks, halvingReduceScatter, log2, offsetsOf } from './blocks.js';
 import type { CollectiveIO, Reducer } from './io.js';
+import { giveScratch, takeScratch } from './scratch.js';
 
 /**
  * Reduces the full vector `data` (this rank's contribution, left unchanged) over all ranks in rank
@@ -50,13 +51,13 @@ export async function reduceScatterRecursiveHalving(io: CollectiveIO, data: Uint
   const offsets = offsetsOf(virtualBytes);
   // The fold receives a whole vector; the halving at most the larger half kept at its first step.
   const half = offsets[fold.pof2 >> 1];
-  const scratch = new Uint8Array(fold.partner >= 0 ? data.byteLength : Math.max(half, data.byteLength - half));
+  const scratch = takeScratch(fold.partner >= 0 ? data.byteLength : Math.max(half, data.byteLength - half));
   let contribution = data;
   if (fold.partner >= 0) {
     await foldIn(io, fold, data, reducer, scratch, scratch);
     contribution = scratch;
   }
-  const work = new Uint8Array(data.byteLength);
+  const work = takeScratch(data.byteLength); // every byte is written below before it is read
   for (let k = 0; k < fold.pof2; k++) {
     let at = offsets[k];
     for (const r of ranksOf(bitReverse(k, bits))) {
@@ -66,6 +67,7 @@ export async function reduceScatterRecursiveHalving(io: CollectiveIO, data: Uint
   }
   // The fold's scratch is free again: reuse it for the halving's receives.
   const owned = await halvingReduceScatter(io, fold, work, offsets, reducer, scratch);
+  giveScratch(scratch); // every receive into it has completed
   let at = offsets[owned];
   let result = new Uint8Array(0);
   for (const r of ranksOf(fold.newRank)) {
@@ -74,5 +76,6 @@ export async function reduceScatterRecursiveHalving(io: CollectiveIO, data: Uint
     if (r === rank) result = block.slice(); // not a view: the caller should not keep `work` alive
     else if (block.byteLength > 0) await io.send(r, block);
   }
+  giveScratch(work); // the sends from it completed; the result is a copy
   return result;
 }
