@@ -1,7 +1,8 @@
 // Collective latency, OSU-style (osu_allreduce, osu_bcast, osu_barrier): per call, after a time-based
 // warm-up; "typical" is the median of per-block medians (blocks of 100 calls for small messages, 10
-// for large), reported as the median over interleaved rounds with the min–max of rounds. Every rank
-// checks every result against the exact expected value (integers in float64).
+// for large), reported as the median over rounds with the min–max of rounds; by default each case
+// runs all its rounds in turn, as OSU runs each size (`--order interleaved`: round by round). Every
+// rank checks every result against the exact expected value (integers in float64).
 //   npx vmcomm run -n 2 bench/collectives.ts [--quick]         2 ranks (shm between processes)
 //   npx vmcomm run -n 8 bench/collectives.ts [--quick]         8 ranks on this 2-core machine
 //   VMCOMM_COLL_ALLREDUCE=ring npx vmcomm run -n 4 …           force an algorithm
@@ -112,39 +113,52 @@ const cases: Case[] = [
   },
 ];
 
-// Warm-up (time-based; rank 0 decides so every rank makes the same number of calls).
-for (const c of cases) {
+/** Time-based warm-up of one case (rank 0 decides, so every rank makes the same number of calls). */
+async function warmUp(c: Case): Promise<void> {
   for (let go = true, t0 = Date.now(); go; ) {
     for (let i = 0; i < 20; i++) await c.run();
     go = (await comm.bcast(rank === 0 ? Date.now() - t0 < (quick ? 200 : 600) : undefined, 0)) as boolean;
   }
 }
 
-const ROUNDS = quick ? 3 : 5;
-const results = new Map<string, number[]>();
-for (let round = 0; round < ROUNDS; round++) {
-  for (const c of cases) {
-    await comm.barrier();
-    const blockMedians: number[] = [];
-    for (let b = 0; b < c.iters; b += c.block) {
-      const samples: number[] = [];
-      for (let i = 0; i < c.block; i++) {
-        const t0 = performance.now();
-        await c.run();
-        samples.push((performance.now() - t0) * 1000);
-      }
-      blockMedians.push(median(samples));
+/** One round of a case: the slowest rank's median of block medians, µs per call. */
+async function measure(c: Case): Promise<number> {
+  await comm.barrier();
+  const blockMedians: number[] = [];
+  for (let b = 0; b < c.iters; b += c.block) {
+    const samples: number[] = [];
+    for (let i = 0; i < c.block; i++) {
+      const t0 = performance.now();
+      await c.run();
+      samples.push((performance.now() - t0) * 1000);
     }
-    // A call's time is the slowest rank's: take the maximum over ranks of each rank's typical.
-    const worst = await comm.allreduce(median(blockMedians), Op.MAX);
-    if (!results.has(c.name)) results.set(c.name, []);
-    results.get(c.name)!.push(worst);
+    blockMedians.push(median(samples));
   }
+  // A call's time is the slowest rank's: take the maximum over ranks of each rank's typical.
+  return comm.allreduce(median(blockMedians), Op.MAX);
+}
+
+// The order of measurement. `case` (the default, OSU's): each case warms up, then runs all its
+// rounds. `interleaved`: every case warms up, then each round runs every case in turn — which also
+// times what follows a switch between cases: V8 re-optimizes code that the other case's paths made
+// it give up (a few thousand calls at several times the steady cost after a large allreduce).
+const order = optionAfter('--order') ?? 'case';
+if (order !== 'case' && order !== 'interleaved') throw new Error(`--order takes case or interleaved, not ${order}`);
+const ROUNDS = quick ? 3 : 5;
+const results = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+if (order === 'case') {
+  for (const c of cases) {
+    await warmUp(c);
+    for (let round = 0; round < ROUNDS; round++) results.get(c.name)!.push(await measure(c));
+  }
+} else {
+  for (const c of cases) await warmUp(c);
+  for (let round = 0; round < ROUNDS; round++) for (const c of cases) results.get(c.name)!.push(await measure(c));
 }
 
 if (rank === 0) {
   const transports = [...new Set(Array.from({ length: size }, (_, p) => comm.transportOf(p)).filter((t) => t !== 'self'))].join('+') || 'self';
-  console.log(`vmcomm collectives: ${size} ranks over ${transports}, ${nproc} cores${pinned ? ', pinned' : ', not pinned (more ranks than cores)'}; typical µs per call (median of ${ROUNDS} rounds, min–max), slowest rank`);
+  console.log(`vmcomm collectives: ${size} ranks over ${transports}, ${nproc} cores${pinned ? ', pinned' : ', not pinned (more ranks than cores)'}; typical µs per call (median of ${ROUNDS} rounds, ${order === 'case' ? 'case by case' : 'cases interleaved'}, min–max), slowest rank`);
   for (const [name, xs] of results) {
     const m = median(xs);
     const ref = name.includes('131072') ? REF?.large : name.includes('1 double') && name.startsWith('allreduce') ? REF?.small : undefined;

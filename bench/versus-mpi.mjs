@@ -62,12 +62,15 @@ try {
     const vm = {};
     let ring;
     if (ranks === 2) {
-      const benchFile = path.join(dir, `bench-${k}.json`);
-      node(['bin/vmcomm.js', 'bench', '--patterns', 'latency,bw', '--backends', 'shm', '--baselines', 'sab-ring', '--sizes', '8,1M', '--bind-to', 'core', '--json', benchFile]);
-      for (const r of JSON.parse(readFileSync(benchFile, 'utf8')).results) {
-        const name = `${r.pattern} ${r.size === 8 ? '8 B' : '1 MiB'}`;
-        if (r.impl === 'shm') vm[`shm ${name}`] = r.typical;
-        if (r.impl === 'sab-ring' && r.pattern === 'latency' && r.size === 8) ring = r.typical;
+      // One job per case, as the MPI side runs each case on its own: 1 MiB messages in the same job
+      // would put a V8 re-optimization transient into the 8-byte rounds.
+      for (const [pattern, size, name] of [['latency', '8', 'latency 8 B'], ['bw', '1M', 'bw 1 MiB']]) {
+        const benchFile = path.join(dir, `bench-${pattern}-${k}.json`);
+        node(['bin/vmcomm.js', 'bench', '--patterns', pattern, '--backends', 'shm', '--baselines', pattern === 'latency' ? 'sab-ring' : 'none', '--sizes', size, '--bind-to', 'core', '--json', benchFile]);
+        for (const r of JSON.parse(readFileSync(benchFile, 'utf8')).results) {
+          if (r.impl === 'shm') vm[`shm ${name}`] = r.typical;
+          if (r.impl === 'sab-ring') ring = r.typical;
+        }
       }
     }
     const collFile = path.join(dir, `coll-${k}.json`);
