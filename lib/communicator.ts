@@ -805,12 +805,13 @@ export class Communicator {
 
   /** Awaits `request` honouring `opts`: on expiry, withdraws what can be withdrawn, else waits on. */
   #blocking<T>(request: Request<T>, opts: CallOptions | undefined, onExpire?: (error: VmcommError) => void): Promise<T> {
-    if (opts === undefined) return request.wait();
+    // The request is this call's own: its promise goes to the caller, whose to handle a rejection is.
+    if (opts === undefined) return request.waitReported();
     const { timeout, signal } = opts;
-    if (timeout === undefined && signal === undefined) return request.wait();
+    if (timeout === undefined && signal === undefined) return request.waitReported();
     const expire = onExpire ?? ((err: VmcommError) => request.withdrawal?.withdraw(err));
     if (signal?.aborted) expire(abortedError(signal));
-    if (request.state !== 'pending') return request.wait();
+    if (request.state !== 'pending') return request.waitReported();
     let timer: NodeJS.Timeout | undefined;
     const onAbort = () => expire(abortedError(signal!));
     if (timeout !== undefined) {

@@ -52,6 +52,8 @@ class Settlement<T> implements RequestControl<T> {
   value: T | undefined = undefined;
   error: Error | undefined = undefined;
   promise: Promise<T> | undefined = undefined;
+  /** The promise is a blocking call's own: its rejection is the caller's to handle (see {@link promised}). */
+  reported = false;
   fulfil: ((value: T) => void) | undefined = undefined;
   fail: ((error: Error) => void) | undefined = undefined;
 
@@ -76,20 +78,25 @@ class Settlement<T> implements RequestControl<T> {
     if (fail !== undefined) {
       this.fulfil = this.fail = undefined;
       // Never reported as unhandled on its own (see Request): the handler goes on before the rejection.
-      this.promise!.catch(ignore);
+      if (!this.reported) this.promise!.catch(ignore);
       fail(error);
     }
   }
 
-  /** The request's promise, made on first use (settled at once when the request already is). */
-  promised(): Promise<T> {
+  /**
+   * The request's promise, made on first use (settled at once when the request already is). A
+   * request's own promise never reports its rejection as unhandled (a program may only `test()` it);
+   * with `reported`, made for a blocking call (`send`, `recv`, …) that hands this very promise to
+   * its caller, it does, as the promise of an `async` function would.
+   */
+  promised(reported = false): Promise<T> {
     if (this.promise !== undefined) return this.promise;
+    this.reported = reported;
     let p: Promise<T>;
     if (this.state === FULFILLED) p = Promise.resolve(this.value as T);
     else if (this.state === REJECTED) {
       p = Promise.reject(this.error);
-      // Never reported as unhandled on its own: waiting on it (or its derived promises) reports.
-      p.catch(ignore);
+      if (!reported) p.catch(ignore);
     } else {
       p = new Promise<T>((fulfil, fail) => {
         this.fulfil = fulfil;
@@ -146,6 +153,18 @@ export class Request<T> implements PromiseLike<T> {
    * event loop, so timers and I/O keep running while it waits.
    */
   wait(): Promise<T> {
+    return this.#waitFor(false);
+  }
+
+  /**
+   * @internal {@link wait} for a blocking call that returns this promise to its caller, who never
+   * sees the request: an unhandled rejection is reported, as that of an `async` function would be.
+   */
+  waitReported(): Promise<T> {
+    return this.#waitFor(true);
+  }
+
+  #waitFor(reported: boolean): Promise<T> {
     const s = this.#s;
     if (s.pending && this.#progress?.polling) {
       // The settlement spun on goes through a module variable, not a closure per wait; saved and
@@ -158,7 +177,7 @@ export class Request<T> implements PromiseLike<T> {
         spinningOn = outer;
       }
     }
-    return s.promised() as Promise<T>;
+    return s.promised(reported) as Promise<T>;
   }
 
   /** Makes progress and reports whether the request is complete (`MPI_Test`). Never blocks. */

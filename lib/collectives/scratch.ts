@@ -13,8 +13,9 @@
  * - A buffer goes back only when its call completed, so every receive into it has ended. A call that
  *   failed drops its scratch (a withdrawn or revoked step may still be writing into it), and the
  *   garbage collector takes it.
- * - Small buffers are not pooled (they are cheap); the pool holds a few buffers per power-of-two size
- *   and at most {@link MAX_POOLED_BYTES} in all.
+ * - Small buffers are not pooled (they are cheap), nor buffers larger than the pool may hold (they
+ *   are allocated at their exact size); the pool holds a few buffers per power-of-two size and at
+ *   most {@link MAX_POOLED_BYTES} in all.
  *
  * @module
  */
@@ -36,7 +37,8 @@ function classOf(bytes: number): number {
 
 /** `bytes` of scratch (contents undefined). Give it back with {@link giveScratch} once its call completed. */
 export function takeScratch(bytes: number): Uint8Array {
-  if (bytes < MIN_POOLED_BYTES) return new Uint8Array(bytes);
+  // Beyond what the pool may hold, rounding up to a power of two would only waste memory.
+  if (bytes < MIN_POOLED_BYTES || bytes > MAX_POOLED_BYTES) return new Uint8Array(bytes);
   const size = classOf(bytes);
   const buffer = free.get(size)?.pop();
   if (buffer === undefined) return new Uint8Array(new ArrayBuffer(size), 0, bytes);

@@ -212,7 +212,9 @@ class Job {
       for (const ranks of processGroups(options.size, options.threadsPerProcess)) {
         const host = options.threadsPerProcess !== undefined;
         const env = {
-          ...process.env,
+          // A launcher started from a bound rank inherits VMCOMM_BIND_CPUS: its own ranks are bound
+          // only if it binds them (its own list then), else hostCores() would count a list they do not have.
+          ...withoutVariable(process.env, BIND_CPUS),
           ...tsEnv,
           ...bindEnv,
           ...jobEnvironment({
@@ -447,3 +449,8 @@ export function processGroups(size: number, threadsPerProcess: number | undefine
   return groups;
 }
 
+/** `env` without `name`. */
+function withoutVariable(env: NodeJS.ProcessEnv, name: string): NodeJS.ProcessEnv {
+  const { [name]: _dropped, ...rest } = env;
+  return rest;
+}

@@ -1,9 +1,9 @@
 // The core across real processes: examples and semantics fixtures under `vmcomm run` and under a
 // separately served `vmcomm rendezvous`.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { finish, lines, ROOT, start, vmcomm } from '../helpers/processes.js';
+import { finish, lines, MUST_FINISH_MS, ROOT, start, vmcomm } from '../helpers/processes.js';
 
 const SEMANTICS = 'tests/fixtures/core/p2p-semantics.ts';
 
@@ -22,6 +22,28 @@ describe('vmcomm jobs with the core', () => {
         const peers = Array.from({ length: 4 }, (_, p) => `${p}:${p === rank ? 'self' : between}`).join(' ');
         expect(line).toMatch(new RegExp(`^hello from rank ${rank} of 4 on .+ \\(pid \\d+\\) — ${peers}$`));
       });
+    }
+  });
+
+  it('a blocking call nobody awaits reports its rejection as unhandled, a request nobody awaits does not', () => {
+    // send/recv/… return their request's own promise (no async wrapper): it must still surface a
+    // failure the program ignored, as an async function's promise does; a request may be test()ed only.
+    const run = (call: string) =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', `import { init } from 'vmcomm'; const comm = await init(); ${call}; await new Promise((r) => setTimeout(r, 50)); await comm.finalize(); console.log('finished');`], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: MUST_FINISH_MS,
+      });
+    for (const call of ['comm.sendBuffer(new Uint8Array(1), 7)', 'comm.send(1, 7)', 'comm.recvBuffer(new Uint8Array(1), 0, -5)', 'comm.sendBuffer(new Uint8Array(1), 7, 0, { timeout: 1000 })']) {
+      const out = run(call);
+      expect(out.status, call).not.toBe(0);
+      expect(out.stderr, call).toMatch(/INVALID_ARGUMENT|VmcommError/);
+      expect(out.stdout, call).not.toMatch(/finished/);
+    }
+    for (const call of ['comm.isendBuffer(new Uint8Array(1), 7)', 'comm.irecv(0, -5)', 'comm.isendBuffer(new Uint8Array(1), 7).wait()']) {
+      const out = run(call);
+      expect([out.status, out.stderr], call).toEqual([0, '']);
+      expect(out.stdout, call).toMatch(/finished/);
     }
   });
 

@@ -167,13 +167,18 @@ describe('vmcomm run', () => {
       const out = await vmcomm(['run', '-n', String(n), '--bind-to', 'core', ...mode, AFFINITY_JS]);
       expect(out.stderr, mode.join(' ')).toBe('');
       expect(out.code).toBe(0);
-      expect(lines(out.stdout).sort(), mode.join(' ')).toEqual(Array.from({ length: n }, (_, r) => `rank ${r} cpus ${cpus[r]}`));
+      expect(lines(out.stdout).sort(), mode.join(' ')).toEqual(Array.from({ length: n }, (_, r) => `rank ${r} cpus ${cpus[r]} bind ${cpus.join(',')}`));
     }
     // More ranks than CPUs: unbound (each rank keeps every CPU), and the launcher says so.
     const over = await vmcomm(['run', '-n', String(cpus.length + 1), '--bind-to', 'core', AFFINITY_JS]);
     expect(over.code).toBe(0);
     expect(over.stderr).toMatch(new RegExp(`--bind-to core: ${cpus.length + 1} ranks on ${cpus.length} CPUs; the ranks run unbound`));
-    expect(lines(over.stdout).every((l) => l.endsWith(` cpus ${cpus.join(',')}`))).toBe(true);
+    expect(lines(over.stdout).every((l) => l.endsWith(` cpus ${cpus.join(',')} bind -`))).toBe(true);
+    // A launcher started from a bound rank inherits its CPU list: without --bind-to its ranks must not
+    // get it (the transports would count those CPUs as theirs: hostCores()).
+    const nested = await vmcomm(['run', '-n', '1', AFFINITY_JS], { ...process.env, VMCOMM_BIND_CPUS: cpus.join(',') });
+    expect(nested.code).toBe(0);
+    expect(lines(nested.stdout)).toEqual([`rank 0 cpus ${cpus.join(',')} bind -`]);
   });
 
   it('prints help', async () => {

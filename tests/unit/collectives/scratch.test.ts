@@ -36,4 +36,13 @@ describe('collective scratch pool', () => {
     expect(pooledScratchBytes() - before).toBeLessThanOrEqual(4 << 20);
     for (let i = 0; i < 6; i++) takeScratch(1 << 20); // empty the class again for other tests
   });
+
+  it('allocates more than the pool may hold at its exact size, and does not keep it', () => {
+    const before = pooledScratchBytes();
+    const bytes = 64 * 1024 * 1024 + 8;
+    const huge = takeScratch(bytes);
+    expect([huge.byteLength, huge.buffer.byteLength]).toEqual([bytes, bytes]);
+    giveScratch(huge);
+    expect(pooledScratchBytes()).toBe(before);
+  });
 });
