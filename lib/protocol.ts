@@ -100,6 +100,8 @@ export function emptyHeader(): FrameHeader {
  * small on-heap array, materializing its ArrayBuffer (about 0.1 µs a frame together).
  */
 export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
+  // Typed-array stores past the end are silently dropped: a short buffer would go out half written.
+  if (out.byteLength < FRAME_HEADER_BYTES) throw new RangeError(`a frame header needs ${FRAME_HEADER_BYTES} bytes, got ${out.byteLength}`);
   out[0] = PROTOCOL_VERSION;
   out[1] = h.kind;
   out[2] = h.flags;

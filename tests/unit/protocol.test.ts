@@ -18,6 +18,7 @@ describe('frame header', () => {
     expect([v.getUint32(20, true), v.getUint32(24, true), v.getUint32(28, true)]).toEqual([0xfedcba98, 1, 0xffffffff]);
     expect([v.getBigUint64(32, true), v.getBigUint64(40, true)]).toEqual([0n, 2n ** 53n - 1n]);
     expect(decodeHeader(bytes, emptyHeader())).toEqual(h);
+    expect(() => encodeHeader(h, new Uint8Array(FRAME_HEADER_BYTES - 1))).toThrow(RangeError);
   });
 
   it('rejects a wrong version, an unknown kind and impossible lengths as CORRUPT', () => {
