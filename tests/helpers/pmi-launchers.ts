@@ -7,6 +7,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseShmFileName, sweepStaleShmFiles } from '../../lib/launch/shm-files.js';
+import { pidAlive } from './pids.js';
 import { expectGone, finish, ROOT, type Outcome } from './processes.js';
 
 export const PMI_FIXTURES = path.join(ROOT, 'tests', 'fixtures', 'pmi');
@@ -69,15 +70,7 @@ export function run(argv: readonly string[], env: NodeJS.ProcessEnv = {}, mustFi
  * it SIGKILLed (they are its proxy's children, reparented when the proxy exits first).
  */
 export async function expectGoneSoon(pids: readonly number[]): Promise<void> {
-  const alive = (pid: number): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-    }
-  };
-  for (let waited = 0; waited < 5_000 && pids.some(alive); waited += 50) await sleep(50);
+  for (let waited = 0; waited < 5_000 && pids.some(pidAlive); waited += 50) await sleep(50);
   expectGone([...pids]);
 }
 

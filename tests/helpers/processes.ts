@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { pidAlive } from './pids.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const VMCOMM = path.join(ROOT, 'bin', 'vmcomm.js');
@@ -61,13 +62,5 @@ export function pidsOf(stdout: string): number[] {
 /** Every pid is gone (no rank outlived the launcher). */
 export function expectGone(pids: number[]): void {
   expect(pids.length).toBeGreaterThan(0);
-  for (const pid of pids) {
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (error) {
-      alive = (error as NodeJS.ErrnoException).code !== 'ESRCH';
-    }
-    expect(alive, `pid ${pid} is still running`).toBe(false);
-  }
+  for (const pid of pids) expect(pidAlive(pid), `pid ${pid} is still running`).toBe(false);
 }

@@ -66,6 +66,7 @@ import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readdirSy
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanUpOnExit } from './exit-cleanup.js';
+import { pidAlive } from './pids.js';
 
 /** Where each VM sees its host's region file. */
 export const VM_REGION_PATH = '/run/vmcomm/ivshmem';
@@ -305,15 +306,6 @@ function cleanupSync(state: LiveState): void {
   live.delete(state.id);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes namespaces and region files left by topologies whose owner process is dead (a run that
  * was SIGKILLed). Returns the ids swept. Those of live owners — parallel runs — are left alone.
@@ -325,7 +317,7 @@ export function sweepStaleTopologies(prefix = DEFAULT_PREFIX): string[] {
   const stale = new Map<string, LiveState>();
   const add = (id: string, owner: number): LiveState | undefined => {
     // Our own (live or destroyed) and those of live owners are not stale.
-    if (live.has(id) || owner === process.pid || alive(owner)) return undefined;
+    if (live.has(id) || owner === process.pid || pidAlive(owner)) return undefined;
     let state = stale.get(id);
     if (state === undefined) stale.set(id, (state = { id, namespaces: [], regionFiles: [], vmPids: new Set(), launchers: new Set() }));
     return state;

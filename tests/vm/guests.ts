@@ -46,6 +46,7 @@ import { hasCommand, mayInstallPackages } from '../helpers/pmi-launchers.js';
 import { finish, vmcomm } from '../helpers/processes.js';
 import { BASE_MODULES, buildInitramfs, findGuestKernel, isStaticElf, NET_MODULES, uncompressedKernel, type GuestKernel } from './initramfs.js';
 import { cleanUpOnExit } from '../helpers/exit-cleanup.js';
+import { pidAlive } from '../helpers/pids.js';
 
 /** The Debian packages the guests need (test-only dependencies). */
 export const GUEST_PACKAGES = ['qemu-system-x86', 'linux-image-amd64', 'busybox-static'] as const;
@@ -204,15 +205,6 @@ function removeFiles(lab: { workDir: string; regionFiles: readonly string[] }): 
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes what labs whose owner process is dead left behind: QEMUs (named `vmcomm-vm-<pid>-<hex>-…`
  * with `-name`), work directories and region files. Returns the ids swept; live owners' are left alone.
@@ -224,7 +216,7 @@ export function sweepStaleLabs(): string[] {
     const match = pattern.exec(name);
     if (match === null) return undefined;
     const [, id, owner] = match;
-    if (live.has(id!) || Number(owner) === process.pid || alive(Number(owner))) return undefined;
+    if (live.has(id!) || Number(owner) === process.pid || pidAlive(Number(owner))) return undefined;
     let e = stale.get(id!);
     if (e === undefined) stale.set(id!, (e = { workDir: path.join(tmpdir(), id!), regionFiles: [], pids: [] }));
     return e;
