@@ -210,8 +210,54 @@ export interface Transport {
    * else why not.
    */
   attachResource?(resource: string): Promise<string | undefined>;
+  /**
+   * Optional: shared memory for the small collectives of one communicator (`lib/collectives/shared-memory.ts`):
+   * a cell per member, readable by every member. `key` (0 ≤ key) names the communicator and is the
+   * same on every member; `members` are its world ranks in communicator order, this rank among them,
+   * every other one a peer this transport was chosen for. Returns `undefined` when it has no cell for
+   * `key`. The answer must depend on `key` and `members` only, so every member answers alike: the core
+   * uses the cells only when every pair of members was chosen this transport, and then on every member.
+   */
+  collectiveCells?(key: number, members: readonly number[]): CollectiveCells | undefined;
   /** Phase 5, once, async: close all channels and release resources. Idempotent. */
   stop(): Promise<void>;
+}
+
+/**
+ * One communicator's cells in shared memory (see {@link Transport.collectiveCells}). Each member owns
+ * one cell, writes only its own and reads the others'. A cell holds two words and two payload buffers:
+ *
+ * - the **stamp**: the owner stores it (sequentially consistent) after it wrote a payload, so a member
+ *   that loaded the stamp reads that payload (the core numbers its calls in it and alternates buffers);
+ * - the **presence** word: which collective call the owner is in, whatever its algorithm (so a member
+ *   waiting on a cell can tell a rank that called something else);
+ * - payload buffers 0 and 1 of {@link CollectiveCells.payloadBytes} bytes each, 8-byte aligned.
+ *
+ * What the words mean is the core's; the transport stores, loads and wakes.
+ */
+export interface CollectiveCells {
+  /** Bytes of each payload buffer (at least 8). */
+  readonly payloadBytes: number;
+  /** Member `member`'s stamp (a sequentially consistent load). */
+  stamp(member: number): number;
+  /** Member `member`'s presence word. */
+  presence(member: number): number;
+  /** Member `member`'s payload buffer `parity` (0 or 1), as bytes; this rank's own is the one it writes. */
+  payload(member: number, parity: number): Uint8Array;
+  /** The same buffer as float64s (the one-number path reads no bytes). */
+  doubles(member: number, parity: number): Float64Array;
+  /** Stores this rank's stamp, then wakes members asleep in their transport's wait loop. */
+  publish(stamp: number): void;
+  /** Stores this rank's presence word (nobody is woken). */
+  announce(presence: number): void;
+  /**
+   * Until it returns true, the transport calls `check` on every poll — from the core's spin and from
+   * its own wait loop, which a member's {@link publish} wakes — so a waiting collective completes
+   * without a message. `check` must be cheap and must not throw.
+   */
+  watch(check: () => boolean): void;
+  /** Stops calling `check` (a call that failed). */
+  unwatch(check: () => boolean): void;
 }
 
 /**

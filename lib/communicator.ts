@@ -11,11 +11,13 @@ import { barrierDissemination } from './collectives/barrier.js';
 import type { TypedArray } from './collectives/io.js';
 import { CollectiveOperations, type CollectiveOptions, type ReduceOp } from './collectives/operations.js';
 import { CollectiveRunner } from './collectives/runner.js';
+import type { CommIO } from './collectives/comm-io.js';
+import { SharedMemoryCollectives } from './collectives/shared-memory.js';
 import { groupIndices, hierarchicalAllreduce, hierarchicalBarrier, hierarchicalBcast, hierarchicalBcastBuffer, hierarchicalReduce, type Hierarchy } from './collectives/hierarchical.js';
-import { ALGORITHMS, readEnvChoices, type EnvChoices } from './collectives/select.js';
+import { ALGORITHMS, chooseAlgorithm, readEnvChoices, type EnvChoices } from './collectives/select.js';
 import { argumentHash } from './collectives/signature.js';
 import { ANY_SOURCE, ANY_TAG, TAG_UB, type InPlace, type TransportName } from './constants.js';
-import { COLLECTIVE_CONTEXT, CONTEXT_BLOCK, CONTROL_CONTEXT, LEADERS_SUBCOMM, LOCAL_SUBCOMM, P2P_CONTEXT, SIDE_SUBCOMM } from './contexts.js';
+import { COLLECTIVE_CONTEXT, CONTEXT_BLOCK, CONTROL_CONTEXT, LEADERS_SUBCOMM, LOCAL_SUBCOMM, P2P_CONTEXT, sharedCellKey, SIDE_SUBCOMM } from './contexts.js';
 import { invalidArgument, isVmcommError, VmcommError, type Status } from './errors.js';
 import type { Engine, PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
@@ -85,6 +87,8 @@ export class Communicator {
   readonly #internal: boolean;
   #groups: ReturnType<typeof groupIndices> | undefined;
   readonly #envChoices: EnvChoices;
+  /** The shared-memory collectives, once looked for: `null` when the communicator has none. */
+  #shared: SharedMemoryCollectives | null | undefined = undefined;
   readonly #unregister: () => void;
   readonly #peerOf = (r: number) => this.#group[r];
 
@@ -109,6 +113,8 @@ export class Communicator {
       alsoFail: internal?.parent ? [context + P2P_CONTEXT] : undefined,
       group,
       rank: this.rank,
+      onCall: (seq, hash) => this.#sharedCollectives()?.present(seq, hash),
+      onRevoke: (mismatch) => this.#sharedCollectives()?.revoke(mismatch),
     });
     this.#internal = internal !== undefined;
     if (internal?.parent) internal.parent.link(this.#runner);
@@ -120,6 +126,7 @@ export class Communicator {
       size: this.size,
       env: this.#envChoices,
       guard: (opts, run) => this.#guard(opts, run),
+      shared: () => this.#sharedCollectives(),
     });
     this.#unregister = world.register({
       peerLost: (peer, error) => {
@@ -130,7 +137,10 @@ export class Communicator {
           world.engine.failReceivesFrom(context, r, error);
           world.engine.matching(context).failProbes(r, error);
         }
+        // A shared-memory collective needs every member: it fails now, whoever it waits on.
+        this.#runner.interrupt(error);
       },
+      ended: (error) => this.#runner.interrupt(error),
     });
   }
 
@@ -320,7 +330,12 @@ export class Communicator {
         throw new VmcommError('INVALID_ARGUMENT', `barrier has no algorithm "${opts.algorithm}" (known: ${ALGORITHMS.barrier.join(', ')})`);
       }
       if (this.#goesHierarchical('barrier', true, opts)) return this.#hierarchical('barrier', BARRIER_HASH, opts, (h) => hierarchicalBarrier(h));
-      return this.#guard(opts, () => this.#runner.run('barrier', BARRIER_HASH, (io) => barrierDissemination(io)));
+      const shared = this.#sharedCollectives();
+      const algorithm = chooseAlgorithm('barrier', { size: this.size, bytes: 0, commutative: true, sharedBytes: shared?.payloadBytes }, opts?.algorithm, this.#envChoices);
+      // A named algorithm is in the hash: ranks that name different ones learn it instead of hanging.
+      const hash = opts?.algorithm === undefined ? BARRIER_HASH : argumentHash('barrier', algorithm);
+      const body = algorithm === 'shared-memory' ? (io: CommIO) => shared!.barrier(io) : (io: CommIO) => barrierDissemination(io);
+      return this.#guard(opts, () => this.#runner.run('barrier', hash, body));
     });
   }
 
@@ -732,6 +747,20 @@ export class Communicator {
       await engine.receivesDone();
       this.#runner.close();
     });
+  }
+
+  /**
+   * This communicator's shared-memory collectives (`lib/collectives/shared-memory.ts`), looked for at
+   * its first collective: present when every pair of its ranks talks through one transport that
+   * offers cells, which every member computes alike.
+   */
+  #sharedCollectives(): SharedMemoryCollectives | undefined {
+    if (this.#shared === undefined) {
+      const key = sharedCellKey(this.#context);
+      const cells = key === undefined || this.size < 2 ? undefined : this.#world.collectiveCells(key, this.#group);
+      this.#shared = cells === undefined ? null : new SharedMemoryCollectives(cells, this.#world.engine, this.#group, this.rank);
+    }
+    return this.#shared ?? undefined;
   }
 
   /** Ends every rank of the job with exit code `code` (`MPI_Abort`). Never returns. */

@@ -58,3 +58,17 @@ export function collectiveSeqOf(tag: number): number {
 export function argumentHashOf(tag: number): number {
   return tag & HASH_MASK;
 }
+
+/**
+ * The key of a communicator's shared-memory collective cells (`Transport.collectiveCells`), from its
+ * first context id: two per context block — the communicator's own and its locality-aware
+ * collectives' group communicator (`LOCAL_SUBCOMM`) — so keys are never reused (context ids are not)
+ * and every member derives the same one. The other internal communicators get none.
+ */
+export function sharedCellKey(context: number): number | undefined {
+  const offset = context % CONTEXT_BLOCK;
+  const block = (context - offset) / CONTEXT_BLOCK;
+  if (offset === P2P_CONTEXT) return 2 * block;
+  if (offset === LOCAL_SUBCOMM) return 2 * block + 1;
+  return undefined;
+}

@@ -13,7 +13,7 @@ import 'reflect-metadata';
 import { inject, injectable, multiInject } from 'inversify';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { BackendComponents, BackendFactory, CardFields, CardValue, LocalityCard, Logger, Transport } from './backend.js';
+import type { BackendComponents, BackendFactory, CardFields, CardValue, CollectiveCells, LocalityCard, Logger, Transport } from './backend.js';
 import type { Bootstrap } from './bootstrap.js';
 import { ValueCodec } from './codec.js';
 import { CONTEXT_BLOCK } from './contexts.js';
@@ -39,6 +39,8 @@ export interface WorldEvents {
 export interface CommunicatorHandle {
   /** Rejects this communicator's receives waiting on world rank `peer` specifically. */
   peerLost(peer: number, error: VmcommError): void;
+  /** The world ended (its transports stopped): waits that no message ends fail with `error`. */
+  ended?(error: VmcommError): void;
 }
 
 /** A started world. Built by the container (`container.ts`). */
@@ -231,6 +233,34 @@ export class World {
   }
 
   /** Registers a communicator for peer-loss notices; returns the unregister function. */
+  /**
+   * The shared-memory cells for the collectives of the communicator of `members` (world ranks, in its
+   * order) whose cell key is `key`: when every pair of members was chosen one transport at start-up,
+   * and it offers cells ({@link Transport.collectiveCells}). Every member computes the same answer —
+   * the choice of any pair follows from the cards and the round-two bitmaps all ranks hold.
+   */
+  collectiveCells(key: number, members: readonly number[]): CollectiveCells | undefined {
+    if (members.length < 2 || this.finalized !== undefined || this.cards.length === 0) return undefined;
+    let name: string | undefined;
+    for (let i = 0; i < members.length; i++) {
+      for (let j = i + 1; j < members.length; j++) {
+        const t = this.pairTransport(members[i], members[j]);
+        if (t === undefined || (name !== undefined && t !== name)) return undefined;
+        name = t;
+      }
+    }
+    return this.transports.find((t) => t.name === name)?.collectiveCells?.(key, members);
+  }
+
+  /** The transport chosen at start-up for the pair (a, b), as every rank computes it (kept). */
+  private pairTransport(a: number, b: number): string | undefined {
+    const key = Math.min(a, b) * this.size + Math.max(a, b);
+    if (!this.pairChoices.has(key)) this.pairChoices.set(key, choosePairTransport(a, b, this.cards, this.reach).transport);
+    return this.pairChoices.get(key);
+  }
+
+  private readonly pairChoices = new Map<number, string | undefined>();
+
   register(c: CommunicatorHandle): () => void {
     this.communicators.add(c);
     return () => this.communicators.delete(c);
@@ -280,6 +310,7 @@ export class World {
     this.engine.beginClosing();
     await this.engine.closeAll();
     this.engine.failEverything(error);
+    for (const c of this.communicators) c.ended?.(error);
     await Promise.all([...this.transports, ...this.dormant].map((t) => t.stop().catch(() => undefined)));
     await this.bootstrap.finalize().catch(() => undefined);
     if (this.keepAlive) clearInterval(this.keepAlive);

@@ -49,7 +49,8 @@ import { CmaSink } from './cma.js';
 import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './files.js';
 import type { ShmOptions } from './index.js';
 import { autoRingBytes } from './ring-size.js';
-import { checkInboxHeader, FILE_HEADER_BYTES, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
+import { cellOffset, checkInboxHeader, COLLECTIVE_CELLS, FILE_HEADER_BYTES, inboxFileBytes, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
+import { ShmCollectiveCells } from './collective-cells.js';
 import { ShmChannel } from './shm-channel.js';
 import { futexSleeper } from './sleeper.js';
 import { hostCores } from '../../lib/launch/binding.js';
@@ -62,6 +63,8 @@ interface PeerLink {
   readonly inboxPath: string;
   readonly inboxSab: SharedArrayBuffer;
   readonly inbox: InboxSender;
+  /** Announcement slots of its inbox (where its collective cells begin). */
+  readonly slots: number;
   readonly ringBytes: number;
   readonly pid: number;
   /** Single copy is possible between us (both allow it, one PID namespace). */
@@ -138,6 +141,8 @@ export class ShmTransport implements Transport {
   private poller: Poller | undefined;
   private policy: WaitingPolicy | undefined;
   private yieldOnEmpty = false;
+  /** Checks of collectives waiting on cells, called on every poll (`collective-cells.ts`). */
+  private watchers: (() => boolean)[] = [];
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -209,7 +214,7 @@ export class ShmTransport implements Transport {
     this.addon = addon;
     const slots = this.options.inboxSlots !== 0 ? this.options.inboxSlots : Math.min(AUTO_MAX_SLOTS, nextPowerOfTwo(Math.max(MIN_INBOX_SLOTS, size - 1)));
     this.slots = slots;
-    const file = createOwnedFile(addon, this.directory, shmInboxName(this.base), FILE_HEADER_BYTES + inboxBytes(slots));
+    const file = createOwnedFile(addon, this.directory, shmInboxName(this.base), inboxFileBytes(slots));
     this.inboxFile = file;
     const region: Region = { sab: file.sab, byteOffset: FILE_HEADER_BYTES, byteLength: inboxBytes(slots) };
     initInbox(region, slots);
@@ -257,7 +262,7 @@ export class ShmTransport implements Transport {
     if (typeof ringBytes !== 'number' || !isPowerOfTwo(ringBytes) || ringBytes < 4096 || ringBytes > 2 ** 30) return false;
     if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0 || typeof pidns !== 'string' || typeof cma !== 'boolean') return false;
     try {
-      const sab = openPeerFile(addon, this.directory, name as string, FILE_HEADER_BYTES + inboxBytes(slots));
+      const sab = openPeerFile(addon, this.directory, name as string, inboxFileBytes(slots));
       if (sab === undefined) return false; // not in our /dev/shm: another OS, or it already left
       if (!checkInboxHeader(sab, peer.rank, slots, Buffer.from(nonce, 'hex'))) return false;
       const inbox = new InboxSender({ sab, byteOffset: FILE_HEADER_BYTES, byteLength: inboxBytes(slots) });
@@ -267,6 +272,7 @@ export class ShmTransport implements Transport {
         inboxPath: path.join(this.directory, name as string),
         inboxSab: sab,
         inbox,
+        slots,
         ringBytes,
         pid,
         cma: cma && pidns === this.pidns,
@@ -417,6 +423,7 @@ export class ShmTransport implements Transport {
     const cma = this.cmaSink!;
     const readsBefore = cma.counts.reads;
     let frames = poller.poll();
+    if (this.watchers.length > 0) frames += this.checkWatchers();
     if (cma.active > 0) cma.pump(CMA_BYTES_PER_POLL);
     frames += cma.counts.reads - readsBefore;
     if (this.pendingChannels.size > 0) this.pendingChannels.flushAll();
@@ -438,6 +445,7 @@ export class ShmTransport implements Transport {
     const cma = this.cmaSink!;
     const readsBefore = cma.counts.reads;
     let delivered = poller.poll();
+    if (this.watchers.length > 0) delivered += this.checkWatchers();
     let moved = poller.moved;
     if (cma.active > 0 && cma.pump(CMA_BYTES_PER_POLL) > 0) moved = true;
     delivered += cma.counts.reads - readsBefore;
@@ -449,6 +457,52 @@ export class ShmTransport implements Transport {
     if (moved) return Progress.MOVED;
     if (this.yieldOnEmpty) this.addon!.schedYield();
     return Progress.NONE;
+  }
+
+  /** Calls the watched checks; returns how many completed (they count as delivered frames). */
+  private checkWatchers(): number {
+    const watchers = this.watchers;
+    let done = 0;
+    for (let i = 0; i < watchers.length; i++) {
+      if (watchers[i]()) {
+        watchers.splice(i--, 1);
+        done++;
+      }
+    }
+    return done;
+  }
+
+  /**
+   * The cells of communicator `key` among `members` (see {@link Transport.collectiveCells}): each
+   * member's cell `key` in its own inbox file, whose mapping the probe made. `undefined` for a key
+   * beyond the files' {@link COLLECTIVE_CELLS}, or (never on a member whose pairs all chose shm) a
+   * member this rank does not serve.
+   */
+  collectiveCells(key: number, members: readonly number[]): ShmCollectiveCells | undefined {
+    const { rank } = this.components;
+    const own = this.inboxFile;
+    if (!Number.isInteger(key) || key < 0 || key >= COLLECTIVE_CELLS || own === undefined || this.stopping !== undefined) return undefined;
+    if (!members.includes(rank)) return undefined;
+    const places = [];
+    for (const m of members) {
+      if (m === rank) {
+        places.push({ sab: own.sab, offset: cellOffset(this.slots, key) });
+        continue;
+      }
+      const link = this.links.get(m);
+      if (link === undefined || !this.served.has(m)) return undefined;
+      places.push({ sab: link.inboxSab, offset: cellOffset(link.slots, key) });
+    }
+    return new ShmCollectiveCells(places, members, rank, {
+      wake: (peer) => this.wake(peer, true),
+      watch: (check) => {
+        this.watchers.push(check);
+      },
+      unwatch: (check) => {
+        const i = this.watchers.indexOf(check);
+        if (i >= 0) this.watchers.splice(i, 1);
+      },
+    });
   }
 
   /** Stops the wait loop, closes the inbox and the rings, wakes the peers, removes the files. Idempotent. */

@@ -101,6 +101,37 @@ export class CommIO implements CollectiveIO {
     return this.#call.name;
   }
 
+  /** The call's number on its communicator. */
+  get seq(): number {
+    return this.#call.seq;
+  }
+
+  /** Why the call was interrupted ({@link interrupt}), if it was. */
+  get interrupted(): VmcommError | undefined {
+    return this.#interrupted;
+  }
+
+  #interrupted: VmcommError | undefined = undefined;
+  /** How to fail the call's wait outside messages (a shared-memory collective's), while it waits. */
+  #blocker: ((error: VmcommError) => void) | undefined = undefined;
+
+  /**
+   * @internal Registers how to fail the call's wait outside messages (`undefined`: it ended). Called
+   * after an interrupt, it fails at once.
+   */
+  block(fail: ((error: VmcommError) => void) | undefined): void {
+    if (fail !== undefined && this.#interrupted !== undefined) return fail(this.#interrupted);
+    this.#blocker = fail;
+  }
+
+  /** Fails the call's wait outside messages, now or when it begins (a lost member, finalize, a revoke). */
+  interrupt(error: VmcommError): void {
+    this.#interrupted ??= error;
+    const fail = this.#blocker;
+    this.#blocker = undefined;
+    fail?.(error);
+  }
+
   /** A rank of the communicator → its world rank (made once per call, not per receive). */
   readonly #worldRankOf = (r: number): number => this.#call.group[r];
 
@@ -119,10 +150,11 @@ export class CommIO implements CollectiveIO {
     return request;
   }
 
-  /** Gives up the call's sends that no receiver took yet (the communicator was revoked). */
+  /** Gives up the call's sends that no receiver took yet and its wait outside messages (the communicator was revoked). */
   abandon(error: VmcommError): void {
     for (const id of this.#rendezvous) this.#engine.withdrawSend(id, error);
     this.#rendezvous.length = 0;
+    this.interrupt(error);
   }
 
   recv(peer: number, into: Uint8Array): Request<void> {

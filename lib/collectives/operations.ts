@@ -41,6 +41,7 @@ import { reduceScatterRecursiveHalving } from './reduce-scatter-recursive-halvin
 import { reduceScatterRing } from './reduce-scatter-ring.js';
 import type { CollectiveRunner, Ticket } from './runner.js';
 import { scanRecursiveDoubling } from './scan-recursive-doubling.js';
+import type { SharedMemoryCollectives } from './shared-memory.js';
 import { scatterv as scattervBytes } from './scatterv.js';
 import { ALGORITHMS, chooseAlgorithm, type AlgorithmOf, type EnvChoices, type TunableCollective } from './select.js';
 import { argumentHash, countsDigest, type CollectiveName, type HashPart } from './signature.js';
@@ -72,6 +73,8 @@ export interface OperationsSetup {
   readonly env: EnvChoices;
   /** Runs the call with the caller's timeout/signal (revoking on expiry). */
   readonly guard: <T>(opts: CollectiveOptions | undefined, run: () => Promise<T>) => Promise<T>;
+  /** The communicator's shared-memory collectives, if it has them (the same answer on every rank). */
+  readonly shared: () => SharedMemoryCollectives | undefined;
 }
 
 const ARITHMETIC = new Set<unknown>(['SUM', 'PROD', 'MIN', 'MAX']);
@@ -239,10 +242,13 @@ export class CollectiveOperations {
   // ------------------------------------------------------------ reductions
 
   allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
-    if (typeof value === 'number' && ARITHMETIC.has(op) && (opts?.algorithm === undefined || opts.algorithm === 'recursive-doubling') && this.#s.env.allreduce === undefined) {
+    const named = opts?.algorithm;
+    const scalarAlgorithm = typeof value === 'number' && ARITHMETIC.has(op) ? (named ?? (this.#s.env.allreduce === undefined ? this.#scalarAllreduce() : undefined)) : undefined;
+    if (scalarAlgorithm === 'recursive-doubling' || scalarAlgorithm === 'shared-memory') {
       const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
-      const body = (io: CommIO) => allreduceScalar(io, value, scalar) as Promise<T>;
-      if (opts?.algorithm !== undefined) return this.#call('allreduce', ['number', 1, opName(op), opts.algorithm], opts, body);
+      const shared = scalarAlgorithm === 'shared-memory' ? this.#sharedFor(8, named) : undefined;
+      const body = shared ? (io: CommIO) => shared.allreduceScalar(io, value as number, scalar) as Promise<T> : (io: CommIO) => allreduceScalar(io, value as number, scalar) as Promise<T>;
+      if (named !== undefined) return this.#call('allreduce', ['number', 1, opName(op), named], opts, body);
       // The most frequent collective call: its argument hash is computed once per op.
       let hash = SCALAR_ALLREDUCE_HASHES.get(op);
       if (hash === undefined) SCALAR_ALLREDUCE_HASHES.set(op, (hash = argumentHash('allreduce', code('number'), 1, opName(op), undefined)));
@@ -254,8 +260,10 @@ export class CollectiveOperations {
     }
     const data = path.fresh ? path.data : copyOf(path.data);
     const algorithm = this.#allreduceAlgorithm(data.byteLength, path.reducer, opts?.algorithm);
+    const shared = algorithm === 'shared-memory' ? this.#s.shared()! : undefined;
     return this.#call('allreduce', [path.type, data.length, opName(op), opts?.algorithm], opts, async (io) => {
-      await ALLREDUCE[algorithm](io, bytesOf(data), path.reducer);
+      if (shared) await shared.allreduceBytes(io, bytesOf(data), path.reducer);
+      else await ALLREDUCE[algorithm as FlatAllreduce](io, bytesOf(data), path.reducer);
       return path.unwrap(data) as T;
     });
   }
@@ -271,6 +279,21 @@ export class CollectiveOperations {
     this.#checkPairs(op, recv);
     const algorithm = this.#allreduceAlgorithm(recv.byteLength, reducer, opts?.algorithm);
     const parts = [elementTypeOf(recv), recv.length, opName(op), opts?.algorithm];
+    if (algorithm === 'shared-memory') {
+      const shared = this.#s.shared()!;
+      if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) {
+        const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
+        return this.#call('allreduceBuffer', parts, opts, async (io) => {
+          recv[0] = await shared.allreduceScalar(io, send === IN_PLACE ? recv[0] : (send as Float64Array)[0], scalar);
+          return recv;
+        });
+      }
+      return this.#call('allreduceBuffer', parts, opts, async (io) => {
+        if (send !== IN_PLACE && send !== recv) recv.set(send as never);
+        await shared.allreduceBytes(io, bytesOf(recv), reducer);
+        return recv;
+      });
+    }
     if (algorithm === 'recursive-doubling' && recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) {
       // One double: the same exchanges, messages and reduction order as the generic recursive
       // doubling (so a rank on either path agrees with the other), without its views and scratch.
@@ -373,7 +396,20 @@ export class CollectiveOperations {
   }
 
   #allreduceAlgorithm(bytes: number, reducer: Reducer, override: string | undefined): Exclude<AlgorithmOf<'allreduce'>, 'hierarchical'> {
-    return chooseAlgorithm('allreduce', { size: this.#s.size, bytes, commutative: reducer.commutative }, override, this.#s.env);
+    return chooseAlgorithm('allreduce', { size: this.#s.size, bytes, commutative: reducer.commutative, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
+  }
+
+  /** The algorithm of a one-number allreduce with no algorithm named and no override: the table's, kept. */
+  #scalarAllreduce(): AlgorithmOf<'allreduce'> {
+    return (this.#scalarDefault ??= this.#allreduceAlgorithm(8, SCALAR_REDUCER_SHAPE, undefined));
+  }
+
+  #scalarDefault: AlgorithmOf<'allreduce'> | undefined = undefined;
+
+  /** The shared-memory collectives for a call of `bytes`; a named algorithm they cannot serve is `INVALID_ARGUMENT`. */
+  #sharedFor(bytes: number, named: string | undefined): SharedMemoryCollectives {
+    if (named !== undefined) this.#allreduceAlgorithm(bytes, SCALAR_REDUCER_SHAPE, named);
+    return this.#s.shared()!;
   }
 
   async #allgatherBlocks(io: CollectiveIO, out: Uint8Array, counts: readonly number[], override: string | undefined): Promise<void> {
@@ -441,7 +477,13 @@ const TUNABLE_OF: Partial<Record<CollectiveName, TunableCollective>> = {
   reduceScatter: 'reduceScatter',
 };
 
-const ALLREDUCE: Record<Exclude<AlgorithmOf<'allreduce'>, 'hierarchical'>, (io: CollectiveIO, data: Uint8Array, reducer: Reducer) => Promise<void>> = {
+/** The allreduce algorithms that run over messages (`shared-memory` needs the communicator's cells). */
+type FlatAllreduce = Exclude<AlgorithmOf<'allreduce'>, 'hierarchical' | 'shared-memory'>;
+
+/** What the algorithm choice needs of a one-number reduction's reducer (SUM/PROD/MIN/MAX commute). */
+const SCALAR_REDUCER_SHAPE = { elementBytes: 8, commutative: true, combine: () => undefined } as const satisfies Reducer;
+
+const ALLREDUCE: Record<FlatAllreduce, (io: CollectiveIO, data: Uint8Array, reducer: Reducer) => Promise<void>> = {
   'recursive-doubling': allreduceRecursiveDoubling,
   rabenseifner: allreduceRabenseifner,
   ring: allreduceRing,

@@ -50,6 +50,10 @@ export interface RunnerSetup {
   readonly alsoFail?: readonly number[];
   readonly group: readonly number[];
   readonly rank: number;
+  /** Told of every call as it starts, before its body (the shared-memory collectives' presence word). */
+  readonly onCall?: (seq: number, hash: number) => void;
+  /** Told once, when the communicator's collectives are revoked, and whether for a mismatch (the shared-memory cells say so). */
+  readonly onRevoke?: (mismatch: boolean) => void;
 }
 
 /** A collective number taken now for a call that starts later (see {@link CollectiveRunner.reserve}). */
@@ -122,6 +126,7 @@ export class CollectiveRunner {
     if (leftover) return Promise.reject(this.revoke(leftover, true));
     const io = new CommIO(this.#s.engine, { context: this.#s.context, group: this.#s.group, rank: this.#s.rank, seq, hash, name }, this.#events);
     this.#active.set(seq, io);
+    this.#s.onCall?.(seq, hash);
     return body(io).then(
       (value) => {
         this.#active.delete(seq);
@@ -190,6 +195,7 @@ export class CollectiveRunner {
     this.#revokeCause = error;
     this.#revoked = error.code === 'REVOKED' ? error : new VmcommError('REVOKED', `the communicator's collectives were revoked: ${error.message}`, { cause: error });
     const engine = this.#s.engine;
+    this.#s.onRevoke?.(mismatch);
     engine.failContext(this.#s.context, error);
     for (const c of this.#s.alsoFail ?? []) engine.failContext(c, error);
     for (const io of this.#active.values()) io.abandon(error);
@@ -203,6 +209,14 @@ export class CollectiveRunner {
     }
     for (const other of this.#linked) other.revoke(error, mismatch);
     return error;
+  }
+
+  /**
+   * A member was lost (or the world ended): calls in progress that wait outside messages (shared-memory
+   * collectives, which need every member) fail with `error`; waits on messages fail on their own.
+   */
+  interrupt(error: VmcommError): void {
+    for (const io of this.#active.values()) io.interrupt(error);
   }
 
   /** Stops listening for notices and watching arrivals (the world ends). */

@@ -11,6 +11,7 @@
 
 import { VmcommError } from '../errors.js';
 import { DEFAULT_PIPELINE_SEGMENT_BYTES } from './bcast-pipeline.js';
+import { SHARED_MAX_RANKS } from './shared-memory.js';
 
 /** What the choice depends on. */
 export interface CallShape {
@@ -20,14 +21,19 @@ export interface CallShape {
   readonly bytes: number;
   /** Whether the reduction may be reordered. */
   readonly commutative: boolean;
+  /**
+   * Bytes a shared-memory collective carries on this communicator (`shared-memory.ts`); absent when
+   * it has none (its ranks do not all talk through one transport with collective cells).
+   */
+  readonly sharedBytes?: number;
 }
 
 /** The algorithms of each tunable collective. */
 export const ALGORITHMS = {
-  allreduce: ['recursive-doubling', 'rabenseifner', 'ring', 'hierarchical'],
+  allreduce: ['recursive-doubling', 'rabenseifner', 'ring', 'shared-memory', 'hierarchical'],
   reduce: ['binomial', 'rabenseifner', 'hierarchical'],
   bcast: ['binomial', 'scatter-allgather', 'pipeline', 'hierarchical'],
-  barrier: ['dissemination', 'hierarchical'],
+  barrier: ['dissemination', 'shared-memory', 'hierarchical'],
   allgather: ['recursive-doubling', 'bruck', 'ring'],
   alltoall: ['bruck', 'pairwise'],
   reduceScatter: ['recursive-halving', 'ring'],
@@ -39,14 +45,21 @@ export type TunableCollective = keyof typeof ALGORITHMS;
 export type AlgorithmOf<C extends TunableCollective> = (typeof ALGORITHMS)[C][number];
 
 const isPow2 = (n: number) => (n & (n - 1)) === 0;
+/** Whether a shared-memory collective can carry `s` (each rank reads every member's cell, so not for hundreds). */
+const sharedFits = (s: CallShape) => s.sharedBytes !== undefined && s.bytes <= s.sharedBytes && s.size <= SHARED_MAX_RANKS;
 const PIPELINE_SEGMENT_BYTES = DEFAULT_PIPELINE_SEGMENT_BYTES;
 
 /** The table. `bytes`: allreduce/reduce/bcast/reduceScatter the whole vector; allgather the total gathered; alltoall one block. */
 // 'hierarchical' has no row: the communicator decides it first, from the locality groups
 // (communicator.ts, hierarchical.ts); what reaches this table is a flat call.
 const TABLE: { [C in TunableCollective]: readonly { use: Exclude<AlgorithmOf<C>, 'hierarchical'>; when: (s: CallShape) => boolean }[] } = {
-  barrier: [{ use: 'dissemination', when: () => true }],
+  barrier: [
+    { use: 'shared-memory', when: sharedFits },
+    { use: 'dissemination', when: () => true },
+  ],
   allreduce: [
+    // One pass through shared cells, reduced in rank order on every rank (any op).
+    { use: 'shared-memory', when: sharedFits },
     // Two ranks too: recursive doubling would move and reduce the whole vector, Rabenseifner half.
     { use: 'recursive-doubling', when: (s) => s.bytes <= 8 * 1024 },
     { use: 'rabenseifner', when: (s) => !s.commutative || s.bytes <= 4 * 1024 * 1024 || isPow2(s.size) },
@@ -104,10 +117,15 @@ export function readEnvChoices(env: Readonly<Record<string, string | undefined>>
  */
 export function chooseAlgorithm<C extends TunableCollective>(collective: C, shape: CallShape, override: string | undefined, env: EnvChoices = {}): Exclude<AlgorithmOf<C>, 'hierarchical'> {
   const known = ALGORITHMS[collective] as readonly string[];
-  const usable = (a: string) => shape.commutative || !NEEDS_COMMUTATIVE.has(`${collective}:${a}`);
+  const usable = (a: string) => (shape.commutative || !NEEDS_COMMUTATIVE.has(`${collective}:${a}`)) && (a !== 'shared-memory' || sharedFits(shape));
   if (override !== undefined) {
     if (!known.includes(override)) throw new VmcommError('INVALID_ARGUMENT', `${collective} has no algorithm "${override}" (known: ${known.join(', ')})`);
-    if (override === 'hierarchical') return chooseAlgorithm(collective, shape, undefined, env);
+    // Neither has anything to do on one rank (or one group): the table's choice, which moves nothing.
+    if (override === 'hierarchical' || (override === 'shared-memory' && shape.size < 2)) return chooseAlgorithm(collective, shape, undefined, env);
+    if (override === 'shared-memory' && !sharedFits(shape)) {
+      const why = shape.sharedBytes === undefined ? 'a communicator whose ranks all talk through one shared-memory transport with collective cells (shm)' : `at most ${shape.sharedBytes} bytes and ${SHARED_MAX_RANKS} ranks`;
+      throw new VmcommError('INVALID_ARGUMENT', `${collective} algorithm "shared-memory" needs ${why}; choose ${known.filter((a) => a !== 'hierarchical' && usable(a)).join(', ')}`);
+    }
     if (!usable(override)) throw new VmcommError('INVALID_ARGUMENT', `${collective} algorithm "${override}" needs a commutative op; declare a function op commutative with defineOp(fn, { commute: true }) or choose ${known.filter(usable).join(', ')}`);
     return override as Exclude<AlgorithmOf<C>, 'hierarchical'>;
   }
@@ -124,13 +142,13 @@ export function selectionTableMarkdown(): string {
     '| collective | algorithm, first that applies |',
     '|---|---|',
     '| barrier, bcast, reduce, allreduce | hierarchical (within each shared-memory group, across the group leaders, back) when the communicator spans several groups, one of them holds several ranks, and the op commutes; else as below |',
-    '| allreduce | recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |',
+    `| allreduce | shared memory if every pair of ranks talks through shm, the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |`,
     '| reduce | binomial if ≤ 2 KiB; else Rabenseifner (both keep rank order for non-commutative ops) |',
     '| bcast | binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |',
     '| allgather(v) | recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |',
     '| alltoall | Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise |',
     '| reduceScatter | recursive halving (keeps rank order) unless the op is commutative, > 4 MiB and the size not a power of two; then ring |',
-    '| barrier | dissemination |',
+    `| barrier | shared memory if every pair of ranks talks through shm and ≤ ${SHARED_MAX_RANKS} ranks; else dissemination |`,
     '| gather, scatter | binomial tree |',
     '| gatherv, scatterv | binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |',
     '| alltoallv | pairwise |',

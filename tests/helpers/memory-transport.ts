@@ -3,7 +3,7 @@
  * on a microtask. Used as the plug-in in tests (it implements only `vmcomm/backend`).
  */
 
-import type { BackendComponents, BackendFactory, CardFields, Channel, FrameSink, LocalityCard, SendDone, Transport } from '../../lib/backend.js';
+import type { BackendComponents, BackendFactory, CardFields, Channel, CollectiveCells, FrameSink, LocalityCard, SendDone, Transport } from '../../lib/backend.js';
 import { FRAME_HEADER_BYTES } from '../../lib/backend.js';
 
 const buses = new Map<string, Map<number, FrameSink>>();
@@ -15,6 +15,55 @@ export interface MemoryInit {
   reaches?: (self: number, peer: number) => boolean;
   eagerLimitBytes?: number;
   eagerCredits?: number;
+  /** Offer collective cells (`Transport.collectiveCells`) of this many payload bytes; default none. */
+  cellBytes?: number;
+}
+
+/** Per job: the transports on the bus that offer cells (to wake), and the cells' memory by `key:rank`. */
+const cellJobs = new Map<string, { transports: Map<number, MemoryTransport>; memory: Map<string, SharedArrayBuffer> }>();
+
+/** Cells in plain memory shared by the worlds of one process; a publish wakes the other members' watchers. */
+class MemoryCells implements CollectiveCells {
+  readonly #words: Int32Array[];
+  readonly #buffers: SharedArrayBuffer[];
+  constructor(
+    readonly payloadBytes: number,
+    buffers: SharedArrayBuffer[],
+    private readonly self: number,
+    private readonly members: readonly number[],
+    private readonly owner: MemoryTransport,
+    private readonly wake: (rank: number) => void,
+  ) {
+    this.#buffers = buffers;
+    this.#words = buffers.map((b) => new Int32Array(b, 0, 2));
+  }
+  stamp(member: number): number {
+    return Atomics.load(this.#words[member], 0);
+  }
+  presence(member: number): number {
+    return Atomics.load(this.#words[member], 1);
+  }
+  payload(member: number, parity: number): Uint8Array {
+    return new Uint8Array(this.#buffers[member], 8 + parity * this.payloadBytes, this.payloadBytes);
+  }
+  doubles(member: number, parity: number): Float64Array {
+    return new Float64Array(this.#buffers[member], 8 + parity * this.payloadBytes, this.payloadBytes / 8);
+  }
+  publish(stamp: number): void {
+    Atomics.store(this.#words[this.members.indexOf(this.self)], 0, stamp);
+    for (const m of this.members) if (m !== this.self) this.wake(m);
+  }
+  announce(presence: number): void {
+    Atomics.store(this.#words[this.members.indexOf(this.self)], 1, presence);
+  }
+  watch(check: () => boolean): void {
+    this.owner.watchers.push(check);
+    this.owner.runWatchersSoon();
+  }
+  unwatch(check: () => boolean): void {
+    const i = this.owner.watchers.indexOf(check);
+    if (i >= 0) this.owner.watchers.splice(i, 1);
+  }
 }
 
 class MemoryChannel implements Channel {
@@ -54,6 +103,11 @@ export class MemoryTransport implements Transport {
   readonly eagerLimitBytes: number;
   readonly eagerCredits: number;
   readonly connected: number[] = [];
+  /** Checks of collectives waiting on cells; run when a member publishes. */
+  readonly watchers: (() => boolean)[] = [];
+  /** How many collectiveCells() gave out (for assertions). */
+  cellsGiven = 0;
+  private watchScheduled = false;
   private channels = new Map<number, MemoryChannel>();
   constructor(
     private readonly c: BackendComponents,
@@ -63,10 +117,15 @@ export class MemoryTransport implements Transport {
     this.priority = init.priority ?? 90;
     this.eagerLimitBytes = init.eagerLimitBytes ?? 4096;
     this.eagerCredits = init.eagerCredits ?? 8;
+    if (init.cellBytes !== undefined) this.collectiveCells = (key, members) => this.cellsFor(key, members);
+  }
+  /** Per job and transport name: two memory transports in one world keep their own. */
+  private get busKey(): string {
+    return `${this.c.jobId}/${this.name}`;
   }
   private get bus(): Map<number, FrameSink> {
-    let b = buses.get(this.c.jobId);
-    if (!b) buses.set(this.c.jobId, (b = new Map()));
+    let b = buses.get(this.busKey);
+    if (!b) buses.set(this.busKey, (b = new Map()));
     return b;
   }
   async start(): Promise<CardFields> {
@@ -77,6 +136,39 @@ export class MemoryTransport implements Transport {
     return peer.backends[this.name]?.bus === this.c.jobId && (this.init.reaches?.(this.c.rank, peer.rank) ?? true);
   }
   addPeers(): void {}
+
+  /** Present only when the init asks for cells (a transport without them must not have the method). */
+  declare collectiveCells?: (key: number, members: readonly number[]) => CollectiveCells | undefined;
+
+  private cellJob() {
+    let job = cellJobs.get(this.c.jobId);
+    if (!job) cellJobs.set(this.c.jobId, (job = { transports: new Map(), memory: new Map() }));
+    return job;
+  }
+
+  private cellsFor(key: number, members: readonly number[]): CollectiveCells | undefined {
+    const bytes = this.init.cellBytes!;
+    const job = this.cellJob();
+    job.transports.set(this.c.rank, this);
+    const buffers = members.map((m) => {
+      const id = `${key}:${m}`;
+      let b = job.memory.get(id);
+      if (!b) job.memory.set(id, (b = new SharedArrayBuffer(8 + 2 * bytes)));
+      return b;
+    });
+    this.cellsGiven++;
+    return new MemoryCells(bytes, buffers, this.c.rank, members, this, (rank) => job.transports.get(rank)?.runWatchersSoon());
+  }
+
+  /** Runs the watchers on a later turn of the event loop (a member published). */
+  runWatchersSoon(): void {
+    if (this.watchScheduled) return;
+    this.watchScheduled = true;
+    setImmediate(() => {
+      this.watchScheduled = false;
+      for (let i = 0; i < this.watchers.length; i++) if (this.watchers[i]()) this.watchers.splice(i--, 1);
+    });
+  }
   async connect(peer: number): Promise<Channel> {
     let ch = this.channels.get(peer);
     if (!ch) {
@@ -90,7 +182,10 @@ export class MemoryTransport implements Transport {
   async stop(): Promise<void> {
     for (const ch of this.channels.values()) await ch.close();
     this.bus.delete(this.c.rank);
-    if (this.bus.size === 0) buses.delete(this.c.jobId);
+    if (this.bus.size === 0) buses.delete(this.busKey);
+    const job = cellJobs.get(this.c.jobId);
+    job?.transports.delete(this.c.rank);
+    if (job && job.transports.size === 0) cellJobs.delete(this.c.jobId);
   }
 }
 

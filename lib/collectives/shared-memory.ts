@@ -1,0 +1,271 @@
+/**
+ * Shared-memory collectives — allreduce of up to a cell's payload, and barrier — for a communicator
+ * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
+ * `shm`). Like MVAPICH2's shared-memory collectives: one pass through a cell per rank instead of
+ * log2(p) rounds of messages, and no matching, header or request per step. The transport provides the
+ * cells ({@link CollectiveCells}); this module is the protocol, the same for any transport.
+ *
+ * ## Protocol
+ *
+ * Each call takes the communicator's next *shared number* k (1, 2, … wrapping below 2^20, never 0).
+ * A rank writes its contribution into its cell's payload buffer k mod 2, then publishes its stamp
+ * `k << 12 | argument hash`. It waits until every member's stamp shows k — or k + 1: that member
+ * already finished k (it cannot get further before this rank publishes k + 1) and its buffer k mod 2
+ * is untouched — then reads every member's buffer and reduces in **rank order**,
+ * `((x0 op x1) op x2) … op x(p−1)`. Every rank performs the same operations on the same operands in
+ * the same order, so all get bit-identical results, for any op (function ops need not commute).
+ *
+ * A buffer is reused without acknowledgements: a rank overwrites buffer k mod 2 at call k + 2, which
+ * it starts only after it saw every member's stamp k + 1, and a member publishes k + 1 only after it
+ * read the payloads of call k. For this, a communicator's shared calls run one after another on each
+ * rank: a call that starts while another is pending waits for it (collectives on one communicator
+ * are ordered anyway).
+ *
+ * ## Failures
+ *
+ * - A member whose stamp shows k with another argument hash called another collective:
+ *   `INVALID_ARGUMENT` (the runner revokes the communicator on every rank).
+ *   A member in a collective that took another algorithm publishes nothing, but every collective
+ *   call writes which call it is in to the cell's presence word ({@link SharedMemoryCollectives.present});
+ *   the same call number with another hash is the same mismatch.
+ * - A member lost while this rank waits fails the call with its `PEER_LOST` (then `REVOKED`
+ *   everywhere), as in any collective; a revoke, a timeout, a signal or finalize interrupt the wait
+ *   through the call's {@link CommIO}.
+ * - A rank whose communicator is revoked stamps its cell {@link REVOKED_STAMP} ({@link MISMATCH_STAMP}
+ *   for a mismatch): members waiting on it, and members that call later, fail with `REVOKED`
+ *   (`INVALID_ARGUMENT`) without waiting for the notice.
+ *
+ * Waiting: first the blocking spin every collective step has (polling the transports, with
+ * `sched_yield` when ranks outnumber cores), then the transport's own wait loop watches the cells;
+ * a member's publish wakes a rank asleep there.
+ *
+ * @module
+ */
+
+import type { CollectiveCells } from '../backend.js';
+import { ARGUMENT_HASH_BITS } from '../contexts.js';
+import type { Engine } from '../engine.js';
+import { VmcommError } from '../errors.js';
+import { spinPoll } from '../request.js';
+import type { ScalarOp } from './allreduce-scalar.js';
+import type { CommIO } from './comm-io.js';
+import type { Reducer } from './io.js';
+
+/** Shared numbers wrap below this (they fill the stamp's bits above the hash). */
+const SHARED_SEQ_MODULUS = 1 << (32 - ARGUMENT_HASH_BITS);
+const HASH_MASK = (1 << ARGUMENT_HASH_BITS) - 1;
+/** The stamp of a rank that revoked the communicator (its number, all ones, is never a call's). */
+const REVOKED_STAMP = -1;
+/** … that revoked it because ranks passed different arguments (every rank reports `INVALID_ARGUMENT`). */
+const MISMATCH_STAMP = -2;
+
+/** The communicator sizes the shared algorithms are chosen for: each rank reads every member's cell. */
+export const SHARED_MAX_RANKS = 64;
+
+/** The shared number after `k` (never 0: a cell nobody wrote holds 0; never all ones: {@link REVOKED_STAMP}). */
+function after(k: number): number {
+  return k + 2 === SHARED_SEQ_MODULUS ? 1 : k + 1;
+}
+
+/** How far the current call got. */
+const WAITING = 0;
+const ARRIVED = 1;
+const FAILED = 2;
+
+/** The shared-memory collectives of one communicator on this rank. */
+export class SharedMemoryCollectives {
+  /** Largest payload (bytes) of a shared allreduce. */
+  readonly payloadBytes: number;
+  readonly #cells: CollectiveCells;
+  readonly #engine: Engine;
+  /** Communicator rank → world rank. */
+  readonly #group: readonly number[];
+  readonly #rank: number;
+  readonly #size: number;
+  /** The last shared number taken. */
+  #k = 0;
+  /** Whether a shared call is in progress, and the calls waiting for it. */
+  #busy = false;
+  readonly #queue: (() => void)[] = [];
+  // The call in progress: what it waits for.
+  #stamp = 0;
+  #presence = 0;
+  #state = ARRIVED;
+  #failure: VmcommError | undefined = undefined;
+  /** Members below this one have arrived (each is checked again only until it has). */
+  #from = 0;
+  #name = '';
+  /** {@link arrived} as a function made once (the spin's `done`, a watch's check). */
+  readonly #done = (): boolean => this.#arrived();
+
+  constructor(cells: CollectiveCells, engine: Engine, group: readonly number[], rank: number) {
+    this.#cells = cells;
+    this.#engine = engine;
+    this.#group = group;
+    this.#rank = rank;
+    this.#size = group.length;
+    this.payloadBytes = cells.payloadBytes;
+  }
+
+  /**
+   * The communicator's collectives were revoked here: members waiting on this rank's cell fail with
+   * `REVOKED` at once (the notice may take longer), and a member that calls later cannot complete a
+   * call this rank gave up.
+   */
+  revoke(mismatch: boolean): void {
+    this.#cells.publish(mismatch ? MISMATCH_STAMP : REVOKED_STAMP);
+  }
+
+  /** Every collective call on the communicator says which call it is (see the module comment). */
+  present(seq: number, hash: number): void {
+    this.#cells.announce(presenceWord(seq, hash));
+  }
+
+  /** The reduction of every rank's `value` (a number) with `op`, in rank order. */
+  async allreduceScalar(io: CommIO, value: number, op: ScalarOp): Promise<number> {
+    if (this.#busy) await this.#turn();
+    const parity = this.#open(io);
+    try {
+      const cells = this.#cells;
+      cells.doubles(this.#rank, parity)[0] = value;
+      if (!this.#publishAndSpin(io)) await this.#sleep(io);
+      let acc = cells.doubles(0, parity)[0];
+      for (let m = 1; m < this.#size; m++) acc = op(acc, cells.doubles(m, parity)[0]);
+      return acc;
+    } finally {
+      this.#close();
+    }
+  }
+
+  /** `data := x0 op x1 op … op x(p−1)` element-wise, in rank order; `data` is this rank's contribution. */
+  async allreduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer): Promise<void> {
+    const n = data.byteLength;
+    if (n > this.payloadBytes) throw new RangeError(`a shared allreduce carries at most ${this.payloadBytes} bytes, got ${n}`);
+    if (this.#busy) await this.#turn();
+    const parity = this.#open(io);
+    try {
+      const cells = this.#cells;
+      cells.payload(this.#rank, parity).set(data);
+      if (!this.#publishAndSpin(io)) await this.#sleep(io);
+      data.set(cells.payload(0, parity).subarray(0, n));
+      for (let m = 1; m < this.#size; m++) reducer.combine(data, cells.payload(m, parity).subarray(0, n), data);
+    } finally {
+      this.#close();
+    }
+  }
+
+  /** Returns when every member has called it. */
+  async barrier(io: CommIO): Promise<void> {
+    if (this.#busy) await this.#turn();
+    this.#open(io);
+    try {
+      if (!this.#publishAndSpin(io)) await this.#sleep(io);
+    } finally {
+      this.#close();
+    }
+  }
+
+  /** Waits until the call in progress (and those queued before) finished. */
+  #turn(): Promise<void> {
+    return new Promise<void>((resolve) => this.#queue.push(resolve));
+  }
+
+  /** Starts a call: takes its number; returns its buffer parity. Throws if the call was interrupted already. */
+  #open(io: CommIO): number {
+    const interrupted = io.interrupted;
+    if (interrupted !== undefined) {
+      this.#close();
+      throw interrupted;
+    }
+    this.#busy = true;
+    this.#k = after(this.#k);
+    return this.#k & 1;
+  }
+
+  #close(): void {
+    const next = this.#queue.shift();
+    // The next call runs on from its own await; it finds #busy set and keeps it.
+    if (next !== undefined) next();
+    else this.#busy = false;
+  }
+
+  /** Publishes this rank's stamp and spins; true when every member arrived. Throws the call's failure. */
+  #publishAndSpin(io: CommIO): boolean {
+    const hash = io.hash & HASH_MASK;
+    this.#stamp = (this.#k << ARGUMENT_HASH_BITS) | hash;
+    this.#presence = presenceWord(io.seq, hash);
+    this.#name = io.name;
+    this.#state = WAITING;
+    this.#failure = undefined;
+    this.#from = 0;
+    this.#cells.publish(this.#stamp);
+    if (!this.#arrived() && this.#engine.polling) spinPoll(this.#engine, this.#done);
+    if (this.#state === FAILED) throw this.#failure!;
+    return this.#state === ARRIVED;
+  }
+
+  /** Waits in the transport's wait loop until every member arrived, the call fails, or it is interrupted. */
+  #sleep(io: CommIO): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const check = (): boolean => {
+        if (!this.#arrived()) return false;
+        io.block(undefined);
+        if (this.#state === FAILED) reject(this.#failure);
+        else resolve();
+        return true;
+      };
+      this.#cells.watch(check);
+      io.block((error) => {
+        this.#cells.unwatch(check);
+        reject(error);
+      });
+    });
+  }
+
+  /**
+   * Whether the wait is over: every member arrived, or the call failed (a mismatch, a lost member).
+   * Members that arrived are not checked again.
+   */
+  #arrived(): boolean {
+    if (this.#state !== WAITING) return true;
+    const cells = this.#cells;
+    const k = this.#k;
+    for (let m = this.#from; m < this.#size; m++) {
+      if (m === this.#rank) continue;
+      const s = cells.stamp(m);
+      if (s === this.#stamp) continue;
+      const theirs = s >>> ARGUMENT_HASH_BITS;
+      if (theirs === after(k)) continue;
+      if (s === REVOKED_STAMP) return this.#fail(new VmcommError('REVOKED', `${this.#name}: rank ${m} revoked the communicator's collectives`, { peer: m }));
+      if (s === MISMATCH_STAMP) return this.#fail(new VmcommError('INVALID_ARGUMENT', `${this.#name}: rank ${m} found ranks calling a collective with different arguments (operation, root, op, count, element type or algorithm); every rank must pass matching arguments`, { peer: m }));
+      if (theirs === k) return this.#fail(this.#mismatch(m));
+      const p = cells.presence(m);
+      if (p !== this.#presence && p >>> ARGUMENT_HASH_BITS === this.#presence >>> ARGUMENT_HASH_BITS) return this.#fail(this.#mismatch(m));
+      const lost = this.#engine.lostError(this.#group[m]);
+      if (lost !== undefined) return this.#fail(lost);
+      this.#from = m;
+      return false;
+    }
+    this.#state = ARRIVED;
+    return true;
+  }
+
+  #fail(error: VmcommError): boolean {
+    this.#state = FAILED;
+    this.#failure = error;
+    return true;
+  }
+
+  #mismatch(member: number): VmcommError {
+    return new VmcommError(
+      'INVALID_ARGUMENT',
+      `${this.#name}: rank ${member} called this collective with different arguments than rank ${this.#rank} (operation, root, op, count, element type or algorithm differ); every rank must pass matching arguments`,
+      { peer: member },
+    );
+  }
+}
+
+/** The presence word of collective number `seq` with argument hash `hash` (never 0). */
+function presenceWord(seq: number, hash: number): number {
+  return (((seq + 1) % SHARED_SEQ_MODULUS) << ARGUMENT_HASH_BITS) | (hash & HASH_MASK);
+}

@@ -1,0 +1,170 @@
+// The shared-memory collectives' protocol (lib/collectives/shared-memory.ts) over the memory test
+// transport's cells: worlds of one process, so every interleaving of the protocol is reachable
+// deterministically — late ranks, queued calls, ranks that disagree, lost members, timeouts. The same
+// protocol over the shm transport's cells runs in the collective matrix (tests/integration/collectives).
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Communicator } from '../../../lib/communicator.js';
+import { Op } from '../../../lib/constants.js';
+import { defineOp } from '../../../lib/collectives/ops.js';
+import { createLocalJob, reportLocalPeerLost } from '../../../lib/local-bootstrap.js';
+import { initWithBootstrap } from '../../../lib/start-world.js';
+import type { Bootstrap } from '../../../lib/bootstrap.js';
+import { memory, type MemoryTransport } from '../../helpers/memory-transport.js';
+
+let open: Communicator[] = [];
+async function job(size: number, cellBytes = 64): Promise<{ comms: Communicator[]; boots: Bootstrap[]; transports: MemoryTransport[] }> {
+  const boots = createLocalJob(size);
+  const factory = memory({ cellBytes: cellBytes > 0 ? cellBytes : undefined });
+  const comms = await Promise.all(boots.map((b) => initWithBootstrap(b, { backends: [factory], only: ['memory'] })));
+  open = comms;
+  return { comms, boots, transports: factory.instances };
+}
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.finalize().catch(() => undefined)));
+  open = [];
+});
+
+async function outcomes(calls: Promise<unknown>[]): Promise<string[]> {
+  const settled = await Promise.allSettled(calls);
+  return settled.map((s) => (s.status === 'fulfilled' ? 'ok' : ((s.reason as { code?: string }).code ?? String(s.reason))));
+}
+
+/** The collective-context frames a rank sent so far (a shared-memory call sends none). */
+function collectiveFramesSent(c: Communicator): number {
+  return c.stats().reduce((a, s) => a + s.messagesSent, 0);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('shared-memory collectives (cells of the memory test transport)', () => {
+  it('allreduce of a number, of typed arrays and allreduceBuffer: the rank-order result, bit-identical everywhere, without messages', async () => {
+    const { comms, transports } = await job(5);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    const values = [0.1, 1e16, -1e16, 0.2, 0.3];
+    const got = await Promise.all(comms.map((c) => c.allreduce(values[c.rank], Op.SUM)));
+    // ((((x0 + x1) + x2) + x3) + x4): rank order, which no other association reproduces here.
+    const want = values.reduce((a, b) => a + b);
+    expect(got).toEqual(comms.map(() => want));
+    const arrays = await Promise.all(comms.map((c) => c.allreduce(Int32Array.of(c.rank, -c.rank, 7), Op.MAX)));
+    for (const a of arrays) expect(Array.from(a)).toEqual([4, 0, 7]);
+    const bufs = comms.map((c) => Float64Array.of(c.rank + 0.5));
+    await Promise.all(comms.map((c, r) => c.allreduceBuffer(bufs[r], bufs[r], Op.PROD)));
+    for (const b of bufs) expect(b[0]).toBe(0.5 * 1.5 * 2.5 * 3.5 * 4.5);
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+    expect(transports.every((t) => t.cellsGiven === 1)).toBe(true);
+  });
+
+  it('a function op that does not commute is applied in rank order', async () => {
+    const { comms } = await job(4);
+    const affine = defineOp((a: Float64Array, b: Float64Array) => a.map((x, i) => 2 * x + b[i]));
+    const got = await Promise.all(comms.map((c) => c.allreduce(Float64Array.of(c.rank + 1, 10 * c.rank), affine)));
+    // 2·(2·(2·x0 + x1) + x2) + x3
+    const want = [[1, 0], [2, 10], [3, 20], [4, 30]].reduce((a, b) => a.map((x, i) => 2 * x + b[i]));
+    for (const g of got) expect(Array.from(g)).toEqual(want);
+  });
+
+  it('barrier: nobody leaves before the last rank arrived (a late rank is waited for asleep, then wakes the others)', async () => {
+    const { comms } = await job(3);
+    let lateArrived = false;
+    const early = comms.slice(0, 2).map((c) => c.barrier().then(() => lateArrived));
+    await sleep(30);
+    lateArrived = true;
+    await comms[2].barrier();
+    expect(await Promise.all(early)).toEqual([true, true]);
+  });
+
+  it('calls started together on one communicator run in order, and beside another communicator’s', async () => {
+    const { comms } = await job(3);
+    const twins = await Promise.all(comms.map((c) => c.dup()));
+    const got = await Promise.all(
+      comms.map((c, r) => Promise.all([...Array.from({ length: 20 }, (_, i) => c.allreduce(i * 10 + r, Op.SUM)), twins[r].allreduce(r, Op.MAX), c.barrier(), twins[r].allreduce(Int8Array.of(1), Op.SUM)])),
+    );
+    for (const g of got) {
+      expect(g.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, i) => 30 * i + 3));
+      expect(g[20]).toBe(2);
+      expect(Array.from(g[22] as Int8Array)).toEqual([3]);
+    }
+  });
+
+  it('a late rank: the others sleep in the wait loop and complete when it publishes', async () => {
+    const { comms } = await job(4);
+    const early = comms.slice(1).map((c) => c.allreduce(c.rank, Op.SUM));
+    await sleep(40);
+    const last = comms[0].allreduce(0, Op.SUM);
+    expect(await Promise.all([last, ...early])).toEqual([6, 6, 6, 6]);
+  });
+
+  it('ranks that pass different counts: INVALID_ARGUMENT on every rank, then REVOKED', async () => {
+    const { comms } = await job(3);
+    const got = await outcomes(comms.map((c) => c.allreduce(new Float64Array(c.rank === 1 ? 2 : 1), Op.SUM)));
+    expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    expect(await outcomes(comms.map((c) => c.barrier()))).toEqual(['REVOKED', 'REVOKED', 'REVOKED']);
+  });
+
+  it('a rank in another collective that only receives (its presence word tells): INVALID_ARGUMENT, not a hang', async () => {
+    const { comms } = await job(2);
+    const got = await outcomes([comms[0].allreduce(1, Op.SUM), comms[1].bcast(undefined, 0)]);
+    expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
+  it('ranks that name different algorithms: INVALID_ARGUMENT, not a hang', async () => {
+    const { comms } = await job(2);
+    const got = await outcomes([comms[0].barrier({ algorithm: 'shared-memory' }), comms[1].barrier({ algorithm: 'dissemination' })]);
+    expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
+  it('a member lost while the others wait: REVOKED on every survivor', async () => {
+    const { comms, boots } = await job(4);
+    const calls = comms.slice(0, 3).map((c) => c.allreduce(c.rank, Op.SUM));
+    await sleep(10);
+    reportLocalPeerLost(boots, 3, 'killed by SIGKILL');
+    expect(await outcomes(calls)).toEqual(['REVOKED', 'REVOKED', 'REVOKED']);
+    open = comms.slice(0, 3);
+  });
+
+  it('a rank that never calls: TIMEOUT where it expired, the communicator revoked for all', async () => {
+    const { comms } = await job(3);
+    const waiting = await outcomes([comms[0].allreduce(1, Op.SUM, { timeout: 50 }), comms[1].allreduce(1, Op.SUM, { timeout: 2_000 })]);
+    expect(waiting[0]).toBe('TIMEOUT');
+    expect(['TIMEOUT', 'REVOKED']).toContain(waiting[1]);
+    await expect(comms[2].allreduce(1, Op.SUM)).rejects.toMatchObject({ code: 'REVOKED' });
+  });
+
+  it('revoke() while the others wait: REVOKED everywhere; calls queued behind the wait fail too', async () => {
+    const { comms } = await job(3);
+    const waiting = comms.slice(0, 2).map((c) => Promise.allSettled([c.allreduce(1, Op.SUM), c.allreduce(2, Op.SUM)]));
+    await sleep(10);
+    comms[2].revoke('stop');
+    for (const w of await Promise.all(waiting)) expect(w.map((s) => s.status === 'rejected' && (s.reason as { code: string }).code)).toEqual(['REVOKED', 'REVOKED']);
+  });
+
+  it('the algorithm is chosen from the table: too large for a cell, or named where there are no cells', async () => {
+    const { comms } = await job(2, 16);
+    const before = comms.map(collectiveFramesSent);
+    // 3 doubles do not fit 16 bytes: recursive doubling (messages).
+    const got = await Promise.all(comms.map((c) => c.allreduce(Float64Array.of(1, 2, 3), Op.SUM)));
+    for (const g of got) expect(Array.from(g)).toEqual([2, 4, 6]);
+    expect(comms.every((c, r) => collectiveFramesSent(c) > before[r])).toBe(true);
+    const refused = await outcomes(comms.map((c) => c.allreduce(Float64Array.of(1, 2, 3), Op.SUM, { algorithm: 'shared-memory' })));
+    expect(refused).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    await Promise.all(comms.map((c) => c.finalize()));
+    const plain = (await job(2, 0)).comms;
+    await expect(Promise.all(plain.map((c) => c.barrier({ algorithm: 'shared-memory' })))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('shared-memory') });
+  });
+
+  it('a communicator of some ranks uses cells of its own; one whose pairs use different transports has none', async () => {
+    const { comms } = await job(4);
+    const halves = await Promise.all(comms.map((c) => c.split(c.rank % 2, c.rank)));
+    const got = await Promise.all(halves.map((h, r) => h!.allreduce(r, Op.SUM)));
+    expect(got).toEqual([2, 4, 2, 4]);
+    const boots = createLocalJob(3);
+    // Rank 2 reaches the others only through a second transport: no cells for the world.
+    const a = memory({ cellBytes: 64, reaches: (s, p) => s !== 2 && p !== 2 });
+    const b = memory({ name: 'other', priority: 10 });
+    const mixed = await Promise.all(boots.map((bt) => initWithBootstrap(bt, { backends: [a, b], only: ['memory', 'other'] })));
+    open.push(...mixed);
+    expect(await Promise.all(mixed.map((c) => c.allreduce(1, Op.SUM)))).toEqual([3, 3, 3]);
+    expect(a.instances.every((t) => t.cellsGiven === 0)).toBe(true);
+  });
+});
