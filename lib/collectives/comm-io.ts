@@ -132,11 +132,11 @@ export class CommIO implements CollectiveIO {
     fail?.(error);
   }
 
-  /** A rank of the communicator → its world rank (made once per call, not per receive). */
-  readonly #worldRankOf = (r: number): number => this.#call.group[r];
+  /** A rank of the communicator → its world rank (made at the call's first receive, not per receive; a shared-memory call has none). */
+  #worldRankOf: ((r: number) => number) | undefined = undefined;
 
-  /** Rendezvous sends still waiting for their receiver: withdrawn if the communicator is revoked. */
-  readonly #rendezvous: number[] = [];
+  /** Rendezvous sends still waiting for their receiver: withdrawn if the communicator is revoked (made at the first). */
+  #rendezvous: number[] | undefined = undefined;
 
   send(peer: number, bytes: Uint8Array): Request<void> {
     const [request, control] = createRequest<void>(this.#engine);
@@ -146,14 +146,14 @@ export class CommIO implements CollectiveIO {
       return request;
     }
     const sendId = this.#engine.send(this.#call.context, this.rank, this.#call.group[peer], this.#tag, bytes, 0, control, false);
-    if (sendId !== 0) this.#rendezvous.push(sendId);
+    if (sendId !== 0) (this.#rendezvous ??= []).push(sendId);
     return request;
   }
 
   /** Gives up the call's sends that no receiver took yet and its wait outside messages (the communicator was revoked). */
   abandon(error: VmcommError): void {
-    for (const id of this.#rendezvous) this.#engine.withdrawSend(id, error);
-    this.#rendezvous.length = 0;
+    for (const id of this.#rendezvous ?? []) this.#engine.withdrawSend(id, error);
+    this.#rendezvous = undefined;
     this.interrupt(error);
   }
 
@@ -174,7 +174,8 @@ export class CommIO implements CollectiveIO {
     }
     const checked = new CheckedReceive(this, control, peer, into ? into.byteLength : -1);
     const posted: PostedRecv = { source: peer, tag: this.#tag, mode: into ? 'buffer' : 'message', bytes: into, control: checked };
-    this.#engine.receive(this.#call.context, posted, this.#worldRankOf);
+    const group = this.#call.group;
+    this.#engine.receive(this.#call.context, posted, (this.#worldRankOf ??= (r: number): number => group[r]));
     return request;
   }
 

@@ -247,7 +247,7 @@ export class CollectiveOperations {
     if (scalarAlgorithm === 'recursive-doubling' || scalarAlgorithm === 'shared-memory') {
       const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
       const shared = scalarAlgorithm === 'shared-memory' ? this.#sharedFor(8, named) : undefined;
-      const body = shared ? (io: CommIO) => shared.allreduceScalar(io, value as number, scalar) as Promise<T> : (io: CommIO) => allreduceScalar(io, value as number, scalar) as Promise<T>;
+      const body = shared ? (io: CommIO) => shared.allreduceScalar(io, value as number, scalar) as T | Promise<T> : (io: CommIO) => allreduceScalar(io, value as number, scalar) as Promise<T>;
       if (named !== undefined) return this.#call('allreduce', ['number', 1, opName(op), named], opts, body);
       // The most frequent collective call: its argument hash is computed once per op.
       let hash = SCALAR_ALLREDUCE_HASHES.get(op);
@@ -274,6 +274,25 @@ export class CollectiveOperations {
       if (!isTypedArray(send) || send.constructor !== recv.constructor || send.length !== recv.length) {
         throw invalidArgument('send', `IN_PLACE or a ${recv.constructor.name} of ${recv.length} elements like recv`, send);
       }
+    }
+    if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op) && opts?.algorithm === undefined && this.#s.env.allreduce === undefined && this.#scalarAllreduce() === 'shared-memory') {
+      // One double with the table's choice, shared memory: as allreduce of a number (hash made once).
+      const shared = this.#s.shared()!;
+      const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
+      const value = send === IN_PLACE ? recv[0] : (send as Float64Array)[0];
+      let hash = SCALAR_BUFFER_HASHES.get(op);
+      if (hash === undefined) SCALAR_BUFFER_HASHES.set(op, (hash = argumentHash('allreduceBuffer', code('float64'), code(1), code(opName(op)), undefined, undefined)));
+      return this.#run('allreduceBuffer', hash, opts, (io) => {
+        const r = shared.allreduceScalar(io, value, scalar);
+        if (typeof r === 'number') {
+          recv[0] = r;
+          return recv;
+        }
+        return r.then((v) => {
+          recv[0] = v;
+          return recv;
+        });
+      });
     }
     const reducer = reducerFor(op, elementTypeOf(recv));
     this.#checkPairs(op, recv);
@@ -378,7 +397,7 @@ export class CollectiveOperations {
 
   // ------------------------------------------------------------ internals
 
-  #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => Promise<T>, ticket?: Ticket): Promise<T> {
+  #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => T | Promise<T>, ticket?: Ticket): Promise<T> {
     // An algorithm this collective does not have is refused here, before anything is sent.
     if (opts?.algorithm !== undefined) {
       const tunable = TUNABLE_OF[name];
@@ -390,7 +409,7 @@ export class CollectiveOperations {
   }
 
   /** Runs a call whose argument hash is known, under `opts`' timeout and signal if it has them. */
-  #run<T>(name: CollectiveName, hash: number, opts: CollectiveOptions | undefined, body: (io: CommIO) => Promise<T>, ticket?: Ticket): Promise<T> {
+  #run<T>(name: CollectiveName, hash: number, opts: CollectiveOptions | undefined, body: (io: CommIO) => T | Promise<T>, ticket?: Ticket): Promise<T> {
     if (opts === undefined || (opts.timeout === undefined && opts.signal === undefined)) return this.#s.runner.run(name, hash, body, ticket);
     return this.#s.guard(opts, () => this.#s.runner.run(name, hash, body, ticket));
   }
@@ -561,5 +580,7 @@ function opName(op: ReduceOp): number {
 }
 /** The argument hash of a one-number allreduce per op, with no algorithm named (see `allreduce`). */
 const SCALAR_ALLREDUCE_HASHES = new Map<ReduceOp, number>();
+/** … of a one-double allreduceBuffer, as `#call` computes it for these parts. */
+const SCALAR_BUFFER_HASHES = new Map<ReduceOp, number>();
 const OP_CODES = new Map<unknown, number>(Object.values(Op).map((o, i) => [o, i + 1]));
 

@@ -114,10 +114,10 @@ export class CollectiveRunner {
 
   /**
    * Runs one collective call. The call's number is taken now (or was reserved), synchronously, so
-   * collectives started together keep their order. `body` gets the call's IO; any failure revokes
-   * the communicator.
+   * collectives started together keep their order. `body` gets the call's IO and returns the result,
+   * or a promise of it; any failure (a throw or a rejection) revokes the communicator.
    */
-  run<T>(name: string, hash: number, body: (io: CommIO) => Promise<T>, ticket?: Ticket): Promise<T> {
+  run<T>(name: string, hash: number, body: (io: CommIO) => T | Promise<T>, ticket?: Ticket): Promise<T> {
     if (ticket) this.#reserved.delete(ticket.seq);
     if (this.#revoked) return Promise.reject(this.#revoked);
     const seq = ticket ? ticket.seq : this.#take();
@@ -127,7 +127,20 @@ export class CollectiveRunner {
     const io = new CommIO(this.#s.engine, { context: this.#s.context, group: this.#s.group, rank: this.#s.rank, seq, hash, name }, this.#events);
     this.#active.set(seq, io);
     this.#s.onCall?.(seq, hash);
-    return body(io).then(
+    let out: T | Promise<T>;
+    try {
+      out = body(io);
+    } catch (error) {
+      out = Promise.reject(error);
+    }
+    if (!(out instanceof Promise)) {
+      // Done within the call (a shared-memory collective whose members all arrived while it spun):
+      // no promise of the body's to wait for.
+      this.#active.delete(seq);
+      const late = this.#unexpectedCount() === 0 ? undefined : this.#leftover((s) => s === seq);
+      return late ? Promise.reject(this.revoke(late, true)) : Promise.resolve(out);
+    }
+    return out.then(
       (value) => {
         this.#active.delete(seq);
         const late = this.#unexpectedCount() === 0 ? undefined : this.#leftover((s) => s === seq);

@@ -121,20 +121,49 @@ export class SharedMemoryCollectives {
     this.#cells.announce(presenceWord(seq, hash));
   }
 
-  /** The reduction of every rank's `value` (a number) with `op`, in rank order. */
-  async allreduceScalar(io: CommIO, value: number, op: ScalarOp): Promise<number> {
-    if (this.#busy) await this.#turn();
+  /**
+   * The reduction of every rank's `value` (a number) with `op`, in rank order — the result itself when
+   * every member arrived within the spin (no promise is made), else a promise of it.
+   */
+  allreduceScalar(io: CommIO, value: number, op: ScalarOp): number | Promise<number> {
+    if (this.#busy) return this.#turn().then(() => this.#scalarNow(io, value, op));
+    return this.#scalarNow(io, value, op);
+  }
+
+  #scalarNow(io: CommIO, value: number, op: ScalarOp): number | Promise<number> {
     const parity = this.#open(io);
+    let arrived: boolean;
     try {
-      const cells = this.#cells;
-      cells.doubles(this.#rank, parity)[0] = value;
-      if (!this.#publishAndSpin(io)) await this.#sleep(io);
-      let acc = cells.doubles(0, parity)[0];
-      for (let m = 1; m < this.#size; m++) acc = op(acc, cells.doubles(m, parity)[0]);
-      return acc;
-    } finally {
+      this.#cells.doubles(this.#rank, parity)[0] = value;
+      arrived = this.#publishAndSpin(io);
+    } catch (error) {
       this.#close();
+      throw error;
     }
+    if (arrived) {
+      const result = this.#foldScalar(parity, op);
+      this.#close();
+      return result;
+    }
+    return this.#sleep(io).then(
+      () => {
+        const result = this.#foldScalar(parity, op);
+        this.#close();
+        return result;
+      },
+      (error: unknown) => {
+        this.#close();
+        throw error;
+      },
+    );
+  }
+
+  /** x0 op x1 op … op x(p−1), left to right. Read before {@link close}: the next call may take the buffer. */
+  #foldScalar(parity: number, op: ScalarOp): number {
+    const cells = this.#cells;
+    let acc = cells.doubles(0, parity)[0];
+    for (let m = 1; m < this.#size; m++) acc = op(acc, cells.doubles(m, parity)[0]);
+    return acc;
   }
 
   /** `data := x0 op x1 op … op x(p−1)` element-wise, in rank order; `data` is this rank's contribution. */

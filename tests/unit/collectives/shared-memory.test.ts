@@ -4,7 +4,7 @@
 // protocol over the shm transport's cells runs in the collective matrix (tests/integration/collectives).
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Communicator } from '../../../lib/communicator.js';
-import { Op } from '../../../lib/constants.js';
+import { IN_PLACE, Op } from '../../../lib/constants.js';
 import { defineOp } from '../../../lib/collectives/ops.js';
 import { createLocalJob, reportLocalPeerLost } from '../../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../../lib/start-world.js';
@@ -53,6 +53,16 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     for (const b of bufs) expect(b[0]).toBe(0.5 * 1.5 * 2.5 * 3.5 * 4.5);
     expect(comms.map(collectiveFramesSent)).toEqual(before);
     expect(transports.every((t) => t.cellsGiven === 1)).toBe(true);
+  });
+
+  it('allreduceBuffer of one double: the fast path and the table’s path (a rank with VMCOMM_COLL_ALLREDUCE set) agree on the argument hash', async () => {
+    const boots = createLocalJob(2);
+    const factory = memory({ cellBytes: 64 });
+    const comms = await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 0 ? { VMCOMM_COLL_ALLREDUCE: 'shared-memory' } : {} })));
+    open = comms;
+    const bufs = comms.map((c) => Float64Array.of(c.rank + 1));
+    await Promise.all(comms.map((c, r) => c.allreduceBuffer(IN_PLACE, bufs[r], Op.MAX)));
+    expect(bufs.map((b) => b[0])).toEqual([2, 2]);
   });
 
   it('a function op that does not commute is applied in rank order', async () => {
