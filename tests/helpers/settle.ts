@@ -35,3 +35,9 @@ export function finalizeAfterEach(): (comms: Communicator[]) => Communicator[] {
     return comms;
   };
 }
+
+/** Settles every call and returns each outcome: `'ok'`, or the error's code (its text if it has none). */
+export async function outcomes(calls: Promise<unknown>[]): Promise<string[]> {
+  const settled = await Promise.allSettled(calls);
+  return settled.map((s) => (s.status === 'fulfilled' ? 'ok' : ((s.reason as { code?: string }).code ?? String(s.reason))));
+}

@@ -5,6 +5,7 @@ import { createLocalJob, reportLocalPeerLost } from '../../../lib/local-bootstra
 import { initWithBootstrap } from '../../../lib/start-world.js';
 import type { Bootstrap } from '../../../lib/bootstrap.js';
 import { memory } from '../../helpers/memory-transport.js';
+import { outcomes } from '../../helpers/settle.js';
 
 let open: Communicator[] = [];
 async function job(size: number, eagerLimitBytes?: number): Promise<{ comms: Communicator[]; boots: Bootstrap[] }> {
@@ -18,11 +19,6 @@ afterEach(async () => {
   open = [];
 });
 
-/** Settles every rank's call and returns each outcome's error code (or 'ok'). */
-async function outcomes(calls: Promise<unknown>[]): Promise<string[]> {
-  const settled = await Promise.allSettled(calls);
-  return settled.map((s) => (s.status === 'fulfilled' ? 'ok' : ((s.reason as { code?: string }).code ?? String(s.reason))));
-}
 
 describe('collectives: ranks that disagree, fail or time out never hang the others', () => {
   it('different counts: INVALID_ARGUMENT on every rank, then REVOKED; point-to-point still works', async () => {

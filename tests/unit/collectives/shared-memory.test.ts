@@ -2,7 +2,7 @@
 // transport's cells: worlds of one process, so every interleaving of the protocol is reachable
 // deterministically — late ranks, queued calls, ranks that disagree, lost members, timeouts. The same
 // protocol over the shm transport's cells runs in the collective matrix (tests/integration/collectives).
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Communicator } from '../../../lib/communicator.js';
 import { IN_PLACE, Op } from '../../../lib/constants.js';
 import { defineOp } from '../../../lib/collectives/ops.js';
@@ -10,31 +10,20 @@ import { createLocalJob, reportLocalPeerLost } from '../../../lib/local-bootstra
 import { initWithBootstrap } from '../../../lib/start-world.js';
 import type { Bootstrap } from '../../../lib/bootstrap.js';
 import { memory, type MemoryTransport } from '../../helpers/memory-transport.js';
+import { finalizeAfterEach, outcomes, sleep } from '../../helpers/settle.js';
 
-let open: Communicator[] = [];
+const track = finalizeAfterEach();
 async function job(size: number, cellBytes = 64): Promise<{ comms: Communicator[]; boots: Bootstrap[]; transports: MemoryTransport[] }> {
   const boots = createLocalJob(size);
   const factory = memory({ cellBytes: cellBytes > 0 ? cellBytes : undefined });
-  const comms = await Promise.all(boots.map((b) => initWithBootstrap(b, { backends: [factory], only: ['memory'] })));
-  open = comms;
+  const comms = track(await Promise.all(boots.map((b) => initWithBootstrap(b, { backends: [factory], only: ['memory'] }))));
   return { comms, boots, transports: factory.instances };
-}
-afterEach(async () => {
-  await Promise.all(open.map((c) => c.finalize().catch(() => undefined)));
-  open = [];
-});
-
-async function outcomes(calls: Promise<unknown>[]): Promise<string[]> {
-  const settled = await Promise.allSettled(calls);
-  return settled.map((s) => (s.status === 'fulfilled' ? 'ok' : ((s.reason as { code?: string }).code ?? String(s.reason))));
 }
 
 /** The collective-context frames a rank sent so far (a shared-memory call sends none). */
 function collectiveFramesSent(c: Communicator): number {
   return c.stats().reduce((a, s) => a + s.messagesSent, 0);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('shared-memory collectives (cells of the memory test transport)', () => {
   it('allreduce of a number, of typed arrays and allreduceBuffer: the rank-order result, bit-identical everywhere, without messages', async () => {
@@ -58,8 +47,7 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
   it('allreduceBuffer of one double: the fast path and the table’s path (a rank with VMCOMM_COLL_ALLREDUCE set) agree on the argument hash', async () => {
     const boots = createLocalJob(2);
     const factory = memory({ cellBytes: 64 });
-    const comms = await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 0 ? { VMCOMM_COLL_ALLREDUCE: 'shared-memory' } : {} })));
-    open = comms;
+    const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 0 ? { VMCOMM_COLL_ALLREDUCE: 'shared-memory' } : {} }))));
     const bufs = comms.map((c) => Float64Array.of(c.rank + 1));
     await Promise.all(comms.map((c, r) => c.allreduceBuffer(IN_PLACE, bufs[r], Op.MAX)));
     expect(bufs.map((b) => b[0])).toEqual([2, 2]);
@@ -130,7 +118,6 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     await sleep(10);
     reportLocalPeerLost(boots, 3, 'killed by SIGKILL');
     expect(await outcomes(calls)).toEqual(['REVOKED', 'REVOKED', 'REVOKED']);
-    open = comms.slice(0, 3);
   });
 
   it('a rank that never calls: TIMEOUT where it expired, the communicator revoked for all', async () => {
@@ -172,8 +159,7 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     // Rank 2 reaches the others only through a second transport: no cells for the world.
     const a = memory({ cellBytes: 64, reaches: (s, p) => s !== 2 && p !== 2 });
     const b = memory({ name: 'other', priority: 10 });
-    const mixed = await Promise.all(boots.map((bt) => initWithBootstrap(bt, { backends: [a, b], only: ['memory', 'other'] })));
-    open.push(...mixed);
+    const mixed = track(await Promise.all(boots.map((bt) => initWithBootstrap(bt, { backends: [a, b], only: ['memory', 'other'] }))));
     expect(await Promise.all(mixed.map((c) => c.allreduce(1, Op.SUM)))).toEqual([3, 3, 3]);
     expect(a.instances.every((t) => t.cellsGiven === 0)).toBe(true);
   });
