@@ -332,8 +332,8 @@ export class Communicator {
       if (this.#goesHierarchical('barrier', true, opts)) return this.#hierarchical('barrier', BARRIER_HASH, opts, (h) => hierarchicalBarrier(h));
       const shared = this.#sharedCollectives();
       const algorithm = chooseAlgorithm('barrier', { size: this.size, bytes: 0, commutative: true, sharedBytes: shared?.payloadBytes }, opts?.algorithm, this.#envChoices);
-      // A named algorithm is in the hash: ranks that name different ones learn it instead of hanging.
-      const hash = opts?.algorithm === undefined ? BARRIER_HASH : argumentHash('barrier', algorithm);
+      // The algorithm is in the hash: ranks that chose different ones learn it instead of hanging.
+      const hash = algorithm === 'dissemination' ? BARRIER_HASH : SHARED_BARRIER_HASH;
       const body = algorithm === 'shared-memory' ? (io: CommIO) => shared!.barrier(io) : (io: CommIO) => barrierDissemination(io);
       return this.#guard(opts, () => this.#runner.run('barrier', hash, body));
     });
@@ -968,6 +968,8 @@ function abortedError(signal: AbortSignal): VmcommError {
 }
 
 const BARRIER_HASH = argumentHash('barrier');
+/** A shared-memory barrier's: another than the dissemination barrier's, so ranks on different paths find out. */
+const SHARED_BARRIER_HASH = argumentHash('barrier', 'shared-memory');
 
 /** Whether an op may be applied in any order (predefined ops do; function ops when declared). */
 function commutes(op: ReduceOp): boolean {

@@ -232,7 +232,6 @@ export class World {
     });
   }
 
-  /** Registers a communicator for peer-loss notices; returns the unregister function. */
   /**
    * The shared-memory cells for the collectives of the communicator of `members` (world ranks, in its
    * order) whose cell key is `key`: when every pair of members was chosen one transport at start-up,
@@ -261,6 +260,7 @@ export class World {
 
   private readonly pairChoices = new Map<number, string | undefined>();
 
+  /** Registers a communicator for peer-loss and end notices; returns the unregister function. */
   register(c: CommunicatorHandle): () => void {
     this.communicators.add(c);
     return () => this.communicators.delete(c);

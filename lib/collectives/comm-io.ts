@@ -112,6 +112,11 @@ export class CommIO implements CollectiveIO {
   }
 
   #interrupted: VmcommError | undefined = undefined;
+  /**
+   * The call runs through shared memory and receives no message: any collective message for its
+   * number means a rank took another path for it (ranks with different `VMCOMM_COLL_*` settings).
+   */
+  shared = false;
   /** How to fail the call's wait outside messages (a shared-memory collective's), while it waits. */
   #blocker: ((error: VmcommError) => void) | undefined = undefined;
 

@@ -276,7 +276,7 @@ export class CollectiveRunner {
     const seq = collectiveSeqOf(msg.tag);
     const io = this.#active.get(seq);
     if (io !== undefined) {
-      if (argumentHashOf(msg.tag) !== io.hash) {
+      if (io.shared || argumentHashOf(msg.tag) !== io.hash) {
         this.revoke(new VmcommError('INVALID_ARGUMENT', `${io.name}: rank ${msg.source} called this collective (number ${seq}) with different arguments than rank ${this.#s.rank} (operation, root, op, count or element type differ); every rank must pass matching arguments`, { peer: msg.source }), true);
       }
       return;

@@ -31,9 +31,13 @@
  * - A member lost while this rank waits fails the call with its `PEER_LOST` (then `REVOKED`
  *   everywhere), as in any collective; a revoke, a timeout, a signal or finalize interrupt the wait
  *   through the call's {@link CommIO}.
+ * - A rank that took a message algorithm for the call (ranks with different `VMCOMM_COLL_*`
+ *   settings) sends a message for its number: the runner finds it on arrival, since a shared call
+ *   receives none (`CommIO.shared`) — a mismatch. Not caught: a rank of that kind that only
+ *   receives, and has moved its presence word on by starting later calls without awaiting them.
  * - A rank whose communicator is revoked stamps its cell {@link REVOKED_STAMP} ({@link MISMATCH_STAMP}
- *   for a mismatch): members waiting on it, and members that call later, fail with `REVOKED`
- *   (`INVALID_ARGUMENT`) without waiting for the notice.
+ *   for a mismatch): a member waiting on it (once the members before it arrived), or calling later,
+ *   fails with `REVOKED` (`INVALID_ARGUMENT`) without waiting for the notice.
  *
  * Waiting: first the blocking spin every collective step has (polling the transports, with
  * `sched_yield` when ranks outnumber cores), then the transport's own wait loop watches the cells;
@@ -126,6 +130,7 @@ export class SharedMemoryCollectives {
    * every member arrived within the spin (no promise is made), else a promise of it.
    */
   allreduceScalar(io: CommIO, value: number, op: ScalarOp): number | Promise<number> {
+    io.shared = true;
     if (this.#busy) return this.#turn().then(() => this.#scalarNow(io, value, op));
     return this.#scalarNow(io, value, op);
   }
@@ -170,6 +175,7 @@ export class SharedMemoryCollectives {
   async allreduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer): Promise<void> {
     const n = data.byteLength;
     if (n > this.payloadBytes) throw new RangeError(`a shared allreduce carries at most ${this.payloadBytes} bytes, got ${n}`);
+    io.shared = true;
     if (this.#busy) await this.#turn();
     const parity = this.#open(io);
     try {
@@ -185,6 +191,7 @@ export class SharedMemoryCollectives {
 
   /** Returns when every member has called it. */
   async barrier(io: CommIO): Promise<void> {
+    io.shared = true;
     if (this.#busy) await this.#turn();
     this.#open(io);
     try {

@@ -17,7 +17,7 @@ import { RING_HEADER_BYTES, ringRegionBytes } from '../../lib/ring/spsc-ring.js'
 import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameKind } from '../../lib/protocol.js';
 import { tryLoadNative } from '../../backends/native/native.js';
 import { shm } from '../../backends/shm/index.js';
-import { checkInboxHeader, FILE_HEADER_BYTES, NONCE_BYTES, RingFileControl, writeInboxHeader } from '../../backends/shm/layout.js';
+import { checkInboxHeader, FILE_HEADER_BYTES, inboxFileBytes, NONCE_BYTES, RingFileControl, writeInboxHeader } from '../../backends/shm/layout.js';
 import type { ShmTransport } from '../../backends/shm/shm-transport.js';
 import { expectCode, guardProcess, runFuzz } from './fuzz.js';
 
@@ -121,7 +121,7 @@ describe.skipIf(addon === undefined)('fuzz: shm files (real transports, real fil
     const jobId = `fuzzprobe${job++}`;
     const [a, b] = [0, 1].map((rank) => shm({ directory })(components(rank, jobId, sink())) as ShmTransport);
     const [fa] = (await Promise.all([a.start(), b.start()])) as CardFields[];
-    const bytes = FILE_HEADER_BYTES + inboxBytes(fa.slots as number);
+    const bytes = inboxFileBytes(fa.slots as number);
     const file = addon!.openSharedFile(path.join(directory, fa.name as string), bytes);
     const pristine = new Uint8Array(bytes);
     pristine.set(new Uint8Array(file));

@@ -53,6 +53,13 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(bufs.map((b) => b[0])).toEqual([2, 2]);
   });
 
+  it('a rank whose VMCOMM_COLL_ALLREDUCE makes it use messages: INVALID_ARGUMENT on both, not a hang', async () => {
+    const boots = createLocalJob(2);
+    const factory = memory({ cellBytes: 64 });
+    const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 1 ? { VMCOMM_COLL_ALLREDUCE: 'recursive-doubling' } : {} }))));
+    expect(await outcomes(comms.map((c) => c.allreduce(1, Op.SUM, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
   it('a function op that does not commute is applied in rank order', async () => {
     const { comms } = await job(4);
     const affine = defineOp((a: Float64Array, b: Float64Array) => a.map((x, i) => 2 * x + b[i]));
