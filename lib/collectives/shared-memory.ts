@@ -36,8 +36,8 @@
  *   receives none (`CommIO.shared`) — a mismatch. Not caught: a rank of that kind that only
  *   receives, and has moved its presence word on by starting later calls without awaiting them.
  * - A rank whose communicator is revoked stamps its cell {@link REVOKED_STAMP} ({@link MISMATCH_STAMP}
- *   for a mismatch): a member waiting on it (once the members before it arrived), or calling later,
- *   fails with `REVOKED` (`INVALID_ARGUMENT`) without waiting for the notice.
+ *   for a mismatch): no member counts it as arrived, so one that calls later cannot complete a call
+ *   the revoker gave up; the revoke notice then fails it with the revoke's reason and code.
  *
  * Waiting: first the blocking spin every collective step has (polling the transports, with
  * `sched_yield` when ranks outnumber cores), then the transport's own wait loop watches the cells;
@@ -272,8 +272,7 @@ export class SharedMemoryCollectives {
       if (s === this.#stamp) continue;
       const theirs = s >>> ARGUMENT_HASH_BITS;
       if (theirs === after(k)) continue;
-      if (s === REVOKED_STAMP) return this.#fail(new VmcommError('REVOKED', `${this.#name}: rank ${m} revoked the communicator's collectives`, { peer: m }));
-      if (s === MISMATCH_STAMP) return this.#fail(new VmcommError('INVALID_ARGUMENT', `${this.#name}: rank ${m} found ranks calling a collective with different arguments (operation, root, op, count, element type or algorithm); every rank must pass matching arguments`, { peer: m }));
+      // A REVOKED or MISMATCH stamp never counts as arrived: the revoke notice ends the wait, with its reason.
       if (theirs === k) return this.#fail(this.#mismatch(m));
       const p = cells.presence(m);
       if (p !== this.#presence && p >>> ARGUMENT_HASH_BITS === this.#presence >>> ARGUMENT_HASH_BITS) return this.#fail(this.#mismatch(m));
