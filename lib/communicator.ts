@@ -114,7 +114,7 @@ export class Communicator {
       group,
       rank: this.rank,
       onCall: (seq, hash) => this.#sharedCollectives()?.present(seq, hash),
-      onRevoke: (mismatch) => this.#sharedCollectives()?.revoke(mismatch),
+      onRevoke: () => this.#sharedCollectives()?.revoke(),
     });
     this.#internal = internal !== undefined;
     if (internal?.parent) internal.parent.link(this.#runner);

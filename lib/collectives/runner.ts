@@ -52,8 +52,8 @@ export interface RunnerSetup {
   readonly rank: number;
   /** Told of every call as it starts, before its body (the shared-memory collectives' presence word). */
   readonly onCall?: (seq: number, hash: number) => void;
-  /** Told once, when the communicator's collectives are revoked, and whether for a mismatch (the shared-memory cells say so). */
-  readonly onRevoke?: (mismatch: boolean) => void;
+  /** Told once, when the communicator's collectives are revoked (the shared-memory cells say so). */
+  readonly onRevoke?: () => void;
 }
 
 /** A collective number taken now for a call that starts later (see {@link CollectiveRunner.reserve}). */
@@ -208,7 +208,7 @@ export class CollectiveRunner {
     this.#revokeCause = error;
     this.#revoked = error.code === 'REVOKED' ? error : new VmcommError('REVOKED', `the communicator's collectives were revoked: ${error.message}`, { cause: error });
     const engine = this.#s.engine;
-    this.#s.onRevoke?.(mismatch);
+    this.#s.onRevoke?.();
     engine.failContext(this.#s.context, error);
     for (const c of this.#s.alsoFail ?? []) engine.failContext(c, error);
     for (const io of this.#active.values()) io.abandon(error);

@@ -35,8 +35,7 @@
  *   settings) sends a message for its number: the runner finds it on arrival, since a shared call
  *   receives none (`CommIO.shared`) — a mismatch. Not caught: a rank of that kind that only
  *   receives, and has moved its presence word on by starting later calls without awaiting them.
- * - A rank whose communicator is revoked stamps its cell {@link REVOKED_STAMP} ({@link MISMATCH_STAMP}
- *   for a mismatch): no member counts it as arrived, so one that calls later cannot complete a call
+ * - A rank whose communicator is revoked stamps its cell {@link REVOKED_STAMP}: no member counts it as arrived, so one that calls later cannot complete a call
  *   the revoker gave up; the revoke notice then fails it with the revoke's reason and code.
  *
  * Waiting: first the blocking spin every collective step has (polling the transports, with
@@ -60,8 +59,6 @@ const SHARED_SEQ_MODULUS = 1 << (32 - ARGUMENT_HASH_BITS);
 const HASH_MASK = (1 << ARGUMENT_HASH_BITS) - 1;
 /** The stamp of a rank that revoked the communicator (its number, all ones, is never a call's). */
 const REVOKED_STAMP = -1;
-/** … that revoked it because ranks passed different arguments (every rank reports `INVALID_ARGUMENT`). */
-const MISMATCH_STAMP = -2;
 
 /** The communicator sizes the shared algorithms are chosen for: each rank reads every member's cell. */
 export const SHARED_MAX_RANKS = 64;
@@ -112,12 +109,11 @@ export class SharedMemoryCollectives {
   }
 
   /**
-   * The communicator's collectives were revoked here: members waiting on this rank's cell fail with
-   * `REVOKED` at once (the notice may take longer), and a member that calls later cannot complete a
-   * call this rank gave up.
+   * The communicator's collectives were revoked here: no member counts this rank as arrived from now
+   * on, so none completes a call this rank gave up; the revoke notice fails them, with its reason.
    */
-  revoke(mismatch: boolean): void {
-    this.#cells.publish(mismatch ? MISMATCH_STAMP : REVOKED_STAMP);
+  revoke(): void {
+    this.#cells.publish(REVOKED_STAMP);
   }
 
   /** Every collective call on the communicator says which call it is (see the module comment). */
@@ -272,7 +268,7 @@ export class SharedMemoryCollectives {
       if (s === this.#stamp) continue;
       const theirs = s >>> ARGUMENT_HASH_BITS;
       if (theirs === after(k)) continue;
-      // A REVOKED or MISMATCH stamp never counts as arrived: the revoke notice ends the wait, with its reason.
+      // A REVOKED stamp never counts as arrived: the revoke notice ends the wait, with its reason and code.
       if (theirs === k) return this.#fail(this.#mismatch(m));
       const p = cells.presence(m);
       if (p !== this.#presence && p >>> ARGUMENT_HASH_BITS === this.#presence >>> ARGUMENT_HASH_BITS) return this.#fail(this.#mismatch(m));
