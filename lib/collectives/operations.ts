@@ -277,22 +277,9 @@ export class CollectiveOperations {
     }
     if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op) && opts?.algorithm === undefined && this.#s.env.allreduce === undefined && this.#scalarAllreduce() === 'shared-memory') {
       // One double with the table's choice, shared memory: as allreduce of a number (hash made once).
-      const shared = this.#s.shared()!;
-      const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
-      const value = send === IN_PLACE ? recv[0] : (send as Float64Array)[0];
       let hash = SCALAR_BUFFER_HASHES.get(op);
       if (hash === undefined) SCALAR_BUFFER_HASHES.set(op, (hash = argumentHash('allreduceBuffer', code('float64'), code(1), code(opName(op)), undefined, undefined)));
-      return this.#run('allreduceBuffer', hash, opts, (io) => {
-        const r = shared.allreduceScalar(io, value, scalar);
-        if (typeof r === 'number') {
-          recv[0] = r;
-          return recv;
-        }
-        return r.then((v) => {
-          recv[0] = v;
-          return recv;
-        });
-      });
+      return this.#run('allreduceBuffer', hash, opts, sharedDoubleInto(this.#s.shared()!, send, recv, op));
     }
     const reducer = reducerFor(op, elementTypeOf(recv));
     this.#checkPairs(op, recv);
@@ -300,13 +287,7 @@ export class CollectiveOperations {
     const parts = [elementTypeOf(recv), recv.length, opName(op), opts?.algorithm];
     if (algorithm === 'shared-memory') {
       const shared = this.#s.shared()!;
-      if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) {
-        const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
-        return this.#call('allreduceBuffer', parts, opts, async (io) => {
-          recv[0] = await shared.allreduceScalar(io, send === IN_PLACE ? recv[0] : (send as Float64Array)[0], scalar);
-          return recv;
-        });
-      }
+      if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) return this.#call('allreduceBuffer', parts, opts, sharedDoubleInto(shared, send, recv, op));
       return this.#call('allreduceBuffer', parts, opts, async (io) => {
         if (send !== IN_PLACE && send !== recv) recv.set(send as never);
         await shared.allreduceBytes(io, bytesOf(recv), reducer);
@@ -495,6 +476,26 @@ const TUNABLE_OF: Partial<Record<CollectiveName, TunableCollective>> = {
   alltoall: 'alltoall',
   reduceScatter: 'reduceScatter',
 };
+
+/**
+ * The body of a shared-memory allreduceBuffer of one double with SUM/PROD/MIN/MAX: the one-number
+ * path, its result stored into `recv` — at once when every rank arrived within the spin.
+ */
+function sharedDoubleInto<A extends TypedArray>(shared: SharedMemoryCollectives, send: A | InPlace, recv: A, op: ReduceOp): (io: CommIO) => A | Promise<A> {
+  const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
+  const value = send === IN_PLACE ? (recv[0] as number) : ((send as Float64Array)[0] as number);
+  return (io) => {
+    const r = shared.allreduceScalar(io, value, scalar);
+    if (typeof r === 'number') {
+      recv[0] = r;
+      return recv;
+    }
+    return r.then((v) => {
+      recv[0] = v;
+      return recv;
+    });
+  };
+}
 
 /** The allreduce algorithms that run over messages (`shared-memory` needs the communicator's cells). */
 type FlatAllreduce = Exclude<AlgorithmOf<'allreduce'>, 'hierarchical' | 'shared-memory'>;
