@@ -83,6 +83,13 @@ export interface Channel {
    */
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void;
   /**
+   * Optional fast path for small frames: writes the frame at once and in full if it can (nothing
+   * queued before it, room for all of it) and returns true — the frame is then sent as by
+   * {@link send} with a `done` called at once. Returns false, having done nothing, otherwise (the
+   * core then calls {@link send}). Lets the core complete a small send without a callback.
+   */
+  trySend?(header: Uint8Array, payload: Uint8Array | undefined): boolean;
+  /**
    * Delivers what is queued, then closes. Idempotent. After it resolves no `FrameSink` call for this
    * channel's peer happens.
    */

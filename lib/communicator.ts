@@ -21,8 +21,9 @@ import { COLLECTIVE_CONTEXT, CONTEXT_BLOCK, CONTROL_CONTEXT, LEADERS_SUBCOMM, LO
 import { invalidArgument, isVmcommError, VmcommError, type Status } from './errors.js';
 import type { Engine, PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
+import type { QueueNode } from './queue.js';
 import { FrameFlags } from './protocol.js';
-import { createRequest, settledRequest, type Request, type RequestControl, type Withdrawal } from './request.js';
+import { createRequest, Request, settledRequest, Settlement, waitSettled, type RequestControl, type Withdrawal } from './request.js';
 import { localityGroups, type LocalityLevel } from './locality.js';
 import type { World, WorldEvents } from './world.js';
 
@@ -159,8 +160,10 @@ export class Communicator {
     // Not an async function (nor the other point-to-point calls below): an async wrapper around the
     // request's promise costs two more microtask turns and a promise per message.
     try {
-      const bad = preflight(opts);
-      return bad ? Promise.reject(bad) : this.#blocking(this.isend(value, dest, tag), opts);
+      const bad = preflight(opts) ?? this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false);
+      if (bad) return Promise.reject(bad);
+      const bytes = this.#world.codec.encode(value);
+      return this.#sendBlocking(bytes, dest, tag, FrameFlags.OBJECT, true, opts);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -189,7 +192,8 @@ export class Communicator {
   recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
     try {
       const bad = preflight(opts);
-      return bad ? Promise.reject(bad) : this.#blocking(this.irecv<T>(source, tag), opts);
+      if (bad) return Promise.reject(bad);
+      return opts === undefined ? this.#receiveBlocking<T>('value', undefined, source, tag) : this.#blocking(this.irecv<T>(source, tag), opts);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -215,8 +219,8 @@ export class Communicator {
    */
   sendBuffer(view: ArrayBufferView, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
     try {
-      const bad = preflight(opts);
-      return bad ? Promise.reject(bad) : this.#blocking(this.isendBuffer(view, dest, tag), opts);
+      const bad = preflight(opts) ?? this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false) ?? checkView(view, 'view');
+      return bad ? Promise.reject(bad) : this.#sendBlocking(bytesOf(view), dest, tag, 0, false, opts);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -236,8 +240,9 @@ export class Communicator {
    */
   recvBuffer(view: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
     try {
-      const bad = preflight(opts);
-      return bad ? Promise.reject(bad) : this.#blocking(this.irecvBuffer(view, source, tag), opts);
+      const bad = preflight(opts) ?? checkView(view, 'view');
+      if (bad) return Promise.reject(bad);
+      return opts === undefined ? this.#receiveBlocking<Status>('buffer', bytesOf(view), source, tag) : this.#blocking(this.#startRecv<Status>('buffer', bytesOf(view), source, tag), opts);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -821,15 +826,38 @@ export class Communicator {
     return request;
   }
 
+  /**
+   * A blocking send (`send`, `sendBuffer`) of checked arguments: complete at once, with no request
+   * and no callback, when the engine can write the message now (a small message with room in the
+   * channel: the common case), else through a request.
+   */
+  #sendBlocking(bytes: Uint8Array, dest: number, tag: number, flags: number, isObject: boolean, opts: CallOptions | undefined): Promise<void> {
+    if (this.#world.engine.sendNow(this.#context, this.rank, this.#group[dest], tag, bytes, flags)) return SENT;
+    return this.#blocking(this.#startSend(bytes, dest, tag, flags, isObject), opts);
+  }
+
+  /** A blocking receive without options (`recv`, `recvBuffer`): the posted receive is all there is, no request. */
+  #receiveBlocking<T>(mode: RecvMode, bytes: Uint8Array | undefined, source: number, tag: number): Promise<T> {
+    const r = this.#postRecv<T>(mode, bytes, source, tag, this.#context);
+    return r instanceof VmcommError ? Promise.reject(r) : waitSettled(r, this.#world.engine, true);
+  }
+
   #startRecv<T>(mode: RecvMode, bytes: Uint8Array | undefined, source: number, tag: number, context = this.#context): Request<T> {
-    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true);
-    if (bad) return settledRequest<T>({ error: bad });
-    const engine = this.#world.engine;
-    const [request, control] = createRequest<T>(engine);
-    const posted: PostedRecv = { source, tag, mode, bytes, control };
-    engine.receive(context, posted, this.#peerOf);
-    if (control.pending) request.withdrawal = new ReceiveWithdrawal(engine, context, posted);
+    const r = this.#postRecv<T>(mode, bytes, source, tag, context);
+    if (r instanceof VmcommError) return settledRequest<T>({ error: r });
+    const request = new Request<T>(this.#world.engine, r);
+    if (r.pending) request.withdrawal = r;
     return request;
+  }
+
+  /** Checks a receive's source and tag and posts it; the error instead when they are wrong. */
+  #postRecv<T>(mode: RecvMode, bytes: Uint8Array | undefined, source: number, tag: number, context: number): PostedReceive<T> | VmcommError {
+    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true);
+    if (bad) return bad;
+    const engine = this.#world.engine;
+    const r = new PostedReceive<T>(source, tag, mode, bytes, engine, context);
+    engine.receive(context, r, this.#peerOf);
+    return r;
   }
 
   /** Awaits `request` honouring `opts`: on expiry, withdraws what can be withdrawn, else waits on. */
@@ -1022,35 +1050,65 @@ class SendWithdrawal implements Withdrawal {
 }
 
 /** Withdraws a receive that has not matched (`cancel()`, a timeout, an abort). */
-class ReceiveWithdrawal implements Withdrawal {
+/**
+ * A receive of a communicator as the engine matches it, its settlement and its withdrawal, in one
+ * object: a small message's receive allocates this, its status and its promise, nothing more.
+ */
+class PostedReceive<T> extends Settlement<T> implements PostedRecv, Withdrawal {
   readonly cancellable = true;
+  readonly control: RequestControl<T> = this;
+  node: QueueNode<PostedRecv> | undefined = undefined;
+
   constructor(
+    readonly source: number,
+    readonly tag: number,
+    readonly mode: RecvMode,
+    readonly bytes: Uint8Array | undefined,
     private readonly engine: Engine,
     private readonly context: number,
-    private readonly posted: PostedRecv,
-  ) {}
+  ) {
+    super();
+  }
 
   withdraw(error: Error): boolean {
-    if (!this.engine.cancelReceive(this.context, this.posted)) return false;
-    this.posted.control.reject(error);
+    if (!this.engine.cancelReceive(this.context, this)) return false;
+    this.reject(error);
     return true;
   }
 }
+
+/** What a blocking send that completed at once returns: one settled promise for all of them. */
+const SENT: Promise<void> = Promise.resolve();
 
 /** The bytes of a checked view: a plain `Uint8Array` as it is (no new view per message), else a `Uint8Array` over the same memory. */
 function bytesOf(view: ArrayBufferView): Uint8Array {
   return view.constructor === Uint8Array ? (view as Uint8Array) : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
+/**
+ * The last view {@link checkView} found on a fixed-length buffer: programs send from and receive into
+ * the same views message after message (often two: one to send from, one to receive into), and a
+ * view's buffer, and whether it can resize, never change. Reading `view.buffer` calls into the runtime
+ * and the two getters are not inlined either (together a tenth of a small message's cost), so they
+ * run once per view while it stays one of the last two checked.
+ */
+let fixedLengthView: ArrayBufferView | undefined;
+/** The one checked before {@link fixedLengthView}. */
+let fixedLengthViewBefore: ArrayBufferView | undefined;
+
 function checkView(view: unknown, what: string): VmcommError | undefined {
   if (!ArrayBuffer.isView(view)) return invalidArgument(what, 'an ArrayBufferView (a typed array, Buffer or DataView)', view);
-  const buf = view.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
-  if (buf.resizable === true || buf.growable === true) {
-    return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a resizable buffer, which may shrink while in flight; copy it into a fixed-length one`);
+  if (view !== fixedLengthView && view !== fixedLengthViewBefore) {
+    const buf = view.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
+    if (buf.resizable === true || buf.growable === true) {
+      return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a resizable buffer, which may shrink while in flight; copy it into a fixed-length one`);
+    }
+    fixedLengthViewBefore = fixedLengthView;
+    fixedLengthView = view;
   }
-  if (view.byteLength === 0 && !(buf instanceof SharedArrayBuffer)) {
+  if (view.byteLength === 0 && !(view.buffer instanceof SharedArrayBuffer)) {
     try {
-      new Uint8Array(buf);
+      new Uint8Array(view.buffer);
     } catch {
       return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a detached ArrayBuffer (it was transferred)`);
     }

@@ -70,6 +70,12 @@ export class Endpoint {
     return this.channel !== undefined;
   }
 
+  /** {@link Channel.trySend} on the open channel; false while it opens, or when it has no fast path. */
+  trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
+    const channel = this.channel;
+    return channel !== undefined && channel.trySend !== undefined && channel.trySend(header, payload);
+  }
+
   /** Sends one frame (see {@link Channel.send}); opens the channel on first use. */
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
     if (this.channel) return this.channel.send(header, payload, done);

@@ -16,7 +16,7 @@ import type { ValueCodec } from './codec.js';
 import { Endpoint, type RetiredChannel, type SwitchMarker } from './endpoint.js';
 import { VmcommError, type Status } from './errors.js';
 import { Matching, type PostedRecv, type UnexpectedMsg } from './matching.js';
-import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameFlags, FrameKind, type FrameHeader } from './protocol.js';
+import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, newHeaderBuffer, FrameFlags, FrameKind, type FrameHeader } from './protocol.js';
 import type { ProgressEngine, RequestControl } from './request.js';
 
 /** Per-peer traffic counters, as `comm.stats()` reports them. */
@@ -170,7 +170,7 @@ export class Engine implements FrameSink, ProgressEngine {
   private readonly scratch = emptyHeader();
   /** Where early frames' headers are checked (not {@link scratch}: a send may be filling that). */
   private readonly scratchIn = emptyHeader();
-  private readonly headerBytes = new Uint8Array(FRAME_HEADER_BYTES);
+  private readonly headerBytes = newHeaderBuffer();
   /** Set once the world is finalizing: channel breaks are then expected, not failures. */
   private closing = false;
   /** Frames with a payload (eager messages, rendezvous DATA) handed to channels whose `done` has not come yet. */
@@ -358,6 +358,37 @@ export class Engine implements FrameSink, ProgressEngine {
     return this.emit(p, dest, context, source, tag, flags, seq, bytes, control, resolveEarly, 0);
   }
 
+  /**
+   * Sends a message at once if it can go eagerly and in full now: the peer is not lost, nothing waits
+   * before it, it is within the eager limit and a credit, and the channel's fast path
+   * ({@link Channel.trySend}) has room. Returns true with the message sent and complete — no request,
+   * no callback; false with nothing done (the caller then uses {@link send}).
+   */
+  sendNow(context: number, source: number, dest: number, tag: number, bytes: Uint8Array, flags: number): boolean {
+    const p = this.peers[dest];
+    const n = bytes.byteLength;
+    if (p.lost !== undefined || p.backlog.length > 0 || n > p.eagerLimit || p.credits <= 0) return false;
+    const h = this.scratch;
+    h.kind = FrameKind.EAGER;
+    h.flags = flags;
+    h.context = context;
+    h.source = source;
+    h.tag = tag;
+    h.seq = p.seqOut;
+    h.sendId = 0;
+    h.recvId = 0;
+    h.aux = p.creditsMax;
+    h.payloadBytes = n;
+    h.messageBytes = n;
+    encodeHeader(h, this.headerBytes);
+    if (!p.endpoint.trySend(this.headerBytes, bytes)) return false;
+    p.seqOut = (p.seqOut + 1) >>> 0;
+    p.credits--;
+    p.stats.messagesSent++;
+    p.stats.bytesSent += n;
+    return true;
+  }
+
   /** Puts a send on the wire: eager within credits, else an RTS (`sendId` 0: a new one). */
   private emit(p: PeerState, dest: number, context: number, source: number, tag: number, flags: number, seq: number, bytes: Uint8Array, control: RequestControl<void>, resolveEarly: boolean, sendId: number): number {
     const h = this.scratch;
@@ -375,6 +406,11 @@ export class Engine implements FrameSink, ProgressEngine {
       h.sendId = 0;
       h.payloadBytes = bytes.byteLength;
       encodeHeader(h, this.headerBytes);
+      // Written in full at once (the common case for a small message): complete without a callback.
+      if (p.endpoint.trySend(this.headerBytes, bytes)) {
+        control.resolve();
+        return 0;
+      }
       this.eagerInFlight++;
       p.endpoint.send(this.headerBytes, bytes, (err) => {
         this.eagerInFlight--;

@@ -95,11 +95,73 @@ export function emptyHeader(): FrameHeader {
 }
 
 /**
- * Writes `h` into `out` (at least {@link FRAME_HEADER_BYTES} long). Returns `out`. Byte stores, not
- * a DataView: every message encodes a header, and a DataView per call costs an allocation plus, for a
- * small on-heap array, materializing its ArrayBuffer (about 0.1 µs a frame together).
+ * True where a header's little-endian 32-bit fields are the host's own `Int32Array` words (every
+ * platform Node runs on in practice); elsewhere headers go byte by byte.
+ */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The word views of header buffers made by {@link newHeaderBuffer}. */
+const wordViews = new WeakMap<Uint8Array, Int32Array>();
+
+/**
+ * A {@link FRAME_HEADER_BYTES}-byte header buffer that {@link encodeHeader}, {@link decodeHeader}
+ * and the rings access as twelve 32-bit words instead of 48 bytes: a small message spends as much
+ * on its header as on its payload, and on every hop (encode, copy into the ring, copy out, decode).
+ * Any other `Uint8Array` works too, byte by byte.
+ */
+export function newHeaderBuffer(): Uint8Array {
+  const bytes = new Uint8Array(FRAME_HEADER_BYTES);
+  if (LITTLE_ENDIAN) wordViews.set(bytes, new Int32Array(bytes.buffer));
+  return bytes;
+}
+
+/**
+ * The word view of a header buffer, remembered for the last buffer asked about: one call site
+ * (an encoder, a ring's copy) sees the same buffer message after message, so it pays one compare,
+ * not a WeakMap lookup.
+ */
+export class HeaderWords {
+  private bytes: Uint8Array | undefined;
+  private words: Int32Array | undefined;
+
+  /** `bytes`' words when it came from {@link newHeaderBuffer} (on a little-endian host), else undefined. */
+  of(bytes: Uint8Array): Int32Array | undefined {
+    if (bytes === this.bytes) return this.words;
+    const words = wordViews.get(bytes);
+    if (words !== undefined) {
+      this.bytes = bytes;
+      this.words = words;
+    }
+    return words;
+  }
+}
+
+const encodeWords = new HeaderWords();
+const decodeWords = new HeaderWords();
+
+/**
+ * Writes `h` into `out` (at least {@link FRAME_HEADER_BYTES} long). Returns `out`. Word stores for a
+ * buffer from {@link newHeaderBuffer}, else byte stores — never a DataView: every message encodes a
+ * header, and a DataView per call costs an allocation plus, for a small on-heap array,
+ * materializing its ArrayBuffer (about 0.1 µs a frame together).
  */
 export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
+  const w = encodeWords.of(out);
+  if (w !== undefined) {
+    w[0] = PROTOCOL_VERSION | (h.kind << 8) | ((h.flags & 0xffff) << 16);
+    w[1] = h.context;
+    w[2] = h.source;
+    w[3] = h.tag;
+    w[4] = h.seq;
+    w[5] = h.sendId;
+    w[6] = h.recvId;
+    w[7] = h.aux;
+    w[8] = h.payloadBytes % 0x1_0000_0000;
+    w[9] = Math.floor(h.payloadBytes / 0x1_0000_0000);
+    w[10] = h.messageBytes % 0x1_0000_0000;
+    w[11] = Math.floor(h.messageBytes / 0x1_0000_0000);
+    return out;
+  }
   // Typed-array stores past the end are silently dropped: a short buffer would go out half written.
   if (out.byteLength < FRAME_HEADER_BYTES) throw new RangeError(`a frame header needs ${FRAME_HEADER_BYTES} bytes, got ${out.byteLength}`);
   out[0] = PROTOCOL_VERSION;
@@ -123,22 +185,43 @@ export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
  * lengths beyond 2^53 (no JavaScript buffer could hold them).
  */
 export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader {
-  if (bytes.byteLength < FRAME_HEADER_BYTES) throw corrupt(`a frame header is ${FRAME_HEADER_BYTES} bytes, got ${bytes.byteLength}`);
-  const version = bytes[0];
-  if (version !== PROTOCOL_VERSION) throw corrupt(`frame version ${version}, expected ${PROTOCOL_VERSION}`);
-  const kind = bytes[1];
-  if (kind < 1 || kind > MAX_KIND) throw corrupt(`unknown frame kind ${kind}`);
-  into.kind = kind as FrameKind;
-  into.flags = bytes[2] | (bytes[3] << 8);
-  into.context = get32(bytes, 4) >>> 0;
-  into.source = get32(bytes, 8);
-  into.tag = get32(bytes, 12);
-  into.seq = get32(bytes, 16) >>> 0;
-  into.sendId = get32(bytes, 20) >>> 0;
-  into.recvId = get32(bytes, 24) >>> 0;
-  into.aux = get32(bytes, 28) >>> 0;
-  into.payloadBytes = get64(bytes, 32);
-  into.messageBytes = get64(bytes, 40);
+  const w = decodeWords.of(bytes);
+  let kind: number;
+  if (w !== undefined) {
+    const w0 = w[0];
+    const version = w0 & 0xff;
+    if (version !== PROTOCOL_VERSION) throw corrupt(`frame version ${version}, expected ${PROTOCOL_VERSION}`);
+    kind = (w0 >>> 8) & 0xff;
+    if (kind < 1 || kind > MAX_KIND) throw corrupt(`unknown frame kind ${kind}`);
+    into.kind = kind as FrameKind;
+    into.flags = w0 >>> 16;
+    into.context = w[1] >>> 0;
+    into.source = w[2];
+    into.tag = w[3];
+    into.seq = w[4] >>> 0;
+    into.sendId = w[5] >>> 0;
+    into.recvId = w[6] >>> 0;
+    into.aux = w[7] >>> 0;
+    into.payloadBytes = length64(w[8], w[9]);
+    into.messageBytes = length64(w[10], w[11]);
+  } else {
+    if (bytes.byteLength < FRAME_HEADER_BYTES) throw corrupt(`a frame header is ${FRAME_HEADER_BYTES} bytes, got ${bytes.byteLength}`);
+    const version = bytes[0];
+    if (version !== PROTOCOL_VERSION) throw corrupt(`frame version ${version}, expected ${PROTOCOL_VERSION}`);
+    kind = bytes[1];
+    if (kind < 1 || kind > MAX_KIND) throw corrupt(`unknown frame kind ${kind}`);
+    into.kind = kind as FrameKind;
+    into.flags = bytes[2] | (bytes[3] << 8);
+    into.context = get32(bytes, 4) >>> 0;
+    into.source = get32(bytes, 8);
+    into.tag = get32(bytes, 12);
+    into.seq = get32(bytes, 16) >>> 0;
+    into.sendId = get32(bytes, 20) >>> 0;
+    into.recvId = get32(bytes, 24) >>> 0;
+    into.aux = get32(bytes, 28) >>> 0;
+    into.payloadBytes = get64(bytes, 32);
+    into.messageBytes = get64(bytes, 40);
+  }
   if (into.payloadBytes > into.messageBytes && kind !== FrameKind.DATA) {
     throw corrupt(`payload of ${into.payloadBytes} bytes exceeds the message length ${into.messageBytes}`);
   }
@@ -177,9 +260,14 @@ function put64(out: Uint8Array, at: number, n: number): void {
 }
 
 function get64(b: Uint8Array, at: number): number {
-  const hi = get32(b, at + 4) >>> 0;
-  if (hi > MAX_LENGTH_HIGH_WORD) throw corrupt(`a length of 2^${Math.floor(Math.log2(hi)) + 32} bytes or more`);
-  return hi * 0x1_0000_0000 + (get32(b, at) >>> 0);
+  return length64(get32(b, at), get32(b, at + 4));
+}
+
+/** A u64 length from its two little-endian words (as signed int32s); `CORRUPT` at 2^53 or more. */
+function length64(lo: number, hi: number): number {
+  const high = hi >>> 0;
+  if (high > MAX_LENGTH_HIGH_WORD) throw corrupt(`a length of 2^${Math.floor(Math.log2(high)) + 32} bytes or more`);
+  return high * 0x1_0000_0000 + (lo >>> 0);
 }
 
 function corrupt(what: string): VmcommError {

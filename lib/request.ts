@@ -44,9 +44,10 @@ const spunSettled = (): boolean => spinningOn === undefined || !spinningOn.pendi
  * getter (an object literal with a getter closure gets a hidden class of its own per request, which
  * kept ~40% of young objects alive across scavenges: 10 ms pauses). The promise is made only when a
  * program waits: a request completed within the blocking spin, or only `test()`ed, never makes one
- * that is still pending.
+ * that is still pending. @internal (the core's; a blocking receive extends it, see
+ * `communicator.ts`, so that one object is the receive, its settlement and its withdrawal).
  */
-class Settlement<T> implements RequestControl<T> {
+export class Settlement<T> implements RequestControl<T> {
   pending = true;
   state: typeof PENDING | typeof FULFILLED | typeof REJECTED = PENDING;
   value: T | undefined = undefined;
@@ -165,19 +166,7 @@ export class Request<T> implements PromiseLike<T> {
   }
 
   #waitFor(reported: boolean): Promise<T> {
-    const s = this.#s;
-    if (s.pending && this.#progress?.polling) {
-      // The settlement spun on goes through a module variable, not a closure per wait; saved and
-      // restored, since a poll may settle work that waits in turn.
-      const outer = spinningOn;
-      spinningOn = s;
-      try {
-        spinPoll(this.#progress, spunSettled);
-      } finally {
-        spinningOn = outer;
-      }
-    }
-    return s.promised(reported) as Promise<T>;
+    return waitSettled(this.#s, this.#progress, reported) as Promise<T>;
   }
 
   /** Makes progress and reports whether the request is complete (`MPI_Test`). Never blocks. */
@@ -220,12 +209,34 @@ export interface Withdrawal {
  * an accessor that optimized code reads through a load IC on every call.
  */
 export function spinPoll(progress: ProgressEngine, done: () => boolean): void {
+  // One poll before the clock is read: in a tight exchange the first one often completes the wait.
+  progress.poll();
+  if (done()) return;
   const until = performance.now() + SPIN_BUDGET_NS / 1e6;
   let polls = 0;
   do {
     progress.poll();
     if (++polls % POLLS_PER_CLOCK_READ === 0 && performance.now() >= until) break;
   } while (!done());
+}
+
+/**
+ * The promise of settlement `s` for a wait (a request's, or a blocking call's that has no request):
+ * spins on `progress` first while `s` is pending and some transport makes progress synchronously.
+ */
+export function waitSettled<T>(s: Settlement<T>, progress: ProgressEngine | undefined, reported: boolean): Promise<T> {
+  if (s.pending && progress?.polling) {
+    // The settlement spun on goes through a module variable, not a closure per wait; saved and
+    // restored, since a poll may settle work that waits in turn.
+    const outer = spinningOn;
+    spinningOn = s;
+    try {
+      spinPoll(progress, spunSettled);
+    } finally {
+      spinningOn = outer;
+    }
+  }
+  return s.promised(reported);
 }
 
 /** Builds a request and the control that settles it. */

@@ -141,6 +141,14 @@ export class ShmChannel implements Channel {
     this.dispatch(header, payload, done);
   }
 
+  /** {@link Channel.trySend}: through the ring at once, when the gate is open and single copy would not take the frame. */
+  trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
+    if (this.failure !== undefined || this.closing !== undefined || this.inFlight !== undefined || this.backlog.length > 0) return false;
+    const cma = this.cma;
+    if (cma !== undefined && payload !== undefined && payload.byteLength >= cma.minBytes) return false;
+    return this.ring.trySend(header, payload);
+  }
+
   /** The gate is open: single copy, or the ring. */
   private dispatch(header: Uint8Array, payload: Uint8Array | undefined, done: SendDone | undefined): void {
     const cma = this.cma;

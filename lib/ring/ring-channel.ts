@@ -114,6 +114,21 @@ export class RingChannel implements Channel {
     if (this.producer.queued > 0) this.flag();
   }
 
+  /** {@link Channel.trySend}: a frame that goes into the ring at once and in full, or nothing. */
+  trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
+    if (this.failure !== undefined || this.closing !== undefined) return false;
+    const length = payload === undefined ? 0 : payload.byteLength;
+    // A header that misdescribes its payload takes send()'s path, which refuses it.
+    if (header.byteLength < FRAME_HEADER_BYTES || announced(header) !== length) return false;
+    try {
+      return this.producer.trySend(header, payload) > 0;
+    } catch (error) {
+      // The shared tail was invalid: the channel fails, and the frame with it (send()'s path).
+      this.fail(error as Error);
+      return false;
+    }
+  }
+
   /**
    * Writes what the ring has room for, announces the ring if that is still to do, finishes a close.
    * Returns the bytes published plus one per announcement (0 = no progress).

@@ -55,7 +55,7 @@
  */
 
 import type { FrameSink, SendDone } from '../backend.js';
-import { FRAME_HEADER_BYTES, frameLength } from '../protocol.js';
+import { FRAME_HEADER_BYTES, frameLength, HeaderWords, newHeaderBuffer } from '../protocol.js';
 import { checkRegion, CONTROL_STRIDE_BYTES, corrupt, isPowerOfTwo, type Region } from './region.js';
 import { SendQueue } from './send-queue.js';
 
@@ -159,6 +159,8 @@ export class RingProducer extends RingSide {
   /** The consumer's tail as last read. */
   private tail: number;
   private readonly queue = new SendQueue();
+  /** The word view of the header buffer the core sends from (the same one message after message). */
+  private readonly headerWords = new HeaderWords();
   /** The dones of frames completed by one flush, called after the publish. */
   private readonly completedDones: (SendDone | undefined)[] = [];
   /** True while a flush calls dones (a done that sends again must not reuse {@link completedDones}). */
@@ -213,23 +215,33 @@ export class RingProducer extends RingSide {
    * published by this call. Throws `CORRUPT` when the shared tail is invalid.
    */
   send(header: Uint8Array, payload: Uint8Array | undefined, done: SendDone | undefined): number {
-    const length = payload === undefined ? 0 : payload.byteLength;
-    if (this.queue.length === 0) {
-      const record = FRAME_HEADER_BYTES + length + padding(length);
-      if (record <= this.dataBytes && (record <= this.dataBytes - ((this.head - this.tail) >>> 0) || record <= this.refreshFree(this.head))) {
-        const at = this.head;
-        this.copyHeaderIn(header, 0, at);
-        if (length > 0) this.copyIn(payload!, 0, length, at + FRAME_HEADER_BYTES);
-        this.head = (at + record) >>> 0;
-        Atomics.store(this.ctl, W_HEAD, this.head | 0);
-        this.onPublish();
-        this.completed++;
-        if (done !== undefined) done();
-        return record;
-      }
+    const written = this.trySend(header, payload);
+    if (written > 0) {
+      if (done !== undefined) done();
+      return written;
     }
     this.queue.push(header, payload, done);
     return this.flush();
+  }
+
+  /**
+   * Writes the frame at once if nothing is queued and it fits; returns the bytes published, or 0
+   * (nothing done: the frame is the caller's to queue). Throws `CORRUPT` when the shared tail is
+   * invalid.
+   */
+  trySend(header: Uint8Array, payload: Uint8Array | undefined): number {
+    if (this.queue.length !== 0) return 0;
+    const length = payload === undefined ? 0 : payload.byteLength;
+    const record = FRAME_HEADER_BYTES + length + padding(length);
+    if (record > this.dataBytes || (record > this.dataBytes - ((this.head - this.tail) >>> 0) && record > this.refreshFree(this.head))) return 0;
+    const at = this.head;
+    this.copyHeaderIn(header, 0, at);
+    if (length > 0) this.copyIn(payload!, 0, length, at + FRAME_HEADER_BYTES);
+    this.head = (at + record) >>> 0;
+    Atomics.store(this.ctl, W_HEAD, this.head | 0);
+    this.onPublish();
+    this.completed++;
+    return record;
   }
 
   /**
@@ -343,6 +355,11 @@ export class RingProducer extends RingSide {
     const at = pos & this.mask;
     if (at + FRAME_HEADER_BYTES > this.dataBytes) return this.copyIn(src, from, FRAME_HEADER_BYTES, pos);
     const d = this.data32;
+    const words = from === 0 ? this.headerWords.of(src) : undefined;
+    if (words !== undefined) {
+      for (let i = 0, w = at >> 2; i < FRAME_HEADER_BYTES >> 2; i++, w++) d[w] = words[i];
+      return;
+    }
     for (let w = at >> 2, j = from; j < from + FRAME_HEADER_BYTES; w++, j += 4) d[w] = src[j] | (src[j + 1] << 8) | (src[j + 2] << 16) | (src[j + 3] << 24);
   }
 
@@ -377,7 +394,8 @@ export class RingConsumer extends RingSide {
   /** Streamed payloads are copied and released in pieces of at most this many bytes (`D`/4). */
   private readonly pieceBytes: number;
   /** A private copy of the current header: the sink never sees shared memory change under it. */
-  private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
+  /** Handed to the sink's `begin`: a header buffer the core decodes by words. */
+  private readonly header = newHeaderBuffer();
   private readonly header32 = new Int32Array(this.header.buffer);
   /**
    * Set by {@link poll} when it freed space for a producer that was waiting for it (the word was
