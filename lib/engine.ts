@@ -690,7 +690,7 @@ export class Engine implements FrameSink, ProgressEngine {
       }
       return;
     }
-    const late = this.earlyInProgress.get(peer);
+    const late = this.earlyInProgress.size === 0 ? undefined : this.earlyInProgress.get(peer);
     if (late) {
       this.earlyInProgress.delete(peer);
       return this.replay(late);
