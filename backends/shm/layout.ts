@@ -12,19 +12,7 @@
  * | 12 | u32 | inbox slots | owner, once |
  * | 16 | 16 bytes | the owner's shm nonce (the same 128 bits its card carries, as hex) | owner, once |
  * | 256 | | the inbox (`lib/ring/inbox.ts`): doorbell, waiter flag, state, announcements | |
- * | 256 + inbox bytes | {@link COLLECTIVE_CELLS} × {@link CELL_BYTES} | collective cells (below) | owner |
- *
- * ### Collective cells (`collective-cells.ts`)
- *
- * Cell `k` belongs to the communicator with cell key `k` (`lib/collectives/shared-memory.ts`); the
- * owner writes it, the communicator's other members read it. Offsets within a cell:
- *
- * | offset | type | field |
- * |---|---|---|
- * | 0 | i32 | stamp (written after the payload it announces) |
- * | 4 | i32 | presence (the collective call the owner is in) |
- * | 16 | {@link CELL_PAYLOAD_BYTES} bytes | payload buffer 0 (a small one shares the stamp's cache line) |
- * | 16 + {@link CELL_PAYLOAD_BYTES} | {@link CELL_PAYLOAD_BYTES} bytes | payload buffer 1 |
+ * | 256 + inbox bytes | `COLLECTIVE_CELLS` × `CELL_BYTES` | collective cells (`lib/ring/collective-cells.ts`) | owner |
  *
  * A peer proves it shares this OS (and this `/dev/shm`) by opening the file its card names, in its own
  * shm directory, and finding the nonce the card carries: DESIGN section 4's shm token.
@@ -57,6 +45,7 @@
  * @module
  */
 
+import { CELL_BYTES, CELLS_BYTES } from '../../lib/ring/collective-cells.js';
 import { inboxBytes } from '../../lib/ring/inbox.js';
 import { corrupt } from '../../lib/ring/region.js';
 
@@ -71,18 +60,9 @@ export const FILE_HEADER_BYTES = 256;
 /** Bytes of the nonce in an inbox file. */
 export const NONCE_BYTES = 16;
 
-/** Collective cells in an inbox file: communicators with a cell key below this get one. */
-export const COLLECTIVE_CELLS = 32;
-/** Bytes of each of a cell's two payload buffers. */
-export const CELL_PAYLOAD_BYTES = 512;
-/** Offset of payload buffer 0 in a cell (in the stamp's cache line). */
-export const CELL_PAYLOAD_OFFSET = 16;
-/** Bytes per cell: the words, two buffers, rounded up to whole cache lines. */
-export const CELL_BYTES = Math.ceil((CELL_PAYLOAD_OFFSET + 2 * CELL_PAYLOAD_BYTES) / 64) * 64;
-
 /** Bytes of a rank's inbox file with `slots` announcement slots. */
 export function inboxFileBytes(slots: number): number {
-  return FILE_HEADER_BYTES + inboxBytes(slots) + COLLECTIVE_CELLS * CELL_BYTES;
+  return FILE_HEADER_BYTES + inboxBytes(slots) + CELLS_BYTES;
 }
 
 /** Byte offset of cell `key` in an inbox file with `slots` slots. */

@@ -49,8 +49,8 @@ import { CmaSink } from './cma.js';
 import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './files.js';
 import type { ShmOptions } from './index.js';
 import { autoRingBytes } from './ring-size.js';
-import { cellOffset, checkInboxHeader, COLLECTIVE_CELLS, FILE_HEADER_BYTES, inboxFileBytes, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
-import { ShmCollectiveCells } from './collective-cells.js';
+import { cellOffset, checkInboxHeader, FILE_HEADER_BYTES, inboxFileBytes, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
+import { CellWatchers, COLLECTIVE_CELLS, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
 import { ShmChannel } from './shm-channel.js';
 import { futexSleeper } from './sleeper.js';
 import { hostCores } from '../../lib/launch/binding.js';
@@ -141,8 +141,8 @@ export class ShmTransport implements Transport {
   private poller: Poller | undefined;
   private policy: WaitingPolicy | undefined;
   private yieldOnEmpty = false;
-  /** Checks of collectives waiting on cells, called on every poll (`collective-cells.ts`). */
-  private watchers: (() => boolean)[] = [];
+  /** Checks of collectives waiting on cells, called on every poll (`lib/ring/collective-cells.ts`). */
+  private readonly watchers = new CellWatchers();
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -423,7 +423,7 @@ export class ShmTransport implements Transport {
     const cma = this.cmaSink!;
     const readsBefore = cma.counts.reads;
     let frames = poller.poll();
-    if (this.watchers.length > 0) frames += this.checkWatchers();
+    if (this.watchers.size > 0) frames += this.watchers.run();
     if (cma.active > 0) cma.pump(CMA_BYTES_PER_POLL);
     frames += cma.counts.reads - readsBefore;
     if (this.pendingChannels.size > 0) this.pendingChannels.flushAll();
@@ -445,7 +445,7 @@ export class ShmTransport implements Transport {
     const cma = this.cmaSink!;
     const readsBefore = cma.counts.reads;
     let delivered = poller.poll();
-    if (this.watchers.length > 0) delivered += this.checkWatchers();
+    if (this.watchers.size > 0) delivered += this.watchers.run();
     let moved = poller.moved;
     if (cma.active > 0 && cma.pump(CMA_BYTES_PER_POLL) > 0) moved = true;
     delivered += cma.counts.reads - readsBefore;
@@ -459,26 +459,13 @@ export class ShmTransport implements Transport {
     return Progress.NONE;
   }
 
-  /** Calls the watched checks; returns how many completed (they count as delivered frames). */
-  private checkWatchers(): number {
-    const watchers = this.watchers;
-    let done = 0;
-    for (let i = 0; i < watchers.length; i++) {
-      if (watchers[i]()) {
-        watchers.splice(i--, 1);
-        done++;
-      }
-    }
-    return done;
-  }
-
   /**
    * The cells of communicator `key` among `members` (see {@link Transport.collectiveCells}): each
    * member's cell `key` in its own inbox file, whose mapping the probe made. `undefined` for a key
    * beyond the files' {@link COLLECTIVE_CELLS}, or (never on a member whose pairs all chose shm) a
    * member this rank does not serve.
    */
-  collectiveCells(key: number, members: readonly number[]): ShmCollectiveCells | undefined {
+  collectiveCells(key: number, members: readonly number[]): RegionCollectiveCells | undefined {
     const { rank } = this.components;
     const own = this.inboxFile;
     if (!Number.isInteger(key) || key < 0 || key >= COLLECTIVE_CELLS || own === undefined || this.stopping !== undefined) return undefined;
@@ -493,16 +480,7 @@ export class ShmTransport implements Transport {
       if (link === undefined || !this.served.has(m)) return undefined;
       places.push({ sab: link.inboxSab, offset: cellOffset(link.slots, key) });
     }
-    return new ShmCollectiveCells(places, members, rank, {
-      wake: (peer) => this.wake(peer, true),
-      watch: (check) => {
-        this.watchers.push(check);
-      },
-      unwatch: (check) => {
-        const i = this.watchers.indexOf(check);
-        if (i >= 0) this.watchers.splice(i, 1);
-      },
-    });
+    return this.watchers.cells(places, members, rank, (peer) => this.wake(peer, true));
   }
 
   /** Stops the wait loop, closes the inbox and the rings, wakes the peers, removes the files. Idempotent. */

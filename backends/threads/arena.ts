@@ -1,16 +1,18 @@
 /**
- * A thread-rank's *arena*: one `SharedArrayBuffer` holding its inbox and the rings it sends on, one
- * per peer, carved on first use. The buffer is allocated once at start-up at its full size, but the
- * operating system commits its pages only when they are first touched (V8 allocates large shared
- * buffers zero-filled with `calloc`, i.e. untouched anonymous pages), so the memory a rank really
- * uses is its inbox plus one ring per peer it has sent to.
+ * A thread-rank's *arena*: one `SharedArrayBuffer` holding its inbox, its collective cells and the
+ * rings it sends on, one per peer, carved on first use. The buffer is allocated once at start-up at
+ * its full size, but the operating system commits its pages only when they are first touched (V8
+ * allocates large shared buffers zero-filled with `calloc`, i.e. untouched anonymous pages), so the
+ * memory a rank really uses is its inbox, the cells its communicators use (34 KiB for all) and one
+ * ring per peer it has sent to.
  *
  * ## Layout
  *
  * | offset | bytes | what |
  * |---|---|---|
  * | 0 | `inboxBytes(slots)` | the inbox (`lib/ring/inbox.ts`) |
- * | `ringsStart` (next multiple of 64) | `ringRegionBytes(ringBytes)` each | rings, in the order they were carved |
+ * | `cellsStart` (next multiple of 64) | `CELLS_BYTES` | collective cells (`lib/ring/collective-cells.ts`) |
+ * | `ringsStart` | `ringRegionBytes(ringBytes)` each | rings, in the order they were carved |
  *
  * A ring is announced to its consumer with an 8-byte descriptor: u32 offset, u32 length, both
  * little-endian (see {@link encodeRingDescriptor}); the consumer checks it against the arena it
@@ -20,6 +22,7 @@
  */
 
 import { VmcommError } from '../../lib/errors.js';
+import { CELL_BYTES, CELLS_BYTES } from '../../lib/ring/collective-cells.js';
 import { initInbox, inboxBytes } from '../../lib/ring/inbox.js';
 import { corrupt, REGION_ALIGN_BYTES, type Region } from '../../lib/ring/region.js';
 import { initRing, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
@@ -42,9 +45,19 @@ export function arenaBytes(plan: ArenaPlan): number {
   return ringsStart(plan.slots) + plan.rings * ringRegionBytes(plan.ringBytes);
 }
 
-/** Where the first ring starts, after an inbox of `slots` slots. */
-export function ringsStart(slots: number): number {
+/** Where the collective cells start, after an inbox of `slots` slots. */
+export function cellsStart(slots: number): number {
   return Math.ceil(inboxBytes(slots) / REGION_ALIGN_BYTES) * REGION_ALIGN_BYTES;
+}
+
+/** Byte offset of collective cell `key` in an arena whose inbox has `slots` slots. */
+export function cellOffset(slots: number, key: number): number {
+  return cellsStart(slots) + key * CELL_BYTES;
+}
+
+/** Where the first ring starts, after the inbox and the cells. */
+export function ringsStart(slots: number): number {
+  return cellsStart(slots) + CELLS_BYTES;
 }
 
 /** One rank's arena. */

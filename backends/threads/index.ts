@@ -6,8 +6,10 @@
  * (priority 80, role `'local'`).
  *
  * - Each rank owns an *arena*, one `SharedArrayBuffer` committed page by page as it is used: its
- *   inbox (doorbell, waiter flag, ring announcements) and, carved on first send, one
- *   single-producer single-consumer ring per peer it sends to (`lib/ring/`).
+ *   inbox (doorbell, waiter flag, ring announcements), its collective cells (the shared-memory
+ *   allreduce and barrier of a communicator of thread-ranks, `Transport.collectiveCells`) and,
+ *   carved on first send, one single-producer single-consumer ring per peer it sends to
+ *   (`lib/ring/`).
  * - Same process is **proven**, not assumed: ranks meet on a `BroadcastChannel` named from the job
  *   id (it reaches only threads of this process), exchange their arenas there, and a peer passes
  *   `probe` only if its hello arrived with the nonce its card carries.

@@ -42,8 +42,9 @@ import { nextPowerOfTwo } from '../../lib/ring/region.js';
 import { PendingChannels, RingChannel } from '../../lib/ring/ring-channel.js';
 import { RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 import { chooseWaiting, Progress, WaitingPolicy, type Sleeper } from '../../lib/ring/waiting.js';
+import { CellWatchers, COLLECTIVE_CELLS, type CellPlace, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
 import { tryLoadNative } from '../native/native.js';
-import { Arena, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
+import { Arena, cellOffset, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
 import { ThreadDirectory, type ThreadPeer } from './directory.js';
 import { DEFAULT_RING_BUDGET_BYTES, MAX_AUTO_RING_BYTES, MIN_AUTO_RING_BYTES, type ThreadsOptions } from './options.js';
 import { hostCores } from '../../lib/launch/binding.js';
@@ -89,6 +90,8 @@ export class ThreadsTransport implements Transport {
   private served = new Set<number>();
   private readonly channels = new Map<number, RingChannel>();
   private readonly pending = new PendingChannels();
+  /** Checks of collectives waiting on cells, called on every poll (`lib/ring/collective-cells.ts`). */
+  private readonly watchers = new CellWatchers();
   private poller: Poller | undefined;
   private policy: WaitingPolicy | undefined;
   /** Poll once per event-loop turn instead of spinning (decided at addPeers). */
@@ -290,7 +293,8 @@ export class ThreadsTransport implements Transport {
   poll(): number {
     const poller = this.poller;
     if (poller === undefined) return 0;
-    const frames = poller.poll();
+    let frames = poller.poll();
+    if (this.watchers.size > 0) frames += this.watchers.run();
     if (this.pending.size > 0) this.pending.flushAll();
     if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
     // A blocking wait spins on this: with more thread-ranks than cores, give the core to one with work.
@@ -306,6 +310,7 @@ export class ThreadsTransport implements Transport {
     const poller = this.poller;
     if (poller === undefined) return Progress.NONE;
     let delivered = poller.poll();
+    if (this.watchers.size > 0) delivered += this.watchers.run();
     let moved = poller.moved;
     if (this.pending.size > 0 && this.pending.flushAll() > 0) {
       delivered += this.pending.completed;
@@ -315,6 +320,30 @@ export class ThreadsTransport implements Transport {
     if (moved) return Progress.MOVED;
     this.schedYield?.();
     return Progress.NONE;
+  }
+
+  /**
+   * The cells of communicator `key` among `members` (see {@link Transport.collectiveCells}): each
+   * member's cell `key` in its own arena, which the directory handed to every peer. `undefined` for a
+   * key beyond {@link COLLECTIVE_CELLS}, after `stop()`, or (never on a member whose pairs all chose
+   * threads) for a member this rank does not serve.
+   */
+  collectiveCells(key: number, members: readonly number[]): RegionCollectiveCells | undefined {
+    const { rank } = this.components;
+    const arena = this.arena;
+    if (!Number.isInteger(key) || key < 0 || key >= COLLECTIVE_CELLS || arena === undefined || this.stopping !== undefined) return undefined;
+    if (!members.includes(rank)) return undefined;
+    const places: CellPlace[] = [];
+    for (const m of members) {
+      if (m === rank) {
+        places.push({ sab: arena.sab, offset: cellOffset(arena.plan.slots, key) });
+        continue;
+      }
+      const link = this.links.get(m);
+      if (link === undefined || !this.served.has(m)) return undefined;
+      places.push({ sab: link.info.arena, offset: cellOffset(link.info.slots, key) });
+    }
+    return this.watchers.cells(places, members, rank, (peer) => this.wake(peer, true));
   }
 
   /** Stops the wait loop, closes the inbox and the rings, wakes whoever might wait on us. Idempotent. */

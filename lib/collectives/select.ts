@@ -123,7 +123,7 @@ export function chooseAlgorithm<C extends TunableCollective>(collective: C, shap
     // Neither has anything to do on one rank (or one group): the table's choice, which moves nothing.
     if (override === 'hierarchical' || (override === 'shared-memory' && shape.size < 2)) return chooseAlgorithm(collective, shape, undefined, env);
     if (override === 'shared-memory' && !sharedFits(shape)) {
-      const why = shape.sharedBytes === undefined ? 'a communicator whose ranks all talk through one shared-memory transport with collective cells (shm)' : `at most ${shape.sharedBytes} bytes and ${SHARED_MAX_RANKS} ranks`;
+      const why = shape.sharedBytes === undefined ? 'a communicator whose ranks all talk through one shared-memory transport with collective cells (shm, or threads)' : `at most ${shape.sharedBytes} bytes and ${SHARED_MAX_RANKS} ranks`;
       throw new VmcommError('INVALID_ARGUMENT', `${collective} algorithm "shared-memory" needs ${why}; choose ${known.filter((a) => a !== 'hierarchical' && usable(a)).join(', ')}`);
     }
     if (!usable(override)) throw new VmcommError('INVALID_ARGUMENT', `${collective} algorithm "${override}" needs a commutative op; declare a function op commutative with defineOp(fn, { commute: true }) or choose ${known.filter(usable).join(', ')}`);
@@ -142,13 +142,13 @@ export function selectionTableMarkdown(): string {
     '| collective | algorithm, first that applies |',
     '|---|---|',
     '| barrier, bcast, reduce, allreduce | hierarchical (within each shared-memory group, across the group leaders, back) when the communicator spans several groups, one of them holds several ranks, and the op commutes; else as below |',
-    `| allreduce | shared memory if every pair of ranks talks through shm, the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |`,
+    `| allreduce | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |`,
     '| reduce | binomial if ≤ 2 KiB; else Rabenseifner (both keep rank order for non-commutative ops) |',
     '| bcast | binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |',
     '| allgather(v) | recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |',
     '| alltoall | Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise |',
     '| reduceScatter | recursive halving (keeps rank order) unless the op is commutative, > 4 MiB and the size not a power of two; then ring |',
-    `| barrier | shared memory if every pair of ranks talks through shm and ≤ ${SHARED_MAX_RANKS} ranks; else dissemination |`,
+    `| barrier | shared memory if every pair of ranks talks through one transport with cells (shm, or threads) and ≤ ${SHARED_MAX_RANKS} ranks; else dissemination |`,
     '| gather, scatter | binomial tree |',
     '| gatherv, scatterv | binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |',
     '| alltoallv | pairwise |',

@@ -10,6 +10,7 @@
  * - `ring-channel.ts` — a core `Channel` over a ring and the peer's inbox.
  * - `poller.ts` — polls announced rings with a budget, round-robin.
  * - `waiting.ts` — spin (or yield), then sleep.
+ * - `collective-cells.ts` — cells in each rank's region for the shared-memory collectives.
  *
  * @module
  */
@@ -21,3 +22,4 @@ export * from './inbox.js';
 export * from './ring-channel.js';
 export * from './poller.js';
 export * from './waiting.js';
+export * from './collective-cells.js';

@@ -121,7 +121,7 @@ describe('vmcomm info', () => {
     expect(row0?.trim().split(/\s+/)).toEqual(['0', 'self', expect.stringMatching(/^(shm|tcp)$/)]);
     expect(row1?.trim().split(/\s+/)[2]).toBe('self');
     expect(text).toMatch(/0↔1: .*→ chosen/);
-    expect(text).toContain('| allreduce | shared memory if every pair of ranks talks through shm');
+    expect(text).toContain('| allreduce | shared memory if every pair of ranks talks through one transport with cells (shm, or threads)');
     expect(text).not.toMatch(/SECRET/);
   });
 

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import type { BackendComponents, CardFields, FrameSink, LocalityCard } from '../../../lib/backend.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength } from '../../../lib/protocol.js';
+import { CELLS_BYTES } from '../../../lib/ring/collective-cells.js';
 import { InboxSender, inboxBytes } from '../../../lib/ring/inbox.js';
 import { runTsWorker } from '../../../lib/ring/test/helpers.js';
 import { tryLoadNative } from '../../native/native.js';
@@ -83,7 +84,8 @@ describe('threads options', () => {
       const fields = await t.start();
       expect(fields?.ringBytes).toBe(ringBytes);
       expect(t.memory.arenaBytes).toBeGreaterThan((size - 1) * ringBytes);
-      expect(t.memory.arenaBytes).toBeLessThan((size - 1) * ringBytes + inboxBytes(128) + size * 1024);
+      // Beyond the rings: the inbox, the collective cells, ring headers and alignment.
+      expect(t.memory.arenaBytes).toBeLessThan((size - 1) * ringBytes + inboxBytes(128) + CELLS_BYTES + size * 1024);
       expect(t.memory.rings).toBe(0);
       await t.stop();
     }
@@ -218,6 +220,48 @@ describe('threads channels', () => {
     await Promise.all([a.stop(), b.stop()]);
     await expect(a.connect(1)).rejects.toMatchObject({ code: 'FINALIZED' });
     await a.stop(); // idempotent
+  });
+
+  it('offers collective cells in each rank\'s arena: a publish is seen by the peer and wakes it from sleep through its watch', async () => {
+    const { a, b } = await pair({ maxSpinNs: 20_000, spinBudgetNs: 20_000 });
+    const ca = a.collectiveCells(3, [0, 1])!;
+    const cb = b.collectiveCells(3, [0, 1])!;
+    expect(ca).toBeDefined();
+    expect(ca.payloadBytes).toBe(512);
+    // Out of range, a member it does not serve, a communicator without this rank: no cells.
+    expect(a.collectiveCells(32, [0, 1])).toBeUndefined();
+    expect(a.collectiveCells(-1, [0, 1])).toBeUndefined();
+    expect(a.collectiveCells(3, [0, 5])).toBeUndefined();
+    expect(a.collectiveCells(3, [1])).toBeUndefined();
+    // Another key is another cell: nothing written under key 3 shows there.
+    const other = b.collectiveCells(4, [0, 1])!;
+    ca.doubles(0, 1)[0] = 2.5;
+    ca.announce(77);
+    for (let k = 0; k < 5000 && b.waiting?.state !== 'sleeping'; k++) await new Promise((r) => setImmediate(r));
+    expect(b.waiting?.state).toBe('sleeping');
+    const wakesBefore = b.waiting!.counts.wakes;
+    let seen = 0;
+    cb.watch(() => {
+      seen = cb.stamp(0);
+      return seen !== 0;
+    });
+    ca.publish(41);
+    // No polling from here: only the wake-up can run b's watch.
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('the watch never saw the stamp')), 10_000);
+      const check = () => (seen !== 0 ? (clearTimeout(t), resolve()) : setTimeout(check, 1));
+      check();
+    });
+    expect(seen).toBe(41);
+    expect(b.waiting!.counts.wakes).toBeGreaterThan(wakesBefore);
+    expect(cb.presence(0)).toBe(77);
+    expect(cb.doubles(0, 1)[0]).toBe(2.5);
+    // The byte view of a payload buffer is the same memory as its double view.
+    expect(Array.from(cb.payload(0, 1).subarray(0, 8))).toEqual(Array.from(new Uint8Array(new Float64Array([2.5]).buffer)));
+    expect(other.stamp(0)).toBe(0);
+    expect(other.presence(0)).toBe(0);
+    await Promise.all([a.stop(), b.stop()]);
+    expect(a.collectiveCells(3, [0, 1])).toBeUndefined();
   });
 
   it('sleeps when idle and is woken by a send', async () => {
