@@ -243,7 +243,7 @@ export class CollectiveOperations {
 
   allreduce<T>(value: T, op: ReduceOp, opts?: CollectiveOptions): Promise<T> {
     const named = opts?.algorithm;
-    const scalarAlgorithm = typeof value === 'number' && ARITHMETIC.has(op) ? (named ?? (this.#s.env.allreduce === undefined ? this.#scalarAllreduce() : undefined)) : undefined;
+    const scalarAlgorithm = typeof value === 'number' && ARITHMETIC.has(op) ? (named ?? this.#scalarAllreduce()) : undefined;
     if (scalarAlgorithm === 'recursive-doubling' || scalarAlgorithm === 'shared-memory') {
       const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
       const shared = scalarAlgorithm === 'shared-memory' ? this.#sharedFor(8, named) : undefined;
@@ -275,7 +275,7 @@ export class CollectiveOperations {
         throw invalidArgument('send', `IN_PLACE or a ${recv.constructor.name} of ${recv.length} elements like recv`, send);
       }
     }
-    if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op) && opts?.algorithm === undefined && this.#s.env.allreduce === undefined && this.#scalarAllreduce() === 'shared-memory') {
+    if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op) && opts?.algorithm === undefined && this.#scalarAllreduce() === 'shared-memory') {
       // One double with the table's choice, shared memory: as allreduce of a number (hash made once).
       let hash = SCALAR_BUFFER_HASHES.get(op);
       if (hash === undefined) SCALAR_BUFFER_HASHES.set(op, (hash = argumentHash('allreduceBuffer', code('float64'), code(1), code(opName(op)), undefined, undefined)));
@@ -399,7 +399,7 @@ export class CollectiveOperations {
     return chooseAlgorithm('allreduce', { size: this.#s.size, bytes, commutative: reducer.commutative, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
   }
 
-  /** The algorithm of a one-number allreduce with no algorithm named and no override: the table's, kept. */
+  /** The algorithm of a one-number allreduce with no algorithm named: `VMCOMM_COLL_ALLREDUCE`'s where it applies, else the table's, kept (neither changes during a job). */
   #scalarAllreduce(): AlgorithmOf<'allreduce'> {
     return (this.#scalarDefault ??= this.#allreduceAlgorithm(8, SCALAR_REDUCER_SHAPE, undefined));
   }

@@ -44,13 +44,16 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(transports.every((t) => t.cellsGiven === 1)).toBe(true);
   });
 
-  it('allreduceBuffer of one double: the fast path and the table’s path (a rank with VMCOMM_COLL_ALLREDUCE set) agree on the argument hash', async () => {
+  it('one number or double with VMCOMM_COLL_ALLREDUCE=shared-memory on one rank and the table’s choice on the other: both take the one-number path, agree, and send no message', async () => {
     const boots = createLocalJob(2);
     const factory = memory({ cellBytes: 64 });
     const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 0 ? { VMCOMM_COLL_ALLREDUCE: 'shared-memory' } : {} }))));
+    const before = comms.map(collectiveFramesSent);
     const bufs = comms.map((c) => Float64Array.of(c.rank + 1));
     await Promise.all(comms.map((c, r) => c.allreduceBuffer(IN_PLACE, bufs[r], Op.MAX)));
     expect(bufs.map((b) => b[0])).toEqual([2, 2]);
+    expect(await Promise.all(comms.map((c) => c.allreduce(c.rank + 1, Op.SUM)))).toEqual([3, 3]);
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
   });
 
   it('a rank whose VMCOMM_COLL_ALLREDUCE makes it use messages: INVALID_ARGUMENT on both, not a hang', async () => {
