@@ -85,8 +85,10 @@ export interface Channel {
   /**
    * Optional fast path for small frames: writes the frame at once and in full if it can (nothing
    * queued before it, room for all of it) and returns true — the frame is then sent as by
-   * {@link send} with a `done` called at once. Returns false, having done nothing, otherwise (the
-   * core then calls {@link send}). Lets the core complete a small send without a callback.
+   * {@link send} with a `done` called at once. Returns false otherwise, having sent nothing (the
+   * core then calls {@link send}, which queues the frame, or refuses it if the channel failed
+   * meanwhile: finding its shared state invalid fails the channel here as it would in `send`). Lets
+   * the core complete a small send without a callback.
    */
   trySend?(header: Uint8Array, payload: Uint8Array | undefined): boolean;
   /**

@@ -1090,7 +1090,8 @@ function bytesOf(view: ArrayBufferView): Uint8Array {
  * the same views message after message (often two: one to send from, one to receive into), and a
  * view's buffer, and whether it can resize, never change. Reading `view.buffer` calls into the runtime
  * and the two getters are not inlined either (together a tenth of a small message's cost), so they
- * run once per view while it stays one of the last two checked.
+ * run once per view while it stays one of the last two checked. (The two views stay referenced
+ * until two others are checked: at most two buffers kept alive.)
  */
 let fixedLengthView: ArrayBufferView | undefined;
 /** The one checked before {@link fixedLengthView}. */

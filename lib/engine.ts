@@ -409,6 +409,8 @@ export class Engine implements FrameSink, ProgressEngine {
       // Written in full at once (the common case for a small message): complete without a callback.
       if (p.endpoint.trySend(this.headerBytes, bytes)) {
         control.resolve();
+        // As the callback would: a backlogged send that completes here may be what finalize waits for.
+        this.checkIdle();
         return 0;
       }
       this.eagerInFlight++;

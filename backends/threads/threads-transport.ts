@@ -199,8 +199,10 @@ export class ThreadsTransport implements Transport {
     if (info === undefined) return false;
     if (info.threadId === threadId && !this.options.allowSameThread) return false;
     try {
-      // Validates the peer's inbox layout (CORRUPT otherwise) and its ring size.
+      // Validates the peer's inbox layout (CORRUPT otherwise), its ring size, and that its arena holds
+      // the collective cells (which collectiveCells() maps without further checks).
       ringRegionBytes(info.ringBytes);
+      if (info.arena.byteLength < ringsStart(info.slots)) throw new VmcommError('CORRUPT', `an arena of ${info.arena.byteLength} bytes, too small for its inbox and collective cells`);
       const inbox = new InboxSender({ sab: info.arena, byteOffset: 0, byteLength: inboxBytes(info.slots) });
       this.links.set(peer.rank, { info, inbox });
       return true;
