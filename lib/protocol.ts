@@ -156,9 +156,11 @@ export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
     w[5] = h.sendId;
     w[6] = h.recvId;
     w[7] = h.aux;
-    w[8] = h.payloadBytes % 0x1_0000_0000;
+    // An Int32Array store keeps the low 32 bits (ToInt32 is exact below 2^53): no `%`, which on a
+    // double is a slow x87 `fprem`.
+    w[8] = h.payloadBytes;
     w[9] = Math.floor(h.payloadBytes / 0x1_0000_0000);
-    w[10] = h.messageBytes % 0x1_0000_0000;
+    w[10] = h.messageBytes;
     w[11] = Math.floor(h.messageBytes / 0x1_0000_0000);
     return out;
   }
@@ -255,7 +257,7 @@ function get32(b: Uint8Array, at: number): number {
 
 /** Stores a length below 2^53 as a little-endian u64. */
 function put64(out: Uint8Array, at: number, n: number): void {
-  put32(out, at, n % 0x1_0000_0000);
+  put32(out, at, n); // put32 keeps the low 32 bits (its stores and shifts convert exactly below 2^53)
   put32(out, at + 4, Math.floor(n / 0x1_0000_0000));
 }
 
@@ -266,6 +268,8 @@ function get64(b: Uint8Array, at: number): number {
 /** A u64 length from its two little-endian words (as signed int32s); `CORRUPT` at 2^53 or more. */
 function length64(lo: number, hi: number): number {
   const high = hi >>> 0;
+  // Below 2^32 (every small frame) an integer, not a double: V8 keeps what follows in integer ops.
+  if (high === 0) return lo >>> 0;
   if (high > MAX_LENGTH_HIGH_WORD) throw corrupt(`a length of 2^${Math.floor(Math.log2(high)) + 32} bytes or more`);
   return high * 0x1_0000_0000 + (lo >>> 0);
 }

@@ -109,6 +109,9 @@ export function initRing(region: Region): void {
 
 /** Padding after a payload of `n` bytes so the next record is aligned. */
 function padding(n: number): number {
+  // Bitwise below 2^31 (every frame a ring carries whole): `%` on a length V8 holds as a double is
+  // an x87 `fprem`, a fifth of a small frame's send. Larger lengths (a streamed payload's) keep `%`.
+  if (n <= 0x7fff_ffff) return -(n | 0) & (RECORD_ALIGN_BYTES - 1);
   const r = n % RECORD_ALIGN_BYTES;
   return r === 0 ? 0 : RECORD_ALIGN_BYTES - r;
 }

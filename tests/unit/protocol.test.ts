@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, FrameKind } from '../../lib/protocol.js';
+import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, FrameKind, newHeaderBuffer, type FrameHeader } from '../../lib/protocol.js';
 
 describe('frame header', () => {
   it('round-trips every field, including 64-bit lengths', () => {
@@ -19,6 +19,37 @@ describe('frame header', () => {
     expect([v.getBigUint64(32, true), v.getBigUint64(40, true)]).toEqual([0n, 2n ** 53n - 1n]);
     expect(decodeHeader(bytes, emptyHeader())).toEqual(h);
     expect(() => encodeHeader(h, new Uint8Array(FRAME_HEADER_BYTES - 1))).toThrow(RangeError);
+  });
+
+  it('a header buffer (encoded and decoded by 32-bit words) holds exactly the bytes of the byte path, for random headers and lengths up to 2^53 − 1', () => {
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const u32 = () => Math.floor(rand() * 2 ** 32);
+    const length = () => [0, 1, 8, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1][Math.floor(rand() * 8)] ?? 0;
+    const words = newHeaderBuffer();
+    const plain = new Uint8Array(FRAME_HEADER_BYTES);
+    for (let i = 0; i < 2000; i++) {
+      const message = rand() < 0.5 ? length() : Math.floor(rand() * 2 ** 53);
+      const h: FrameHeader = {
+        kind: (1 + Math.floor(rand() * 8)) as FrameHeader['kind'],
+        flags: u32() & 0xffff,
+        context: u32(),
+        source: u32() | 0,
+        tag: u32() | 0,
+        seq: u32(),
+        sendId: u32(),
+        recvId: u32(),
+        aux: u32(),
+        payloadBytes: Math.floor(rand() * (message + 1)),
+        messageBytes: message,
+      };
+      encodeHeader(h, words);
+      encodeHeader(h, plain);
+      expect(Array.from(words)).toEqual(Array.from(plain));
+      expect(decodeHeader(words, emptyHeader())).toEqual(h);
+      expect(decodeHeader(plain, emptyHeader())).toEqual(h);
+      expect(frameLength(words)).toBe(h.payloadBytes);
+    }
   });
 
   it('rejects a wrong version, an unknown kind and impossible lengths as CORRUPT', () => {
