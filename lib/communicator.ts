@@ -986,7 +986,10 @@ export class Communicator {
   /** @internal Detaches this communicator from its world (used by `free()` once sub-communicators exist). */
   protected release(reason: VmcommError): void {
     this.#freed = reason;
-    this.#unregister();
+    // Calls already started complete (MPI_Comm_free), so the world's loss and end notices must still
+    // reach them — a shared-memory call waits outside messages and fails only through those: the
+    // communicator leaves the world's list once none is in progress.
+    this.#runner.whenIdle(this.#unregister);
   }
 }
 

@@ -70,6 +70,8 @@ export class CollectiveRunner {
   #revokeCause: VmcommError | undefined;
   /** Calls in progress, by number. */
   readonly #active = new Map<number, CommIO>();
+  /** Called once no call is in progress (see {@link whenIdle}). */
+  #idleWaiters: (() => void)[] = [];
   /** Numbers taken by calls that have not started yet. */
   readonly #reserved = new Set<number>();
   #noticeRecv: PostedRecv | undefined;
@@ -136,20 +138,20 @@ export class CollectiveRunner {
     if (!(out instanceof Promise)) {
       // Done within the call (a shared-memory collective whose members all arrived while it spun):
       // no promise of the body's to wait for.
-      this.#active.delete(seq);
+      this.#finished(seq);
       const late = this.#unexpectedCount() === 0 ? undefined : this.#leftover((s) => s === seq);
       return late ? Promise.reject(this.revoke(late, true)) : Promise.resolve(out);
     }
     return out.then(
       (value) => {
-        this.#active.delete(seq);
+        this.#finished(seq);
         const late = this.#unexpectedCount() === 0 ? undefined : this.#leftover((s) => s === seq);
         if (late) throw this.revoke(late, true);
         return value;
       },
       (error: unknown) => {
         const reported = this.#fail(error, name);
-        this.#active.delete(seq);
+        this.#finished(seq);
         // Sends of this call that no receiver took yet are withdrawn (else they would wait forever).
         io.abandon(reported instanceof VmcommError ? reported : new VmcommError('REVOKED', `${name} failed`, { cause: reported }));
         throw reported;
@@ -222,6 +224,20 @@ export class CollectiveRunner {
     }
     for (const other of this.#linked) other.revoke(error, mismatch);
     return error;
+  }
+
+  /** Calls `fn` once no collective call of this communicator is in progress: now, if none is. */
+  whenIdle(fn: () => void): void {
+    if (this.#active.size === 0) fn();
+    else this.#idleWaiters.push(fn);
+  }
+
+  #finished(seq: number): void {
+    this.#active.delete(seq);
+    if (this.#active.size > 0 || this.#idleWaiters.length === 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const fn of waiters) fn();
   }
 
   /**

@@ -146,6 +146,25 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     for (const w of await Promise.all(waiting)) expect(w.map((s) => s.status === 'rejected' && (s.reason as { code: string }).code)).toEqual(['REVOKED', 'REVOKED']);
   });
 
+  it('a communicator freed while its shared call waits: the call still fails when a member is lost, and when the world ends', async () => {
+    const { comms, boots } = await job(3);
+    const dups = await Promise.all(comms.map((c) => c.dup()));
+    // Rank 0 waits in a shared allreduce nobody else joins, then frees the communicator (the call is
+    // started, so it is not cancelled); the loss of rank 2 must still reach it.
+    const waiting = dups[0].allreduce(1, Op.SUM);
+    await dups[0].free();
+    await sleep(10);
+    reportLocalPeerLost(boots, 2, 'test');
+    await expect(waiting).rejects.toMatchObject({ code: 'REVOKED' });
+    // The same with the world ending instead: a freed communicator's waiting call fails at finalize.
+    const two = (await job(2)).comms;
+    const pairs = await Promise.all(two.map((c) => c.dup()));
+    const late = pairs[0].allreduce(1, Op.SUM);
+    await pairs[0].free();
+    await Promise.all(two.map((c) => c.finalize()));
+    expect(await outcomes([late])).toEqual(['FINALIZED']);
+  });
+
   it('the algorithm is chosen from the table: too large for a cell, or named where there are no cells', async () => {
     const { comms } = await job(2, 16);
     const before = comms.map(collectiveFramesSent);
