@@ -1052,10 +1052,10 @@ class SendWithdrawal implements Withdrawal {
   }
 }
 
-/** Withdraws a receive that has not matched (`cancel()`, a timeout, an abort). */
 /**
- * A receive of a communicator as the engine matches it, its settlement and its withdrawal, in one
- * object: a small message's receive allocates this, its status and its promise, nothing more.
+ * A receive of a communicator as the engine matches it, its settlement and its withdrawal (`cancel()`,
+ * a timeout, an abort: while it has not matched), in one object: a small message's blocking receive
+ * allocates this, its status and its promise, nothing more.
  */
 class PostedReceive<T> extends Settlement<T> implements PostedRecv, Withdrawal {
   readonly cancellable = true;
