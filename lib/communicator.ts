@@ -1110,7 +1110,9 @@ function checkView(view: unknown, what: string): VmcommError | undefined {
     fixedLengthViewBefore = fixedLengthView;
     fixedLengthView = view;
   }
-  if (view.byteLength === 0 && !(view.buffer instanceof SharedArrayBuffer)) {
+  // `length` of a typed array (V8 11 does not inline `byteLength`, see `lib/engine.ts`); a DataView has only byteLength.
+  const empty = view instanceof DataView ? view.byteLength === 0 : (view as Uint8Array).length === 0;
+  if (empty && !(view.buffer instanceof SharedArrayBuffer)) {
     try {
       new Uint8Array(view.buffer);
     } catch {

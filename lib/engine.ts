@@ -231,7 +231,7 @@ export class Engine implements FrameSink, ProgressEngine {
 
   private replay(f: EarlyFrame): void {
     const target = this.begin(f.peer, f.header);
-    if (target && f.data) target.set(f.data.subarray(0, target.byteLength));
+    if (target && f.data) target.set(f.data.subarray(0, target.length));
     this.commit(f.peer);
   }
 
@@ -346,8 +346,8 @@ export class Engine implements FrameSink, ProgressEngine {
     const seq = p.seqOut;
     p.seqOut = (p.seqOut + 1) >>> 0;
     p.stats.messagesSent++;
-    p.stats.bytesSent += bytes.byteLength;
-    const eager = bytes.byteLength <= p.eagerLimit && p.credits > 0;
+    p.stats.bytesSent += bytes.length;
+    const eager = bytes.length <= p.eagerLimit && p.credits > 0;
     if (p.backlog.length > 0 || (!eager && p.rtsOut >= this.rendezvousWindow)) {
       // Behind the window: queued in order, withdrawable like any rendezvous send.
       const sendId = this.allocId('send');
@@ -366,7 +366,9 @@ export class Engine implements FrameSink, ProgressEngine {
    */
   sendNow(context: number, source: number, dest: number, tag: number, bytes: Uint8Array, flags: number): boolean {
     const p = this.peers[dest];
-    const n = bytes.byteLength;
+    // `.length`, not `.byteLength`, on every Uint8Array of the message path (the same number): V8 11
+    // (Node 20) does not inline `byteLength`, a builtin call of about 15 ns against 2 for `length`.
+    const n = bytes.length;
     if (p.lost !== undefined || p.backlog.length > 0 || n > p.eagerLimit || p.credits <= 0) return false;
     const h = this.scratch;
     h.kind = FrameKind.EAGER;
@@ -397,14 +399,14 @@ export class Engine implements FrameSink, ProgressEngine {
     h.tag = tag;
     h.flags = flags;
     h.seq = seq;
-    h.messageBytes = bytes.byteLength;
+    h.messageBytes = bytes.length;
     h.aux = p.creditsMax;
     h.recvId = 0;
-    if (bytes.byteLength <= p.eagerLimit && p.credits > 0) {
+    if (bytes.length <= p.eagerLimit && p.credits > 0) {
       p.credits--;
       h.kind = FrameKind.EAGER;
       h.sendId = 0;
-      h.payloadBytes = bytes.byteLength;
+      h.payloadBytes = bytes.length;
       encodeHeader(h, this.headerBytes);
       // Written in full at once (the common case for a small message): complete without a callback.
       if (p.endpoint.trySend(this.headerBytes, bytes)) {
@@ -448,7 +450,7 @@ export class Engine implements FrameSink, ProgressEngine {
         p.backlog.shift();
         continue;
       }
-      const eager = s.bytes.byteLength <= p.eagerLimit && p.credits > 0;
+      const eager = s.bytes.length <= p.eagerLimit && p.credits > 0;
       if (!eager && p.rtsOut >= this.rendezvousWindow) return;
       p.backlog.shift();
       if (eager) this.pendingSends.delete(q.sendId);
@@ -478,7 +480,7 @@ export class Engine implements FrameSink, ProgressEngine {
     s.withdrawn = true;
     const st = this.peers[s.peer].stats;
     st.messagesSent--;
-    st.bytesSent -= s.bytes.byteLength;
+    st.bytesSent -= s.bytes.length;
     s.control.reject(error);
     if (!s.announced) {
       // Still in the backlog: nothing went out; drain() skips it.
@@ -559,7 +561,7 @@ export class Engine implements FrameSink, ProgressEngine {
 
   /** Completes `recv` with an eager message held in vmcomm's own buffer `data`. */
   private deliverEager(recv: PostedRecv, peer: number, source: number, tag: number, length: number, flags: number, data: Uint8Array): void {
-    if (recv.mode === 'buffer' && recv.bytes) recv.bytes.set(data.byteLength <= recv.bytes.byteLength ? data : data.subarray(0, recv.bytes.byteLength));
+    if (recv.mode === 'buffer' && recv.bytes) recv.bytes.set(data.length <= recv.bytes.length ? data : data.subarray(0, recv.bytes.length));
     this.returnCredit(peer);
     this.complete(recv, source, tag, length, flags, data);
   }
@@ -584,7 +586,7 @@ export class Engine implements FrameSink, ProgressEngine {
   private complete(recv: PostedRecv, source: number, tag: number, length: number, flags: number, data: Uint8Array | undefined): void {
     const status: Status = { source, tag, bytes: length };
     if (recv.mode === 'buffer') {
-      const cap = recv.bytes?.byteLength ?? 0;
+      const cap = recv.bytes?.length ?? 0;
       if (length > cap) {
         recv.control.reject(new VmcommError('TRUNCATE', `message of ${length} bytes from rank ${source} (tag ${tag}) does not fit the ${cap}-byte receive buffer; it was consumed, its first ${cap} bytes are in the buffer`, { status }));
       } else recv.control.resolve(status);
@@ -652,7 +654,7 @@ export class Engine implements FrameSink, ProgressEngine {
         f.posted = posted;
         if (posted?.mode === 'buffer') {
           const dst = posted.bytes ?? new Uint8Array(0);
-          return h.payloadBytes < dst.byteLength ? dst.subarray(0, h.payloadBytes) : dst;
+          return h.payloadBytes < dst.length ? dst.subarray(0, h.payloadBytes) : dst;
         }
         return h.payloadBytes > 0 ? (f.data = new Uint8Array(h.payloadBytes)) : undefined;
       }
@@ -670,7 +672,7 @@ export class Engine implements FrameSink, ProgressEngine {
         f.pendingRecv = pr;
         if (pr.data) return pr.data;
         const dst = pr.posted.bytes ?? new Uint8Array(0);
-        return pr.length <= dst.byteLength ? dst.subarray(0, pr.length) : dst;
+        return pr.length <= dst.length ? dst.subarray(0, pr.length) : dst;
       }
       case FrameKind.PATH:
         // The world's ordered inbound layer consumes PATH frames (lib/migration/): one here came
@@ -753,8 +755,8 @@ export class Engine implements FrameSink, ProgressEngine {
         out.sendId = h.sendId;
         out.recvId = h.recvId;
         out.aux = 0;
-        out.payloadBytes = s.withdrawn ? 0 : s.bytes.byteLength;
-        out.messageBytes = s.bytes.byteLength;
+        out.payloadBytes = s.withdrawn ? 0 : s.bytes.length;
+        out.messageBytes = s.bytes.length;
         if (s.withdrawn) {
           p.endpoint.send(encodeHeader(out, this.headerBytes), undefined, undefined);
           this.checkIdle();

@@ -133,7 +133,7 @@ export class ShmChannel implements Channel {
     if (this.failure !== undefined) return refuse(done, this.failure);
     if (this.closing !== undefined) return refuse(done, new VmcommError('FINALIZED', `the channel to rank ${this.peer} is closed; nothing more can be sent on it`, { peer: this.peer }));
     if (this.inFlight !== undefined || this.backlog.length > 0) {
-      if (header.byteLength < FRAME_HEADER_BYTES) return refuse(done, new VmcommError('INVALID_ARGUMENT', 'a frame header is 48 bytes; nothing was sent'));
+      if (header.length < FRAME_HEADER_BYTES) return refuse(done, new VmcommError('INVALID_ARGUMENT', 'a frame header is 48 bytes; nothing was sent'));
       this.backlog.push(header, payload, done);
       this.flag();
       return;
@@ -145,14 +145,14 @@ export class ShmChannel implements Channel {
   trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
     if (this.failure !== undefined || this.closing !== undefined || this.inFlight !== undefined || this.backlog.length > 0) return false;
     const cma = this.cma;
-    if (cma !== undefined && payload !== undefined && payload.byteLength >= cma.minBytes) return false;
+    if (cma !== undefined && payload !== undefined && payload.length >= cma.minBytes) return false;
     return this.ring.trySend(header, payload);
   }
 
   /** The gate is open: single copy, or the ring. */
   private dispatch(header: Uint8Array, payload: Uint8Array | undefined, done: SendDone | undefined): void {
     const cma = this.cma;
-    if (cma !== undefined && payload !== undefined && payload.byteLength >= cma.minBytes && payload.byteLength > 0 && announced(header) === payload.byteLength) {
+    if (cma !== undefined && payload !== undefined && payload.length >= cma.minBytes && payload.length > 0 && announced(header) === payload.length) {
       this.token = (this.token + 1) | 0;
       const token = this.token;
       encodeDescriptor(this.descriptor, header, cma.pid, token, cma.addressOf(payload), payload.byteLength);

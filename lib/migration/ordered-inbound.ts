@@ -260,7 +260,7 @@ export class OrderedInbound {
   private replay(peer: number, p: PeerInbound, f: Held): void {
     if (f.header[1] === FrameKind.PATH) return this.path(peer, p, f.header, f.data);
     const target = this.engine.begin(peer, f.header);
-    if (target !== undefined && f.data !== undefined) target.set(f.data.subarray(0, target.byteLength));
+    if (target !== undefined && f.data !== undefined) target.set(f.data.subarray(0, target.length));
     this.engine.commit(peer);
   }
 

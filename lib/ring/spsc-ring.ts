@@ -234,7 +234,8 @@ export class RingProducer extends RingSide {
    */
   trySend(header: Uint8Array, payload: Uint8Array | undefined): number {
     if (this.queue.length !== 0) return 0;
-    const length = payload === undefined ? 0 : payload.byteLength;
+    // `.length` of a Uint8Array: V8 11 does not inline `byteLength` (see `lib/engine.ts`).
+    const length = payload === undefined ? 0 : payload.length;
     const record = FRAME_HEADER_BYTES + length + padding(length);
     if (record > this.dataBytes || (record > this.dataBytes - ((this.head - this.tail) >>> 0) && record > this.refreshFree(this.head))) return 0;
     const at = this.head;
@@ -266,7 +267,7 @@ export class RingProducer extends RingSide {
     while (completed < q.length && ((head - start) >>> 0) < limit) {
       const slot = q.slotAt(completed);
       const payload = q.payloadAtSlot(slot);
-      const length = payload === undefined ? 0 : payload.byteLength;
+      const length = payload === undefined ? 0 : payload.length;
       const record = FRAME_HEADER_BYTES + length + padding(length);
       // Worth starting or continuing only with a header plus a real piece, or the rest.
       const want = written === 0 ? Math.min(record, FRAME_HEADER_BYTES + this.pieceBytes) : Math.min(record - written, this.pieceBytes);
@@ -376,7 +377,7 @@ export class RingProducer extends RingSide {
       for (let i = first; i < n; i++) data[i - first] = src[from + i];
       return;
     }
-    data.set(from === 0 && first === src.byteLength ? src : src.subarray(from, from + first), at);
+    data.set(from === 0 && first === src.length ? src : src.subarray(from, from + first), at);
     if (first < n) data.set(src.subarray(from + first, from + n), 0);
   }
 }
@@ -479,7 +480,7 @@ export class RingConsumer extends RingSide {
         if (k > 0) {
           const target = this.target;
           if (target !== undefined) {
-            const c = Math.min(k, target.byteLength - this.targetAt);
+            const c = Math.min(k, target.length - this.targetAt);
             if (c > 0) this.copyOut(tail, c, target, this.targetAt);
           }
           this.targetAt += k;
