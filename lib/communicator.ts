@@ -160,7 +160,7 @@ export class Communicator {
     // Not an async function (nor the other point-to-point calls below): an async wrapper around the
     // request's promise costs two more microtask turns and a promise per message.
     try {
-      const bad = preflight(opts) ?? this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false);
+      const bad = preflight(opts) ?? this.#checkSend(dest, tag);
       if (bad) return Promise.reject(bad);
       const bytes = this.#world.codec.encode(value);
       return this.#sendBlocking(bytes, dest, tag, FrameFlags.OBJECT, true, opts);
@@ -171,7 +171,7 @@ export class Communicator {
 
   /** Starts sending a value; see {@link send}. The returned request resolves as `send` does. */
   isend(value: unknown, dest: number, tag = 0): Request<void> {
-    const bad = this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false);
+    const bad = this.#checkSend(dest, tag);
     if (bad) return settledRequest<void>({ error: bad });
     let bytes: Uint8Array;
     try {
@@ -219,7 +219,7 @@ export class Communicator {
    */
   sendBuffer(view: ArrayBufferView, dest: number, tag = 0, opts?: CallOptions): Promise<void> {
     try {
-      const bad = preflight(opts) ?? this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false) ?? checkView(view, 'view');
+      const bad = preflight(opts) ?? this.#checkSend(dest, tag) ?? checkView(view, 'view');
       return bad ? Promise.reject(bad) : this.#sendBlocking(bytesOf(view), dest, tag, 0, false, opts);
     } catch (e) {
       return Promise.reject(e);
@@ -228,7 +228,7 @@ export class Communicator {
 
   /** Starts sending bytes; see {@link sendBuffer}. Keep `view` unchanged until the request completes. */
   isendBuffer(view: ArrayBufferView, dest: number, tag = 0): Request<void> {
-    const bad = this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false) ?? checkView(view, 'view');
+    const bad = this.#checkSend(dest, tag) ?? checkView(view, 'view');
     if (bad) return settledRequest<void>({ error: bad });
     return this.#startSend(bytesOf(view), dest, tag, 0, false);
   }
@@ -259,7 +259,7 @@ export class Communicator {
 
   /** Waits until a matching message can be received and returns its status, without receiving it (`MPI_Probe`). */
   async probe(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: CallOptions): Promise<Status> {
-    throwIf(this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true) ?? checkOptions(opts));
+    throwIf(this.#checkReceive(source, tag) ?? checkOptions(opts));
     const found = this.iprobe(source, tag);
     if (found) return found;
     if (source !== ANY_SOURCE) throwIf(this.#world.engine.lostError(this.#group[source]));
@@ -282,7 +282,7 @@ export class Communicator {
 
   /** The status of a message that could be received now, or `undefined` (`MPI_Iprobe`). Never blocks. */
   iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | undefined {
-    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true);
+    const bad = this.#checkReceive(source, tag);
     if (bad) throw bad;
     this.#world.engine.poll();
     return this.#world.engine.probe(this.#context, source, tag);
@@ -296,7 +296,7 @@ export class Communicator {
    */
   async sendrecv<T = unknown>(value: unknown, dest: number, source: number = ANY_SOURCE, sendTag = 0, recvTag: number = ANY_TAG, opts?: CallOptions): Promise<T> {
     // Everything is checked (and encoded) before either half starts: a bad argument leaves nothing behind.
-    throwIf(this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(sendTag, false) ?? this.#checkSource(source) ?? this.#checkTag(recvTag, true) ?? preflight(opts));
+    throwIf(this.#checkSend(dest, sendTag) ?? this.#checkReceive(source, recvTag) ?? preflight(opts));
     const bytes = this.#world.codec.encode(value);
     const r = this.#startRecv<T>('value', undefined, source, recvTag);
     const s = this.#startSend(bytes, dest, sendTag, FrameFlags.OBJECT, true);
@@ -852,7 +852,7 @@ export class Communicator {
 
   /** Checks a receive's source and tag and posts it; the error instead when they are wrong. */
   #postRecv<T>(mode: RecvMode, bytes: Uint8Array | undefined, source: number, tag: number, context: number): PostedReceive<T> | VmcommError {
-    const bad = this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true);
+    const bad = this.#checkReceive(source, tag);
     if (bad) return bad;
     const engine = this.#world.engine;
     const r = new PostedReceive<T>(source, tag, mode, bytes, engine, context);
@@ -972,6 +972,16 @@ export class Communicator {
   #checkRank(r: unknown, what: string): VmcommError | undefined {
     if (typeof r === 'number' && Number.isInteger(r) && r >= 0 && r < this.size) return undefined;
     return invalidArgument(what, `a rank from 0 to ${this.size - 1}`, r);
+  }
+
+  /** What every send checks first: the communicator is usable, `dest` a rank, `tag` a send tag. */
+  #checkSend(dest: unknown, tag: unknown): VmcommError | undefined {
+    return this.#checkUsable() ?? this.#checkRank(dest, 'dest') ?? this.#checkTag(tag, false);
+  }
+
+  /** What every receive and probe checks first: the communicator is usable, `source` a rank or ANY_SOURCE, `tag` a tag or ANY_TAG. */
+  #checkReceive(source: unknown, tag: unknown): VmcommError | undefined {
+    return this.#checkUsable() ?? this.#checkSource(source) ?? this.#checkTag(tag, true);
   }
 
   #checkSource(r: unknown): VmcommError | undefined {

@@ -50,7 +50,7 @@ import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './fi
 import type { ShmOptions } from './index.js';
 import { autoRingBytes } from './ring-size.js';
 import { cellOffset, checkInboxHeader, FILE_HEADER_BYTES, inboxFileBytes, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
-import { CellWatchers, COLLECTIVE_CELLS, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
+import { CellWatchers, COLLECTIVE_CELLS, type CellPlace, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
 import { ShmChannel } from './shm-channel.js';
 import { futexSleeper } from './sleeper.js';
 import { hostCores } from '../../lib/launch/binding.js';
@@ -469,18 +469,12 @@ export class ShmTransport implements Transport {
     const { rank } = this.components;
     const own = this.inboxFile;
     if (!Number.isInteger(key) || key < 0 || key >= COLLECTIVE_CELLS || own === undefined || this.stopping !== undefined) return undefined;
-    if (!members.includes(rank)) return undefined;
-    const places = [];
-    for (const m of members) {
-      if (m === rank) {
-        places.push({ sab: own.sab, offset: cellOffset(this.slots, key) });
-        continue;
-      }
+    const placeOf = (m: number): CellPlace | undefined => {
+      if (m === rank) return { sab: own.sab, offset: cellOffset(this.slots, key) };
       const link = this.links.get(m);
-      if (link === undefined || !this.served.has(m)) return undefined;
-      places.push({ sab: link.inboxSab, offset: cellOffset(link.slots, key) });
-    }
-    return this.watchers.cells(places, members, rank, (peer) => this.wake(peer, true));
+      return link === undefined || !this.served.has(m) ? undefined : { sab: link.inboxSab, offset: cellOffset(link.slots, key) };
+    };
+    return this.watchers.cells(members, rank, placeOf, (peer) => this.wake(peer, true));
   }
 
   /** Stops the wait loop, closes the inbox and the rings, wakes the peers, removes the files. Idempotent. */

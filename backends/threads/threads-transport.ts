@@ -334,18 +334,12 @@ export class ThreadsTransport implements Transport {
     const { rank } = this.components;
     const arena = this.arena;
     if (!Number.isInteger(key) || key < 0 || key >= COLLECTIVE_CELLS || arena === undefined || this.stopping !== undefined) return undefined;
-    if (!members.includes(rank)) return undefined;
-    const places: CellPlace[] = [];
-    for (const m of members) {
-      if (m === rank) {
-        places.push({ sab: arena.sab, offset: cellOffset(arena.plan.slots, key) });
-        continue;
-      }
+    const placeOf = (m: number): CellPlace | undefined => {
+      if (m === rank) return { sab: arena.sab, offset: cellOffset(arena.plan.slots, key) };
       const link = this.links.get(m);
-      if (link === undefined || !this.served.has(m)) return undefined;
-      places.push({ sab: link.info.arena, offset: cellOffset(link.info.slots, key) });
-    }
-    return this.watchers.cells(places, members, rank, (peer) => this.wake(peer, true));
+      return link === undefined || !this.served.has(m) ? undefined : { sab: link.info.arena, offset: cellOffset(link.info.slots, key) };
+    };
+    return this.watchers.cells(members, rank, placeOf, (peer) => this.wake(peer, true));
   }
 
   /** Stops the wait loop, closes the inbox and the rings, wakes whoever might wait on us. Idempotent. */

@@ -1,8 +1,9 @@
 /**
  * Shared-memory collectives — allreduce of up to a cell's payload, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
- * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one pass through a cell per rank instead of
- * log2(p) rounds of messages, and no matching, header or request per step. The transport provides the
+ * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
+ * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
+ * request per step. The transport provides the
  * cells ({@link CollectiveCells}); this module is the protocol, the same for any transport.
  *
  * ## Protocol

@@ -148,8 +148,19 @@ export class CellWatchers {
     return done;
   }
 
-  /** The cells of `places` (in `members`' order) for this rank `self`, woken through `wake`. */
-  cells(places: readonly CellPlace[], members: readonly number[], self: number, wake: (peer: number) => void): RegionCollectiveCells {
+  /**
+   * The cells of `members` (world ranks, in the communicator's order) for this rank `self`: each
+   * member's from `placeOf`, woken through `wake`; `undefined` when some member has no place (one the
+   * transport does not serve).
+   */
+  cells(members: readonly number[], self: number, placeOf: (member: number) => CellPlace | undefined, wake: (peer: number) => void): RegionCollectiveCells | undefined {
+    if (!members.includes(self)) return undefined;
+    const places: CellPlace[] = [];
+    for (const m of members) {
+      const place = placeOf(m);
+      if (place === undefined) return undefined;
+      places.push(place);
+    }
     return new RegionCollectiveCells(places, members, self, {
       wake,
       watch: (check) => this.add(check),

@@ -101,8 +101,8 @@ export class RingChannel implements Channel {
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
     if (this.failure !== undefined) return refuse(done, this.failure);
     if (this.closing !== undefined) return refuse(done, new VmcommError('FINALIZED', `the channel to rank ${this.peer} is closed; nothing more can be sent on it`, { peer: this.peer }));
-    const length = payload === undefined ? 0 : payload.length;
-    if (header.length < FRAME_HEADER_BYTES || announced(header) !== length) {
+    if (!describes(header, payload)) {
+      const length = payload === undefined ? 0 : payload.length;
       return refuse(done, new VmcommError('INVALID_ARGUMENT', `a ring channel got a header that does not announce the ${length}-byte payload; nothing was sent`));
     }
     try {
@@ -117,9 +117,8 @@ export class RingChannel implements Channel {
   /** {@link Channel.trySend}: a frame that goes into the ring at once and in full, or nothing. */
   trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
     if (this.failure !== undefined || this.closing !== undefined) return false;
-    const length = payload === undefined ? 0 : payload.length;
     // A header that misdescribes its payload takes send()'s path, which refuses it.
-    if (header.length < FRAME_HEADER_BYTES || announced(header) !== length) return false;
+    if (!describes(header, payload)) return false;
     try {
       return this.producer.trySend(header, payload) > 0;
     } catch (error) {
@@ -276,6 +275,11 @@ export class PendingChannels<C extends FlushableChannel = RingChannel> {
 /** Fails a send without throwing: `done(error)` on a microtask, never inside `send()`. */
 export function refuse(done: SendDone | undefined, error: Error): void {
   if (done !== undefined) queueMicrotask(() => done(error));
+}
+
+/** Whether `header` is a whole frame header announcing exactly `payload`'s length (`.length`: see `lib/engine.ts`). */
+function describes(header: Uint8Array, payload: Uint8Array | undefined): boolean {
+  return header.length >= FRAME_HEADER_BYTES && announced(header) === (payload === undefined ? 0 : payload.length);
 }
 
 /** The payload length a header announces, or −1 when it is not a valid length. */
