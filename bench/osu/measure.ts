@@ -4,6 +4,7 @@
 // changes how many iterations run (warm-up length, iterations per round) and tells the others, so
 // every rank runs the same number.
 import type { Communicator } from 'vmcomm';
+import { warmUpSettled } from '../../dist/lib/launch/bench-protocol.js';
 
 /** One iteration of a pattern; returns undefined when it completed synchronously. */
 export type Step = () => Promise<unknown> | undefined;
@@ -26,6 +27,8 @@ export interface Round {
 
 /** Blocks per round for the typical value. */
 const BLOCKS = 10;
+/** Iterations a calibration run needs before its time decides, unless it took a whole round. */
+const MIN_CALIBRATION_ITERATIONS = 16;
 /** Upper bound on iterations per round (tiny latencies). */
 const MAX_ITERATIONS = 100_000;
 
@@ -89,20 +92,29 @@ async function run(it: Iteration, n: number): Promise<number> {
 }
 
 /**
- * Warm-up: `steps` in turn (a small and a large size, say) until `ms` have passed on rank 0, so the
- * JIT and vmcomm's adaptive waiting settle before anything is measured.
+ * Warm-up: `steps` in turn (a small and a large size, say) for at least `ms` on rank 0, then until
+ * the time per iteration has settled (`warmUpSettled`: the JIT has optimized the loop), so the JIT
+ * and vmcomm's adaptive waiting settle before anything is measured.
  */
 export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms: number): Promise<void> {
   const t0 = performance.now();
+  // Each step's time per iteration, batch by batch: a large size's would hide a small one's JIT.
+  const perIteration = steps.map((): number[] => []);
   // Batches of n iterations of each step, n grown by rank 0 so a batch lasts ~1/20 of the warm-up.
   let n = 1;
-  for (;;) {
+  for (let batch = 0; ; batch++) {
     const tb = performance.now();
-    for (const step of steps) await run(step, n);
+    for (let k = 0; k < steps.length; k++) {
+      const ts = performance.now();
+      await run(steps[k], n);
+      // The first batch (one iteration) times channel opening, not the loop.
+      if (batch > 0) perIteration[k].push((performance.now() - ts) / n);
+    }
     let next: number | undefined;
     if (comm.rank === 0) {
       const now = performance.now();
-      next = now - t0 >= ms ? 0 : Math.max(1, Math.min(n * 4, Math.round((n * ms) / 20 / Math.max(now - tb, 1e-3))));
+      const settled = perIteration.every((times) => warmUpSettled(times, now - t0, ms));
+      next = settled ? 0 : Math.max(1, Math.min(n * 4, Math.round((n * ms) / 20 / Math.max(now - tb, 1e-3))));
     }
     n = await comm.bcast(next, 0);
     if (n === 0) return;
@@ -115,12 +127,19 @@ export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms
  * iterations do), then scales.
  */
 export async function calibrate(comm: Communicator, step: Iteration, roundMs: number): Promise<number> {
+  // One untimed iteration first, as OSU skips some: the first after a switch from another
+  // implementation may wait for a sleeping rank's wake-up (milliseconds on this VM when its vCPU
+  // had halted), and deciding from it left rounds of 1–5 iterations.
+  await run(step, 1);
   let n = 1;
   for (;;) {
     const ms = await run(step, n);
     let decision: number | undefined;
     if (comm.rank === 0) {
-      if (ms >= roundMs / 8 || n * 4 > MAX_ITERATIONS) decision = Math.max(1, Math.min(MAX_ITERATIONS, Math.round((n * roundMs) / Math.max(ms, 1e-3))));
+      // A run of a few iterations decides only if it took a whole round: one preemption (a few
+      // ms here) is enough to make a short run look long.
+      const enough = ms >= roundMs || (ms >= roundMs / 8 && n >= MIN_CALIBRATION_ITERATIONS);
+      if (enough || n * 4 > MAX_ITERATIONS) decision = Math.max(1, Math.min(MAX_ITERATIONS, Math.round((n * roundMs) / Math.max(ms, 1e-3))));
       else decision = -n * 4;
     }
     const d = await comm.bcast(decision, 0);

@@ -472,7 +472,7 @@ class ProgressBar {
 // The subcommand
 
 const benchOptions: readonly OptionSpec[] = [
-  { key: 'quick', flags: ['--quick'], help: `a short run for smoke tests: sizes ${QUICK_BENCH_SIZES.map(formatBytes).join(', ')}, ${BENCH_DEFAULTS.quick.rounds} rounds, 0.1 s warm-up` },
+  { key: 'quick', flags: ['--quick'], help: `a short run for smoke tests: sizes ${QUICK_BENCH_SIZES.map(formatBytes).join(', ')}, ${BENCH_DEFAULTS.quick.rounds} rounds, warm-up ≥ 0.1 s` },
   { key: 'patterns', flags: ['--patterns'], value: 'LIST', help: `what to run (default all): ${BENCH_PATTERNS.join(',')}; also as arguments` },
   { key: 'backends', flags: ['--backends'], value: 'LIST', help: `vmcomm transports to measure (default all): ${BENCH_BACKENDS.join(',')}` },
   { key: 'baselines', flags: ['--baselines'], value: 'LIST', help: `baselines to measure beside them: ${BENCH_BASELINES.join(',')}, or none (default: those of the backends measured)` },
@@ -480,7 +480,7 @@ const benchOptions: readonly OptionSpec[] = [
   { key: 'size', flags: ['-n', '-np', '--np'], value: 'N', help: 'ranks per job (default 2; baselines need 2; mbw_mr pairs rank i with i + N/2)' },
   { key: 'bindTo', flags: ['--bind-to'], value: 'core|none', help: 'pin each rank to a core of its own (needs ranks ≤ cores and the addon; default none)' },
   { key: 'rounds', flags: ['--rounds'], value: 'N', help: `measurements per size and implementation, interleaved (default ${BENCH_DEFAULTS.full.rounds})` },
-  { key: 'warmup', flags: ['--warmup'], value: 'SECONDS', help: `warm-up per pattern and implementation (default ${BENCH_DEFAULTS.full.warmupMs / 1000})` },
+  { key: 'warmup', flags: ['--warmup'], value: 'SECONDS', help: `warm-up per pattern and implementation, at least (default ${BENCH_DEFAULTS.full.warmupMs / 1000}); it goes on until the time per iteration settles, up to 2 s more` },
   {
     key: 'timeout',
     flags: ['--timeout'],
@@ -568,8 +568,9 @@ export const benchCommand: Command = {
     'One job per backend (threads: thread-ranks of one process; shm, ivshmem, tcp: processes; ivshmem over a',
     'temporary region in /dev/shm). Baselines, measured in the same job, interleaved round by round:',
     `${baselinesHelp()}.`,
-    'Method: a time-based warm-up per pattern and implementation, iterations calibrated per size, rounds',
-    'interleaved across implementations; typical = median over rounds of the median of block medians.',
+    'Method: a warm-up per pattern and implementation (at least --warmup, then until the time per iteration',
+    'settles), iterations calibrated per size, rounds interleaved across implementations; typical = median',
+    'over rounds of the median of block medians.',
     'A backend that cannot run here is skipped with the reason. Exit status: 0, or 1 if a job failed.',
   ].join('\n'),
   run: (name, args) => runBench(parseBenchArgs(name, args), processOutput()),

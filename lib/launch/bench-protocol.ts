@@ -64,7 +64,10 @@ export interface BenchPlan {
   readonly sizes: readonly number[];
   /** Measurements per size and implementation, interleaved across implementations. */
   readonly rounds: number;
-  /** Time-based warm-up per pattern and implementation before any measurement (ms). */
+  /**
+   * Warm-up per pattern and implementation before any measurement (ms): at least this long, then
+   * until the time per iteration has settled ({@link warmUpSettled}), at most {@link warmUpCapMs}.
+   */
   readonly warmupMs: number;
   /** The target duration of one measurement (ms); at least one iteration always runs. */
   readonly roundMs: number;
@@ -178,4 +181,40 @@ export function sizesOf(pattern: BenchPattern, sizes: readonly number[]): number
 /** The unit a pattern reports in. */
 export function unitOf(pattern: BenchPattern): 'us' | 'MB/s' {
   return pattern === 'bw' || pattern === 'bibw' || pattern === 'mbw_mr' ? 'MB/s' : 'us';
+}
+
+/** Batches whose time per iteration must agree before a warm-up counts as settled. */
+const SETTLED_BATCHES = 3;
+/** How far (as a ratio) those batches may spread, and how far the last may be above the best seen. */
+const SETTLED_SPREAD = 1.25;
+
+/** The longest a warm-up of at least `warmupMs` goes on waiting for the time per iteration to settle (ms). */
+export function warmUpCapMs(warmupMs: number): number {
+  return warmupMs + 2000;
+}
+
+/**
+ * Whether a warm-up may end (pure; rank 0 decides, so every rank runs the same iterations).
+ *
+ * Why not time alone: on this 2-core VM the JIT needs 0.2–0.3 s of a ping-pong loop before the code
+ * is optimized (8-byte half round trips go 40 → 16 → 7 → 1 → 0.7 µs over the first 16,000
+ * iterations), and V8's compiler threads take cores from the ranks meanwhile; a fixed 0.1 s warm-up
+ * (`--quick`) then measured 5–180 µs where the settled value is under 1 µs. Interpreted code can be
+ * slow for several batches in a row, so "not improving" is not enough: the last
+ * {@link SETTLED_BATCHES} batches must agree within {@link SETTLED_SPREAD}× of each other, and the
+ * last must be within that of the best batch so far (a plateau before tier-up is well above it once
+ * the best batch ran optimized code; a preempted batch breaks agreement for a few batches only).
+ *
+ * @param perIterationMs the time per iteration of each batch so far, oldest first
+ * @param elapsedMs the warm-up's time so far
+ */
+export function warmUpSettled(perIterationMs: readonly number[], elapsedMs: number, warmupMs: number): boolean {
+  if (elapsedMs < warmupMs) return false;
+  if (elapsedMs >= warmUpCapMs(warmupMs)) return true;
+  const n = perIterationMs.length;
+  if (n < SETTLED_BATCHES) return false;
+  const last = perIterationMs.slice(n - SETTLED_BATCHES);
+  const lo = Math.min(...last);
+  const hi = Math.max(...last);
+  return hi <= SETTLED_SPREAD * lo && perIterationMs[n - 1] <= SETTLED_SPREAD * Math.min(...perIterationMs);
 }
