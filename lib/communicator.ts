@@ -1103,9 +1103,12 @@ function bytesOf(view: ArrayBufferView): Uint8Array {
  * the same views message after message (often two: one to send from, one to receive into), and a
  * view's buffer, and whether it can resize, never change. Reading `view.buffer` calls into the runtime
  * and the two getters are not inlined either (together a tenth of a small message's cost), so they
- * run once per view while it stays one of the last two checked. (The two views stay referenced
- * until two others are checked: at most two buffers kept alive.)
+ * run once per view while it stays one of the last two checked. Only views on buffers of at most
+ * {@link REMEMBERED_BUFFER_BYTES} are remembered: a remembered view keeps its buffer alive until two
+ * others are checked, and a program that sent from a gigabyte buffer once and dropped it must get
+ * that memory back (a large message costs far more than the getters anyway).
  */
+const REMEMBERED_BUFFER_BYTES = 1 << 20;
 let fixedLengthView: ArrayBufferView | undefined;
 /** The one checked before {@link fixedLengthView}. */
 let fixedLengthViewBefore: ArrayBufferView | undefined;
@@ -1117,8 +1120,10 @@ function checkView(view: unknown, what: string): VmcommError | undefined {
     if (buf.resizable === true || buf.growable === true) {
       return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a resizable buffer, which may shrink while in flight; copy it into a fixed-length one`);
     }
-    fixedLengthViewBefore = fixedLengthView;
-    fixedLengthView = view;
+    if (buf.byteLength <= REMEMBERED_BUFFER_BYTES) {
+      fixedLengthViewBefore = fixedLengthView;
+      fixedLengthView = view;
+    }
   }
   // `length` of a typed array (V8 11 does not inline `byteLength`, see `lib/engine.ts`); a DataView has only byteLength.
   const empty = view instanceof DataView ? view.byteLength === 0 : (view as Uint8Array).length === 0;

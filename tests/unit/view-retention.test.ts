@@ -1,0 +1,62 @@
+/**
+ * The communicator remembers the last views it checked (so a message loop does not read
+ * `view.buffer` per message), but never keeps a large buffer alive: a program that sent from a big
+ * buffer once and dropped it gets the memory back.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Communicator } from '../../lib/communicator.js';
+import { createLocalJob } from '../../lib/local-bootstrap.js';
+import { initWithBootstrap } from '../../lib/start-world.js';
+import { memory } from '../helpers/memory-transport.js';
+import { within } from '../helpers/settle.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+let worlds: Communicator[] = [];
+afterEach(async () => {
+  const all = worlds;
+  worlds = [];
+  await Promise.all(all.map((c) => within(c.finalize(), 5000)));
+});
+
+async function collected(ref: WeakRef<object>): Promise<boolean> {
+  for (let i = 0; i < 10 && ref.deref() !== undefined; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+  }
+  return ref.deref() === undefined;
+}
+
+describe('views remembered by the argument checks', () => {
+  it('a large buffer sent from and received into once can be collected', async () => {
+    const [b0, b1] = createLocalJob(2);
+    worlds = await Promise.all([initWithBootstrap(b0, { backends: [memory()] }), initWithBootstrap(b1, { backends: [memory()] })]);
+    const [a, b] = worlds;
+    const refs = await (async () => {
+      const out = new Float64Array(1 << 19).fill(7); // 4 MiB
+      const into = new Float64Array(1 << 19);
+      await Promise.all([a.sendBuffer(out, 1, 1), b.recvBuffer(into, 0, 1)]);
+      expect(into[12345]).toBe(7);
+      return [new WeakRef(out.buffer), new WeakRef(into.buffer)];
+    })();
+    expect(await collected(refs[0])).toBe(true);
+    expect(await collected(refs[1])).toBe(true);
+  });
+
+  it('checks stay right when small remembered views and large unremembered ones alternate', async () => {
+    const [b0, b1] = createLocalJob(2);
+    worlds = await Promise.all([initWithBootstrap(b0, { backends: [memory()] }), initWithBootstrap(b1, { backends: [memory()] })]);
+    const [a, b] = worlds;
+    const small = new Uint8Array(8).fill(1);
+    const got = new Uint8Array(8);
+    for (let i = 0; i < 3; i++) {
+      await Promise.all([a.sendBuffer(small, 1, 1), b.recvBuffer(got, 0, 1)]);
+      await Promise.all([a.sendBuffer(new Uint8Array(2 << 20), 1, 2), b.recvBuffer(new Uint8Array(2 << 20), 0, 2)]);
+    }
+    const resizable = new Uint8Array(new ArrayBuffer(8, { maxByteLength: 16 }));
+    await expect(a.sendBuffer(resizable, 1, 1)).rejects.toThrow(/resizable/);
+  });
+});
