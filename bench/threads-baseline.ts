@@ -9,62 +9,15 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, isMainThread, workerData, type MessagePort } from 'node:worker_threads';
-
-/** Data bytes of each direction of the bare ring (a careful user's choice: big enough for 1 MiB). */
-const BARE_RING_BYTES = 1 << 20;
-/** Control words (head, tail) 64 bytes apart, then the data. */
-const BARE_HEADER_BYTES = 128;
-
-/** A minimal single-producer single-consumer byte ring that spins: the baseline. */
-class BareRing {
-  private readonly ctl: Int32Array;
-  private readonly data: Uint8Array;
-  private readonly size: number;
-  private head = 0;
-  private tail = 0;
-
-  constructor(sab: SharedArrayBuffer, offset: number, size: number) {
-    this.ctl = new Int32Array(sab, offset, BARE_HEADER_BYTES / 4);
-    this.data = new Uint8Array(sab, offset + BARE_HEADER_BYTES, size);
-    this.size = size;
-  }
-
-  write(src: Uint8Array): void {
-    const n = src.byteLength;
-    for (let done = 0; done < n; ) {
-      const free = this.size - ((this.head - (Atomics.load(this.ctl, 16) >>> 0)) >>> 0);
-      if (free === 0) continue;
-      const at = this.head & (this.size - 1);
-      const k = Math.min(n - done, free, this.size - at);
-      if (k <= 64) for (let i = 0; i < k; i++) this.data[at + i] = src[done + i];
-      else this.data.set(done === 0 && k === n ? src : src.subarray(done, done + k), at);
-      this.head = (this.head + k) >>> 0;
-      done += k;
-      Atomics.store(this.ctl, 0, this.head | 0);
-    }
-  }
-
-  read(dst: Uint8Array): void {
-    const n = dst.byteLength;
-    for (let done = 0; done < n; ) {
-      const avail = ((Atomics.load(this.ctl, 0) >>> 0) - this.tail) >>> 0;
-      if (avail === 0) continue;
-      const at = this.tail & (this.size - 1);
-      const k = Math.min(n - done, avail, this.size - at);
-      if (k <= 64) for (let i = 0; i < k; i++) dst[done + i] = this.data[at + i];
-      else dst.set(this.data.subarray(at, at + k), done);
-      this.tail = (this.tail + k) >>> 0;
-      done += k;
-      Atomics.store(this.ctl, 16, this.tail | 0);
-    }
-  }
-}
+import { SAB_RING_BYTES as BARE_RING_BYTES, SAB_RING_HEADER_BYTES as BARE_HEADER_BYTES } from '../dist/lib/launch/bench-protocol.js';
+// The same bare ring as `vmcomm bench`'s sab-ring baseline (1 MiB each way, spinning).
+import { BareRing, SAB_RINGS_BYTES } from './osu/links.js';
 
 if (isMainThread) {
   const { runThreadRanks } = await import('../dist/lib/launch/thread-host.js');
   const { port1, port2 } = new MessageChannel();
   const ports = [port1, port2];
-  const rings = new SharedArrayBuffer(2 * (BARE_HEADER_BYTES + BARE_RING_BYTES));
+  const rings = new SharedArrayBuffer(SAB_RINGS_BYTES);
   const codes = await runThreadRanks(fileURLToPath(import.meta.url), 2, {
     args: process.argv.slice(2),
     workerData: (rank) => ({ value: { port: ports[rank], rings }, transferList: [ports[rank]] }),

@@ -47,7 +47,7 @@ export function vmcommLink(comm: Communicator, peer: number, name: string, tag =
 const SAB_RING_STEP_BYTES = 64 * 1024;
 
 /** A single-producer single-consumer byte ring that spins: the floor for shared memory in JavaScript. */
-class BareRing {
+export class BareRing {
   private readonly ctl: Int32Array;
   private readonly data: Uint8Array;
   private readonly size: number;
