@@ -188,9 +188,12 @@ const SETTLED_BATCHES = 3;
 /** How far (as a ratio) those batches may spread, and how far the last may be above the best seen. */
 const SETTLED_SPREAD = 1.25;
 
-/** The longest a warm-up of at least `warmupMs` goes on waiting for the time per iteration to settle (ms). */
+/**
+ * The longest a warm-up of at least `warmupMs` goes on waiting for the time per iteration to settle
+ * (ms): five times the minimum, and at least 1 s (the JIT needs 0.2–0.3 s here).
+ */
 export function warmUpCapMs(warmupMs: number): number {
-  return warmupMs + 2000;
+  return Math.max(1000, 5 * warmupMs);
 }
 
 /**

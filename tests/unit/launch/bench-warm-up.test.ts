@@ -35,7 +35,8 @@ describe('warmUpSettled', () => {
     expect(warmUpSettled([1, 1, 1, 3, 3, 3, 1.1, 1, 1.2], 300, 100)).toBe(true);
   });
 
-  it('the cap is the minimum plus 2 s', () => {
+  it('the cap is five times the minimum, at least 1 s', () => {
     expect(warmUpCapMs(500)).toBe(2500);
+    expect(warmUpCapMs(100)).toBe(1000);
   });
 });
