@@ -328,8 +328,9 @@ export class Communicator {
    * Waits until every rank of the communicator has called it (`MPI_Barrier`). Dissemination algorithm:
    * ⌈log2 size⌉ rounds of one message each way.
    */
-  async barrier(opts?: CollectiveOptions): Promise<void> {
-    return this.#start('barrier', async () => {
+  barrier(opts?: CollectiveOptions): Promise<void> {
+    // Not through #start, as allreduce.
+    try {
       this.#checkCollective(opts);
       if (opts?.algorithm !== undefined && !(ALGORITHMS.barrier as readonly string[]).includes(opts.algorithm)) {
         throw new VmcommError('INVALID_ARGUMENT', `barrier has no algorithm "${opts.algorithm}" (known: ${ALGORITHMS.barrier.join(', ')})`);
@@ -341,22 +342,27 @@ export class Communicator {
       const hash = algorithm === 'dissemination' ? BARRIER_HASH : SHARED_BARRIER_HASH;
       const body = algorithm === 'shared-memory' ? (io: CommIO) => shared!.barrier(io) : (io: CommIO) => barrierDissemination(io);
       return this.#guard(opts, () => this.#runner.run('barrier', hash, body));
-    });
+    } catch (e) {
+      return this.#refused(e, 'barrier');
+    }
   }
 
   /**
    * The root's value on every rank (`MPI_Bcast`, any value: typed arrays keep their type). Other ranks
    * pass `undefined` (or anything: only the root's value is sent). The root gets its own value back.
    */
-  async bcast<T>(value?: T, root = 0, opts?: CollectiveOptions): Promise<T> {
-    return this.#start('bcast', async () => {
+  bcast<T>(value?: T, root = 0, opts?: CollectiveOptions): Promise<T> {
+    // Not through #start, as allreduce.
+    try {
       this.#checkCollective(opts);
       if (this.#goesHierarchical('bcast', true, opts)) {
         throwIf(this.#checkRank(root, 'root'));
         return this.#hierarchical('bcast', argumentHash('bcast', root, 'hierarchical'), opts, (h) => hierarchicalBcast(h, value, root, this.rank));
       }
       return this.#ops.bcast(value, root, flat(opts));
-    });
+    } catch (e) {
+      return this.#refused(e, 'bcast');
+    }
   }
 
   /**
@@ -364,8 +370,9 @@ export class Communicator {
    * Every rank passes a view of the same byte length (any `ArrayBufferView`; a mismatch is
    * `INVALID_ARGUMENT` on every rank). Resolves with `view`.
    */
-  async bcastBuffer<V extends ArrayBufferView>(view: V, root = 0, opts?: CollectiveOptions): Promise<V> {
-    return this.#start('bcastBuffer', async () => {
+  bcastBuffer<V extends ArrayBufferView>(view: V, root = 0, opts?: CollectiveOptions): Promise<V> {
+    // Not through #start, as allreduce.
+    try {
       this.#checkCollective(opts);
       throwIf(checkView(view, 'view'));
       if (this.#goesHierarchical('bcast', true, opts)) {
@@ -373,7 +380,9 @@ export class Communicator {
         return this.#hierarchical('bcast', argumentHash('bcastBuffer', root, view.byteLength, 'hierarchical'), opts, (h) => hierarchicalBcastBuffer(h, view, root, this.rank));
       }
       return this.#ops.bcastBuffer(view, root, flat(opts));
-    });
+    } catch (e) {
+      return this.#refused(e, 'bcastBuffer');
+    }
   }
 
   /**

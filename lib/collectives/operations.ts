@@ -92,37 +92,63 @@ export class CollectiveOperations {
   bcast<T>(value: T | undefined, root: number, opts?: CollectiveOptions): Promise<T> {
     this.#checkRoot(root);
     const override = opts?.algorithm;
+    // First the head: the value itself when small, else its length (then the data's algorithm runs).
+    // Through the root's shared cell where the communicator has cells and no message algorithm is
+    // asked for (the table's first row), else by messages. Only the root knows the length, so every
+    // rank decides from the communicator and the options alone; the choice is in the hash, so ranks
+    // whose VMCOMM_COLL_BCAST differ fail the call instead of one waiting for a message.
+    if (this.#bcastAlgorithm(0, override) === 'shared-memory') {
+      const shared = this.#s.shared()!;
+      return this.#call('bcast', [root, override, 'shared-memory'], opts, (io) => {
+        const encoded = io.rank === root ? this.#s.codec.encode(value) : undefined;
+        const fits = encoded !== undefined && encoded.length + 1 <= shared.prefixedBytes;
+        const head = encoded === undefined ? undefined : fits ? prefixed(0, encoded) : lengthHead(encoded.length);
+        const first = shared.bcastPrefixed(io, head, root);
+        // A named shared-memory bcast of a value too long for a cell sends its bytes by the table's
+        // message algorithm: refusing it would have to fail every rank, which only learns the length now.
+        const rest = (f: Uint8Array) => this.#bcastData<T>(io, f, encoded, value, root, override === 'shared-memory' ? undefined : override);
+        return first instanceof Promise ? first.then(rest) : rest(first);
+      });
+    }
     return this.#call('bcast', [root, override], opts, async (io) => {
-      const isRoot = io.rank === root;
-      const encoded = isRoot ? this.#s.codec.encode(value) : undefined;
-      // First message: the value itself when small, else its length (then the large algorithm runs).
+      const encoded = io.rank === root ? this.#s.codec.encode(value) : undefined;
       let head: Uint8Array | undefined;
-      if (encoded) {
-        if (encoded.byteLength <= BCAST_INLINE_BYTES && override === undefined) head = prefixed(0, encoded);
-        else {
-          head = new Uint8Array(9);
-          head[0] = 1;
-          new DataView(head.buffer).setFloat64(1, encoded.byteLength, true);
-        }
-      }
-      const first = await bcastBytes(io, head, root);
-      if (first[0] === 0) return isRoot ? (value as T) : this.#s.codec.decode<T>(first.subarray(1));
-      const length = new DataView(first.buffer, first.byteOffset, first.byteLength).getFloat64(1, true);
-      const data = encoded ?? new Uint8Array(length);
-      const algorithm = chooseAlgorithm('bcast', { size: io.size, bytes: length, commutative: true }, override, this.#s.env);
-      await BCAST[algorithm](io, data, root);
-      return isRoot ? (value as T) : this.#s.codec.decode<T>(data);
+      if (encoded) head = encoded.byteLength <= BCAST_INLINE_BYTES && override === undefined ? prefixed(0, encoded) : lengthHead(encoded.byteLength);
+      return this.#bcastData<T>(io, await bcastBytes(io, head, root), encoded, value, root, override);
     });
+  }
+
+  /** After a bcast's head `first`: the value it carried, or its bytes by the algorithm for their length. */
+  #bcastData<T>(io: CommIO, first: Uint8Array, encoded: Uint8Array | undefined, value: T | undefined, root: number, override: string | undefined): T | Promise<T> {
+    const isRoot = io.rank === root;
+    if (first[0] === 0) return isRoot ? (value as T) : this.#s.codec.decode<T>(first.subarray(1));
+    const length = new DataView(first.buffer, first.byteOffset, first.byteLength).getFloat64(1, true);
+    const data = encoded ?? new Uint8Array(length);
+    const algorithm = this.#bcastAlgorithm(length, override);
+    const done = (): T => (isRoot ? (value as T) : this.#s.codec.decode<T>(data));
+    const moved = algorithm === 'shared-memory' ? this.#s.shared()!.bcastBytes(io, data, root) : BCAST[algorithm](io, data, root);
+    return moved === undefined ? done() : moved.then(done);
   }
 
   /** `view`'s bytes from `root` into every rank's `view` (same byte length everywhere, checked by the hash). */
   bcastBuffer<V extends ArrayBufferView>(view: V, root: number, opts?: CollectiveOptions): Promise<V> {
     this.#checkRoot(root);
     const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-    const algorithm = chooseAlgorithm('bcast', { size: this.#s.size, bytes: bytes.byteLength, commutative: true }, opts?.algorithm, this.#s.env);
-    return this.#call('bcastBuffer', [root, bytes.byteLength, opts?.algorithm], opts, async (io) => {
-      if (bytes.byteLength > 0) await BCAST[algorithm](io, bytes, root);
-      return view;
+    const algorithm = this.#bcastAlgorithm(bytes.length, opts?.algorithm);
+    // Shared memory in the hash, as for bcast; the hash of the last arguments is kept (a loop
+    // broadcasts the same shape again and again).
+    const override = opts?.algorithm;
+    const last = this.#lastBcastBuffer;
+    let hash = last.hash;
+    if (last.root !== root || last.length !== bytes.length || last.override !== override || last.algorithm !== algorithm) {
+      if (override !== undefined) this.#checkAlgorithm('bcastBuffer', override);
+      hash = argumentHash('bcastBuffer', root, bytes.length, code(override), algorithm === 'shared-memory' ? algorithm : undefined);
+      this.#lastBcastBuffer = { root, length: bytes.length, override, algorithm, hash };
+    }
+    return this.#run('bcastBuffer', hash, opts, (io) => {
+      if (bytes.length === 0) return view;
+      const moved = algorithm === 'shared-memory' ? this.#s.shared()!.bcastBytes(io, bytes, root) : BCAST[algorithm](io, bytes, root);
+      return moved === undefined ? view : moved.then(() => view);
     });
   }
 
@@ -379,20 +405,29 @@ export class CollectiveOperations {
   // ------------------------------------------------------------ internals
 
   #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => T | Promise<T>, ticket?: Ticket): Promise<T> {
-    // An algorithm this collective does not have is refused here, before anything is sent.
-    if (opts?.algorithm !== undefined) {
-      const tunable = TUNABLE_OF[name];
-      const known: readonly string[] = tunable ? ALGORITHMS[tunable] : [];
-      if (!known.includes(opts.algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${opts.algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
-    }
+    if (opts?.algorithm !== undefined) this.#checkAlgorithm(name, opts.algorithm);
     const hash = argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
     return this.#run(name, hash, opts, body, ticket);
   }
+
+  /** An algorithm this collective does not have is refused before anything is sent. */
+  #checkAlgorithm(name: CollectiveName, algorithm: string): void {
+    const tunable = TUNABLE_OF[name];
+    const known: readonly string[] = tunable ? ALGORITHMS[tunable] : [];
+    if (!known.includes(algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
+  }
+
+  /** The arguments and hash of the last {@link bcastBuffer}. */
+  #lastBcastBuffer: { root: number; length: number; override: string | undefined; algorithm: string; hash: number } = { root: -1, length: -1, override: undefined, algorithm: '', hash: 0 };
 
   /** Runs a call whose argument hash is known, under `opts`' timeout and signal if it has them. */
   #run<T>(name: CollectiveName, hash: number, opts: CollectiveOptions | undefined, body: (io: CommIO) => T | Promise<T>, ticket?: Ticket): Promise<T> {
     if (opts === undefined || (opts.timeout === undefined && opts.signal === undefined)) return this.#s.runner.run(name, hash, body, ticket);
     return this.#s.guard(opts, () => this.#s.runner.run(name, hash, body, ticket));
+  }
+
+  #bcastAlgorithm(bytes: number, override: string | undefined): Exclude<AlgorithmOf<'bcast'>, 'hierarchical'> {
+    return chooseAlgorithm('bcast', { size: this.#s.size, bytes, commutative: true, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
   }
 
   #allreduceAlgorithm(bytes: number, reducer: Reducer, override: string | undefined): Exclude<AlgorithmOf<'allreduce'>, 'hierarchical'> {
@@ -509,7 +544,8 @@ const ALLREDUCE: Record<FlatAllreduce, (io: CollectiveIO, data: Uint8Array, redu
   ring: allreduceRing,
 };
 
-const BCAST: Record<Exclude<AlgorithmOf<'bcast'>, 'hierarchical'>, (io: CollectiveIO, data: Uint8Array, root: number) => Promise<void>> = {
+/** The bcast algorithms that run over messages (`shared-memory` needs the communicator's cells). */
+const BCAST: Record<Exclude<AlgorithmOf<'bcast'>, 'hierarchical' | 'shared-memory'>, (io: CollectiveIO, data: Uint8Array, root: number) => Promise<void>> = {
   binomial: bcastBinomial,
   'scatter-allgather': bcastScatterAllgather,
   pipeline: (io, data, root) => bcastPipeline(io, data, root),
@@ -545,6 +581,14 @@ function copyOf(v: TypedArray): TypedArray {
 
 const identity = (d: TypedArray): unknown => d;
 const firstElement = (d: TypedArray): unknown => d[0];
+
+/** A bcast head announcing `length` bytes to follow: marker 1, then the length as a float64. */
+function lengthHead(length: number): Uint8Array {
+  const head = new Uint8Array(9);
+  head[0] = 1;
+  new DataView(head.buffer).setFloat64(1, length, true);
+  return head;
+}
 
 function prefixed(marker: number, bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes.byteLength + 1);

@@ -32,7 +32,7 @@ export interface CallShape {
 export const ALGORITHMS = {
   allreduce: ['recursive-doubling', 'rabenseifner', 'ring', 'shared-memory', 'hierarchical'],
   reduce: ['binomial', 'rabenseifner', 'hierarchical'],
-  bcast: ['binomial', 'scatter-allgather', 'pipeline', 'hierarchical'],
+  bcast: ['binomial', 'scatter-allgather', 'pipeline', 'shared-memory', 'hierarchical'],
   barrier: ['dissemination', 'shared-memory', 'hierarchical'],
   allgather: ['recursive-doubling', 'bruck', 'ring'],
   alltoall: ['bruck', 'pairwise'],
@@ -70,6 +70,8 @@ const TABLE: { [C in TunableCollective]: readonly { use: Exclude<AlgorithmOf<C>,
     { use: 'rabenseifner', when: () => true },
   ],
   bcast: [
+    // The root's cell, read by every member once all arrived: one pass, no tree of messages.
+    { use: 'shared-memory', when: sharedFits },
     { use: 'binomial', when: (s) => s.bytes < 12 * 1024 || s.size <= 2 },
     // A pipelined chain costs ≈ (p − 2 + n/seg)·seg·β: it wins once the message spans a segment per rank.
     { use: 'pipeline', when: (s) => s.bytes > s.size * PIPELINE_SEGMENT_BYTES },
@@ -144,7 +146,7 @@ export function selectionTableMarkdown(): string {
     '| barrier, bcast, reduce, allreduce | hierarchical (within each shared-memory group, across the group leaders, back) when the communicator spans several groups, one of them holds several ranks, and the op commutes; else as below |',
     `| allreduce | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |`,
     '| reduce | binomial if ≤ 2 KiB; else Rabenseifner (both keep rank order for non-commutative ops) |',
-    '| bcast | binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |',
+    `| bcast | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the data fits a cell (512 B; a value's encoding 507 B, else its length goes through the cell) and ≤ ${SHARED_MAX_RANKS} ranks; binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |`,
     '| allgather(v) | recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |',
     '| alltoall | Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise |',
     '| reduceScatter | recursive halving (keeps rank order) unless the op is commutative, > 4 MiB and the size not a power of two; then ring |',

@@ -1,5 +1,5 @@
 /**
- * Shared-memory collectives — allreduce of up to a cell's payload, and barrier — for a communicator
+ * Shared-memory collectives — allreduce and bcast of up to a cell's payload, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
  * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
  * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
@@ -15,6 +15,10 @@
  * is untouched — then reads every member's buffer and reduces in **rank order**,
  * `((x0 op x1) op x2) … op x(p−1)`. Every rank performs the same operations on the same operands in
  * the same order, so all get bit-identical results, for any op (function ops need not commute).
+ *
+ * A bcast is the same pass: only the root writes its buffer, and the others copy the root's once
+ * every member arrived (an object's encoding, whose length only the root knows, goes after a 4-byte
+ * length: {@link SharedMemoryCollectives.bcastPrefixed}).
  *
  * A buffer is reused without acknowledgements: a rank overwrites buffer k mod 2 at call k + 2, which
  * it starts only after it saw every member's stamp k + 1, and a member publishes k + 1 only after it
@@ -60,6 +64,11 @@ const SHARED_SEQ_MODULUS = 1 << (32 - ARGUMENT_HASH_BITS);
 const HASH_MASK = (1 << ARGUMENT_HASH_BITS) - 1;
 /** The stamp of a rank that revoked the communicator (its number, all ones, is never a call's). */
 const REVOKED_STAMP = -1;
+
+/** Bytes of the length before a {@link SharedMemoryCollectives.bcastPrefixed}'s bytes. */
+const PREFIX_BYTES = 4;
+
+const nothing = (): undefined => undefined;
 
 /** The communicator sizes the shared algorithms are chosen for: each rank reads every member's cell. */
 export const SHARED_MAX_RANKS = 64;
@@ -169,30 +178,132 @@ export class SharedMemoryCollectives {
   }
 
   /** `data := x0 op x1 op … op x(p−1)` element-wise, in rank order; `data` is this rank's contribution. */
-  async allreduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer): Promise<void> {
-    const n = data.byteLength;
+  allreduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer): void | Promise<void> {
+    const n = data.length;
     if (n > this.payloadBytes) throw new RangeError(`a shared allreduce carries at most ${this.payloadBytes} bytes, got ${n}`);
-    io.shared = true;
-    if (this.#busy) await this.#turn();
-    const parity = this.#open(io);
-    try {
-      const cells = this.#cells;
-      cells.payload(this.#rank, parity).set(data);
-      if (!this.#publishAndSpin(io)) await this.#sleep(io);
-      data.set(cells.payload(0, parity).subarray(0, n));
-      for (let m = 1; m < this.#size; m++) reducer.combine(data, cells.payload(m, parity).subarray(0, n), data);
-    } finally {
-      this.#close();
-    }
+    const cells = this.#cells;
+    return this.#pass(
+      io,
+      (parity) => cells.payload(this.#rank, parity).set(data),
+      (parity) => {
+        data.set(cells.payload(0, parity).subarray(0, n));
+        for (let m = 1; m < this.#size; m++) reducer.combine(data, cells.payload(m, parity).subarray(0, n), data);
+      },
+    );
   }
 
   /** Returns when every member has called it. */
-  async barrier(io: CommIO): Promise<void> {
-    io.shared = true;
-    if (this.#busy) await this.#turn();
-    this.#open(io);
+  barrier(io: CommIO): void | Promise<void> {
+    return this.#pass(io, nothing, nothing);
+  }
+
+  /**
+   * `root`'s `data` into every other rank's `data` (the same length everywhere, at most
+   * {@link payloadBytes}): the root fills its buffer, and once every member arrived the others copy
+   * it. Every member waits for all, as in every shared call: that is what lets the root reuse the
+   * buffer two calls later without acknowledgements.
+   */
+  bcastBytes(io: CommIO, data: Uint8Array, root: number): void | Promise<void> {
+    const n = data.length;
+    if (n > this.payloadBytes) throw new RangeError(`a shared bcast carries at most ${this.payloadBytes} bytes, got ${n}`);
+    const cells = this.#cells;
+    const isRoot = this.#rank === root;
+    return this.#pass(
+      io,
+      (parity) => {
+        if (isRoot) cells.payload(root, parity).set(data);
+      },
+      (parity) => {
+        if (!isRoot) data.set(cells.payload(root, parity).subarray(0, n));
+      },
+    );
+  }
+
+  /** Bytes a {@link bcastPrefixed} carries: a buffer less its 4-byte length. */
+  get prefixedBytes(): number {
+    return this.payloadBytes - PREFIX_BYTES;
+  }
+
+  /**
+   * `root`'s `bytes` (at most {@link prefixedBytes}) on every rank, where only the root knows their
+   * length: it goes before them in the buffer (u32, little-endian). Every rank gets bytes of its own
+   * (the buffer is reused two calls later). A length beyond the buffer is `CORRUPT`: the root's
+   * memory is not what this module wrote.
+   *
+   * The call may go on with messages (a bcast's head announcing a value too long for a cell): the
+   * root sends them once every member arrived, possibly while a member still spins in this pass, so
+   * the call is not marked as receiving none. A rank that took messages for the head instead is
+   * still found: its argument hash differs (the caller puts the path in it), in its messages and in
+   * its presence word.
+   */
+  bcastPrefixed(io: CommIO, bytes: Uint8Array | undefined, root: number): Uint8Array | Promise<Uint8Array> {
+    const cells = this.#cells;
+    if (this.#rank === root) {
+      if (bytes === undefined || bytes.length > this.prefixedBytes) throw new RangeError(`a shared bcast carries at most ${this.prefixedBytes} bytes, got ${bytes?.length}`);
+      const own = bytes;
+      return this.#pass(
+        io,
+        (parity) => {
+          const buffer = cells.payload(root, parity);
+          new DataView(buffer.buffer, buffer.byteOffset, PREFIX_BYTES).setUint32(0, own.length, true);
+          buffer.set(own, PREFIX_BYTES);
+        },
+        () => own,
+        false,
+      );
+    }
+    return this.#pass(
+      io,
+      nothing,
+      (parity) => {
+      const buffer = cells.payload(root, parity);
+      const n = new DataView(buffer.buffer, buffer.byteOffset, PREFIX_BYTES).getUint32(0, true);
+      if (n > this.prefixedBytes) {
+        throw new VmcommError('CORRUPT', `rank ${root}'s collective cell announces ${n} bytes, more than its ${this.prefixedBytes}`, { peer: this.#group[root] });
+      }
+      return buffer.slice(PREFIX_BYTES, PREFIX_BYTES + n);
+      },
+      false,
+    );
+  }
+
+  /**
+   * One shared call: after the calls queued before it, takes its number, `write`s this rank's buffer,
+   * publishes and waits until every member arrived, then returns what `read` makes of the buffers —
+   * synchronously when every member arrived within the spin (no promise is made). `receivesNone`:
+   * the collective call receives no message at all (see `CommIO.shared`); false for a pass that
+   * messages of the same call may follow.
+   */
+  #pass<R>(io: CommIO, write: (parity: number) => void, read: (parity: number) => R, receivesNone = true): R | Promise<R> {
+    if (receivesNone) io.shared = true;
+    if (this.#busy) return this.#turn().then(() => this.#passNow(io, write, read));
+    return this.#passNow(io, write, read);
+  }
+
+  #passNow<R>(io: CommIO, write: (parity: number) => void, read: (parity: number) => R): R | Promise<R> {
+    const parity = this.#open(io);
+    let arrived: boolean;
     try {
-      if (!this.#publishAndSpin(io)) await this.#sleep(io);
+      write(parity);
+      arrived = this.#publishAndSpin(io);
+    } catch (error) {
+      this.#close();
+      throw error;
+    }
+    if (arrived) return this.#read(parity, read);
+    return this.#sleep(io).then(
+      () => this.#read(parity, read),
+      (error: unknown) => {
+        this.#close();
+        throw error;
+      },
+    );
+  }
+
+  /** `read`s the buffers, then closes the call (before: the next call may take the buffer). */
+  #read<R>(parity: number, read: (parity: number) => R): R {
+    try {
+      return read(parity);
     } finally {
       this.#close();
     }

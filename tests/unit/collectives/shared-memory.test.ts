@@ -63,6 +63,62 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(await outcomes(comms.map((c) => c.allreduce(1, Op.SUM, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
   });
 
+  it('bcast of values and bcastBuffer: the root’s data on every rank, from every root; what fits a cell goes without messages', async () => {
+    const { comms } = await job(4);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    for (let root = 0; root < 4; root++) {
+      const value = { root, tag: `r${root}` };
+      expect(await Promise.all(comms.map((c) => c.bcast(c.rank === root ? value : undefined, root)))).toEqual(comms.map(() => value));
+      const views = comms.map((c) => (c.rank === root ? Float64Array.from({ length: 8 }, (_, i) => root * 10 + i) : new Float64Array(8).fill(-1)));
+      await Promise.all(comms.map((c, r) => c.bcastBuffer(views[r], root)));
+      for (const v of views) expect(Array.from(v)).toEqual(Array.from({ length: 8 }, (_, i) => root * 10 + i));
+    }
+    // Strings around the cell's size (64 bytes here, 60 after the length; a string of 32–255
+    // characters encodes in 2 + length bytes): inline up to 57 characters, then the length through
+    // the cell and the bytes through it too up to 62, then the bytes by messages.
+    const text = (length: number) => 'x'.repeat(length);
+    const bcastText = (length: number) => Promise.all(comms.map((c) => c.bcast(c.rank === 1 ? text(length) : undefined, 1)));
+    for (let length = 40; length <= 62; length++) expect(await bcastText(length)).toEqual(comms.map(() => text(length)));
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+    for (let length = 63; length <= 70; length++) expect(await bcastText(length)).toEqual(comms.map(() => text(length)));
+    expect(collectiveFramesSent(comms[1])).toBeGreaterThan(before[1]);
+  });
+
+  it('a value too long for a cell: its bytes follow the shared head as messages, also to ranks that still wait in the head', async () => {
+    const { comms } = await job(3);
+    const long = 'w'.repeat(300);
+    // The receivers enter first and wait in the head's pass. The root completes it at once and sends
+    // the bytes behind a message already queued to each receiver, so they arrive before the
+    // receivers learn that the head's pass is over (a receiver that took them for another path's
+    // messages failed the call).
+    await Promise.all([1, 2].flatMap((r) => [comms[0].send('open', r, 6), comms[r].recv(0, 6)])); // channels open
+    const receivers = comms.slice(1).map((c) => c.bcast(undefined, 0));
+    const notes = comms.slice(1).map((c) => c.recv(0, 5));
+    await sleep(5);
+    for (const r of [1, 2]) void comms[0].send('note', r, 5);
+    expect(await Promise.all([comms[0].bcast(long, 0), ...receivers])).toEqual([long, long, long]);
+    expect(await Promise.all(notes)).toEqual(['note', 'note']);
+  });
+
+  it('a named shared-memory bcast: a long value still arrives (its length goes through the cell); a buffer too large for a cell is INVALID_ARGUMENT', async () => {
+    const { comms } = await job(2);
+    const long = 'z'.repeat(500);
+    expect(await Promise.all(comms.map((c) => c.bcast(c.rank === 0 ? long : undefined, 0, { algorithm: 'shared-memory' })))).toEqual([long, long]);
+    expect(await outcomes(comms.map((c) => c.bcastBuffer(new Float64Array(9), 0, { algorithm: 'shared-memory' })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
+  it('a receiving rank whose VMCOMM_COLL_BCAST makes it wait for a message: INVALID_ARGUMENT on both, not a hang', async () => {
+    for (const algorithm of ['binomial', 'pipeline']) {
+      const boots = createLocalJob(2);
+      const factory = memory({ cellBytes: 64 });
+      const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 1 ? { VMCOMM_COLL_BCAST: algorithm } : {} }))));
+      expect(await outcomes(comms.map((c) => c.bcast(c.rank === 0 ? 7 : undefined, 0, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+      const both = track(await Promise.all(createLocalJob(2).map((b, r) => initWithBootstrap(b, { backends: [memory({ cellBytes: 64 })], only: ['memory'], env: r === 1 ? { VMCOMM_COLL_BCAST: algorithm } : {} }))));
+      expect(await outcomes(both.map((c) => c.bcastBuffer(new Uint8Array(8), 0, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    }
+  });
+
   it('a function op that does not commute is applied in rank order', async () => {
     const { comms } = await job(4);
     const affine = defineOp((a: Float64Array, b: Float64Array) => a.map((x, i) => 2 * x + b[i]));
@@ -112,7 +168,7 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
 
   it('a rank in another collective that only receives (its presence word tells): INVALID_ARGUMENT, not a hang', async () => {
     const { comms } = await job(2);
-    const got = await outcomes([comms[0].allreduce(1, Op.SUM), comms[1].bcast(undefined, 0)]);
+    const got = await outcomes([comms[0].allreduce(1, Op.SUM), comms[1].bcast(undefined, 0, { algorithm: 'binomial' })]);
     expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
   });
 
