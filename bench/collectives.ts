@@ -59,6 +59,8 @@ interface Case {
 
 const one = Float64Array.of(rank + 1);
 const oneOut = new Float64Array(1);
+/** What bcastBuffer broadcasts (as osu_bcast: one buffer of the caller's, made once). */
+const cast = new Float64Array(1);
 const big = new Float64Array(131_072).map((_, i) => (i % 7) + rank);
 const bigOut = new Float64Array(131_072);
 const bigSum = (i: number) => size * (i % 7) + (size * (size - 1)) / 2;
@@ -102,6 +104,16 @@ const cases: Case[] = [
     },
   },
   { name: 'barrier', block: 100, iters: quick ? 400 : 2000, run: () => comm.barrier() },
+  {
+    name: 'bcastBuffer 1 double',
+    block: 100,
+    iters: quick ? 400 : 2000,
+    run: async () => {
+      cast[0] = rank === 0 ? 42.5 : 0;
+      await comm.bcastBuffer(cast, 0);
+      if (cast[0] !== 42.5) throw new Error(`bcastBuffer gave ${cast[0]}`);
+    },
+  },
   {
     name: 'bcast 1 double',
     block: 100,

@@ -47,6 +47,8 @@ const CASES = [
   { mpi: 'allreduce 131072 doubles', vmcomm: 'allreduce 131072 doubles', unit: 'us' },
   { mpi: 'allreduce 131072 doubles', vmcomm: 'allreduceBuffer 131072 doubles', unit: 'us' },
   { mpi: 'barrier', vmcomm: 'barrier', unit: 'us' },
+  { mpi: 'bcast 1 double', vmcomm: 'bcastBuffer 1 double', unit: 'us' },
+  { mpi: 'bcast 1 double', vmcomm: 'bcast 1 double', unit: 'us' },
 ].filter((c) => ranks === 2 || !c.p2p);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vmcomm-versus-mpi-'));

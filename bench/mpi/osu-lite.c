@@ -107,6 +107,20 @@ static double allreduce_step(void *c) {
   return t;
 }
 
+static double bcast_step(void *c) {
+  coll_ctx *x = c;
+  if (rank == 0) x->out[0] = 42.5;
+  double t0 = MPI_Wtime();
+  MPI_Bcast(x->out, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  double t = (MPI_Wtime() - t0) * 1e6;
+  if (x->out[0] != 42.5) {
+    fprintf(stderr, "osu-lite: bcast gave %g, expected 42.5\n", x->out[0]);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  if (rank != 0) x->out[0] = 0;
+  return t;
+}
+
 static double barrier_step(void *c) {
   (void)c;
   double t0 = MPI_Wtime();
@@ -163,6 +177,7 @@ int main(int argc, char **argv) {
       {"allreduce 1 double", "us", 100, quick ? 400 : 2000, allreduce_step, &one, 0},
       {"allreduce 131072 doubles", "us", 10, quick ? 40 : 200, allreduce_step, &big, 0},
       {"barrier", "us", 100, quick ? 400 : 2000, barrier_step, NULL, 0},
+      {"bcast 1 double", "us", 100, quick ? 400 : 2000, bcast_step, &one, 0},
   };
   int ncases = sizeof cases / sizeof cases[0];
   int rounds = quick ? 3 : 5;

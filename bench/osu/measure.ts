@@ -100,7 +100,9 @@ export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms
   const t0 = performance.now();
   // Each step's time per iteration, batch by batch: a large size's would hide a small one's JIT.
   const perIteration = steps.map((): number[] => []);
-  // Batches of n iterations of each step, n grown by rank 0 so a batch lasts ~1/20 of the warm-up.
+  // Batches of n iterations of each step, n grown by rank 0 so a batch lasts ~1/20 of the warm-up
+  // (of 0.1 s at least: single iterations would time noise, not the loop).
+  const batchMs = Math.max(ms, 100) / 20;
   let n = 1;
   for (let batch = 0; ; batch++) {
     const tb = performance.now();
@@ -114,7 +116,7 @@ export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms
     if (comm.rank === 0) {
       const now = performance.now();
       const settled = perIteration.every((times) => warmUpSettled(times, now - t0, ms));
-      next = settled ? 0 : Math.max(1, Math.min(n * 4, Math.round((n * ms) / 20 / Math.max(now - tb, 1e-3))));
+      next = settled ? 0 : Math.max(1, Math.min(n * 4, Math.round((n * batchMs) / Math.max(now - tb, 1e-3))));
     }
     n = await comm.bcast(next, 0);
     if (n === 0) return;

@@ -92,42 +92,51 @@ export class CollectiveOperations {
   bcast<T>(value: T | undefined, root: number, opts?: CollectiveOptions): Promise<T> {
     this.#checkRoot(root);
     const override = opts?.algorithm;
-    // First the head: the value itself when small, else its length (then the data's algorithm runs).
-    // Through the root's shared cell where the communicator has cells and no message algorithm is
-    // asked for (the table's first row), else by messages. Only the root knows the length, so every
-    // rank decides from the communicator and the options alone; the choice is in the hash, so ranks
-    // whose VMCOMM_COLL_BCAST differ fail the call instead of one waiting for a message.
-    if (this.#bcastAlgorithm(0, override) === 'shared-memory') {
-      const shared = this.#s.shared()!;
+    // First the head: the value itself when small, else its length and the algorithm its bytes
+    // follow by. Through the root's shared cell where the communicator has cells (big enough for a
+    // length head) and no message algorithm is asked for (the table's first row), else by messages.
+    // Only the root knows the length, so every rank decides the head's path from the communicator and
+    // the options alone; the path is in the hash, so ranks whose VMCOMM_COLL_BCAST differ fail the
+    // call instead of one waiting for a message.
+    const shared = this.#s.shared();
+    if (shared !== undefined && shared.prefixedBytes >= LENGTH_HEAD_BYTES && this.#bcastAlgorithm(0, override) === 'shared-memory') {
       return this.#call('bcast', [root, override, 'shared-memory'], opts, (io) => {
-        const encoded = io.rank === root ? this.#s.codec.encode(value) : undefined;
-        const fits = encoded !== undefined && encoded.length + 1 <= shared.prefixedBytes;
-        const head = encoded === undefined ? undefined : fits ? prefixed(0, encoded) : lengthHead(encoded.length);
+        let head: Uint8Array | undefined;
+        let encoded: Uint8Array | undefined;
+        if (io.rank === root) {
+          encoded = this.#s.codec.encode(value);
+          // A named shared-memory bcast of a value too long for a cell sends its bytes by the table's
+          // message algorithm: refusing it would have to fail every rank, which only learns the length now.
+          head = encoded.length + 1 <= shared.prefixedBytes ? prefixed(0, encoded) : lengthHead(encoded.length, this.#bcastDataAlgorithm(encoded.length, override === 'shared-memory' ? undefined : override));
+        }
         const first = shared.bcastPrefixed(io, head, root);
-        // A named shared-memory bcast of a value too long for a cell sends its bytes by the table's
-        // message algorithm: refusing it would have to fail every rank, which only learns the length now.
-        const rest = (f: Uint8Array) => this.#bcastData<T>(io, f, encoded, value, root, override === 'shared-memory' ? undefined : override);
-        return first instanceof Promise ? first.then(rest) : rest(first);
+        return first instanceof Promise ? first.then((f) => this.#bcastRest<T>(io, f, encoded, value, root)) : this.#bcastRest<T>(io, first, encoded, value, root);
       });
     }
     return this.#call('bcast', [root, override], opts, async (io) => {
       const encoded = io.rank === root ? this.#s.codec.encode(value) : undefined;
       let head: Uint8Array | undefined;
-      if (encoded) head = encoded.byteLength <= BCAST_INLINE_BYTES && override === undefined ? prefixed(0, encoded) : lengthHead(encoded.byteLength);
-      return this.#bcastData<T>(io, await bcastBytes(io, head, root), encoded, value, root, override);
+      if (encoded) head = encoded.length <= BCAST_INLINE_BYTES && override === undefined ? prefixed(0, encoded) : lengthHead(encoded.length, this.#bcastDataAlgorithm(encoded.length, override));
+      return this.#bcastRest<T>(io, await bcastBytes(io, head, root), encoded, value, root);
     });
   }
 
-  /** After a bcast's head `first`: the value it carried, or its bytes by the algorithm for their length. */
-  #bcastData<T>(io: CommIO, first: Uint8Array, encoded: Uint8Array | undefined, value: T | undefined, root: number, override: string | undefined): T | Promise<T> {
+  /** After a bcast's head `first`: the value it carried, or its bytes by the algorithm it names. */
+  #bcastRest<T>(io: CommIO, first: Uint8Array, encoded: Uint8Array | undefined, value: T | undefined, root: number): T | Promise<T> {
     const isRoot = io.rank === root;
     if (first[0] === 0) return isRoot ? (value as T) : this.#s.codec.decode<T>(first.subarray(1));
-    const length = new DataView(first.buffer, first.byteOffset, first.byteLength).getFloat64(1, true);
+    const { length, algorithm } = readLengthHead(first, root);
     const data = encoded ?? new Uint8Array(length);
-    const algorithm = this.#bcastAlgorithm(length, override);
-    const done = (): T => (isRoot ? (value as T) : this.#s.codec.decode<T>(data));
-    const moved = algorithm === 'shared-memory' ? this.#s.shared()!.bcastBytes(io, data, root) : BCAST[algorithm](io, data, root);
-    return moved === undefined ? done() : moved.then(done);
+    return BCAST[algorithm](io, data, root).then(() => (isRoot ? (value as T) : this.#s.codec.decode<T>(data)));
+  }
+
+  /**
+   * The message algorithm for `bytes` of a bcast after its head. The root alone chooses it and names it
+   * in the head, so every rank runs the same one whatever its own VMCOMM_COLL_BCAST says. Never the
+   * cells: a second shared pass in one call would let a shared call queued behind it take its turn.
+   */
+  #bcastDataAlgorithm(bytes: number, override: string | undefined): MessageBcast {
+    return chooseAlgorithm('bcast', { size: this.#s.size, bytes, commutative: true }, override, this.#s.env) as MessageBcast;
   }
 
   /** `view`'s bytes from `root` into every rank's `view` (same byte length everywhere, checked by the hash). */
@@ -544,8 +553,10 @@ const ALLREDUCE: Record<FlatAllreduce, (io: CollectiveIO, data: Uint8Array, redu
   ring: allreduceRing,
 };
 
-/** The bcast algorithms that run over messages (`shared-memory` needs the communicator's cells). */
-const BCAST: Record<Exclude<AlgorithmOf<'bcast'>, 'hierarchical' | 'shared-memory'>, (io: CollectiveIO, data: Uint8Array, root: number) => Promise<void>> = {
+/** A bcast algorithm that runs over messages (`shared-memory` needs the communicator's cells). */
+type MessageBcast = Exclude<AlgorithmOf<'bcast'>, 'hierarchical' | 'shared-memory'>;
+
+const BCAST: Record<MessageBcast, (io: CollectiveIO, data: Uint8Array, root: number) => Promise<void>> = {
   binomial: bcastBinomial,
   'scatter-allgather': bcastScatterAllgather,
   pipeline: (io, data, root) => bcastPipeline(io, data, root),
@@ -582,12 +593,28 @@ function copyOf(v: TypedArray): TypedArray {
 const identity = (d: TypedArray): unknown => d;
 const firstElement = (d: TypedArray): unknown => d[0];
 
-/** A bcast head announcing `length` bytes to follow: marker 1, then the length as a float64. */
-function lengthHead(length: number): Uint8Array {
-  const head = new Uint8Array(9);
+/** The message algorithms of bcast, by the code a length head names them with (the index). */
+const DATA_ALGORITHMS: readonly MessageBcast[] = ['binomial', 'scatter-allgather', 'pipeline'];
+/** Bytes of a length head: marker 1, the length (float64), the data's algorithm (u8). */
+const LENGTH_HEAD_BYTES = 10;
+
+/** A bcast head announcing `length` bytes to follow by `algorithm`. */
+function lengthHead(length: number, algorithm: MessageBcast): Uint8Array {
+  const head = new Uint8Array(LENGTH_HEAD_BYTES);
   head[0] = 1;
   new DataView(head.buffer).setFloat64(1, length, true);
+  head[9] = DATA_ALGORITHMS.indexOf(algorithm);
   return head;
+}
+
+/** What a length head from `root` (a rank of the communicator) says; `CORRUPT` when it is not one. */
+function readLengthHead(head: Uint8Array, root: number): { length: number; algorithm: MessageBcast } {
+  const length = head.length === LENGTH_HEAD_BYTES && head[0] === 1 ? new DataView(head.buffer, head.byteOffset, LENGTH_HEAD_BYTES).getFloat64(1, true) : -1;
+  const algorithm = DATA_ALGORITHMS[head[9]];
+  if (!Number.isSafeInteger(length) || length < 0 || algorithm === undefined) {
+    throw new VmcommError('CORRUPT', `the bcast head from rank ${root} of the communicator is not one (${head.length} bytes, marker ${head[0]})`);
+  }
+  return { length, algorithm };
 }
 
 function prefixed(marker: number, bytes: Uint8Array): Uint8Array {

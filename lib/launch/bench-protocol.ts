@@ -190,10 +190,11 @@ const SETTLED_SPREAD = 1.25;
 
 /**
  * The longest a warm-up of at least `warmupMs` goes on waiting for the time per iteration to settle
- * (ms): five times the minimum, and at least 1 s (the JIT needs 0.2–0.3 s here).
+ * (ms): five times the minimum, and at least 1 s (the JIT needs 0.2–0.3 s here); no wait at all for
+ * `--warmup 0`, which asks for no warm-up.
  */
 export function warmUpCapMs(warmupMs: number): number {
-  return Math.max(1000, 5 * warmupMs);
+  return warmupMs <= 0 ? 0 : Math.max(1000, 5 * warmupMs);
 }
 
 /**
@@ -216,8 +217,13 @@ export function warmUpSettled(perIterationMs: readonly number[], elapsedMs: numb
   if (elapsedMs >= warmUpCapMs(warmupMs)) return true;
   const n = perIterationMs.length;
   if (n < SETTLED_BATCHES) return false;
-  const last = perIterationMs.slice(n - SETTLED_BATCHES);
-  const lo = Math.min(...last);
-  const hi = Math.max(...last);
-  return hi <= SETTLED_SPREAD * lo && perIterationMs[n - 1] <= SETTLED_SPREAD * Math.min(...perIterationMs);
+  let lo = Infinity;
+  let hi = 0;
+  for (let i = n - SETTLED_BATCHES; i < n; i++) {
+    lo = Math.min(lo, perIterationMs[i]);
+    hi = Math.max(hi, perIterationMs[i]);
+  }
+  let best = Infinity;
+  for (const t of perIterationMs) best = Math.min(best, t);
+  return hi <= SETTLED_SPREAD * lo && perIterationMs[n - 1] <= SETTLED_SPREAD * best;
 }

@@ -75,13 +75,13 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
       for (const v of views) expect(Array.from(v)).toEqual(Array.from({ length: 8 }, (_, i) => root * 10 + i));
     }
     // Strings around the cell's size (64 bytes here, 60 after the length; a string of 32–255
-    // characters encodes in 2 + length bytes): inline up to 57 characters, then the length through
-    // the cell and the bytes through it too up to 62, then the bytes by messages.
+    // characters encodes in 2 + length bytes): inline up to 57 characters, then the length (and the
+    // algorithm of the bytes) through the cell and the bytes by messages.
     const text = (length: number) => 'x'.repeat(length);
     const bcastText = (length: number) => Promise.all(comms.map((c) => c.bcast(c.rank === 1 ? text(length) : undefined, 1)));
-    for (let length = 40; length <= 62; length++) expect(await bcastText(length)).toEqual(comms.map(() => text(length)));
+    for (let length = 40; length <= 57; length++) expect(await bcastText(length)).toEqual(comms.map(() => text(length)));
     expect(comms.map(collectiveFramesSent)).toEqual(before);
-    for (let length = 63; length <= 70; length++) expect(await bcastText(length)).toEqual(comms.map(() => text(length)));
+    for (let length = 58; length <= 70; length++) expect(await bcastText(length)).toEqual(comms.map(() => text(length)));
     expect(collectiveFramesSent(comms[1])).toBeGreaterThan(before[1]);
   });
 
@@ -99,6 +99,33 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     for (const r of [1, 2]) void comms[0].send('note', r, 5);
     expect(await Promise.all([comms[0].bcast(long, 0), ...receivers])).toEqual([long, long, long]);
     expect(await Promise.all(notes)).toEqual(['note', 'note']);
+  });
+
+  it('calls started together: a bcast whose value needs the length head, then other shared calls; one rank late', async () => {
+    const { comms } = await job(2);
+    for (const length of [50, 58, 62, 200]) {
+      const text = 'q'.repeat(length);
+      const start = (c: Communicator) => Promise.all([c.bcast(c.rank === 0 ? text : undefined, 0), c.barrier(), c.allreduce(c.rank, Op.SUM)]);
+      const early = start(comms[1]);
+      await sleep(10);
+      expect(await Promise.all([start(comms[0]), early])).toEqual([
+        [text, undefined, 1],
+        [text, undefined, 1],
+      ]);
+    }
+  });
+
+  it('the root names the algorithm of a long value’s bytes: ranks whose VMCOMM_COLL_BCAST differ still agree', async () => {
+    const long = 'L'.repeat(30_000);
+    const envs = [{ VMCOMM_COLL_BCAST: 'pipeline' }, { VMCOMM_COLL_BCAST: 'scatter-allgather' }, {}];
+    for (const cellBytes of [0, 64]) {
+      const boots = createLocalJob(3);
+      const factory = memory({ cellBytes: cellBytes > 0 ? cellBytes : undefined });
+      const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: envs[r] }))));
+      // With cells, the head's path must agree too: name it.
+      const opts = cellBytes > 0 ? { algorithm: 'shared-memory', timeout: 5_000 } : { timeout: 5_000 };
+      for (const root of [0, 1, 2]) expect(await Promise.all(comms.map((c) => c.bcast(c.rank === root ? long : undefined, root, opts)))).toEqual([long, long, long]);
+    }
   });
 
   it('a named shared-memory bcast: a long value still arrives (its length goes through the cell); a buffer too large for a cell is INVALID_ARGUMENT', async () => {

@@ -35,8 +35,10 @@ describe('warmUpSettled', () => {
     expect(warmUpSettled([1, 1, 1, 3, 3, 3, 1.1, 1, 1.2], 300, 100)).toBe(true);
   });
 
-  it('the cap is five times the minimum, at least 1 s', () => {
+  it('the cap is five times the minimum, at least 1 s; --warmup 0 waits for nothing', () => {
     expect(warmUpCapMs(500)).toBe(2500);
     expect(warmUpCapMs(100)).toBe(1000);
+    expect(warmUpCapMs(0)).toBe(0);
+    expect(warmUpSettled([5], 0.1, 0)).toBe(true);
   });
 });
