@@ -125,8 +125,8 @@ export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms
 
 /**
  * Iterations per round so that one round takes about `roundMs` on rank 0: runs 1, then 4×, 16×, …
- * iterations until a run takes an eighth of that (this also warms the size up, as OSU's skipped
- * iterations do), then scales.
+ * iterations (each count twice) until a run takes an eighth of that (this also warms the size up,
+ * as OSU's skipped iterations do), then scales.
  */
 export async function calibrate(comm: Communicator, step: Iteration, roundMs: number): Promise<number> {
   // One untimed iteration first, as OSU skips some: the first after a switch from another
@@ -135,7 +135,9 @@ export async function calibrate(comm: Communicator, step: Iteration, roundMs: nu
   await run(step, 1);
   let n = 1;
   for (;;) {
-    const ms = await run(step, n);
+    // Each size twice, the faster counts: one stall (a major GC, a preemption: milliseconds here)
+    // in a run of a few hundred iterations would otherwise shrink the rounds tenfold.
+    const ms = Math.min(await run(step, n), await run(step, n));
     let decision: number | undefined;
     if (comm.rank === 0) {
       // A run of a few iterations decides only if it took a whole round: one preemption (a few
