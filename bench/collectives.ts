@@ -13,14 +13,15 @@
 // 245 µs (2 ranks); 8 ranks on 2 cores, 1 double: Open MPI 98 µs, MPICH 60,000 µs (busy polling).
 // Targets: 2 ranks ≤ 3× MPICH (1 double), ≤ 1.5× MPICH (131,072 doubles); 8 ranks ≤ Open MPI's.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { init, Op } from 'vmcomm';
 import { tryLoadNative } from '../dist/backends/native/native.js';
+import { hostCores } from '../dist/lib/launch/binding.js';
 
 const comm = await init();
 const { rank, size } = comm;
 const quick = process.argv.includes('--quick');
-const nproc = availableParallelism();
+// The host's cores, not this process's affinity (one core already under `vmcomm run --bind-to core`).
+const nproc = hostCores();
 // Pin only when every rank gets a core of its own (as MPICH and Open MPI do by default then).
 const pinned = size <= nproc;
 if (pinned) tryLoadNative().addon?.setAffinity([rank % nproc], 'process');
