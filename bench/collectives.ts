@@ -15,16 +15,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { init, Op } from 'vmcomm';
 import { tryLoadNative } from '../dist/backends/native/native.js';
-import { hostCores } from '../dist/lib/launch/binding.js';
+import { BIND_CPUS, hostCores } from '../dist/lib/launch/binding.js';
 
 const comm = await init();
 const { rank, size } = comm;
 const quick = process.argv.includes('--quick');
 // The host's cores, not this process's affinity (one core already under `vmcomm run --bind-to core`).
 const nproc = hostCores();
-// Pin only when every rank gets a core of its own (as MPICH and Open MPI do by default then).
+// Pin only when every rank gets a core of its own (as MPICH and Open MPI do by default then), and
+// only here when `vmcomm run --bind-to core` has not pinned the rank already (to its own CPU list).
 const pinned = size <= nproc;
-if (pinned) tryLoadNative().addon?.setAffinity([rank % nproc], 'process');
+if (pinned && process.env[BIND_CPUS] === undefined) tryLoadNative().addon?.setAffinity([rank % nproc], 'process');
 
 const optionAfter = (flag: string): string | undefined => {
   const i = process.argv.indexOf(flag);

@@ -9,9 +9,8 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, isMainThread, workerData, type MessagePort } from 'node:worker_threads';
-import { SAB_RING_BYTES as BARE_RING_BYTES, SAB_RING_HEADER_BYTES as BARE_HEADER_BYTES } from '../dist/lib/launch/bench-protocol.js';
-// The same bare ring as `vmcomm bench`'s sab-ring baseline (1 MiB each way, spinning).
-import { BareRing, SAB_RINGS_BYTES } from './osu/links.js';
+// The same bare rings as `vmcomm bench`'s sab-ring baseline (1 MiB each way, spinning).
+import { SAB_RINGS_BYTES, sabRingsOf } from './osu/links.js';
 
 if (isMainThread) {
   const { runThreadRanks } = await import('../dist/lib/launch/thread-host.js');
@@ -40,9 +39,7 @@ async function rank(): Promise<void> {
   const { port, rings } = workerData as { port: MessagePort; rings: SharedArrayBuffer };
 
   // ---- the bare ring: ring 0 carries rank 0 → 1, ring 1 the other way
-  const ringOf = (from: number) => new BareRing(rings, from * (BARE_HEADER_BYTES + BARE_RING_BYTES), BARE_RING_BYTES);
-  const out = ringOf(comm.rank);
-  const inn = ringOf(peer);
+  const { out, inn } = sabRingsOf(rings, comm.rank);
 
   // ---- the MessagePort: messages are structured-cloned copies (no transfer: the sender keeps its buffer)
   const inbox: Uint8Array[] = [];

@@ -53,13 +53,14 @@ const pair = await comm.split(size >= 2 && rank < 2 ? 0 : undefined);
 if (pair !== undefined) {
   const peer = 1 - rank;
   const small = new Uint8Array(8);
+  // Over the world communicator, as measured below (the pair communicator only decides when to stop).
   await warmUp(pair, 400, async () => {
     if (rank === 0) {
-      await pair.sendBuffer(small, peer, 2);
-      await pair.recvBuffer(small, peer, 2);
+      await comm.sendBuffer(small, peer, 2);
+      await comm.recvBuffer(small, peer, 2);
     } else {
-      await pair.recvBuffer(small, peer, 2);
-      await pair.sendBuffer(small, peer, 2);
+      await comm.recvBuffer(small, peer, 2);
+      await comm.sendBuffer(small, peer, 2);
     }
   });
   if (rank === 0) {
@@ -67,7 +68,6 @@ if (pair !== undefined) {
     const cores = availableParallelism();
     if (size > cores) console.log(`  (${size} ranks share ${cores} cores: waiting ranks yield and sleep early, which costs latency; bench/ has 2-rank numbers)`);
   }
-  // (over the world communicator, as a program would; the pair communicator only decided the warm-up)
   for (const bytes of [8, 1024, 64 * 1024, 1024 * 1024]) {
     const buf = new Uint8Array(bytes);
     const iters = bytes >= 1024 * 1024 ? 20 : 200;

@@ -108,11 +108,15 @@ export class BareRing {
 /** Bytes of the SharedArrayBuffer that holds both directions' rings. */
 export const SAB_RINGS_BYTES = 2 * (SAB_RING_HEADER_BYTES + SAB_RING_BYTES);
 
-/** The bare ring between thread-ranks 0 and 1 over `sab` (ring r carries rank r → the other). */
-export function sabRingLink(sab: SharedArrayBuffer, rank: number): PairLink {
+/** Rank `rank`'s two bare rings over `sab` (ring r carries rank r → the other): the one it writes, the one it reads. */
+export function sabRingsOf(sab: SharedArrayBuffer, rank: number): { out: BareRing; inn: BareRing } {
   const ringOf = (from: number) => new BareRing(sab, from * (SAB_RING_HEADER_BYTES + SAB_RING_BYTES), SAB_RING_BYTES);
-  const out = ringOf(rank);
-  const inn = ringOf(1 - rank);
+  return { out: ringOf(rank), inn: ringOf(1 - rank) };
+}
+
+/** The bare ring between thread-ranks 0 and 1 over `sab`. */
+export function sabRingLink(sab: SharedArrayBuffer, rank: number): PairLink {
+  const { out, inn } = sabRingsOf(sab, rank);
   return {
     name: 'sab-ring',
     send: (data) => {

@@ -125,8 +125,9 @@ export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms
 
 /**
  * Iterations per round so that one round takes about `roundMs` on rank 0: runs 1, then 4×, 16×, …
- * iterations (each count twice) until a run takes an eighth of that (this also warms the size up,
- * as OSU's skipped iterations do), then scales.
+ * iterations (each count twice, the faster counting) until a run of at least 16 iterations takes an
+ * eighth of that, or any run a whole round (this also warms the size up, as OSU's skipped iterations
+ * do), then scales.
  */
 export async function calibrate(comm: Communicator, step: Iteration, roundMs: number): Promise<number> {
   // One untimed iteration first, as OSU skips some: the first after a switch from another

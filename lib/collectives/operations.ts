@@ -105,9 +105,7 @@ export class CollectiveOperations {
         let encoded: Uint8Array | undefined;
         if (io.rank === root) {
           encoded = this.#s.codec.encode(value);
-          // A named shared-memory bcast of a value too long for a cell sends its bytes by the table's
-          // message algorithm: refusing it would have to fail every rank, which only learns the length now.
-          head = encoded.length + 1 <= shared.prefixedBytes ? prefixed(0, encoded) : lengthHead(encoded.length, this.#bcastDataAlgorithm(encoded.length, override === 'shared-memory' ? undefined : override));
+          head = encoded.length + 1 <= shared.prefixedBytes ? prefixed(0, encoded) : lengthHead(encoded.length, this.#bcastDataAlgorithm(encoded.length, override));
         }
         const first = shared.bcastPrefixed(io, head, root);
         return first instanceof Promise ? first.then((f) => this.#bcastRest<T>(io, f, encoded, value, root)) : this.#bcastRest<T>(io, first, encoded, value, root);
@@ -136,7 +134,11 @@ export class CollectiveOperations {
    * cells: a second shared pass in one call would let a shared call queued behind it take its turn.
    */
   #bcastDataAlgorithm(bytes: number, override: string | undefined): MessageBcast {
-    return chooseAlgorithm('bcast', { size: this.#s.size, bytes, commutative: true }, override, this.#s.env) as MessageBcast;
+    // A bcast named shared-memory whose value is too long for a cell (or whose communicator's cells
+    // are too small for a head) sends its bytes by the table's message algorithm: refusing it would
+    // have to fail every rank, which only learns the length from the head.
+    const named = override === 'shared-memory' ? undefined : override;
+    return chooseAlgorithm('bcast', { size: this.#s.size, bytes, commutative: true }, named, this.#s.env) as MessageBcast;
   }
 
   /** `view`'s bytes from `root` into every rank's `view` (same byte length everywhere, checked by the hash). */
@@ -144,14 +146,14 @@ export class CollectiveOperations {
     this.#checkRoot(root);
     const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
     const algorithm = this.#bcastAlgorithm(bytes.length, opts?.algorithm);
-    // Shared memory in the hash, as for bcast; the hash of the last arguments is kept (a loop
-    // broadcasts the same shape again and again).
+    // The algorithm in the hash (ranks whose VMCOMM_COLL_BCAST differ fail instead of running
+    // different algorithms); the hash of the last arguments is kept (a loop broadcasts the same shape
+    // again and again). An unknown name was refused by the choice above.
     const override = opts?.algorithm;
     const last = this.#lastBcastBuffer;
     let hash = last.hash;
     if (last.root !== root || last.length !== bytes.length || last.override !== override || last.algorithm !== algorithm) {
-      if (override !== undefined) this.#checkAlgorithm('bcastBuffer', override);
-      hash = argumentHash('bcastBuffer', root, bytes.length, code(override), algorithm === 'shared-memory' ? algorithm : undefined);
+      hash = argumentHash('bcastBuffer', root, bytes.length, code(override), algorithm);
       this.#lastBcastBuffer = { root, length: bytes.length, override, algorithm, hash };
     }
     return this.#run('bcastBuffer', hash, opts, (io) => {
@@ -593,17 +595,19 @@ function copyOf(v: TypedArray): TypedArray {
 const identity = (d: TypedArray): unknown => d;
 const firstElement = (d: TypedArray): unknown => d[0];
 
-/** The message algorithms of bcast, by the code a length head names them with (the index). */
-const DATA_ALGORITHMS: readonly MessageBcast[] = ['binomial', 'scatter-allgather', 'pipeline'];
+/** The message algorithms of bcast, by the code a length head names them with (the index): every key of {@link BCAST}. */
+const DATA_ALGORITHMS = Object.keys(BCAST) as MessageBcast[];
 /** Bytes of a length head: marker 1, the length (float64), the data's algorithm (u8). */
 const LENGTH_HEAD_BYTES = 10;
 
 /** A bcast head announcing `length` bytes to follow by `algorithm`. */
 function lengthHead(length: number, algorithm: MessageBcast): Uint8Array {
+  const code = DATA_ALGORITHMS.indexOf(algorithm);
+  if (code < 0) throw new Error(`bcast algorithm ${algorithm} has no code in a length head`);
   const head = new Uint8Array(LENGTH_HEAD_BYTES);
   head[0] = 1;
   new DataView(head.buffer).setFloat64(1, length, true);
-  head[9] = DATA_ALGORITHMS.indexOf(algorithm);
+  head[9] = code;
   return head;
 }
 

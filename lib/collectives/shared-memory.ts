@@ -257,12 +257,12 @@ export class SharedMemoryCollectives {
       io,
       nothing,
       (parity) => {
-      const buffer = cells.payload(root, parity);
-      const n = new DataView(buffer.buffer, buffer.byteOffset, PREFIX_BYTES).getUint32(0, true);
-      if (n > this.prefixedBytes) {
-        throw new VmcommError('CORRUPT', `rank ${root}'s collective cell announces ${n} bytes, more than its ${this.prefixedBytes}`, { peer: this.#group[root] });
-      }
-      return buffer.slice(PREFIX_BYTES, PREFIX_BYTES + n);
+        const buffer = cells.payload(root, parity);
+        const n = new DataView(buffer.buffer, buffer.byteOffset, PREFIX_BYTES).getUint32(0, true);
+        if (n > this.prefixedBytes) {
+          throw new VmcommError('CORRUPT', `rank ${root}'s collective cell announces ${n} bytes, more than its ${this.prefixedBytes}`, { peer: this.#group[root] });
+        }
+        return buffer.slice(PREFIX_BYTES, PREFIX_BYTES + n);
       },
       false,
     );

@@ -133,6 +133,20 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     const long = 'z'.repeat(500);
     expect(await Promise.all(comms.map((c) => c.bcast(c.rank === 0 ? long : undefined, 0, { algorithm: 'shared-memory' })))).toEqual([long, long]);
     expect(await outcomes(comms.map((c) => c.bcastBuffer(new Float64Array(9), 0, { algorithm: 'shared-memory' })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    // Cells too small for a length head (8 bytes, 4 after the length): the head goes by messages, and
+    // a named shared-memory bcast still works on every rank.
+    const tiny = (await job(2, 8)).comms;
+    expect(await Promise.all(tiny.map((c) => c.bcast(c.rank === 1 ? long : undefined, 1, { algorithm: 'shared-memory' })))).toEqual([long, long]);
+    expect(await Promise.all(tiny.map((c) => c.bcast(c.rank === 1 ? 3 : undefined, 1)))).toEqual([3, 3]);
+  });
+
+  it('bcastBuffer on ranks whose VMCOMM_COLL_BCAST name different message algorithms: INVALID_ARGUMENT everywhere, not a hang', async () => {
+    const envs = [{ VMCOMM_COLL_BCAST: 'pipeline' }, { VMCOMM_COLL_BCAST: 'scatter-allgather' }, { VMCOMM_COLL_BCAST: 'pipeline' }];
+    const boots = createLocalJob(3);
+    const factory = memory({});
+    const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: envs[r] }))));
+    const got = await outcomes(comms.map((c) => c.bcastBuffer(new Uint8Array(1 << 20), 0, { timeout: 5_000 })));
+    expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
   });
 
   it('a receiving rank whose VMCOMM_COLL_BCAST makes it wait for a message: INVALID_ARGUMENT on both, not a hang', async () => {
