@@ -389,8 +389,9 @@ export class Communicator {
    * Reduces every rank's value with `op` (`MPI_Reduce`): the result at `root`, `undefined` elsewhere.
    * Typed arrays reduce element-wise; numbers, bigints, booleans and arrays of them as values.
    */
-  async reduce<T>(value: T, op: ReduceOp, root = 0, opts?: CollectiveOptions): Promise<T | undefined> {
-    return this.#start('reduce', async () => {
+  reduce<T>(value: T, op: ReduceOp, root = 0, opts?: CollectiveOptions): Promise<T | undefined> {
+    // Not through #start, as allreduce.
+    try {
       this.#checkCollective(opts);
       if (this.#goesHierarchical('reduce', commutes(op), opts)) {
         this.#ops.checkReduction(value, op);
@@ -398,7 +399,9 @@ export class Communicator {
         return this.#hierarchical('reduce', argumentHash('reduce', root, 'hierarchical'), opts, (h) => hierarchicalReduce(h, value, op, root, this.rank));
       }
       return this.#ops.reduce(value, op, root, flat(opts));
-    });
+    } catch (e) {
+      return this.#refused(e, 'reduce');
+    }
   }
 
   /**

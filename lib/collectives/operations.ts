@@ -355,10 +355,21 @@ export class CollectiveOperations {
     }
     const data = path.fresh ? path.data : copyOf(path.data);
     // Chosen (and an override checked) before the call starts: a refusal then sends nothing.
-    const algorithm = chooseAlgorithm('reduce', { size: this.#s.size, bytes: data.byteLength, commutative: path.reducer.commutative }, opts?.algorithm, this.#s.env);
-    return this.#call('reduce', [path.type, data.length, opName(op), root, opts?.algorithm], opts, async (io) => {
+    const algorithm = chooseAlgorithm('reduce', { size: this.#s.size, bytes: data.byteLength, commutative: path.reducer.commutative, sharedBytes: this.#s.shared()?.payloadBytes }, opts?.algorithm, this.#s.env);
+    // Shared memory in the hash (as the named algorithm, which it is when named): a rank whose
+    // VMCOMM_COLL_REDUCE made it the root of a binomial tree only receives, and would wait forever.
+    const named = opts?.algorithm ?? (algorithm === 'shared-memory' ? algorithm : undefined);
+    const result = (io: CommIO) => (io.rank === root ? (path.unwrap(data) as T) : undefined);
+    if (algorithm === 'shared-memory') {
+      const shared = this.#s.shared()!;
+      return this.#call('reduce', [path.type, data.length, opName(op), root, named], opts, (io) => {
+        const moved = shared.reduceBytes(io, bytesOf(data), path.reducer, root);
+        return moved === undefined ? result(io) : moved.then(() => result(io));
+      });
+    }
+    return this.#call('reduce', [path.type, data.length, opName(op), root, named], opts, async (io) => {
       await (algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(data), path.reducer, root);
-      return io.rank === root ? (path.unwrap(data) as T) : undefined;
+      return result(io);
     });
   }
 

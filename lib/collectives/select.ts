@@ -31,7 +31,7 @@ export interface CallShape {
 /** The algorithms of each tunable collective. */
 export const ALGORITHMS = {
   allreduce: ['recursive-doubling', 'rabenseifner', 'ring', 'shared-memory', 'hierarchical'],
-  reduce: ['binomial', 'rabenseifner', 'hierarchical'],
+  reduce: ['binomial', 'rabenseifner', 'shared-memory', 'hierarchical'],
   bcast: ['binomial', 'scatter-allgather', 'pipeline', 'shared-memory', 'hierarchical'],
   barrier: ['dissemination', 'shared-memory', 'hierarchical'],
   allgather: ['recursive-doubling', 'bruck', 'ring'],
@@ -66,6 +66,8 @@ const TABLE: { [C in TunableCollective]: readonly { use: Exclude<AlgorithmOf<C>,
     { use: 'ring', when: () => true },
   ],
   reduce: [
+    // Every member's cell, folded in rank order by the root (any op).
+    { use: 'shared-memory', when: sharedFits },
     { use: 'binomial', when: (s) => s.bytes <= 2 * 1024 },
     { use: 'rabenseifner', when: () => true },
   ],
@@ -145,7 +147,7 @@ export function selectionTableMarkdown(): string {
     '|---|---|',
     '| barrier, bcast, reduce, allreduce | hierarchical (within each shared-memory group, across the group leaders, back) when the communicator spans several groups, one of them holds several ranks, and the op commutes; else as below |',
     `| allreduce | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |`,
-    '| reduce | binomial if ≤ 2 KiB; else Rabenseifner (both keep rank order for non-commutative ops) |',
+    `| reduce | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; binomial if ≤ 2 KiB; else Rabenseifner (all keep rank order for non-commutative ops) |`,
     `| bcast | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the data fits a cell (512 B; a value's encoding 507 B, else its length goes through the cell) and ≤ ${SHARED_MAX_RANKS} ranks; binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |`,
     '| allgather(v) | recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |',
     '| alltoall | Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise |',

@@ -1,5 +1,5 @@
 /**
- * Shared-memory collectives — allreduce and bcast of up to a cell's payload, and barrier — for a communicator
+ * Shared-memory collectives — allreduce, reduce and bcast of up to a cell's payload, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
  * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
  * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
@@ -186,11 +186,33 @@ export class SharedMemoryCollectives {
     return this.#pass(
       io,
       (parity) => cells.payload(this.#rank, parity).set(data),
+      (parity) => this.#fold(data, parity, reducer),
+    );
+  }
+
+  /**
+   * At `root`, `data := x0 op x1 op … op x(p−1)` element-wise, in rank order (`data` is each rank's
+   * contribution; other ranks' stays as it was). Every member waits for all, as in every shared call.
+   */
+  reduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer, root: number): void | Promise<void> {
+    const n = data.length;
+    if (n > this.payloadBytes) throw new RangeError(`a shared reduce carries at most ${this.payloadBytes} bytes, got ${n}`);
+    const cells = this.#cells;
+    return this.#pass(
+      io,
+      (parity) => cells.payload(this.#rank, parity).set(data),
       (parity) => {
-        data.set(cells.payload(0, parity).subarray(0, n));
-        for (let m = 1; m < this.#size; m++) reducer.combine(data, cells.payload(m, parity).subarray(0, n), data);
+        if (this.#rank === root) this.#fold(data, parity, reducer);
       },
     );
+  }
+
+  /** `data := x0 op x1 op … op x(p−1)` from every member's buffer `parity`, in rank order. */
+  #fold(data: Uint8Array, parity: number, reducer: Reducer): void {
+    const cells = this.#cells;
+    const n = data.length;
+    data.set(cells.payload(0, parity).subarray(0, n));
+    for (let m = 1; m < this.#size; m++) reducer.combine(data, cells.payload(m, parity).subarray(0, n), data);
   }
 
   /** Returns when every member has called it. */

@@ -160,6 +160,30 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     }
   });
 
+  it('reduce of numbers, typed arrays and a function op: the rank-order result at every root, undefined elsewhere, without messages', async () => {
+    const { comms } = await job(4);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    const affine = defineOp((a: Float64Array, b: Float64Array) => a.map((x, i) => 2 * x + b[i]));
+    for (let root = 0; root < 4; root++) {
+      const values = [0.1, 1e16, -1e16, 0.2];
+      expect(await Promise.all(comms.map((c) => c.reduce(values[c.rank], Op.SUM, root)))).toEqual(comms.map((c) => (c.rank === root ? values.reduce((a, b) => a + b) : undefined)));
+      const maxes = await Promise.all(comms.map((c) => c.reduce(Int16Array.of(c.rank, -c.rank), Op.MAX, root)));
+      for (const [r, m] of maxes.entries()) expect(m === undefined ? undefined : Array.from(m)).toEqual(r === root ? [3, 0] : undefined);
+      const folded = await Promise.all(comms.map((c) => c.reduce(Float64Array.of(c.rank + 1), affine, root)));
+      // 2·(2·(2·1 + 2) + 3) + 4 = 26 (any other order gives another number)
+      for (const [r, f] of folded.entries()) expect(f === undefined ? undefined : Array.from(f)).toEqual(r === root ? [26] : undefined);
+    }
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+  });
+
+  it('a reduce root whose VMCOMM_COLL_REDUCE makes it wait for messages: INVALID_ARGUMENT everywhere, not a hang', async () => {
+    const boots = createLocalJob(3);
+    const factory = memory({ cellBytes: 64 });
+    const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 0 ? { VMCOMM_COLL_REDUCE: 'binomial' } : {} }))));
+    expect(await outcomes(comms.map((c) => c.reduce(c.rank, Op.SUM, 0, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
   it('a function op that does not commute is applied in rank order', async () => {
     const { comms } = await job(4);
     const affine = defineOp((a: Float64Array, b: Float64Array) => a.map((x, i) => 2 * x + b[i]));
