@@ -52,17 +52,19 @@ await near.free();
 const pair = await comm.split(size >= 2 && rank < 2 ? 0 : undefined);
 if (pair !== undefined) {
   const peer = 1 - rank;
-  const small = new Uint8Array(8);
-  // Over the world communicator, as measured below (the pair communicator only decides when to stop).
-  await warmUp(pair, 400, async () => {
+  /** One round trip of `buf` over the world communicator, as a program would send. */
+  const pingPong = async (buf: Uint8Array): Promise<void> => {
     if (rank === 0) {
-      await comm.sendBuffer(small, peer, 2);
-      await comm.recvBuffer(small, peer, 2);
+      await comm.sendBuffer(buf, peer, 2);
+      await comm.recvBuffer(buf, peer, 2);
     } else {
-      await comm.recvBuffer(small, peer, 2);
-      await comm.sendBuffer(small, peer, 2);
+      await comm.recvBuffer(buf, peer, 2);
+      await comm.sendBuffer(buf, peer, 2);
     }
-  });
+  };
+  // The pair communicator only decides when the warm-up stops.
+  const small = new Uint8Array(8);
+  await warmUp(pair, 400, () => pingPong(small));
   if (rank === 0) {
     console.log(`\nPing-pong 0 ⇄ 1 over ${comm.transportOf(1)} (half round trip, median of 5 blocks, after a 0.4 s warm-up):`);
     const cores = availableParallelism();
@@ -74,15 +76,7 @@ if (pair !== undefined) {
     const blocks: number[] = [];
     for (let block = 0; block < 6; block++) {
       const t0 = process.hrtime.bigint();
-      for (let i = 0; i < iters; i++) {
-        if (rank === 0) {
-          await comm.sendBuffer(buf, peer, 2);
-          await comm.recvBuffer(buf, peer, 2);
-        } else {
-          await comm.recvBuffer(buf, peer, 2);
-          await comm.sendBuffer(buf, peer, 2);
-        }
-      }
+      for (let i = 0; i < iters; i++) await pingPong(buf);
       if (block > 0) blocks.push(Number(process.hrtime.bigint() - t0) / 1000 / iters / 2); // block 0 warms up
     }
     blocks.sort((a, b) => a - b);

@@ -360,16 +360,10 @@ export class CollectiveOperations {
     // VMCOMM_COLL_REDUCE made it the root of a binomial tree only receives, and would wait forever.
     const named = opts?.algorithm ?? (algorithm === 'shared-memory' ? algorithm : undefined);
     const result = (io: CommIO) => (io.rank === root ? (path.unwrap(data) as T) : undefined);
-    if (algorithm === 'shared-memory') {
-      const shared = this.#s.shared()!;
-      return this.#call('reduce', [path.type, data.length, opName(op), root, named], opts, (io) => {
-        const moved = shared.reduceBytes(io, bytesOf(data), path.reducer, root);
-        return moved === undefined ? result(io) : moved.then(() => result(io));
-      });
-    }
-    return this.#call('reduce', [path.type, data.length, opName(op), root, named], opts, async (io) => {
-      await (algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(data), path.reducer, root);
-      return result(io);
+    const shared = algorithm === 'shared-memory' ? this.#s.shared()! : undefined;
+    return this.#call('reduce', [path.type, data.length, opName(op), root, named], opts, (io) => {
+      const moved = shared ? shared.reduceBytes(io, bytesOf(data), path.reducer, root) : (algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(data), path.reducer, root);
+      return moved === undefined ? result(io) : moved.then(() => result(io));
     });
   }
 
@@ -427,16 +421,14 @@ export class CollectiveOperations {
   // ------------------------------------------------------------ internals
 
   #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => T | Promise<T>, ticket?: Ticket): Promise<T> {
-    if (opts?.algorithm !== undefined) this.#checkAlgorithm(name, opts.algorithm);
+    // An algorithm this collective does not have is refused here, before anything is sent.
+    if (opts?.algorithm !== undefined) {
+      const tunable = TUNABLE_OF[name];
+      const known: readonly string[] = tunable ? ALGORITHMS[tunable] : [];
+      if (!known.includes(opts.algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${opts.algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
+    }
     const hash = argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
     return this.#run(name, hash, opts, body, ticket);
-  }
-
-  /** An algorithm this collective does not have is refused before anything is sent. */
-  #checkAlgorithm(name: CollectiveName, algorithm: string): void {
-    const tunable = TUNABLE_OF[name];
-    const known: readonly string[] = tunable ? ALGORITHMS[tunable] : [];
-    if (!known.includes(algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
   }
 
   /** The arguments and hash of the last {@link bcastBuffer}. */

@@ -180,14 +180,7 @@ export class SharedMemoryCollectives {
 
   /** `data := x0 op x1 op … op x(p−1)` element-wise, in rank order; `data` is this rank's contribution. */
   allreduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer): void | Promise<void> {
-    const n = data.length;
-    if (n > this.payloadBytes) throw new RangeError(`a shared allreduce carries at most ${this.payloadBytes} bytes, got ${n}`);
-    const cells = this.#cells;
-    return this.#pass(
-      io,
-      (parity) => cells.payload(this.#rank, parity).set(data),
-      (parity) => this.#fold(data, parity, reducer),
-    );
+    return this.#reducePass(io, data, reducer, 'allreduce', -1);
   }
 
   /**
@@ -195,16 +188,25 @@ export class SharedMemoryCollectives {
    * contribution; other ranks' stays as it was). Every member waits for all, as in every shared call.
    */
   reduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer, root: number): void | Promise<void> {
-    const n = data.length;
-    if (n > this.payloadBytes) throw new RangeError(`a shared reduce carries at most ${this.payloadBytes} bytes, got ${n}`);
+    return this.#reducePass(io, data, reducer, 'reduce', root);
+  }
+
+  /** Every member writes `data`; `root` folds them (every rank when `root` is −1). */
+  #reducePass(io: CommIO, data: Uint8Array, reducer: Reducer, what: string, root: number): void | Promise<void> {
+    this.#checkFits(data.length, what);
     const cells = this.#cells;
     return this.#pass(
       io,
       (parity) => cells.payload(this.#rank, parity).set(data),
       (parity) => {
-        if (this.#rank === root) this.#fold(data, parity, reducer);
+        if (root < 0 || this.#rank === root) this.#fold(data, parity, reducer);
       },
     );
+  }
+
+  /** A call's data must fit a buffer (the selection table sees to it; a caller that did not is a bug). */
+  #checkFits(bytes: number, what: string): void {
+    if (bytes > this.payloadBytes) throw new RangeError(`a shared ${what} carries at most ${this.payloadBytes} bytes, got ${bytes}`);
   }
 
   /** `data := x0 op x1 op … op x(p−1)` from every member's buffer `parity`, in rank order. */
@@ -228,7 +230,7 @@ export class SharedMemoryCollectives {
    */
   bcastBytes(io: CommIO, data: Uint8Array, root: number): void | Promise<void> {
     const n = data.length;
-    if (n > this.payloadBytes) throw new RangeError(`a shared bcast carries at most ${this.payloadBytes} bytes, got ${n}`);
+    this.#checkFits(n, 'bcast');
     const cells = this.#cells;
     const isRoot = this.#rank === root;
     return this.#pass(
