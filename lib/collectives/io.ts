@@ -11,6 +11,7 @@
  */
 
 /** A typed array of any element type (what buffer collectives take). */
+import type { Kernel } from './op-kernels.js';
 export type TypedArray =
   | Int8Array
   | Uint8Array
@@ -61,4 +62,9 @@ export interface Reducer {
    * `left` holds the contribution of the lower ranks.
    */
   combine(left: Uint8Array, right: Uint8Array, into: Uint8Array): void;
+  /**
+   * A predefined op's loop, for paths that hold typed views already (the shared-memory fold): the
+   * same operation as {@link combine}, on views of `kernel.View`. Absent for function ops.
+   */
+  readonly kernel?: Kernel;
 }

@@ -38,7 +38,10 @@ import type { TypedArray } from './io.js';
 export interface Kernel {
   /** The typed-array class the loop reads and writes (not always the element type's own class). */
   readonly View: TypedArrayConstructorOf<TypedArray>;
-  /** `o[i] = a[i] op b[i]` for every element of `o`; `a`, `b` and `o` have the same length. */
+  /**
+   * `o[i] = a[i] op b[i]` for every element of `o`; `a` and `b` are at least as long (only `o`'s
+   * length bounds the loop: the shared-memory fold passes whole-cell views).
+   */
   run(a: TypedArray, b: TypedArray, o: TypedArray): void;
 }
 

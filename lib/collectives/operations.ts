@@ -34,6 +34,7 @@ import { bcastScatterAllgather } from './bcast-scatter-allgather.js';
 import type { CommIO } from './comm-io.js';
 import { gatherv as gathervBytes } from './gatherv.js';
 import type { CollectiveIO, Reducer, TypedArray } from './io.js';
+import type { Kernel } from './op-kernels.js';
 import { checkValueOp, ELEMENT_TYPES, elementTypeOf, reducerFor, reduceValues, TYPED_ARRAY_CONSTRUCTORS, type OpFunction } from './ops.js';
 import { reduceBinomial } from './reduce-binomial.js';
 import { reduceRabenseifner } from './reduce-rabenseifner.js';
@@ -291,6 +292,14 @@ export class CollectiveOperations {
       if (hash === undefined) SCALAR_ALLREDUCE_HASHES.set(op, (hash = argumentHash('allreduce', code('number'), 1, opName(op), undefined)));
       return this.#run('allreduce', hash, opts, body);
     }
+    if (isTypedArray(value)) {
+      const c = this.#typedCall('allreduce', value, op, opts?.algorithm, -1);
+      const data = copyOf(value);
+      return this.#run('allreduce', c.hash, opts, (io) => {
+        const moved = this.#reduceTyped(io, c, data, data, -1);
+        return moved === undefined ? (data as T) : moved.then(() => data as T);
+      });
+    }
     const path = this.#path(value, op);
     if (path.kind === 'value') {
       return this.#call('allreduce', ['value', opName(op)], opts, (io) => allreduceValue(io, value, this.#valueOps(op)));
@@ -318,44 +327,68 @@ export class CollectiveOperations {
       if (hash === undefined) SCALAR_BUFFER_HASHES.set(op, (hash = argumentHash('allreduceBuffer', code('float64'), code(1), code(opName(op)), undefined, undefined)));
       return this.#run('allreduceBuffer', hash, opts, sharedDoubleInto(this.#s.shared()!, send, recv, op));
     }
-    const reducer = reducerFor(op, elementTypeOf(recv));
-    this.#checkPairs(op, recv);
-    const algorithm = this.#allreduceAlgorithm(recv.byteLength, reducer, opts?.algorithm);
-    const parts = [elementTypeOf(recv), recv.length, opName(op), opts?.algorithm];
+    const c = this.#typedCall('allreduceBuffer', recv, op, opts?.algorithm, -1);
+    const { algorithm } = c;
     if (algorithm === 'shared-memory') {
-      const shared = this.#s.shared()!;
-      if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) return this.#call('allreduceBuffer', parts, opts, sharedDoubleInto(shared, send, recv, op));
-      return this.#call('allreduceBuffer', parts, opts, async (io) => {
-        if (send !== IN_PLACE && send !== recv) recv.set(send as never);
-        await shared.allreduceBytes(io, bytesOf(recv), reducer);
-        return recv;
+      if (recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) return this.#run('allreduceBuffer', c.hash, opts, sharedDoubleInto(this.#s.shared()!, send, recv, op));
+      const data = send === IN_PLACE ? recv : (send as A);
+      return this.#run('allreduceBuffer', c.hash, opts, (io) => {
+        const moved = this.#reduceTyped(io, c, data, recv, -1);
+        return moved === undefined ? recv : moved.then(() => recv);
       });
     }
     if (algorithm === 'recursive-doubling' && recv.length === 1 && recv instanceof Float64Array && ARITHMETIC.has(op)) {
       // One double: the same exchanges, messages and reduction order as the generic recursive
       // doubling (so a rank on either path agrees with the other), without its views and scratch.
       const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
-      return this.#call('allreduceBuffer', parts, opts, async (io) => {
+      return this.#run('allreduceBuffer', c.hash, opts, async (io) => {
         recv[0] = await allreduceScalar(io, send === IN_PLACE ? recv[0] : (send as Float64Array)[0], scalar);
         return recv;
       });
     }
-    return this.#call('allreduceBuffer', parts, opts, async (io) => {
+    return this.#run('allreduceBuffer', c.hash, opts, async (io) => {
       if (send !== IN_PLACE && send !== recv) recv.set(send as never);
-      await ALLREDUCE[algorithm](io, bytesOf(recv), reducer);
+      await ALLREDUCE[algorithm as FlatAllreduce](io, bytesOf(recv), c.reducer);
       return recv;
     });
   }
 
   reduce<T>(value: T, op: ReduceOp, root: number, opts?: CollectiveOptions): Promise<T | undefined> {
     this.#checkRoot(root);
+    if (typeof value === 'number' && ARITHMETIC.has(op)) {
+      const named = opts?.algorithm;
+      const algorithm = named === undefined ? (this.#scalarReduceDefault ??= this.#reduceAlgorithm(8, true, undefined)) : this.#reduceAlgorithm(8, true, named);
+      if (algorithm === 'shared-memory') {
+        // One number through the cells, without the typed-array path's views and copies. The same
+        // hash as that path gives a number (so a rank on either path agrees with the other), kept
+        // for the last (op, root, name): a loop reduces the same way again and again.
+        const last = this.#lastScalarReduce;
+        let hash = last.hash;
+        if (last.op !== op || last.root !== root || last.named !== named) {
+          hash = argumentHash('reduce', code('number'), code(1), code(opName(op)), code(root), code(named ?? algorithm));
+          this.#lastScalarReduce = { op, root, named, hash };
+        }
+        const shared = this.#s.shared()!;
+        const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
+        return this.#run('reduce', hash, opts, (io) => shared.reduceScalar(io, value, scalar, root) as T | undefined | Promise<T | undefined>);
+      }
+    }
+    if (isTypedArray(value)) {
+      const c = this.#typedCall('reduce', value, op, opts?.algorithm, root);
+      const data = copyOf(value);
+      return this.#run('reduce', c.hash, opts, (io) => {
+        const moved = this.#reduceTyped(io, c, data, data, root);
+        const result = io.rank === root ? (data as T) : undefined;
+        return moved === undefined ? result : moved.then(() => result);
+      });
+    }
     const path = this.#path(value, op);
     if (path.kind === 'value') {
       return this.#call('reduce', ['value', opName(op), root], opts, (io) => reduceValue(io, value, this.#valueOps(op), root));
     }
     const data = path.fresh ? path.data : copyOf(path.data);
     // Chosen (and an override checked) before the call starts: a refusal then sends nothing.
-    const algorithm = chooseAlgorithm('reduce', { size: this.#s.size, bytes: data.byteLength, commutative: path.reducer.commutative, sharedBytes: this.#s.shared()?.payloadBytes }, opts?.algorithm, this.#s.env);
+    const algorithm = this.#reduceAlgorithm(data.byteLength, path.reducer.commutative, opts?.algorithm);
     // Shared memory in the hash (as the named algorithm, which it is when named): a rank whose
     // VMCOMM_COLL_REDUCE made it the root of a binomial tree only receives, and would wait forever.
     const named = opts?.algorithm ?? (algorithm === 'shared-memory' ? algorithm : undefined);
@@ -420,15 +453,65 @@ export class CollectiveOperations {
 
   // ------------------------------------------------------------ internals
 
+  /**
+   * A typed-array reduction's reducer, algorithm and argument hash — kept for the last arguments of
+   * each collective, since a loop reduces the same shape again and again (the table walk, the op's
+   * lookup and the hash cost more than the pass through the cells). Checks op × type and MINLOC
+   * pairs, and refuses an algorithm the call cannot take, before anything is sent.
+   */
+  #typedCall(name: 'allreduce' | 'reduce' | 'allreduceBuffer', view: TypedArray, op: ReduceOp, override: string | undefined, root: number): TypedCall {
+    const last = this.#lastTyped[name];
+    const View = view.constructor;
+    if (last !== undefined && last.View === View && last.length === view.length && last.op === op && last.override === override && last.root === root) return last;
+    const type = elementTypeOf(view);
+    const reducer = reducerFor(op, type);
+    this.#checkPairs(op, view);
+    let algorithm: string;
+    let hash: number;
+    if (name === 'reduce') {
+      // Shared memory in the hash (as the named algorithm, which it is when named): a rank whose
+      // VMCOMM_COLL_REDUCE made it the root of a binomial tree only receives, and would wait forever.
+      algorithm = this.#reduceAlgorithm(view.byteLength, reducer.commutative, override);
+      hash = this.#hashOf(name, [type, view.length, opName(op), root, override ?? (algorithm === 'shared-memory' ? algorithm : undefined)], override);
+    } else {
+      algorithm = this.#allreduceAlgorithm(view.byteLength, reducer, override);
+      hash = this.#hashOf(name, [type, view.length, opName(op), override], override);
+    }
+    // The shared fold runs the op's loop on views of the cells: only for a predefined op whose loop
+    // reads the array's own class (bitwise ops on int8, say, run on other views: those take bytes).
+    const kernel = reducer.kernel !== undefined && TYPED_ARRAY_CONSTRUCTORS[type] === reducer.kernel.View ? reducer.kernel : undefined;
+    const call: TypedCall = { View, length: view.length, op, override, root, reducer, algorithm, hash, kernel };
+    this.#lastTyped[name] = call;
+    return call;
+  }
+
+  readonly #lastTyped: Partial<Record<'allreduce' | 'reduce' | 'allreduceBuffer', TypedCall>> = {};
+
+  /** A typed-array reduction of `data` by `c`'s algorithm, its result into `into` (on `root`; every rank when −1). */
+  #reduceTyped(io: CommIO, c: TypedCall, data: TypedArray, into: TypedArray, root: number): void | Promise<void> {
+    if (c.algorithm === 'shared-memory') {
+      const shared = this.#s.shared()!;
+      if (c.kernel !== undefined) return shared.reduceTyped(io, data, c.kernel, into, root);
+      if (into !== data) into.set(data as never);
+      return root < 0 ? shared.allreduceBytes(io, bytesOf(into), c.reducer) : shared.reduceBytes(io, bytesOf(into), c.reducer, root);
+    }
+    if (into !== data) into.set(data as never);
+    if (root < 0) return ALLREDUCE[c.algorithm as FlatAllreduce](io, bytesOf(into), c.reducer);
+    return (c.algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(into), c.reducer, root);
+  }
+
   #call<T>(name: CollectiveName, parts: readonly HashPart[], opts: CollectiveOptions | undefined, body: (io: CommIO) => T | Promise<T>, ticket?: Ticket): Promise<T> {
-    // An algorithm this collective does not have is refused here, before anything is sent.
-    if (opts?.algorithm !== undefined) {
+    return this.#run(name, this.#hashOf(name, parts, opts?.algorithm), opts, body, ticket);
+  }
+
+  /** The argument hash of a call of `name` with `parts`; an algorithm the collective does not have is refused here, before anything is sent. */
+  #hashOf(name: CollectiveName, parts: readonly HashPart[], algorithm: string | undefined): number {
+    if (algorithm !== undefined) {
       const tunable = TUNABLE_OF[name];
       const known: readonly string[] = tunable ? ALGORITHMS[tunable] : [];
-      if (!known.includes(opts.algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${opts.algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
+      if (!known.includes(algorithm)) throw new VmcommError('INVALID_ARGUMENT', `${name} has no algorithm "${algorithm}"${known.length ? ` (known: ${known.join(', ')})` : ' to choose'}`);
     }
-    const hash = argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
-    return this.#run(name, hash, opts, body, ticket);
+    return argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
   }
 
   /** The arguments and hash of the last {@link bcastBuffer}. */
@@ -447,6 +530,16 @@ export class CollectiveOperations {
   #allreduceAlgorithm(bytes: number, reducer: Reducer, override: string | undefined): Exclude<AlgorithmOf<'allreduce'>, 'hierarchical'> {
     return chooseAlgorithm('allreduce', { size: this.#s.size, bytes, commutative: reducer.commutative, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
   }
+
+  #reduceAlgorithm(bytes: number, commutative: boolean, override: string | undefined): Exclude<AlgorithmOf<'reduce'>, 'hierarchical'> {
+    return chooseAlgorithm('reduce', { size: this.#s.size, bytes, commutative, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
+  }
+
+  /** The algorithm of a one-number reduce with no algorithm named (as {@link #scalarAllreduce}). */
+  #scalarReduceDefault: AlgorithmOf<'reduce'> | undefined = undefined;
+
+  /** The arguments and hash of the last one-number shared reduce. */
+  #lastScalarReduce: { op: ReduceOp | undefined; root: number; named: string | undefined; hash: number } = { op: undefined, root: -1, named: undefined, hash: 0 };
 
   /** The algorithm of a one-number allreduce with no algorithm named: `VMCOMM_COLL_ALLREDUCE`'s where it applies, else the table's, kept (neither changes during a job). */
   #scalarAllreduce(): AlgorithmOf<'allreduce'> {
@@ -544,6 +637,20 @@ function sharedDoubleInto<A extends TypedArray>(shared: SharedMemoryCollectives,
       return recv;
     });
   };
+}
+
+/** What a typed-array reduction decided for its arguments (see `#typedCall`). */
+interface TypedCall {
+  readonly View: unknown;
+  readonly length: number;
+  readonly op: ReduceOp;
+  readonly override: string | undefined;
+  readonly root: number;
+  readonly reducer: Reducer;
+  readonly algorithm: string;
+  readonly hash: number;
+  /** The op's loop, when the shared fold can run it on the array's own class. */
+  readonly kernel: Kernel | undefined;
 }
 
 /** The allreduce algorithms that run over messages (`shared-memory` needs the communicator's cells). */

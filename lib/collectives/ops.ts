@@ -221,6 +221,7 @@ function kernelReducer(kernel: Kernel, elementBytes: number): Reducer {
   return Object.freeze({
     elementBytes,
     commutative: true,
+    kernel,
     combine(left: Uint8Array, right: Uint8Array, into: Uint8Array): void {
       checkRanges(elementBytes, left, right, into);
       if ((left.byteOffset | right.byteOffset | into.byteOffset) % align === 0) {

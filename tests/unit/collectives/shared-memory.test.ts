@@ -177,6 +177,53 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(comms.map(collectiveFramesSent)).toEqual(before);
   });
 
+  it('typed arrays of every kind, arguments that change from call to call: each call reduces by its own arguments, in rank order, without messages', async () => {
+    const { comms } = await job(4, 512);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    // Float64 SUM where only ((x0 + x1) + x2) + x3 gives 1: the order shows.
+    const terms = [1e16, 1, -1e16, 1];
+    // Calls whose shape, op, root or class changes each time (the kept decisions must follow).
+    for (let i = 0; i < 12; i++) {
+      const root = i % 4;
+      const n = 1 + (i % 3);
+      const sums = await Promise.all(comms.map((c) => c.allreduce(new Float64Array(n).fill(terms[c.rank]), Op.SUM)));
+      for (const s of sums) expect(Array.from(s)).toEqual(new Array(n).fill(1));
+      // The same shape three times: then only the op changes, then only the root.
+      for (const [op, at, want] of [[Op.SUM, root, 1], [Op.MAX, root, 1e16], [Op.SUM, (root + 1) % 4, 1]] as const) {
+        const reduced = await Promise.all(comms.map((c) => c.reduce(new Float64Array(n).fill(terms[c.rank]), op, at)));
+        for (const [r, got] of reduced.entries()) expect(got === undefined ? undefined : Array.from(got)).toEqual(r === at ? new Array(n).fill(want) : undefined);
+      }
+      // Classes whose op loop runs on another view (int8 bitwise, uint32 sum) take the byte fold.
+      const ands = await Promise.all(comms.map((c) => c.allreduce(Int8Array.of(-1 ^ (1 << c.rank), -1), Op.BAND)));
+      for (const a of ands) expect(Array.from(a)).toEqual([-16, -1]);
+      const wraps = await Promise.all(comms.map((c) => c.allreduce(Uint32Array.of(0xffff_ffff, c.rank), Op.SUM)));
+      for (const w of wraps) expect(Array.from(w)).toEqual([0xffff_fffc, 6]);
+      const bytes = await Promise.all(comms.map((c) => c.allreduce(Buffer.from([c.rank, 200]), Op.MAX)));
+      for (const b of bytes) expect(Array.from(b)).toEqual([3, 200]);
+      const bigs = await Promise.all(comms.map((c) => c.reduce(BigInt64Array.of(BigInt(c.rank) << 40n), Op.SUM, root)));
+      expect(bigs[root]![0]).toBe(6n << 40n);
+      const recvs = comms.map((c) => new Float32Array(n).fill(c.rank + 1));
+      await Promise.all(comms.map((c, r) => c.allreduceBuffer(IN_PLACE, recvs[r], Op.PROD)));
+      for (const b of recvs) expect(Array.from(b)).toEqual(new Array(n).fill(24));
+    }
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+  });
+
+  it('allreduce and reduce reduce the value an array held when called, not what it holds when the call runs', async () => {
+    const { comms } = await job(3);
+    const arrays = comms.map((c) => Float64Array.of(c.rank + 1, 10));
+    // Rank 0 calls first and changes its array at once; the others call later.
+    const first = comms[0].allreduce(arrays[0], Op.SUM);
+    const firstReduce = comms[0].reduce(arrays[0], Op.SUM, 0);
+    arrays[0].fill(1000);
+    await sleep(20);
+    const rest = await Promise.all(comms.slice(1).map((c) => c.allreduce(arrays[c.rank], Op.SUM)));
+    await Promise.all(comms.slice(1).map((c) => c.reduce(arrays[c.rank], Op.SUM, 0)));
+    for (const got of [await first, ...rest]) expect(Array.from(got)).toEqual([6, 30]);
+    expect(Array.from((await firstReduce)!)).toEqual([6, 30]);
+  });
+
   it('a reduce root whose VMCOMM_COLL_REDUCE makes it wait for messages: INVALID_ARGUMENT everywhere, not a hang', async () => {
     const boots = createLocalJob(3);
     const factory = memory({ cellBytes: 64 });
@@ -230,6 +277,17 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
     expect(await outcomes(comms.map((c) => c.barrier()))).toEqual(['REVOKED', 'REVOKED', 'REVOKED']);
   });
+
+  for (const kind of ['a number', 'a typed array'] as const) {
+    it(`reduce of ${kind}: ranks that agreed on the root, then one names another: INVALID_ARGUMENT on every rank`, async () => {
+      const { comms } = await job(3);
+      const value = (c: Communicator) => (kind === 'a number' ? c.rank : Float64Array.of(c.rank));
+      // Calls alike before: each rank keeps the decisions (and hash) of its last reduce.
+      for (let i = 0; i < 2; i++) await Promise.all(comms.map((c) => c.reduce(value(c), Op.SUM, 0)));
+      const got = await outcomes(comms.map((c) => c.reduce(value(c), Op.SUM, c.rank === 2 ? 1 : 0, { timeout: 5_000 })));
+      expect(got).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    });
+  }
 
   it('a rank in another collective that only receives (its presence word tells): INVALID_ARGUMENT, not a hang', async () => {
     const { comms } = await job(2);
