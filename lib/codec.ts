@@ -37,6 +37,9 @@ export class ValueCodec {
     if (typeof value === 'function' || typeof value === 'symbol') {
       throw new VmcommError('INVALID_ARGUMENT', `a ${typeof value} cannot be sent; send data (nested functions travel as undefined)`);
     }
+    // msgpackr writes −0 as the integer 0; a number sent alone keeps its sign as a float64 (0xcb),
+    // which msgpackr decodes as −0. Inside arrays and objects −0 still arrives as +0 (typed arrays keep it).
+    if (value === 0 && 1 / value < 0) return Uint8Array.of(0xcb, 0x80, 0, 0, 0, 0, 0, 0, 0);
     try {
       return this.packr.pack(value);
     } catch (cause) {

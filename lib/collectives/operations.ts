@@ -100,19 +100,28 @@ export class CollectiveOperations {
     // the options alone; the path is in the hash, so ranks whose VMCOMM_COLL_BCAST differ fail the
     // call instead of one waiting for a message.
     const shared = this.#s.shared();
-    if (shared !== undefined && shared.prefixedBytes >= LENGTH_HEAD_BYTES && this.#bcastAlgorithm(0, override) === 'shared-memory') {
-      return this.#call('bcast', [root, override, 'shared-memory'], opts, (io) => {
+    // The path and hash, kept for the last (root, name): a loop broadcasts from one root again and again.
+    let last = this.#lastBcast;
+    if (last.root !== root || last.override !== override) {
+      const cells = shared !== undefined && shared.prefixedBytes >= LENGTH_HEAD_BYTES && this.#bcastAlgorithm(0, override) === 'shared-memory';
+      last = this.#lastBcast = { root, override, cells, hash: this.#hashOf('bcast', cells ? [root, override, 'shared-memory'] : [root, override], override) };
+    }
+    if (last.cells) {
+      return this.#run('bcast', last.hash, opts, (io) => {
         let head: Uint8Array | undefined;
         let encoded: Uint8Array | undefined;
         if (io.rank === root) {
-          encoded = this.#s.codec.encode(value);
-          head = encoded.length + 1 <= shared.prefixedBytes ? prefixed(0, encoded) : lengthHead(encoded.length, this.#bcastDataAlgorithm(encoded.length, override));
+          if (typeof value === 'number') head = numberHead(value);
+          else {
+            encoded = this.#s.codec.encode(value);
+            head = encoded.length + 1 <= shared!.prefixedBytes ? prefixed(0, encoded) : lengthHead(encoded.length, this.#bcastDataAlgorithm(encoded.length, override));
+          }
         }
-        const first = shared.bcastPrefixed(io, head, root);
+        const first = shared!.bcastPrefixed(io, head, root);
         return first instanceof Promise ? first.then((f) => this.#bcastRest<T>(io, f, encoded, value, root)) : this.#bcastRest<T>(io, first, encoded, value, root);
       });
     }
-    return this.#call('bcast', [root, override], opts, async (io) => {
+    return this.#run('bcast', last.hash, opts, async (io) => {
       const encoded = io.rank === root ? this.#s.codec.encode(value) : undefined;
       let head: Uint8Array | undefined;
       if (encoded) head = encoded.length <= BCAST_INLINE_BYTES && override === undefined ? prefixed(0, encoded) : lengthHead(encoded.length, this.#bcastDataAlgorithm(encoded.length, override));
@@ -124,6 +133,7 @@ export class CollectiveOperations {
   #bcastRest<T>(io: CommIO, first: Uint8Array, encoded: Uint8Array | undefined, value: T | undefined, root: number): T | Promise<T> {
     const isRoot = io.rank === root;
     if (first[0] === 0) return isRoot ? (value as T) : this.#s.codec.decode<T>(first.subarray(1));
+    if (first[0] === NUMBER_MARKER) return isRoot ? (value as T) : (readNumberHead(first, root) as T);
     const { length, algorithm } = readLengthHead(first, root);
     const data = encoded ?? new Uint8Array(length);
     return BCAST[algorithm](io, data, root).then(() => (isRoot ? (value as T) : this.#s.codec.decode<T>(data)));
@@ -514,6 +524,9 @@ export class CollectiveOperations {
     return argumentHash(name, code(parts[0]), code(parts[1]), code(parts[2]), code(parts[3]), code(parts[4]));
   }
 
+  /** The arguments, head path and hash of the last {@link bcast}. */
+  #lastBcast: { root: number; override: string | undefined; cells: boolean; hash: number } = { root: -1, override: undefined, cells: false, hash: 0 };
+
   /** The arguments and hash of the last {@link bcastBuffer}. */
   #lastBcastBuffer: { root: number; length: number; override: string | undefined; algorithm: string; hash: number } = { root: -1, length: -1, override: undefined, algorithm: '', hash: 0 };
 
@@ -709,6 +722,29 @@ const firstElement = (d: TypedArray): unknown => d[0];
 const DATA_ALGORITHMS = Object.keys(BCAST) as MessageBcast[];
 /** Bytes of a length head: marker 1, the length (float64), the data's algorithm (u8). */
 const LENGTH_HEAD_BYTES = 10;
+
+/** The marker of a bcast head that is a number (float64 in this host's byte order: only cells carry it) after it: no encoding to make or decode. */
+const NUMBER_MARKER = 2;
+const NUMBER_HEAD_BYTES = 9;
+/** Where a number head's float64 is read (the head's bytes may sit at any offset). */
+const numberBytes = new Uint8Array(8);
+const numberValue = new Float64Array(numberBytes.buffer);
+
+/** A bcast head that is `value` itself. */
+function numberHead(value: number): Uint8Array {
+  const head = new Uint8Array(NUMBER_HEAD_BYTES);
+  head[0] = NUMBER_MARKER;
+  numberValue[0] = value;
+  head.set(numberBytes, 1);
+  return head;
+}
+
+/** The number a number head from `root` carries; `CORRUPT` when the head is not one. */
+function readNumberHead(head: Uint8Array, root: number): number {
+  if (head.length !== NUMBER_HEAD_BYTES) throw new VmcommError('CORRUPT', `the bcast head from rank ${root} of the communicator is not one (${head.length} bytes, marker ${head[0]})`);
+  for (let i = 0; i < 8; i++) numberBytes[i] = head[i + 1];
+  return numberValue[0];
+}
 
 /** A bcast head announcing `length` bytes to follow by `algorithm`. */
 function lengthHead(length: number, algorithm: MessageBcast): Uint8Array {

@@ -327,7 +327,11 @@ export class SharedMemoryCollectives {
         io,
         (parity) => {
           const buffer = cells.payload(root, parity);
-          new DataView(buffer.buffer, buffer.byteOffset, PREFIX_BYTES).setUint32(0, own.length, true);
+          const n = own.length;
+          buffer[0] = n;
+          buffer[1] = n >>> 8;
+          buffer[2] = n >>> 16;
+          buffer[3] = n >>> 24;
           buffer.set(own, PREFIX_BYTES);
         },
         () => own,
@@ -339,7 +343,7 @@ export class SharedMemoryCollectives {
       nothing,
       (parity) => {
         const buffer = cells.payload(root, parity);
-        const n = new DataView(buffer.buffer, buffer.byteOffset, PREFIX_BYTES).getUint32(0, true);
+        const n = (buffer[0] | (buffer[1] << 8) | (buffer[2] << 16) | (buffer[3] << 24)) >>> 0;
         if (n > this.prefixedBytes) {
           throw new VmcommError('CORRUPT', `rank ${root}'s collective cell announces ${n} bytes, more than its ${this.prefixedBytes}`, { peer: this.#group[root] });
         }

@@ -85,6 +85,26 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(collectiveFramesSent(comms[1])).toBeGreaterThan(before[1]);
   });
 
+  it('bcast of numbers: every double arrives bit for bit (NaN, −0, ±Infinity, subnormals), from roots that change, without messages; the message path agrees', async () => {
+    const { comms } = await job(3);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    const numbers = [42.5, -0, 0, NaN, Infinity, -Infinity, Number.MIN_VALUE, 2 ** 53 + 2, -1e-310, 7];
+    for (const [i, x] of numbers.entries()) {
+      // Two calls from one root, then the next root: the kept path and hash follow the root.
+      for (const root of [i % 3, i % 3, (i + 1) % 3]) {
+        const got = await Promise.all(comms.map((c) => c.bcast(c.rank === root ? x : undefined, root)));
+        for (const g of got) expect(Object.is(g, x)).toBe(true);
+      }
+    }
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+    const viaMessages = await Promise.all(comms.map((c) => c.bcast(c.rank === 2 ? -0 : undefined, 2, { algorithm: 'binomial' })));
+    for (const g of viaMessages) expect(Object.is(g, -0)).toBe(true);
+    // A root that changes between calls while another rank keeps the old one: caught, not a wrong value.
+    const split = await outcomes(comms.map((c) => c.bcast(c.rank === 0 ? 1 : undefined, c.rank === 1 ? 1 : 0, { timeout: 5_000 })));
+    expect(split).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
   it('a value too long for a cell: its bytes follow the shared head as messages, also to ranks that still wait in the head', async () => {
     const { comms } = await job(3);
     const long = 'w'.repeat(300);
