@@ -439,19 +439,25 @@ export class Communicator {
   }
 
   /** Every rank's value at `root`, in rank order (`MPI_Gather`); `undefined` elsewhere. */
-  async gather<T>(value: T, root = 0, opts?: CollectiveOptions): Promise<T[] | undefined> {
-    return this.#start('gather', async () => {
+  gather<T>(value: T, root = 0, opts?: CollectiveOptions): Promise<T[] | undefined> {
+    // Not through #start, as allreduce (gather and allgather of small values go through the cells).
+    try {
       this.#checkCollective(opts);
       return this.#ops.gather(value, root, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'gather');
+    }
   }
 
   /** Every rank's value on every rank, in rank order (`MPI_Allgather`). */
-  async allgather<T>(value: T, opts?: CollectiveOptions): Promise<T[]> {
-    return this.#start('allgather', async () => {
+  allgather<T>(value: T, opts?: CollectiveOptions): Promise<T[]> {
+    // Not through #start, as allreduce (gather and allgather of small values go through the cells).
+    try {
       this.#checkCollective(opts);
       return this.#ops.allgather(value, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'allgather');
+    }
   }
 
   /** The root's `values[r]` on rank r (`MPI_Scatter`); other ranks pass `undefined`. */
@@ -481,19 +487,25 @@ export class Communicator {
    * order into `recv` (or a new array of `send`'s type). `counts` is the same on every rank;
    * `undefined` on other ranks.
    */
-  async gatherv<A extends TypedArray>(send: A, counts: readonly number[], root = 0, recv?: A, opts?: CollectiveOptions): Promise<A | undefined> {
-    return this.#start('gatherv', async () => {
+  gatherv<A extends TypedArray>(send: A, counts: readonly number[], root = 0, recv?: A, opts?: CollectiveOptions): Promise<A | undefined> {
+    // Not through #start, as allreduce (gather and allgather of small values go through the cells).
+    try {
       this.#checkCollective(opts);
       return this.#ops.gatherv(send, counts, root, recv, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'gatherv');
+    }
   }
 
   /** {@link gatherv} with the result on every rank (`MPI_Allgatherv`). */
-  async allgatherv<A extends TypedArray>(send: A, counts: readonly number[], recv?: A, opts?: CollectiveOptions): Promise<A> {
-    return this.#start('allgatherv', async () => {
+  allgatherv<A extends TypedArray>(send: A, counts: readonly number[], recv?: A, opts?: CollectiveOptions): Promise<A> {
+    // Not through #start, as allreduce (gather and allgather of small values go through the cells).
+    try {
       this.#checkCollective(opts);
       return this.#ops.allgatherv(send, counts, recv, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'allgatherv');
+    }
   }
 
   /**

@@ -42,7 +42,7 @@ import { reduceScatterRecursiveHalving } from './reduce-scatter-recursive-halvin
 import { reduceScatterRing } from './reduce-scatter-ring.js';
 import type { CollectiveRunner, Ticket } from './runner.js';
 import { scanRecursiveDoubling } from './scan-recursive-doubling.js';
-import type { SharedMemoryCollectives } from './shared-memory.js';
+import { SHARED_MAX_RANKS, type SharedMemoryCollectives } from './shared-memory.js';
 import { scatterv as scattervBytes } from './scatterv.js';
 import { ALGORITHMS, chooseAlgorithm, type AlgorithmOf, type EnvChoices, type TunableCollective } from './select.js';
 import { argumentHash, countsDigest, type CollectiveName, type HashPart } from './signature.js';
@@ -176,6 +176,16 @@ export class CollectiveOperations {
 
   gather<T>(value: T, root: number, opts?: CollectiveOptions): Promise<T[] | undefined> {
     this.#checkRoot(root);
+    // Through the cells where the communicator has them (the same answer on every rank): each rank's
+    // encoding, or its length when too long, the long ones' bytes then sent to the root.
+    const shared = this.#s.shared();
+    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS) {
+      const head = valueHead(value, this.#s.codec);
+      return this.#call('gather', [root, 'shared-memory'], opts, (io) => {
+        const got = shared.gatherPrefixed(io, head, root);
+        return got instanceof Promise ? got.then((g) => this.#gatherRest(io, g, head, value, root)) : this.#gatherRest(io, got, head, value, root);
+      });
+    }
     const bytes = this.#s.codec.encode(value);
     return this.#call('gather', [root], opts, async (io) => {
       const all = await gatherBytes(io, bytes, root);
@@ -184,18 +194,61 @@ export class CollectiveOperations {
   }
 
   allgather<T>(value: T, opts?: CollectiveOptions): Promise<T[]> {
+    const override = opts?.algorithm;
+    // Through the cells where the communicator has them and no message algorithm is asked for (each
+    // rank knows only its own length, so every rank decides from the communicator and the options
+    // alone); the path is in the hash, so ranks whose VMCOMM_COLL_ALLGATHER differ fail the call.
+    if (this.#allgatherAlgorithm(0, 0, override) === 'shared-memory') {
+      const shared = this.#s.shared()!;
+      const head = valueHead(value, this.#s.codec);
+      return this.#call('allgather', [override, 'shared-memory'], opts, (io) => {
+        const got = shared.gatherPrefixed(io, head, -1);
+        return got instanceof Promise ? got.then((g) => this.#gatherRest(io, g!, head, value, -1) as T[] | Promise<T[]>) : (this.#gatherRest(io, got!, head, value, -1) as T[] | Promise<T[]>);
+      });
+    }
     const bytes = this.#s.codec.encode(value);
-    return this.#call('allgather', [opts?.algorithm], opts, async (io) => {
-      // Lengths first (fixed size), then the encodings with the table's allgatherv.
+    return this.#call('allgather', [override], opts, async (io) => {
+      // Lengths first (fixed size), then the encodings with the table's allgatherv (messages: the
+      // cells would be a second path in one call).
       const lengths = new Float64Array(io.size);
       lengths[io.rank] = bytes.byteLength;
-      await this.#allgatherBlocks(io, bytesOf(lengths), new Array(io.size).fill(8), undefined);
+      await ALLGATHER[this.#messageAllgather(8 * io.size, undefined)](io, bytesOf(lengths), new Array(io.size).fill(8));
       const counts = Array.from(lengths);
       const out = new Uint8Array(counts.reduce((a, b) => a + b, 0));
       const displs = prefixSums(counts);
       out.set(bytes, displs[io.rank]);
-      await this.#allgatherBlocks(io, out, counts, opts?.algorithm);
+      await ALLGATHER[this.#messageAllgather(out.length, override)](io, out, counts);
       return counts.map((c, r) => (r === io.rank ? value : this.#s.codec.decode<T>(out.subarray(displs[r], displs[r] + c))));
+    });
+  }
+
+  /**
+   * After a gather's or allgather's pass through the cells (`got`: per member its bytes, or the length
+   * of those too long for a cell; `undefined` on a gather's other ranks): the long ones' bytes by
+   * messages — to the root, or to everyone by the table's message allgather — then every value.
+   */
+  #gatherRest<T>(io: CommIO, got: (Uint8Array | number)[] | undefined, mine: Uint8Array, value: T, root: number): T[] | undefined | Promise<T[] | undefined> {
+    const decode = (all: readonly (Uint8Array | number)[]): T[] => all.map((b, r) => (r === io.rank ? value : readValueHead<T>(b as Uint8Array, r, this.#s.codec)));
+    if (got === undefined) {
+      // A gather's other rank: its bytes follow to the root when its cell held only their length.
+      return mine.length <= this.#s.shared()!.prefixedBytes ? undefined : io.send(root, mine).then(() => undefined);
+    }
+    if (got.every((g) => typeof g !== 'number')) return decode(got);
+    if (root >= 0) {
+      const arrivals: PromiseLike<unknown>[] = [];
+      for (let m = 0; m < io.size; m++) {
+        if (m !== io.rank && typeof got[m] === 'number') arrivals.push(io.recvBytes(m).then((b) => (got[m] = b)));
+      }
+      return io.waitAll(arrivals).then(() => decode(got));
+    }
+    // Every rank knows every length from the cells, so all run the same message allgather on them.
+    const counts = got.map((g) => (typeof g === 'number' ? g : 0));
+    const displs = prefixSums(counts);
+    const out = new Uint8Array(sum(counts));
+    if (typeof got[io.rank] === 'number') out.set(mine, displs[io.rank]);
+    return ALLGATHER[this.#messageAllgather(out.length, undefined, false)](io, out, counts).then(() => {
+      for (let m = 0; m < io.size; m++) if (typeof got[m] === 'number') got[m] = out.subarray(displs[m], displs[m] + counts[m]);
+      return decode(got);
     });
   }
 
@@ -237,6 +290,16 @@ export class CollectiveOperations {
     const c = this.#checkCounts(counts, 'counts', send);
     const total = sum(c);
     const out = this.#s.rank === root ? this.#checkRecv(recv, send, total) : undefined;
+    const e = send.BYTES_PER_ELEMENT;
+    // Through the cells where allgather would take them (counts are the same on every rank, so is the choice).
+    const shared = this.#s.shared();
+    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS && Math.max(...c) * e <= shared.payloadBytes) {
+      const blocks = c.map((n) => n * e);
+      return this.#call('gatherv', [root, countsDigest(c), elementTypeOf(send), 'shared-memory'], opts, (io) => {
+        const moved = shared.gatherBlocks(io, bytesOf(send).subarray(0, blocks[io.rank]), out ? bytesOf(out) : undefined, blocks, prefixSums(blocks), root);
+        return moved === undefined ? out : moved.then(() => out);
+      });
+    }
     return this.#call('gatherv', [root, countsDigest(c), elementTypeOf(send)], opts, async (io) => {
       await gathervBytes(io, bytesOf(send).subarray(0, c[io.rank] * send.BYTES_PER_ELEMENT), out ? bytesOf(out) : undefined, c.map((n) => n * send.BYTES_PER_ELEMENT), root);
       return out;
@@ -247,10 +310,13 @@ export class CollectiveOperations {
     const c = this.#checkCounts(counts, 'counts', send);
     const out = this.#checkRecv(recv, send, sum(c));
     const e = send.BYTES_PER_ELEMENT;
-    return this.#call('allgatherv', [countsDigest(c), elementTypeOf(send), opts?.algorithm], opts, async (io) => {
+    const blocks = c.map((n) => n * e);
+    const algorithm = this.#allgatherAlgorithm(sum(blocks), Math.max(...blocks), opts?.algorithm);
+    // The cells in the hash: ranks whose VMCOMM_COLL_ALLGATHER differ fail the call.
+    return this.#call('allgatherv', [countsDigest(c), elementTypeOf(send), opts?.algorithm, algorithm === 'shared-memory' ? algorithm : undefined], opts, (io) => {
       out.set(send.subarray(0, c[io.rank]) as never, prefixSums(c)[io.rank]);
-      await this.#allgatherBlocks(io, bytesOf(out), c.map((n) => n * e), opts?.algorithm);
-      return out;
+      const moved = this.#allgatherBlocks(io, algorithm, bytesOf(out), blocks);
+      return moved === undefined ? out : moved.then(() => out);
     });
   }
 
@@ -454,10 +520,11 @@ export class CollectiveOperations {
   /** `split`/`dup`: every rank's (color, key, next context id), as one array of 3·size numbers. */
   createTable(name: 'split' | 'dup', mine: Float64Array, opts: CollectiveOptions | undefined, ticket: Ticket): Promise<Float64Array> {
     const table = new Float64Array(3 * this.#s.size);
-    return this.#call(name, [], opts, async (io) => {
+    const algorithm = this.#allgatherAlgorithm(table.byteLength, 24, undefined);
+    return this.#call(name, [algorithm === 'shared-memory' ? algorithm : undefined], opts, (io) => {
       table.set(mine, 3 * io.rank);
-      await this.#allgatherBlocks(io, bytesOf(table), new Array(io.size).fill(24), undefined);
-      return table;
+      const moved = this.#allgatherBlocks(io, algorithm, bytesOf(table), new Array(io.size).fill(24));
+      return moved === undefined ? table : moved.then(() => table);
     }, ticket);
   }
 
@@ -567,9 +634,27 @@ export class CollectiveOperations {
     return this.#s.shared()!;
   }
 
-  async #allgatherBlocks(io: CollectiveIO, out: Uint8Array, counts: readonly number[], override: string | undefined): Promise<void> {
-    const algorithm = chooseAlgorithm('allgather', { size: io.size, bytes: out.byteLength, commutative: true }, override, this.#s.env);
-    await ALLGATHER[algorithm](io, out, counts);
+  /** The allgather algorithm for `bytes` in all, the largest rank's block `blockBytes`. */
+  #allgatherAlgorithm(bytes: number, blockBytes: number, override: string | undefined): AlgorithmOf<'allgather'> {
+    return chooseAlgorithm('allgather', { size: this.#s.size, bytes, blockBytes, commutative: true, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
+  }
+
+  /**
+   * A message allgather for `bytes` in all: `override` (a named shared-memory counts as none) or the
+   * table's — with the job's VMCOMM_COLL_ALLGATHER unless `withEnv` is false (bytes that follow a
+   * pass through the cells: every rank there took the cells, so its setting named no message algorithm).
+   */
+  #messageAllgather(bytes: number, override: string | undefined, withEnv = true): MessageAllgather {
+    const named = override === 'shared-memory' ? undefined : override;
+    const env = withEnv && this.#s.env.allgather !== 'shared-memory' ? this.#s.env : {};
+    return chooseAlgorithm('allgather', { size: this.#s.size, bytes, commutative: true }, named, env) as MessageAllgather;
+  }
+
+  /** Every rank's block of `out` (`counts[r]` bytes, in rank order, this rank's in place) to every rank, by `algorithm`. */
+  #allgatherBlocks(io: CommIO, algorithm: AlgorithmOf<'allgather'>, out: Uint8Array, counts: readonly number[]): void | Promise<void> {
+    if (algorithm !== 'shared-memory') return ALLGATHER[algorithm](io, out, counts);
+    const displs = prefixSums(counts);
+    return this.#s.shared()!.gatherBlocks(io, out.subarray(displs[io.rank], displs[io.rank] + counts[io.rank]), out, counts, displs, -1);
   }
 
   /** How `value` reduces: as a typed array (with its reducer) or on the value path. Checks op × type. */
@@ -687,7 +772,10 @@ const BCAST: Record<MessageBcast, (io: CollectiveIO, data: Uint8Array, root: num
   pipeline: (io, data, root) => bcastPipeline(io, data, root),
 };
 
-const ALLGATHER: Record<AlgorithmOf<'allgather'>, (io: CollectiveIO, out: Uint8Array, counts: readonly number[]) => Promise<void>> = {
+/** An allgather algorithm that runs over messages. */
+type MessageAllgather = Exclude<AlgorithmOf<'allgather'>, 'shared-memory'>;
+
+const ALLGATHER: Record<MessageAllgather, (io: CollectiveIO, out: Uint8Array, counts: readonly number[]) => Promise<void>> = {
   'recursive-doubling': allgatherRecursiveDoubling,
   bruck: allgatherBruck,
   ring: allgatherRing,
@@ -739,11 +827,23 @@ function numberHead(value: number): Uint8Array {
   return head;
 }
 
-/** The number a number head from `root` carries; `CORRUPT` when the head is not one. */
-function readNumberHead(head: Uint8Array, root: number): number {
-  if (head.length !== NUMBER_HEAD_BYTES) throw new VmcommError('CORRUPT', `the bcast head from rank ${root} of the communicator is not one (${head.length} bytes, marker ${head[0]})`);
+/** The number a number head from `rank` carries; `CORRUPT` when the head is not one. */
+function readNumberHead(head: Uint8Array, rank: number): number {
+  if (head.length !== NUMBER_HEAD_BYTES) throw new VmcommError('CORRUPT', `the number from rank ${rank} of the communicator is not one (${head.length} bytes, marker ${head[0]})`);
   for (let i = 0; i < 8; i++) numberBytes[i] = head[i + 1];
   return numberValue[0];
+}
+
+/** A rank's value in a gather or allgather through the cells: a number head, or its encoding after marker 0. */
+function valueHead(value: unknown, codec: ValueCodec): Uint8Array {
+  return typeof value === 'number' ? numberHead(value) : prefixed(0, codec.encode(value));
+}
+
+/** The value a {@link valueHead} from `rank` carries. */
+function readValueHead<T>(head: Uint8Array, rank: number, codec: ValueCodec): T {
+  if (head[0] === NUMBER_MARKER) return readNumberHead(head, rank) as T;
+  if (head[0] !== 0) throw new VmcommError('CORRUPT', `the value of rank ${rank} of the communicator came with marker ${head[0]}, not a value's`);
+  return codec.decode<T>(head.subarray(1));
 }
 
 /** A bcast head announcing `length` bytes to follow by `algorithm`. */

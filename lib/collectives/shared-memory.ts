@@ -1,5 +1,5 @@
 /**
- * Shared-memory collectives — allreduce, reduce and bcast of up to a cell's payload, and barrier — for a communicator
+ * Shared-memory collectives — allreduce, reduce, bcast, allgather and gather of up to a cell's payload per rank, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
  * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
  * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
@@ -18,7 +18,9 @@
  *
  * A bcast is the same pass: only the root writes its buffer, and the others copy the root's once
  * every member arrived (an object's encoding, whose length only the root knows, goes after a 4-byte
- * length: {@link SharedMemoryCollectives.bcastPrefixed}).
+ * length: {@link SharedMemoryCollectives.bcastPrefixed}). An allgather or gather is the same pass
+ * with every member writing its own block, read by every member (by the root); values too long for a
+ * cell put only their length there, and their bytes follow by messages.
  *
  * A buffer is reused without acknowledgements: a rank overwrites buffer k mod 2 at call k + 2, which
  * it starts only after it saw every member's stamp k + 1, and a member publishes k + 1 only after it
@@ -301,6 +303,63 @@ export class SharedMemoryCollectives {
     );
   }
 
+  /**
+   * Every member's block into `out` (on `root`; every rank when −1): member m's is `counts[m]` bytes
+   * at `displs[m]` (each at most {@link payloadBytes}), and this rank's is `mine`. The allgather and
+   * gather of typed arrays: one pass, each rank writing its own cell.
+   */
+  gatherBlocks(io: CommIO, mine: Uint8Array, out: Uint8Array | undefined, counts: readonly number[], displs: readonly number[], root: number): void | Promise<void> {
+    this.#checkFits(mine.length, 'gather');
+    const cells = this.#cells;
+    const reads = out !== undefined && (root < 0 || this.#rank === root);
+    return this.#pass(
+      io,
+      (parity) => cells.payload(this.#rank, parity).set(mine),
+      (parity) => {
+        if (!reads) return;
+        for (let m = 0; m < this.#size; m++) {
+          const n = counts[m];
+          if (n > 0) out.set(m === this.#rank ? mine : cells.payload(m, parity).subarray(0, n), displs[m]);
+        }
+      },
+    );
+  }
+
+  /**
+   * Every member's `bytes`, whose lengths only their rank knows (an allgather or gather of values):
+   * each goes into its rank's cell after its length (u32) when it fits ({@link prefixedBytes}), else
+   * the length alone goes. Returns on `root` (every rank when −1), per member, its bytes (a copy;
+   * this rank's own as they are) or the length of those that did not fit; `undefined` elsewhere. The
+   * caller moves the long ones by messages: the pass is not marked as receiving none.
+   */
+  gatherPrefixed(io: CommIO, bytes: Uint8Array, root: number): (Uint8Array | number)[] | undefined | Promise<(Uint8Array | number)[] | undefined> {
+    const cells = this.#cells;
+    const reads = root < 0 || this.#rank === root;
+    return this.#pass(
+      io,
+      (parity) => {
+        const buffer = cells.payload(this.#rank, parity);
+        writeLength(buffer, bytes.length);
+        if (bytes.length <= this.prefixedBytes) buffer.set(bytes, PREFIX_BYTES);
+      },
+      (parity) => {
+        if (!reads) return undefined;
+        const got = new Array<Uint8Array | number>(this.#size);
+        for (let m = 0; m < this.#size; m++) {
+          if (m === this.#rank) {
+            got[m] = bytes.length <= this.prefixedBytes ? bytes : bytes.length;
+            continue;
+          }
+          const buffer = cells.payload(m, parity);
+          const n = readLength(buffer);
+          got[m] = n <= this.prefixedBytes ? buffer.slice(PREFIX_BYTES, PREFIX_BYTES + n) : n;
+        }
+        return got;
+      },
+      false,
+    );
+  }
+
   /** Bytes a {@link bcastPrefixed} carries: a buffer less its 4-byte length. */
   get prefixedBytes(): number {
     return this.payloadBytes - PREFIX_BYTES;
@@ -327,11 +386,7 @@ export class SharedMemoryCollectives {
         io,
         (parity) => {
           const buffer = cells.payload(root, parity);
-          const n = own.length;
-          buffer[0] = n;
-          buffer[1] = n >>> 8;
-          buffer[2] = n >>> 16;
-          buffer[3] = n >>> 24;
+          writeLength(buffer, own.length);
           buffer.set(own, PREFIX_BYTES);
         },
         () => own,
@@ -343,7 +398,7 @@ export class SharedMemoryCollectives {
       nothing,
       (parity) => {
         const buffer = cells.payload(root, parity);
-        const n = (buffer[0] | (buffer[1] << 8) | (buffer[2] << 16) | (buffer[3] << 24)) >>> 0;
+        const n = readLength(buffer);
         if (n > this.prefixedBytes) {
           throw new VmcommError('CORRUPT', `rank ${root}'s collective cell announces ${n} bytes, more than its ${this.prefixedBytes}`, { peer: this.#group[root] });
         }
@@ -492,6 +547,19 @@ export class SharedMemoryCollectives {
       { peer: member },
     );
   }
+}
+
+/** Writes a prefixed payload's length (u32, little-endian) at the start of `buffer`. */
+function writeLength(buffer: Uint8Array, n: number): void {
+  buffer[0] = n;
+  buffer[1] = n >>> 8;
+  buffer[2] = n >>> 16;
+  buffer[3] = n >>> 24;
+}
+
+/** The length {@link writeLength} wrote. */
+function readLength(buffer: Uint8Array): number {
+  return (buffer[0] | (buffer[1] << 8) | (buffer[2] << 16) | (buffer[3] << 24)) >>> 0;
 }
 
 /** The presence word of collective number `seq` with argument hash `hash` (never 0). */

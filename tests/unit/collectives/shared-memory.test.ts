@@ -244,6 +244,64 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(Array.from((await firstReduce)!)).toEqual([6, 30]);
   });
 
+  it('allgather and gather of values, allgatherv and gatherv of typed arrays: every rank’s in rank order, without messages when each fits a cell', async () => {
+    const { comms } = await job(4);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    const value = (r: number) => [r + 0.5, { r }, `s${r}`, -0][r];
+    const all = await Promise.all(comms.map((c) => c.allgather(value(c.rank))));
+    for (const got of all) {
+      expect(got).toEqual([0.5, { r: 1 }, 's2', -0]);
+      expect(Object.is(got[3], -0)).toBe(true);
+    }
+    for (let root = 0; root < 4; root++) {
+      const gathered = await Promise.all(comms.map((c) => c.gather(value(c.rank), root)));
+      for (const [r, g] of gathered.entries()) expect(g).toEqual(r === root ? [0.5, { r: 1 }, 's2', -0] : undefined);
+      // Counts with a zero and blocks of different sizes (at most a 64-byte cell each).
+      const counts = [2, 0, 8, 1];
+      const want = Float64Array.from([0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 3]);
+      const gv = await Promise.all(comms.map((c) => c.gatherv(new Float64Array(counts[c.rank]).fill(c.rank), counts, root)));
+      for (const [r, g] of gv.entries()) expect(g === undefined ? undefined : Array.from(g)).toEqual(r === root ? Array.from(want) : undefined);
+      const agv = await Promise.all(comms.map((c) => c.allgatherv(new Float64Array(counts[c.rank]).fill(c.rank), counts)));
+      for (const g of agv) expect(Array.from(g)).toEqual(Array.from(want));
+    }
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+    // A split's table goes through the cells too.
+    const halves = await Promise.all(comms.map((c) => c.split(c.rank % 2, -c.rank)));
+    expect(halves.map((h) => h!.rank)).toEqual([1, 1, 0, 0]);
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+  });
+
+  it('values too long for a cell: their length goes through it and their bytes follow by messages, to everyone or to the root', async () => {
+    const { comms } = await job(4);
+    // 64-byte cells carry 60 bytes after the length: ranks 1 and 3 send more.
+    const text = (r: number) => `${r}`.padEnd(r % 2 === 1 ? 100 + r : 10, '#');
+    expect(await Promise.all(comms.map((c) => c.allgather(text(c.rank))))).toEqual(comms.map(() => [0, 1, 2, 3].map(text)));
+    for (let root = 0; root < 4; root++) {
+      const gathered = await Promise.all(comms.map((c) => c.gather(text(c.rank), root)));
+      for (const [r, g] of gathered.entries()) expect(g).toEqual(r === root ? [0, 1, 2, 3].map(text) : undefined);
+    }
+    // A rank late to the call: the others wait in the pass, then the long bytes move.
+    const early = comms.slice(0, 3).map((c) => c.allgather(text(c.rank)));
+    await sleep(20);
+    const late = comms[3].allgather(text(3));
+    for (const got of await Promise.all([...early, late])) expect(got).toEqual([0, 1, 2, 3].map(text));
+  });
+
+  it('a rank whose VMCOMM_COLL_ALLGATHER makes it use messages: INVALID_ARGUMENT everywhere, not a hang; a named shared-memory allgather needs cells that fit', async () => {
+    const boots = createLocalJob(2);
+    const factory = memory({ cellBytes: 64 });
+    const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 1 ? { VMCOMM_COLL_ALLGATHER: 'ring' } : {} }))));
+    expect(await outcomes(comms.map((c) => c.allgather(c.rank, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    const again = (await job(2)).comms;
+    expect(await outcomes(again.map((c) => c.allgatherv(new Float64Array(9), [9, 9], undefined, { algorithm: 'shared-memory' })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    const plain = (await job(2, 0)).comms;
+    expect(await outcomes(plain.map((c) => c.allgather(c.rank, { algorithm: 'shared-memory' })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+    // A message algorithm named on every rank: messages, the same values.
+    const named = (await job(2)).comms;
+    expect(await Promise.all(named.map((c) => c.allgather(`r${c.rank}`, { algorithm: 'bruck' })))).toEqual([['r0', 'r1'], ['r0', 'r1']]);
+  });
+
   it('a reduce root whose VMCOMM_COLL_REDUCE makes it wait for messages: INVALID_ARGUMENT everywhere, not a hang', async () => {
     const boots = createLocalJob(3);
     const factory = memory({ cellBytes: 64 });
