@@ -1,8 +1,9 @@
-// Collective latency, OSU-style (osu_allreduce, osu_bcast, osu_barrier): per call, after a time-based
-// warm-up; "typical" is the median of per-block medians (blocks of 100 calls for small messages, 10
-// for large), reported as the median over rounds with the min–max of rounds; by default each case
-// runs all its rounds in turn, as OSU runs each size (`--order interleaved`: round by round). Every
-// rank checks every result against the exact expected value (integers in float64).
+// Collective latency, OSU-style (osu_allreduce, osu_bcast, osu_barrier, osu_reduce, osu_allgather,
+// osu_gather): per call, after a time-based warm-up; "typical" is the median of per-block medians
+// (blocks of 100 calls for small messages, 10 for large), reported as the median over rounds with the
+// min–max of rounds; by default each case runs all its rounds in turn, as OSU runs each size
+// (`--order interleaved`: round by round). Every rank checks every result against the exact
+// expected value (integers in float64).
 //   npx vmcomm run -n 2 bench/collectives.ts [--quick]         2 ranks (shm between processes)
 //   npx vmcomm run -n 8 bench/collectives.ts [--quick]         8 ranks on this 2-core machine
 //   VMCOMM_COLL_ALLREDUCE=ring npx vmcomm run -n 4 …           force an algorithm
@@ -66,6 +67,10 @@ const cast = new Float64Array(1);
 const big = new Float64Array(131_072).map((_, i) => (i % 7) + rank);
 const bigOut = new Float64Array(131_072);
 const bigSum = (i: number) => size * (i % 7) + (size * (size - 1)) / 2;
+/** What the gathers collect: rank r's r + 1. */
+const ones = new Array<number>(size).fill(1);
+const gathered = new Float64Array(size);
+const gatheredRight = (all: ArrayLike<number>) => Array.from({ length: size }, (_, r) => all[r] === r + 1).every(Boolean);
 const cases: Case[] = [
   {
     name: 'allreduce 1 double',
@@ -123,6 +128,44 @@ const cases: Case[] = [
     run: async () => {
       const v = await comm.bcast(rank === 0 ? 42.5 : undefined, 0);
       if (v !== 42.5) throw new Error(`bcast gave ${v}`);
+    },
+  },
+  {
+    name: 'reduce 1 double',
+    block: 100,
+    iters: quick ? 400 : 2000,
+    run: async () => {
+      const s = await comm.reduce(rank + 1, Op.SUM, 0);
+      if (rank === 0 && s !== (size * (size + 1)) / 2) throw new Error(`reduce gave ${s}`);
+    },
+  },
+  {
+    // As osu_allgather calls MPI_Allgather: one double per rank into an array of the caller's.
+    name: 'allgatherv 1 double',
+    block: 100,
+    iters: quick ? 400 : 2000,
+    run: async () => {
+      await comm.allgatherv(one, ones, gathered);
+      if (!gatheredRight(gathered)) throw new Error(`allgatherv gave ${Array.from(gathered)}`);
+    },
+  },
+  {
+    // The value form: a new array of numbers.
+    name: 'allgather 1 double',
+    block: 100,
+    iters: quick ? 400 : 2000,
+    run: async () => {
+      const all = await comm.allgather(rank + 1);
+      if (!gatheredRight(all)) throw new Error(`allgather gave ${all}`);
+    },
+  },
+  {
+    name: 'gather 1 double',
+    block: 100,
+    iters: quick ? 400 : 2000,
+    run: async () => {
+      const all = await comm.gather(rank + 1, 0);
+      if (rank === 0 && !gatheredRight(all!)) throw new Error(`gather gave ${all}`);
     },
   },
 ];

@@ -49,6 +49,10 @@ const CASES = [
   { mpi: 'barrier', vmcomm: 'barrier', unit: 'us' },
   { mpi: 'bcast 1 double', vmcomm: 'bcastBuffer 1 double', unit: 'us' },
   { mpi: 'bcast 1 double', vmcomm: 'bcast 1 double', unit: 'us' },
+  { mpi: 'reduce 1 double', vmcomm: 'reduce 1 double', unit: 'us' },
+  { mpi: 'allgather 1 double', vmcomm: 'allgatherv 1 double', unit: 'us' },
+  { mpi: 'allgather 1 double', vmcomm: 'allgather 1 double', unit: 'us' },
+  { mpi: 'gather 1 double', vmcomm: 'gather 1 double', unit: 'us' },
 ].filter((c) => ranks === 2 || !c.p2p);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vmcomm-versus-mpi-'));

@@ -461,11 +461,14 @@ export class Communicator {
   }
 
   /** The root's `values[r]` on rank r (`MPI_Scatter`); other ranks pass `undefined`. */
-  async scatter<T>(values: readonly T[] | undefined, root = 0, opts?: CollectiveOptions): Promise<T> {
-    return this.#start('scatter', async () => {
+  scatter<T>(values: readonly T[] | undefined, root = 0, opts?: CollectiveOptions): Promise<T> {
+    // Not through #start, as allreduce (small ones go through the cells).
+    try {
       this.#checkCollective(opts);
       return this.#ops.scatter(values, root, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'scatter');
+    }
   }
 
   /**
@@ -473,13 +476,16 @@ export class Communicator {
    * here, by rank. A typed array whose length is a multiple of the size is cut into equal blocks and
    * comes back as a typed array of the same type.
    */
-  async alltoall<A extends TypedArray>(values: A, opts?: CollectiveOptions): Promise<A>;
-  async alltoall<T>(values: readonly T[], opts?: CollectiveOptions): Promise<T[]>;
-  async alltoall<T>(values: readonly T[] | TypedArray, opts?: CollectiveOptions): Promise<T[] | TypedArray> {
-    return this.#start('alltoall', async () => {
+  alltoall<A extends TypedArray>(values: A, opts?: CollectiveOptions): Promise<A>;
+  alltoall<T>(values: readonly T[], opts?: CollectiveOptions): Promise<T[]>;
+  alltoall<T>(values: readonly T[] | TypedArray, opts?: CollectiveOptions): Promise<T[] | TypedArray> {
+    // Not through #start, as allreduce (small ones go through the cells).
+    try {
       this.#checkCollective(opts);
       return this.#ops.alltoall(values, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'alltoall');
+    }
   }
 
   /**
@@ -512,11 +518,14 @@ export class Communicator {
    * Scatters consecutive runs of `counts[r]` elements of the root's `send` to each rank r
    * (`MPI_Scatterv`), into `recv` (every rank passes one of the same type). Resolves with `recv`.
    */
-  async scatterv<A extends TypedArray>(send: A | undefined, counts: readonly number[], recv: A, root = 0, opts?: CollectiveOptions): Promise<A> {
-    return this.#start('scatterv', async () => {
+  scatterv<A extends TypedArray>(send: A | undefined, counts: readonly number[], recv: A, root = 0, opts?: CollectiveOptions): Promise<A> {
+    // Not through #start, as allreduce (small ones go through the cells).
+    try {
       this.#checkCollective(opts);
       return this.#ops.scatterv(send, counts, recv, root, opts);
-    });
+    } catch (e) {
+      return this.#refused(e, 'scatterv');
+    }
   }
 
   /**

@@ -121,6 +121,54 @@ static double bcast_step(void *c) {
   return t;
 }
 
+static double reduce_step(void *c) {
+  coll_ctx *x = c;
+  double t0 = MPI_Wtime();
+  MPI_Reduce(x->in, x->out, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+  double t = (MPI_Wtime() - t0) * 1e6;
+  if (rank == 0 && x->out[0] != (double)size * (size + 1) / 2) {
+    fprintf(stderr, "osu-lite: reduce gave %g, expected %g\n", x->out[0], (double)size * (size + 1) / 2);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return t;
+}
+
+/* One double from every rank (rank + 1) into an array of the caller's, on every rank or at rank 0. */
+typedef struct {
+  double in;
+  double *all;
+} gather_ctx;
+
+static int gathered_right(const gather_ctx *x) {
+  for (int r = 0; r < size; r++)
+    if (x->all[r] != r + 1) return 0;
+  return 1;
+}
+
+static double allgather_step(void *c) {
+  gather_ctx *x = c;
+  double t0 = MPI_Wtime();
+  MPI_Allgather(&x->in, 1, MPI_DOUBLE, x->all, 1, MPI_DOUBLE, MPI_COMM_WORLD);
+  double t = (MPI_Wtime() - t0) * 1e6;
+  if (!gathered_right(x)) {
+    fprintf(stderr, "osu-lite: allgather gave wrong values\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return t;
+}
+
+static double gather_step(void *c) {
+  gather_ctx *x = c;
+  double t0 = MPI_Wtime();
+  MPI_Gather(&x->in, 1, MPI_DOUBLE, x->all, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  double t = (MPI_Wtime() - t0) * 1e6;
+  if (rank == 0 && !gathered_right(x)) {
+    fprintf(stderr, "osu-lite: gather gave wrong values\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return t;
+}
+
 static double barrier_step(void *c) {
   (void)c;
   double t0 = MPI_Wtime();
@@ -170,6 +218,9 @@ int main(int argc, char **argv) {
   int n = 131072;
   coll_ctx big = {malloc(n * sizeof(double)), malloc(n * sizeof(double)), n};
   for (int i = 0; i < n; i++) big.in[i] = (i % 7) + rank;
+  double reduce_in = rank + 1, reduce_out = 0;
+  coll_ctx reduce_one = {&reduce_in, &reduce_out, 1};
+  gather_ctx gather_one = {rank + 1, calloc(size, sizeof(double))};
 
   bench_case cases[] = {
       {"latency 8 B", "us", 100, quick ? 400 : 2000, latency_step, &small, 0},
@@ -178,10 +229,13 @@ int main(int argc, char **argv) {
       {"allreduce 131072 doubles", "us", 10, quick ? 40 : 200, allreduce_step, &big, 0},
       {"barrier", "us", 100, quick ? 400 : 2000, barrier_step, NULL, 0},
       {"bcast 1 double", "us", 100, quick ? 400 : 2000, bcast_step, &one, 0},
+      {"reduce 1 double", "us", 100, quick ? 400 : 2000, reduce_step, &reduce_one, 0},
+      {"allgather 1 double", "us", 100, quick ? 400 : 2000, allgather_step, &gather_one, 0},
+      {"gather 1 double", "us", 100, quick ? 400 : 2000, gather_step, &gather_one, 0},
   };
   int ncases = sizeof cases / sizeof cases[0];
   int rounds = quick ? 3 : 5;
-  double results[8][16];
+  double results[16][16];
   int first = size >= 2 ? 0 : 2; /* point-to-point needs two ranks */
   for (int c = first; c < ncases; c++) warm_up(&cases[c]);
   /* Rounds interleave the cases, as bench/collectives.ts interleaves its own. */

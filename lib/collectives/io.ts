@@ -10,8 +10,9 @@
  * @module
  */
 
-/** A typed array of any element type (what buffer collectives take). */
 import type { Kernel } from './op-kernels.js';
+
+/** A typed array of any element type (what buffer collectives take). */
 export type TypedArray =
   | Int8Array
   | Uint8Array

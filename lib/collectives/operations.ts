@@ -235,11 +235,18 @@ export class CollectiveOperations {
     }
     if (got.every((g) => typeof g !== 'number')) return decode(got);
     if (root >= 0) {
-      const arrivals: PromiseLike<unknown>[] = [];
+      // The receives themselves to waitAll (it spins only on what it knows to be requests).
+      const from: number[] = [];
+      const arrivals: PromiseLike<Uint8Array>[] = [];
       for (let m = 0; m < io.size; m++) {
-        if (m !== io.rank && typeof got[m] === 'number') arrivals.push(io.recvBytes(m).then((b) => (got[m] = b)));
+        if (m === io.rank || typeof got[m] !== 'number') continue;
+        from.push(m);
+        arrivals.push(io.recvBytes(m));
       }
-      return io.waitAll(arrivals).then(() => decode(got));
+      return io.waitAll(arrivals).then(async () => {
+        for (let i = 0; i < from.length; i++) got[from[i]] = await arrivals[i];
+        return decode(got);
+      });
     }
     // Every rank knows every length from the cells, so all run the same message allgather on them.
     const counts = got.map((g) => (typeof g === 'number' ? g : 0));
@@ -257,7 +264,25 @@ export class CollectiveOperations {
     let blobs: Uint8Array[] | undefined;
     if (this.#s.rank === root) {
       if (!Array.isArray(values) || values.length !== this.#s.size) throw invalidArgument('values (at the root)', `an array of ${this.#s.size} values, one per rank`, values);
+      // Encoded here, so a value that cannot be encoded is refused before anything is sent.
       blobs = values.map((v) => this.#s.codec.encode(v));
+    }
+    // Through the root's cell where the communicator has cells (the same answer on every rank), when
+    // the root finds its values fit; else its cell says so and they go by messages.
+    const shared = this.#s.shared();
+    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS) {
+      const heads = blobs?.map((b, r) => {
+        const v = (values as readonly T[])[r];
+        return typeof v === 'number' ? numberHead(v) : prefixed(0, b);
+      });
+      return this.#call('scatter', [root, 'shared-memory'], opts, (io) => {
+        const rest = (mine: Uint8Array | undefined): T | Promise<T> => {
+          if (io.rank === root) return mine === undefined ? scatterBytes(io, heads, root).then(() => (values as readonly T[])[root]) : (values as readonly T[])[root];
+          return mine === undefined ? scatterBytes(io, undefined, root).then((b) => readValueHead<T>(b, root, this.#s.codec)) : readValueHead<T>(mine, root, this.#s.codec);
+        };
+        const got = shared.scatterPrefixed(io, heads, root);
+        return got instanceof Promise ? got.then(rest) : rest(got);
+      });
     }
     return this.#call('scatter', [root], opts, async (io) => {
       const mine = await scatterBytes(io, blobs, root);
@@ -271,10 +296,11 @@ export class CollectiveOperations {
       if (values.length % size !== 0) throw invalidArgument('values', `a typed array whose length is a multiple of the size (${size})`, values);
       const block = (values.length / size) * values.BYTES_PER_ELEMENT;
       const recv = sameKind(values, values.length);
-      const algorithm = chooseAlgorithm('alltoall', { size, bytes: block, commutative: true }, opts?.algorithm, this.#s.env);
-      return this.#call('alltoall', [values.length, elementTypeOf(values), opts?.algorithm], opts, async (io) => {
-        await (algorithm === 'bruck' ? alltoallBruck : alltoallPairwise)(io, bytesOf(values), bytesOf(recv), block);
-        return recv;
+      const algorithm = chooseAlgorithm('alltoall', { size, bytes: block, cellBytes: values.byteLength, commutative: true, sharedBytes: this.#s.shared()?.payloadBytes }, opts?.algorithm, this.#s.env);
+      // The cells in the hash: ranks whose VMCOMM_COLL_ALLTOALL differ fail the call.
+      return this.#call('alltoall', [values.length, elementTypeOf(values), opts?.algorithm, algorithm === 'shared-memory' ? algorithm : undefined], opts, (io) => {
+        const moved = algorithm === 'shared-memory' ? this.#s.shared()!.alltoallBlocks(io, bytesOf(values), bytesOf(recv), block) : (algorithm === 'bruck' ? alltoallBruck : alltoallPairwise)(io, bytesOf(values), bytesOf(recv), block);
+        return moved === undefined ? recv : moved.then(() => recv);
       });
     }
     if (!Array.isArray(values) || values.length !== size) throw invalidArgument('values', `an array of ${size} values (one per destination rank) or a typed array`, values);
@@ -291,7 +317,8 @@ export class CollectiveOperations {
     const total = sum(c);
     const out = this.#s.rank === root ? this.#checkRecv(recv, send, total) : undefined;
     const e = send.BYTES_PER_ELEMENT;
-    // Through the cells where allgather would take them (counts are the same on every rank, so is the choice).
+    // Through the cells where every block fits one (counts are the same on every rank, so is the
+    // choice; gatherv has no algorithm to name, and VMCOMM_COLL_ALLGATHER does not apply).
     const shared = this.#s.shared();
     if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS && Math.max(...c) * e <= shared.payloadBytes) {
       const blocks = c.map((n) => n * e);
@@ -328,8 +355,18 @@ export class CollectiveOperations {
       if (!isTypedArray(send) || send.constructor !== recv.constructor) throw invalidArgument('send (at the root)', `a ${recv.constructor.name} like recv`, send);
       if (send.length < sum(c)) throw invalidArgument('send (at the root)', `at least ${sum(c)} elements (the sum of counts)`, send);
     }
+    const e = recv.BYTES_PER_ELEMENT;
+    // Through the root's cell when all it scatters fits (counts are the same on every rank, so is the choice).
+    const shared = this.#s.shared();
+    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS && sum(c) * e <= shared.payloadBytes) {
+      const displs = prefixSums(c.map((n) => n * e));
+      displs.push(sum(c) * e);
+      return this.#call('scatterv', [root, countsDigest(c), elementTypeOf(recv), 'shared-memory'], opts, (io) => {
+        const moved = shared.scatterBlocks(io, io.rank === root ? bytesOf(send!) : undefined, bytesOf(recv).subarray(0, c[io.rank] * e), displs, root);
+        return moved === undefined ? recv : moved.then(() => recv);
+      });
+    }
     return this.#call('scatterv', [root, countsDigest(c), elementTypeOf(recv)], opts, async (io) => {
-      const e = recv.BYTES_PER_ELEMENT;
       await scattervBytes(io, io.rank === root ? bytesOf(send!) : undefined, bytesOf(recv).subarray(0, c[io.rank] * e), c.map((n) => n * e), root);
       return recv;
     });
@@ -520,11 +557,13 @@ export class CollectiveOperations {
   /** `split`/`dup`: every rank's (color, key, next context id), as one array of 3·size numbers. */
   createTable(name: 'split' | 'dup', mine: Float64Array, opts: CollectiveOptions | undefined, ticket: Ticket): Promise<Float64Array> {
     const table = new Float64Array(3 * this.#s.size);
-    const algorithm = this.#allgatherAlgorithm(table.byteLength, 24, undefined);
-    return this.#call(name, [algorithm === 'shared-memory' ? algorithm : undefined], opts, (io) => {
+    // By messages, never the cells: a ticketed call runs after the process's earlier creations (on
+    // any communicator), so its pass would take its number out of call order, differently per rank;
+    // messages are matched by the ticket's number instead.
+    return this.#call(name, [], opts, async (io) => {
       table.set(mine, 3 * io.rank);
-      const moved = this.#allgatherBlocks(io, algorithm, bytesOf(table), new Array(io.size).fill(24));
-      return moved === undefined ? table : moved.then(() => table);
+      await ALLGATHER[this.#messageAllgather(table.byteLength, undefined)](io, bytesOf(table), new Array(io.size).fill(24));
+      return table;
     }, ticket);
   }
 
@@ -636,7 +675,7 @@ export class CollectiveOperations {
 
   /** The allgather algorithm for `bytes` in all, the largest rank's block `blockBytes`. */
   #allgatherAlgorithm(bytes: number, blockBytes: number, override: string | undefined): AlgorithmOf<'allgather'> {
-    return chooseAlgorithm('allgather', { size: this.#s.size, bytes, blockBytes, commutative: true, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
+    return chooseAlgorithm('allgather', { size: this.#s.size, bytes, cellBytes: blockBytes, commutative: true, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
   }
 
   /**
@@ -811,7 +850,7 @@ const DATA_ALGORITHMS = Object.keys(BCAST) as MessageBcast[];
 /** Bytes of a length head: marker 1, the length (float64), the data's algorithm (u8). */
 const LENGTH_HEAD_BYTES = 10;
 
-/** The marker of a bcast head that is a number (float64 in this host's byte order: only cells carry it) after it: no encoding to make or decode. */
+/** The marker of a head that is a number (float64 in this host's byte order: only calls through the cells make one, within one host) after it: no encoding to make or decode. */
 const NUMBER_MARKER = 2;
 const NUMBER_HEAD_BYTES = 9;
 /** Where a number head's float64 is read (the head's bytes may sit at any offset). */
@@ -890,8 +929,8 @@ function sum(counts: readonly number[]): number {
   return s;
 }
 
-/** Element types and value kinds as numbers for the argument hash (hashing a string costs more). */
-const KIND_CODES = new Map<string, number>([...ELEMENT_TYPES.map((t, i): [string, number] => [t, i + 1]), ['number', 0x40], ['value', 0x41], ['values', 0x42]]);
+/** Element types, value kinds and the cells' path as numbers for the argument hash (hashing a string costs more). */
+const KIND_CODES = new Map<string, number>([...ELEMENT_TYPES.map((t, i): [string, number] => [t, i + 1]), ['number', 0x40], ['value', 0x41], ['values', 0x42], ['shared-memory', 0x43]]);
 function code(p: HashPart): HashPart {
   return typeof p === 'string' ? (KIND_CODES.get(p) ?? p) : p;
 }

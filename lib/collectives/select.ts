@@ -20,10 +20,10 @@ export interface CallShape {
   /** Bytes of the whole vector (per rank for allgather/alltoall blocks: see each row). */
   readonly bytes: number;
   /**
-   * allgather: bytes of the largest rank's block (each rank's cell carries its own); `bytes` is then
-   * the total gathered. Absent elsewhere: a cell carries `bytes`.
+   * Bytes one rank's cell carries where that is not `bytes`: allgather, the largest rank's block
+   * (each rank's cell carries its own); alltoall, a rank's whole send array. Absent: `bytes`.
    */
-  readonly blockBytes?: number;
+  readonly cellBytes?: number;
   /** Whether the reduction may be reordered. */
   readonly commutative: boolean;
   /**
@@ -40,7 +40,7 @@ export const ALGORITHMS = {
   bcast: ['binomial', 'scatter-allgather', 'pipeline', 'shared-memory', 'hierarchical'],
   barrier: ['dissemination', 'shared-memory', 'hierarchical'],
   allgather: ['recursive-doubling', 'bruck', 'ring', 'shared-memory'],
-  alltoall: ['bruck', 'pairwise'],
+  alltoall: ['bruck', 'pairwise', 'shared-memory'],
   reduceScatter: ['recursive-halving', 'ring'],
 } as const;
 
@@ -51,7 +51,7 @@ export type AlgorithmOf<C extends TunableCollective> = (typeof ALGORITHMS)[C][nu
 
 const isPow2 = (n: number) => (n & (n - 1)) === 0;
 /** Whether a shared-memory collective can carry `s` (each rank reads every member's cell, so not for hundreds). */
-const sharedFits = (s: CallShape) => s.sharedBytes !== undefined && (s.blockBytes ?? s.bytes) <= s.sharedBytes && s.size <= SHARED_MAX_RANKS;
+const sharedFits = (s: CallShape) => s.sharedBytes !== undefined && (s.cellBytes ?? s.bytes) <= s.sharedBytes && s.size <= SHARED_MAX_RANKS;
 const PIPELINE_SEGMENT_BYTES = DEFAULT_PIPELINE_SEGMENT_BYTES;
 
 /** The table. `bytes`: allreduce/reduce/bcast/reduceScatter the whole vector; allgather the total gathered; alltoall one block. */
@@ -92,6 +92,8 @@ const TABLE: { [C in TunableCollective]: readonly { use: Exclude<AlgorithmOf<C>,
     { use: 'ring', when: () => true },
   ],
   alltoall: [
+    // Every member's whole send array in its cell; each rank reads its block of every cell.
+    { use: 'shared-memory', when: sharedFits },
     { use: 'bruck', when: (s) => s.bytes <= 256 && s.size >= 8 },
     { use: 'pairwise', when: () => true },
   ],
@@ -156,13 +158,12 @@ export function selectionTableMarkdown(): string {
     `| allreduce | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if ≤ 8 KiB; Rabenseifner if the op is not commutative, ≤ 4 MiB or a power-of-two size; else ring |`,
     `| reduce | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; binomial if ≤ 2 KiB; else Rabenseifner (all keep rank order for non-commutative ops) |`,
     `| bcast | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the data fits a cell (512 B; a value's encoding 507 B, else its length goes through the cell) and ≤ ${SHARED_MAX_RANKS} ranks; binomial if < 12 KiB or 2 ranks; pipelined chain (128 KiB segments) if larger than size × 128 KiB; else scatter + ring allgather |`,
-    `| allgather(v) | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), every rank's block fits a cell (512 B; a value's encoding 508 B, else its length goes through the cell and its bytes follow by the next row's algorithm) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |`,
-    '| alltoall | Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise |',
+    `| allgather(v) | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), every rank's block fits a cell (512 B; a value's encoding 507 B, else its length goes through the cell and its bytes follow by the next row's algorithm) and ≤ ${SHARED_MAX_RANKS} ranks; recursive doubling if a power-of-two size and < 512 KiB in all; Bruck if < 80 KiB; else ring |`,
+    `| alltoall | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), a rank's whole typed array fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks; Bruck if blocks ≤ 256 B and ≥ 8 ranks; else pairwise (arrays of values: pairwise) |`,
     '| reduceScatter | recursive halving (keeps rank order) unless the op is commutative, > 4 MiB and the size not a power of two; then ring |',
     `| barrier | shared memory if every pair of ranks talks through one transport with cells (shm, or threads) and ≤ ${SHARED_MAX_RANKS} ranks; else dissemination |`,
-    `| gather, gatherv | shared memory (as allgather, the root alone reading the cells) where allgather's row would take it; else: gather a binomial tree, gatherv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
-    '| scatter | binomial tree |',
-    '| scatterv | binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |',
+    `| gather, gatherv | shared memory (as allgather, the root alone reading the cells) where allgather's row would, whatever VMCOMM_COLL_ALLGATHER says; else: gather a binomial tree, gatherv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
+    `| scatter, scatterv | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), ≤ ${SHARED_MAX_RANKS} ranks and what the root scatters fits its cell (scatter: as the root finds it, its values' encodings and 5 bytes each within 508 B, else by messages; scatterv: 512 B); else scatter a binomial tree, scatterv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
     '| alltoallv | pairwise |',
     '| scan, exscan | recursive doubling |',
   ];

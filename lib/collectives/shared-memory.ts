@@ -1,5 +1,5 @@
 /**
- * Shared-memory collectives — allreduce, reduce, bcast, allgather and gather of up to a cell's payload per rank, and barrier — for a communicator
+ * Shared-memory collectives — allreduce, reduce, bcast, allgather, gather, scatter and alltoall of up to a cell's payload per rank, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
  * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
  * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
@@ -20,7 +20,8 @@
  * every member arrived (an object's encoding, whose length only the root knows, goes after a 4-byte
  * length: {@link SharedMemoryCollectives.bcastPrefixed}). An allgather or gather is the same pass
  * with every member writing its own block, read by every member (by the root); values too long for a
- * cell put only their length there, and their bytes follow by messages.
+ * cell put only their length there, and their bytes follow by messages. A scatter is the root's
+ * pass, an alltoall every member's (each reads its block of every cell).
  *
  * A buffer is reused without acknowledgements: a rank overwrites buffer k mod 2 at call k + 2, which
  * it starts only after it saw every member's stamp k + 1, and a member publishes k + 1 only after it
@@ -71,6 +72,8 @@ const REVOKED_STAMP = -1;
 
 /** Bytes of the length before a {@link SharedMemoryCollectives.bcastPrefixed}'s bytes. */
 const PREFIX_BYTES = 4;
+/** The length a root's cell announces when its scatter's values did not fit (they go by messages). */
+const SCATTER_BY_MESSAGES = 0xffff_ffff;
 
 const nothing = (): undefined => undefined;
 
@@ -319,7 +322,8 @@ export class SharedMemoryCollectives {
         if (!reads) return;
         for (let m = 0; m < this.#size; m++) {
           const n = counts[m];
-          if (n > 0) out.set(m === this.#rank ? mine : cells.payload(m, parity).subarray(0, n), displs[m]);
+          if (m === this.#rank) out.set(mine, displs[m]);
+          else copyBytes(cells.payload(m, parity), 0, out, displs[m], n);
         }
       },
     );
@@ -355,6 +359,95 @@ export class SharedMemoryCollectives {
           got[m] = n <= this.prefixedBytes ? buffer.slice(PREFIX_BYTES, PREFIX_BYTES + n) : n;
         }
         return got;
+      },
+      false,
+    );
+  }
+
+  /**
+   * Alltoall of `block`-byte blocks: this rank's whole `send` (size × block, at most
+   * {@link payloadBytes}) goes into its cell, and block m of `recv` comes from block `rank` of member
+   * m's cell.
+   */
+  alltoallBlocks(io: CommIO, send: Uint8Array, recv: Uint8Array, block: number): void | Promise<void> {
+    this.#checkFits(send.length, 'alltoall');
+    const cells = this.#cells;
+    const at = this.#rank * block;
+    return this.#pass(
+      io,
+      (parity) => cells.payload(this.#rank, parity).set(send),
+      (parity) => {
+        for (let m = 0; m < this.#size; m++) copyBytes(cells.payload(m, parity), at, recv, m * block, block);
+      },
+    );
+  }
+
+  /**
+   * Scatterv: the root's `send` (its first `displs[size]` bytes, at most {@link payloadBytes}) goes
+   * into its cell, and every rank copies its block (`displs[rank]` to `displs[rank + 1]`) into `block`.
+   */
+  scatterBlocks(io: CommIO, send: Uint8Array | undefined, block: Uint8Array, displs: readonly number[], root: number): void | Promise<void> {
+    const cells = this.#cells;
+    const total = displs[this.#size];
+    this.#checkFits(total, 'scatter');
+    const from = displs[this.#rank];
+    return this.#pass(
+      io,
+      (parity) => {
+        if (this.#rank === root) cells.payload(root, parity).set(send!.subarray(0, total));
+      },
+      (parity) => copyBytes(cells.payload(root, parity), from, block, 0, block.length),
+    );
+  }
+
+  /**
+   * Scatter of values, whose lengths only the root knows: when all of `blobs` fit the root's cell,
+   * each after its length (u32), every rank gets its own (a copy; the root its own as it is);
+   * otherwise the root's cell says so and every rank gets `undefined`, for the caller to scatter by
+   * messages (the pass is not marked as receiving none).
+   */
+  scatterPrefixed(io: CommIO, blobs: readonly Uint8Array[] | undefined, root: number): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    const cells = this.#cells;
+    const size = this.#size;
+    if (this.#rank === root) {
+      let need = 0;
+      for (const b of blobs!) need += PREFIX_BYTES + b.length;
+      const fits = need <= this.prefixedBytes;
+      return this.#pass(
+        io,
+        (parity) => {
+          const buffer = cells.payload(root, parity);
+          writeLength(buffer, fits ? need : SCATTER_BY_MESSAGES);
+          if (!fits) return;
+          let at = PREFIX_BYTES;
+          for (const b of blobs!) {
+            writeLength(buffer, b.length, at);
+            buffer.set(b, at + PREFIX_BYTES);
+            at += PREFIX_BYTES + b.length;
+          }
+        },
+        () => (fits ? blobs![root] : undefined),
+        false,
+      );
+    }
+    return this.#pass(
+      io,
+      nothing,
+      (parity) => {
+        const buffer = cells.payload(root, parity);
+        const need = readLength(buffer);
+        if (need === SCATTER_BY_MESSAGES) return undefined;
+        const corrupt = () => new VmcommError('CORRUPT', `rank ${root}'s collective cell holds no scatter of ${size} values (${need} bytes announced)`, { peer: this.#group[root] });
+        if (need > this.prefixedBytes) throw corrupt();
+        const end = PREFIX_BYTES + need;
+        let at = PREFIX_BYTES;
+        for (let m = 0; m < this.#rank; m++) {
+          if (at + PREFIX_BYTES > end) throw corrupt();
+          at += PREFIX_BYTES + readLength(buffer, at);
+        }
+        const n = at + PREFIX_BYTES <= end ? readLength(buffer, at) : -1;
+        if (n < 0 || at + PREFIX_BYTES + n > end) throw corrupt();
+        return buffer.slice(at + PREFIX_BYTES, at + PREFIX_BYTES + n);
       },
       false,
     );
@@ -549,17 +642,26 @@ export class SharedMemoryCollectives {
   }
 }
 
-/** Writes a prefixed payload's length (u32, little-endian) at the start of `buffer`. */
-function writeLength(buffer: Uint8Array, n: number): void {
-  buffer[0] = n;
-  buffer[1] = n >>> 8;
-  buffer[2] = n >>> 16;
-  buffer[3] = n >>> 24;
+/**
+ * `n` bytes of `from` at `fromAt` into `to` at `toAt`: byte by byte when few (a subarray view per
+ * block would cost more than the copy), else one `set`.
+ */
+function copyBytes(from: Uint8Array, fromAt: number, to: Uint8Array, toAt: number, n: number): void {
+  if (n <= 64) for (let i = 0; i < n; i++) to[toAt + i] = from[fromAt + i];
+  else to.set(from.subarray(fromAt, fromAt + n), toAt);
 }
 
-/** The length {@link writeLength} wrote. */
-function readLength(buffer: Uint8Array): number {
-  return (buffer[0] | (buffer[1] << 8) | (buffer[2] << 16) | (buffer[3] << 24)) >>> 0;
+/** Writes a length (u32, little-endian) at `at` in `buffer` (a prefixed payload's is at its start). */
+function writeLength(buffer: Uint8Array, n: number, at = 0): void {
+  buffer[at] = n;
+  buffer[at + 1] = n >>> 8;
+  buffer[at + 2] = n >>> 16;
+  buffer[at + 3] = n >>> 24;
+}
+
+/** The length {@link writeLength} wrote at `at`. */
+function readLength(buffer: Uint8Array, at = 0): number {
+  return (buffer[at] | (buffer[at + 1] << 8) | (buffer[at + 2] << 16) | (buffer[at + 3] << 24)) >>> 0;
 }
 
 /** The presence word of collective number `seq` with argument hash `hash` (never 0). */

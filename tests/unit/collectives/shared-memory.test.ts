@@ -233,15 +233,22 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
   it('allreduce and reduce reduce the value an array held when called, not what it holds when the call runs', async () => {
     const { comms } = await job(3);
     const arrays = comms.map((c) => Float64Array.of(c.rank + 1, 10));
-    // Rank 0 calls first and changes its array at once; the others call later.
+    // Rank 0 calls first, behind a barrier the others have not reached (so its passes open later),
+    // and changes its array at once; the others call later.
+    const barrier = comms[0].barrier();
     const first = comms[0].allreduce(arrays[0], Op.SUM);
     const firstReduce = comms[0].reduce(arrays[0], Op.SUM, 0);
     arrays[0].fill(1000);
     await sleep(20);
+    await Promise.all(comms.slice(1).map((c) => c.barrier()));
+    await barrier;
     const rest = await Promise.all(comms.slice(1).map((c) => c.allreduce(arrays[c.rank], Op.SUM)));
     await Promise.all(comms.slice(1).map((c) => c.reduce(arrays[c.rank], Op.SUM, 0)));
     for (const got of [await first, ...rest]) expect(Array.from(got)).toEqual([6, 30]);
     expect(Array.from((await firstReduce)!)).toEqual([6, 30]);
+    // Neither the input nor the result is the other.
+    expect(await first).not.toBe(arrays[0]);
+    expect(Array.from(arrays[0])).toEqual([1000, 1000]);
   });
 
   it('allgather and gather of values, allgatherv and gatherv of typed arrays: every rank’s in rank order, without messages when each fits a cell', async () => {
@@ -266,10 +273,6 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
       for (const g of agv) expect(Array.from(g)).toEqual(Array.from(want));
     }
     expect(comms.map(collectiveFramesSent)).toEqual(before);
-    // A split's table goes through the cells too.
-    const halves = await Promise.all(comms.map((c) => c.split(c.rank % 2, -c.rank)));
-    expect(halves.map((h) => h!.rank)).toEqual([1, 1, 0, 0]);
-    expect(comms.map(collectiveFramesSent)).toEqual(before);
   });
 
   it('values too long for a cell: their length goes through it and their bytes follow by messages, to everyone or to the root', async () => {
@@ -286,6 +289,11 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     await sleep(20);
     const late = comms[3].allgather(text(3));
     for (const got of await Promise.all([...early, late])) expect(got).toEqual([0, 1, 2, 3].map(text));
+    // A gather's root late: the long values' messages wait for it.
+    const sent = comms.slice(1).map((c) => c.gather(text(c.rank), 0));
+    await sleep(20);
+    expect(await comms[0].gather(text(0), 0)).toEqual([0, 1, 2, 3].map(text));
+    expect(await Promise.all(sent)).toEqual([undefined, undefined, undefined]);
   });
 
   it('a rank whose VMCOMM_COLL_ALLGATHER makes it use messages: INVALID_ARGUMENT everywhere, not a hang; a named shared-memory allgather needs cells that fit', async () => {
@@ -300,6 +308,42 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     // A message algorithm named on every rank: messages, the same values.
     const named = (await job(2)).comms;
     expect(await Promise.all(named.map((c) => c.allgather(`r${c.rank}`, { algorithm: 'bruck' })))).toEqual([['r0', 'r1'], ['r0', 'r1']]);
+  });
+
+  it('scatter, scatterv and alltoall: each rank’s part from the root’s cell or every cell, without messages when it fits; a scatter too large goes by messages', async () => {
+    const { comms } = await job(4);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    const small = (r: number) => [r + 0.5, `v${r}`, -0, { r }][r];
+    for (let root = 0; root < 4; root++) {
+      const got = await Promise.all(comms.map((c) => c.scatter(c.rank === root ? [0, 1, 2, 3].map(small) : undefined, root)));
+      expect(got).toEqual([0, 1, 2, 3].map(small));
+      expect(Object.is(got[2], -0)).toBe(true);
+      // 64-byte cells: 2 + 0 + 3 + 1 doubles = 48 bytes.
+      const counts = [2, 0, 3, 1];
+      const send = Float64Array.from({ length: 6 }, (_, i) => 10 * root + i);
+      const recvs = counts.map((n) => new Float64Array(n));
+      await Promise.all(comms.map((c, r) => c.scatterv(c.rank === root ? send : undefined, counts, recvs[r], root)));
+      expect(recvs.map((x) => Array.from(x))).toEqual([[0, 1], [], [2, 3, 4], [5]].map((xs) => xs.map((i) => 10 * root + i)));
+    }
+    // 4 ranks × 2 int32 = 32 bytes a rank: every member's whole array fits its cell.
+    const swapped = await Promise.all(comms.map((c) => c.alltoall(Int32Array.from({ length: 8 }, (_, i) => 100 * c.rank + i))));
+    for (const [r, a] of swapped.entries()) expect(Array.from(a)).toEqual([0, 1, 2, 3].flatMap((m) => [100 * m + 2 * r, 100 * m + 2 * r + 1]));
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+    // Four 30-character strings do not fit 60 bytes together: the root's cell says so, messages follow.
+    const long = (r: number) => `${r}`.padEnd(30, '=');
+    expect(await Promise.all(comms.map((c) => c.scatter(c.rank === 1 ? [0, 1, 2, 3].map(long) : undefined, 1)))).toEqual([0, 1, 2, 3].map(long));
+    expect(collectiveFramesSent(comms[1])).toBeGreaterThan(before[1]);
+    // Arrays too large for a cell take messages, as a named message algorithm does.
+    const big = await Promise.all(comms.map((c) => c.alltoall(Float64Array.from({ length: 12 }, (_, i) => c.rank * 12 + i))));
+    for (const [r, a] of big.entries()) expect(Array.from(a)).toEqual([0, 1, 2, 3].flatMap((m) => [0, 1, 2].map((k) => m * 12 + 3 * r + k)));
+  });
+
+  it('a rank whose VMCOMM_COLL_ALLTOALL makes it use messages: INVALID_ARGUMENT everywhere, not a hang', async () => {
+    const boots = createLocalJob(2);
+    const factory = memory({ cellBytes: 64 });
+    const comms = track(await Promise.all(boots.map((b, r) => initWithBootstrap(b, { backends: [factory], only: ['memory'], env: r === 0 ? { VMCOMM_COLL_ALLTOALL: 'pairwise' } : {} }))));
+    expect(await outcomes(comms.map((c) => c.alltoall(Int32Array.of(1, 2), { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
   });
 
   it('a reduce root whose VMCOMM_COLL_REDUCE makes it wait for messages: INVALID_ARGUMENT everywhere, not a hang', async () => {
