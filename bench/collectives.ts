@@ -2,7 +2,7 @@
 // osu_gather): per call, after a time-based warm-up; "typical" is the median of per-block medians
 // (blocks of 100 calls for small messages, 10 for large), reported as the median over rounds with the
 // min–max of rounds; by default each case runs all its rounds in turn, as OSU runs each size
-// (`--order interleaved`: round by round). Every rank checks every result against the exact
+// (`--order interleaved`: round by round). Every rank checks what it receives against the exact
 // expected value (integers in float64).
 //   npx vmcomm run -n 2 bench/collectives.ts [--quick]         2 ranks (shm between processes)
 //   npx vmcomm run -n 8 bench/collectives.ts [--quick]         8 ranks on this 2-core machine
@@ -70,7 +70,12 @@ const bigSum = (i: number) => size * (i % 7) + (size * (size - 1)) / 2;
 /** What the gathers collect: rank r's r + 1. */
 const ones = new Array<number>(size).fill(1);
 const gathered = new Float64Array(size);
-const gatheredRight = (all: ArrayLike<number>) => Array.from({ length: size }, (_, r) => all[r] === r + 1).every(Boolean);
+/** Whether every rank's r + 1 arrived (a buffer of the caller's is cleared, so the next call must write it again). */
+const gatheredRight = (all: ArrayLike<number>) => {
+  const right = Array.from({ length: size }, (_, r) => all[r] === r + 1).every(Boolean);
+  if (all instanceof Float64Array) all.fill(0);
+  return right;
+};
 const cases: Case[] = [
   {
     name: 'allreduce 1 double',

@@ -130,6 +130,7 @@ static double reduce_step(void *c) {
     fprintf(stderr, "osu-lite: reduce gave %g, expected %g\n", x->out[0], (double)size * (size + 1) / 2);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  x->out[0] = 0; /* so that the next call must write it again */
   return t;
 }
 
@@ -139,10 +140,14 @@ typedef struct {
   double *all;
 } gather_ctx;
 
+/* Whether every rank's double arrived; clears them, so that the next call must write them again. */
 static int gathered_right(const gather_ctx *x) {
-  for (int r = 0; r < size; r++)
-    if (x->all[r] != r + 1) return 0;
-  return 1;
+  int right = 1;
+  for (int r = 0; r < size; r++) {
+    right &= x->all[r] == r + 1;
+    x->all[r] = 0;
+  }
+  return right;
 }
 
 static double allgather_step(void *c) {
@@ -220,6 +225,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n; i++) big.in[i] = (i % 7) + rank;
   double reduce_in = rank + 1, reduce_out = 0;
   coll_ctx reduce_one = {&reduce_in, &reduce_out, 1};
+  gather_ctx allgather_one = {rank + 1, calloc(size, sizeof(double))};
   gather_ctx gather_one = {rank + 1, calloc(size, sizeof(double))};
 
   bench_case cases[] = {
@@ -230,7 +236,7 @@ int main(int argc, char **argv) {
       {"barrier", "us", 100, quick ? 400 : 2000, barrier_step, NULL, 0},
       {"bcast 1 double", "us", 100, quick ? 400 : 2000, bcast_step, &one, 0},
       {"reduce 1 double", "us", 100, quick ? 400 : 2000, reduce_step, &reduce_one, 0},
-      {"allgather 1 double", "us", 100, quick ? 400 : 2000, allgather_step, &gather_one, 0},
+      {"allgather 1 double", "us", 100, quick ? 400 : 2000, allgather_step, &allgather_one, 0},
       {"gather 1 double", "us", 100, quick ? 400 : 2000, gather_step, &gather_one, 0},
   };
   int ncases = sizeof cases / sizeof cases[0];

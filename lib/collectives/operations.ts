@@ -262,10 +262,13 @@ export class CollectiveOperations {
   scatter<T>(values: readonly T[] | undefined, root: number, opts?: CollectiveOptions): Promise<T> {
     this.#checkRoot(root);
     let blobs: Uint8Array[] | undefined;
+    // The root's own value as it was when called, as the others get theirs (encoded here).
+    let own: T | undefined;
     if (this.#s.rank === root) {
       if (!Array.isArray(values) || values.length !== this.#s.size) throw invalidArgument('values (at the root)', `an array of ${this.#s.size} values, one per rank`, values);
       // Encoded here, so a value that cannot be encoded is refused before anything is sent.
       blobs = values.map((v) => this.#s.codec.encode(v));
+      own = values[root];
     }
     // Through the root's cell where the communicator has cells (the same answer on every rank), when
     // the root finds its values fit; else its cell says so and they go by messages.
@@ -277,7 +280,7 @@ export class CollectiveOperations {
       });
       return this.#call('scatter', [root, 'shared-memory'], opts, (io) => {
         const rest = (mine: Uint8Array | undefined): T | Promise<T> => {
-          if (io.rank === root) return mine === undefined ? scatterBytes(io, heads, root).then(() => (values as readonly T[])[root]) : (values as readonly T[])[root];
+          if (io.rank === root) return mine === undefined ? scatterBytes(io, heads, root).then(() => own as T) : (own as T);
           return mine === undefined ? scatterBytes(io, undefined, root).then((b) => readValueHead<T>(b, root, this.#s.codec)) : readValueHead<T>(mine, root, this.#s.codec);
         };
         const got = shared.scatterPrefixed(io, heads, root);
@@ -286,7 +289,7 @@ export class CollectiveOperations {
     }
     return this.#call('scatter', [root], opts, async (io) => {
       const mine = await scatterBytes(io, blobs, root);
-      return io.rank === root ? (values as readonly T[])[root] : this.#s.codec.decode<T>(mine);
+      return io.rank === root ? (own as T) : this.#s.codec.decode<T>(mine);
     });
   }
 
@@ -297,7 +300,8 @@ export class CollectiveOperations {
       const block = (values.length / size) * values.BYTES_PER_ELEMENT;
       const recv = sameKind(values, values.length);
       const algorithm = chooseAlgorithm('alltoall', { size, bytes: block, cellBytes: values.byteLength, commutative: true, sharedBytes: this.#s.shared()?.payloadBytes }, opts?.algorithm, this.#s.env);
-      // The cells in the hash: ranks whose VMCOMM_COLL_ALLTOALL differ fail the call.
+      // The cells in the hash: ranks whose VMCOMM_COLL_ALLTOALL sends one to the cells and another to
+      // messages fail the call (ranks that name different message algorithms are not told apart).
       return this.#call('alltoall', [values.length, elementTypeOf(values), opts?.algorithm, algorithm === 'shared-memory' ? algorithm : undefined], opts, (io) => {
         const moved = algorithm === 'shared-memory' ? this.#s.shared()!.alltoallBlocks(io, bytesOf(values), bytesOf(recv), block) : (algorithm === 'bruck' ? alltoallBruck : alltoallPairwise)(io, bytesOf(values), bytesOf(recv), block);
         return moved === undefined ? recv : moved.then(() => recv);
@@ -339,7 +343,8 @@ export class CollectiveOperations {
     const e = send.BYTES_PER_ELEMENT;
     const blocks = c.map((n) => n * e);
     const algorithm = this.#allgatherAlgorithm(sum(blocks), Math.max(...blocks), opts?.algorithm);
-    // The cells in the hash: ranks whose VMCOMM_COLL_ALLGATHER differ fail the call.
+    // The cells in the hash: ranks whose VMCOMM_COLL_ALLGATHER sends one to the cells and another to
+    // messages fail the call (ranks that name different message algorithms are not told apart).
     return this.#call('allgatherv', [countsDigest(c), elementTypeOf(send), opts?.algorithm, algorithm === 'shared-memory' ? algorithm : undefined], opts, (io) => {
       out.set(send.subarray(0, c[io.rank]) as never, prefixSums(c)[io.rank]);
       const moved = this.#allgatherBlocks(io, algorithm, bytesOf(out), blocks);
@@ -562,7 +567,8 @@ export class CollectiveOperations {
     // messages are matched by the ticket's number instead.
     return this.#call(name, [], opts, async (io) => {
       table.set(mine, 3 * io.rank);
-      await ALLGATHER[this.#messageAllgather(table.byteLength, undefined)](io, bytesOf(table), new Array(io.size).fill(24));
+      // The table's algorithm, whatever VMCOMM_COLL_ALLGATHER says: its name is not in the hash.
+      await ALLGATHER[this.#messageAllgather(table.byteLength, undefined, false)](io, bytesOf(table), new Array(io.size).fill(24));
       return table;
     }, ticket);
   }

@@ -163,7 +163,7 @@ export function selectionTableMarkdown(): string {
     '| reduceScatter | recursive halving (keeps rank order) unless the op is commutative, > 4 MiB and the size not a power of two; then ring |',
     `| barrier | shared memory if every pair of ranks talks through one transport with cells (shm, or threads) and ≤ ${SHARED_MAX_RANKS} ranks; else dissemination |`,
     `| gather, gatherv | shared memory (as allgather, the root alone reading the cells) where allgather's row would, whatever VMCOMM_COLL_ALLGATHER says; else: gather a binomial tree, gatherv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
-    `| scatter, scatterv | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), ≤ ${SHARED_MAX_RANKS} ranks and what the root scatters fits its cell (scatter: as the root finds it, its values' encodings and 5 bytes each within 508 B, else by messages; scatterv: 512 B); else scatter a binomial tree, scatterv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
+    `| scatter, scatterv | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), ≤ ${SHARED_MAX_RANKS} ranks and what the root scatters fits its cell (scatter: as the root finds it, 508 B for all its values, each taking 5 bytes more than its encoding and a number 13; else by messages; scatterv: 512 B); else scatter a binomial tree, scatterv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
     '| alltoallv | pairwise |',
     '| scan, exscan | recursive doubling |',
   ];

@@ -334,6 +334,14 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     const long = (r: number) => `${r}`.padEnd(30, '=');
     expect(await Promise.all(comms.map((c) => c.scatter(c.rank === 1 ? [0, 1, 2, 3].map(long) : undefined, 1)))).toEqual([0, 1, 2, 3].map(long));
     expect(collectiveFramesSent(comms[1])).toBeGreaterThan(before[1]);
+    // The root gets its own value as it was when it called, as the others get theirs.
+    const barrier = comms[0].barrier();
+    const values = ['a', 'b', 'c', 'd'];
+    const rootGot = comms[0].scatter(values, 0);
+    values.fill('changed');
+    await Promise.all(comms.slice(1).map((c) => c.barrier()));
+    await barrier;
+    expect(await Promise.all([rootGot, ...comms.slice(1).map((c) => c.scatter(undefined, 0))])).toEqual(['a', 'b', 'c', 'd']);
     // Arrays too large for a cell take messages, as a named message algorithm does.
     const big = await Promise.all(comms.map((c) => c.alltoall(Float64Array.from({ length: 12 }, (_, i) => c.rank * 12 + i))));
     for (const [r, a] of big.entries()) expect(Array.from(a)).toEqual([0, 1, 2, 3].flatMap((m) => [0, 1, 2].map((k) => m * 12 + 3 * r + k)));
