@@ -338,19 +338,44 @@ export class CollectiveOperations {
   }
 
   allgatherv<A extends TypedArray>(send: A, counts: readonly number[], recv: A | undefined, opts?: CollectiveOptions): Promise<A> {
-    const c = this.#checkCounts(counts, 'counts', send);
-    const out = this.#checkRecv(recv, send, sum(c));
-    const e = send.BYTES_PER_ELEMENT;
-    const blocks = c.map((n) => n * e);
-    const algorithm = this.#allgatherAlgorithm(sum(blocks), Math.max(...blocks), opts?.algorithm);
-    // The cells in the hash: ranks whose VMCOMM_COLL_ALLGATHER sends one to the cells and another to
-    // messages fail the call (ranks that name different message algorithms are not told apart).
-    return this.#call('allgatherv', [countsDigest(c), elementTypeOf(send), opts?.algorithm, algorithm === 'shared-memory' ? algorithm : undefined], opts, (io) => {
-      out.set(send.subarray(0, c[io.rank]) as never, prefixSums(c)[io.rank]);
-      const moved = this.#allgatherBlocks(io, algorithm, bytesOf(out), blocks);
+    const c = this.#allgathervCall(send, counts, opts?.algorithm);
+    const out = this.#checkRecv(recv, send, c.total);
+    const mine = c.counts[this.#s.rank];
+    if (mine > send.length) throw invalidArgument(`counts[${this.#s.rank}]`, `at most this rank's array length (${send.length})`, mine);
+    return this.#run('allgatherv', c.hash, opts, (io) => {
+      let moved: void | Promise<void>;
+      if (c.algorithm === 'shared-memory') {
+        // Straight from send into the cell, and from every cell into out.
+        moved = this.#s.shared()!.gatherBlocks(io, bytesOf(send).subarray(0, c.blocks[io.rank]), bytesOf(out), c.blocks, c.displs, -1);
+      } else {
+        out.set(send.subarray(0, mine) as never, c.displs[io.rank] / send.BYTES_PER_ELEMENT);
+        moved = ALLGATHER[c.algorithm](io, bytesOf(out), c.blocks);
+      }
       return moved === undefined ? out : moved.then(() => out);
     });
   }
+
+  /**
+   * An allgatherv's checked counts, blocks, algorithm and argument hash — kept for the last counts,
+   * element class and name (a loop gathers the same shape again and again; comparing the counts costs
+   * less than checking, digesting and choosing for them).
+   */
+  #allgathervCall(send: TypedArray, counts: readonly number[], override: string | undefined): AllgathervCall {
+    const last = this.#lastAllgatherv;
+    if (last !== undefined && last.View === send.constructor && last.override === override && Array.isArray(counts) && sameNumbers(last.counts, counts)) return last;
+    const c = this.#checkCounts(counts, 'counts', send);
+    const e = send.BYTES_PER_ELEMENT;
+    const blocks = c.map((n) => n * e);
+    const algorithm = this.#allgatherAlgorithm(sum(blocks), Math.max(...blocks), override);
+    // The cells in the hash: ranks whose VMCOMM_COLL_ALLGATHER sends one to the cells and another to
+    // messages fail the call (ranks that name different message algorithms are not told apart).
+    const hash = this.#hashOf('allgatherv', [countsDigest(c), elementTypeOf(send), override, algorithm === 'shared-memory' ? algorithm : undefined], override);
+    const call: AllgathervCall = { View: send.constructor, override, counts: c, total: sum(c), blocks, displs: prefixSums(blocks), algorithm, hash };
+    this.#lastAllgatherv = call;
+    return call;
+  }
+
+  #lastAllgatherv: AllgathervCall | undefined = undefined;
 
   scatterv<A extends TypedArray>(send: A | undefined, counts: readonly number[], recv: A, root: number, opts?: CollectiveOptions): Promise<A> {
     this.#checkRoot(root);
@@ -695,13 +720,6 @@ export class CollectiveOperations {
     return chooseAlgorithm('allgather', { size: this.#s.size, bytes, commutative: true }, named, env) as MessageAllgather;
   }
 
-  /** Every rank's block of `out` (`counts[r]` bytes, in rank order, this rank's in place) to every rank, by `algorithm`. */
-  #allgatherBlocks(io: CommIO, algorithm: AlgorithmOf<'allgather'>, out: Uint8Array, counts: readonly number[]): void | Promise<void> {
-    if (algorithm !== 'shared-memory') return ALLGATHER[algorithm](io, out, counts);
-    const displs = prefixSums(counts);
-    return this.#s.shared()!.gatherBlocks(io, out.subarray(displs[io.rank], displs[io.rank] + counts[io.rank]), out, counts, displs, -1);
-  }
-
   /** How `value` reduces: as a typed array (with its reducer) or on the value path. Checks op × type. */
   #path(value: unknown, op: ReduceOp): { kind: 'value' } | { kind: 'buffer'; data: TypedArray; type: string; reducer: Reducer; unwrap: (d: TypedArray) => unknown; fresh: boolean } {
     if (isTypedArray(value)) {
@@ -780,6 +798,27 @@ function sharedDoubleInto<A extends TypedArray>(shared: SharedMemoryCollectives,
       return recv;
     });
   };
+}
+
+/** What an allgatherv decided for its arguments (see `#allgathervCall`). */
+interface AllgathervCall {
+  readonly View: unknown;
+  readonly override: string | undefined;
+  /** Elements per rank (a copy of the caller's, checked). */
+  readonly counts: readonly number[];
+  readonly total: number;
+  /** Bytes per rank, and where each rank's start in the result. */
+  readonly blocks: readonly number[];
+  readonly displs: readonly number[];
+  readonly algorithm: AlgorithmOf<'allgather'>;
+  readonly hash: number;
+}
+
+/** Whether two arrays of numbers hold the same numbers. */
+function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** What a typed-array reduction decided for its arguments (see `#typedCall`). */

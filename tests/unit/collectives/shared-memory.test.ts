@@ -272,6 +272,17 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
       const agv = await Promise.all(comms.map((c) => c.allgatherv(new Float64Array(counts[c.rank]).fill(c.rank), counts)));
       for (const g of agv) expect(Array.from(g)).toEqual(Array.from(want));
     }
+    // One counts array changed in place between calls, and another class with the same counts: each
+    // call gathers by what it is given.
+    const shared = [1, 1, 1, 1];
+    for (const [n, Kind] of [[1, Float64Array], [2, Float64Array], [2, Float32Array], [1, Float32Array]] as const) {
+      shared[2] = n;
+      const got = await Promise.all(comms.map((c) => c.allgatherv(new Kind(shared[c.rank]).fill(c.rank + 1), shared)));
+      for (const g of got) {
+        expect(g).toBeInstanceOf(Kind);
+        expect(Array.from(g)).toEqual([1, 2, ...new Array(n).fill(3), 4]);
+      }
+    }
     expect(comms.map(collectiveFramesSent)).toEqual(before);
   });
 
