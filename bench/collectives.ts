@@ -72,7 +72,9 @@ const ones = new Array<number>(size).fill(1);
 const gathered = new Float64Array(size);
 /** Whether every rank's r + 1 arrived (a buffer of the caller's is cleared, so the next call must write it again). */
 const gatheredRight = (all: ArrayLike<number>) => {
-  const right = Array.from({ length: size }, (_, r) => all[r] === r + 1).every(Boolean);
+  // A plain loop: Array.from over an array-like took over 1 µs here, more than the call it checks.
+  let right = all.length === size;
+  for (let r = 0; r < size; r++) right &&= all[r] === r + 1;
   if (all instanceof Float64Array) all.fill(0);
   return right;
 };
