@@ -6,11 +6,16 @@
  * - **typed arrays** (and plain numbers with SUM/PROD/MIN/MAX, carried as one float64) reduce
  *   element-wise with the byte-level algorithms of this folder, chosen by `select.ts`;
  * - **other values** (bigints, booleans, arrays, objects, function ops on them) travel encoded
- *   (msgpack) and reduce in rank order on the value path (`value-collectives.ts`).
+ *   (msgpack) and reduce in rank order on the value path (`value-collectives.ts`);
+ * - **the cells** (`shared-memory.ts`): where every pair of the communicator's ranks talks through
+ *   one shared-memory transport, small calls of every kind go through each rank's cell in one pass
+ *   — a number as itself (one-number passes, float64 heads), typed arrays folded by the op's own
+ *   loop, values by their encodings (a long one's bytes following by messages).
  *
  * Reduction order (determinism): every algorithm reduces each element in one fixed association
- * order and copies the result to the other ranks, so every rank gets bit-identical results; the
- * order depends on the algorithm (each algorithm's module says which), never on timing.
+ * order (copying the result to the other ranks, or, through the cells, every rank folding alike),
+ * so every rank gets bit-identical results; the order depends on the algorithm (each algorithm's
+ * module says which), never on timing.
  *
  * @module
  */
@@ -46,7 +51,7 @@ import { SHARED_MAX_RANKS, type SharedMemoryCollectives } from './shared-memory.
 import { scatterv as scattervBytes } from './scatterv.js';
 import { ALGORITHMS, chooseAlgorithm, type AlgorithmOf, type EnvChoices, type TunableCollective } from './select.js';
 import { argumentHash, countsDigest, type CollectiveName, type HashPart } from './signature.js';
-import { allgatherBytes, allreduceValue, alltoallBytes, bcastBytes, gatherBytes, reduceValue, scanValue, scatterBytes, type ValueReduction } from './value-collectives.js';
+import { allreduceValue, alltoallBytes, bcastBytes, gatherBytes, reduceValue, scanValue, scatterBytes, type ValueReduction } from './value-collectives.js';
 
 /** An `Op` name or a function op. */
 export type ReduceOp = PredefinedOp | OpFunction;
@@ -178,8 +183,8 @@ export class CollectiveOperations {
     this.#checkRoot(root);
     // Through the cells where the communicator has them (the same answer on every rank): each rank's
     // encoding, or its length when too long, the long ones' bytes then sent to the root.
-    const shared = this.#s.shared();
-    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS) {
+    const shared = this.#cellsFor(0);
+    if (shared !== undefined) {
       const head = valueHead(value, this.#s.codec);
       return this.#call('gather', [root, 'shared-memory'], opts, (io) => {
         const got = shared.gatherPrefixed(io, head, root);
@@ -197,7 +202,8 @@ export class CollectiveOperations {
     const override = opts?.algorithm;
     // Through the cells where the communicator has them and no message algorithm is asked for (each
     // rank knows only its own length, so every rank decides from the communicator and the options
-    // alone); the path is in the hash, so ranks whose VMCOMM_COLL_ALLGATHER differ fail the call.
+    // alone); the path is in the hash, so ranks whose VMCOMM_COLL_ALLGATHER sends one to the cells
+    // and another to messages fail the call (different message algorithms are not told apart).
     if (this.#allgatherAlgorithm(0, 0, override) === 'shared-memory') {
       const shared = this.#s.shared()!;
       const head = valueHead(value, this.#s.codec);
@@ -214,7 +220,7 @@ export class CollectiveOperations {
       lengths[io.rank] = bytes.byteLength;
       await ALLGATHER[this.#messageAllgather(8 * io.size, undefined)](io, bytesOf(lengths), new Array(io.size).fill(8));
       const counts = Array.from(lengths);
-      const out = new Uint8Array(counts.reduce((a, b) => a + b, 0));
+      const out = new Uint8Array(sum(counts));
       const displs = prefixSums(counts);
       out.set(bytes, displs[io.rank]);
       await ALLGATHER[this.#messageAllgather(out.length, override)](io, out, counts);
@@ -272,8 +278,8 @@ export class CollectiveOperations {
     }
     // Through the root's cell where the communicator has cells (the same answer on every rank), when
     // the root finds its values fit; else its cell says so and they go by messages.
-    const shared = this.#s.shared();
-    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS) {
+    const shared = this.#cellsFor(0);
+    if (shared !== undefined) {
       const heads = blobs?.map((b, r) => {
         const v = (values as readonly T[])[r];
         return typeof v === 'number' ? numberHead(v) : prefixed(0, b);
@@ -317,14 +323,15 @@ export class CollectiveOperations {
 
   gatherv<A extends TypedArray>(send: A, counts: readonly number[], root: number, recv: A | undefined, opts?: CollectiveOptions): Promise<A | undefined> {
     this.#checkRoot(root);
+    if (!isTypedArray(send)) throw invalidArgument('send', 'a typed array', send);
     const c = this.#checkCounts(counts, 'counts', send);
     const total = sum(c);
     const out = this.#s.rank === root ? this.#checkRecv(recv, send, total) : undefined;
     const e = send.BYTES_PER_ELEMENT;
     // Through the cells where every block fits one (counts are the same on every rank, so is the
     // choice; gatherv has no algorithm to name, and VMCOMM_COLL_ALLGATHER does not apply).
-    const shared = this.#s.shared();
-    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS && Math.max(...c) * e <= shared.payloadBytes) {
+    const shared = this.#cellsFor(Math.max(...c) * e);
+    if (shared !== undefined) {
       const blocks = c.map((n) => n * e);
       return this.#call('gatherv', [root, countsDigest(c), elementTypeOf(send), 'shared-memory'], opts, (io) => {
         const moved = shared.gatherBlocks(io, bytesOf(send).subarray(0, blocks[io.rank]), out ? bytesOf(out) : undefined, blocks, prefixSums(blocks), root);
@@ -338,6 +345,7 @@ export class CollectiveOperations {
   }
 
   allgatherv<A extends TypedArray>(send: A, counts: readonly number[], recv: A | undefined, opts?: CollectiveOptions): Promise<A> {
+    if (!isTypedArray(send)) throw invalidArgument('send', 'a typed array', send);
     const c = this.#allgathervCall(send, counts, opts?.algorithm);
     const out = this.#checkRecv(recv, send, c.total);
     const mine = c.counts[this.#s.rank];
@@ -387,8 +395,8 @@ export class CollectiveOperations {
     }
     const e = recv.BYTES_PER_ELEMENT;
     // Through the root's cell when all it scatters fits (counts are the same on every rank, so is the choice).
-    const shared = this.#s.shared();
-    if (shared !== undefined && this.#s.size <= SHARED_MAX_RANKS && sum(c) * e <= shared.payloadBytes) {
+    const shared = this.#cellsFor(sum(c) * e);
+    if (shared !== undefined) {
       const displs = prefixSums(c.map((n) => n * e));
       displs.push(sum(c) * e);
       return this.#call('scatterv', [root, countsDigest(c), elementTypeOf(recv), 'shared-memory'], opts, (io) => {
@@ -681,6 +689,16 @@ export class CollectiveOperations {
     return chooseAlgorithm('allreduce', { size: this.#s.size, bytes, commutative: reducer.commutative, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
   }
 
+  /**
+   * The communicator's cells when a call that is not tunable (gather(v), scatter(v)) can take them:
+   * it has them (the same answer on every rank), at most {@link SHARED_MAX_RANKS} ranks, and
+   * `bytes` (what one cell must carry; 0 where the root decides) fit.
+   */
+  #cellsFor(bytes: number): SharedMemoryCollectives | undefined {
+    const shared = this.#s.shared();
+    return shared !== undefined && this.#s.size <= SHARED_MAX_RANKS && bytes <= shared.payloadBytes ? shared : undefined;
+  }
+
   #reduceAlgorithm(bytes: number, commutative: boolean, override: string | undefined): Exclude<AlgorithmOf<'reduce'>, 'hierarchical'> {
     return chooseAlgorithm('reduce', { size: this.#s.size, bytes, commutative, sharedBytes: this.#s.shared()?.payloadBytes }, override, this.#s.env);
   }
@@ -711,8 +729,9 @@ export class CollectiveOperations {
 
   /**
    * A message allgather for `bytes` in all: `override` (a named shared-memory counts as none) or the
-   * table's — with the job's VMCOMM_COLL_ALLGATHER unless `withEnv` is false (bytes that follow a
-   * pass through the cells: every rank there took the cells, so its setting named no message algorithm).
+   * table's — with the job's VMCOMM_COLL_ALLGATHER unless `withEnv` is false: for bytes that follow
+   * a pass through the cells (every rank there took the cells, so its setting named no message
+   * algorithm), and for split/dup's table (whose hash does not carry the name).
    */
   #messageAllgather(bytes: number, override: string | undefined, withEnv = true): MessageAllgather {
     const named = override === 'shared-memory' ? undefined : override;

@@ -17,7 +17,7 @@ import { SHARED_MAX_RANKS } from './shared-memory.js';
 export interface CallShape {
   /** Ranks in the communicator. */
   readonly size: number;
-  /** Bytes of the whole vector (per rank for allgather/alltoall blocks: see each row). */
+  /** Bytes of the whole vector (allgather: the total gathered; alltoall: one block). */
   readonly bytes: number;
   /**
    * Bytes one rank's cell carries where that is not `bytes`: allgather, the largest rank's block

@@ -1,5 +1,6 @@
 /**
- * Shared-memory collectives — allreduce, reduce, bcast, allgather, gather, scatter and alltoall of up to a cell's payload per rank, and barrier — for a communicator
+ * Shared-memory collectives — allreduce, reduce, bcast, allgather(v), gather(v), scatter(v) and
+ * alltoall of up to a cell's payload per rank, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
  * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
  * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
@@ -43,6 +44,8 @@
  *   settings) sends a message for its number: the runner finds it on arrival, since a shared call
  *   receives none (`CommIO.shared`) — a mismatch. Not caught: a rank of that kind that only
  *   receives, and has moved its presence word on by starting later calls without awaiting them.
+ *   The passes that messages may follow (the prefixed ones: a bcast's head, values too long for a
+ *   cell) are not marked so; there the caller puts the path in the argument hash instead.
  * - A rank whose communicator is revoked stamps its cell {@link REVOKED_STAMP}: no member counts it as arrived, so one that calls later cannot complete a call
  *   the revoker gave up; the revoke notice then fails it with the revoke's reason and code.
  *
@@ -92,7 +95,7 @@ const FAILED = 2;
 
 /** The shared-memory collectives of one communicator on this rank. */
 export class SharedMemoryCollectives {
-  /** Largest payload (bytes) of a shared allreduce. */
+  /** Bytes a rank's cell carries in one call (each buffer's payload). */
   readonly payloadBytes: number;
   readonly #cells: CollectiveCells;
   readonly #engine: Engine;
@@ -320,11 +323,9 @@ export class SharedMemoryCollectives {
       (parity) => cells.payload(this.#rank, parity).set(mine),
       (parity) => {
         if (!reads) return;
-        for (let m = 0; m < this.#size; m++) {
-          const n = counts[m];
-          if (m === this.#rank) out.set(mine, displs[m]);
-          else copyBytes(cells.payload(m, parity), 0, out, displs[m], n);
-        }
+        // This rank's own block too from its cell: `mine` may overlap `out` (an allgatherv whose
+        // send is part of recv), and the other blocks may have overwritten it by now.
+        for (let m = 0; m < this.#size; m++) copyBytes(cells.payload(m, parity), 0, out, displs[m], counts[m]);
       },
     );
   }
@@ -453,7 +454,7 @@ export class SharedMemoryCollectives {
     );
   }
 
-  /** Bytes a {@link bcastPrefixed} carries: a buffer less its 4-byte length. */
+  /** Bytes the prefixed passes carry ({@link bcastPrefixed}, {@link gatherPrefixed}, {@link scatterPrefixed}): a buffer less its 4-byte length. */
   get prefixedBytes(): number {
     return this.payloadBytes - PREFIX_BYTES;
   }

@@ -283,7 +283,25 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
         expect(Array.from(g)).toEqual([1, 2, ...new Array(n).fill(3), 4]);
       }
     }
+    // send a view of recv at this rank's place (MPI_IN_PLACE as the MPI adapter passes it), and send
+    // a view of recv somewhere else: every block arrives whole.
+    const recvs = comms.map(() => new Float64Array(4));
+    await Promise.all(comms.map((c, r) => {
+      recvs[r][r] = 10 + r;
+      return c.allgatherv(recvs[r].subarray(r, r + 1), [1, 1, 1, 1], recvs[r]);
+    }));
+    for (const got of recvs) expect(Array.from(got)).toEqual([10, 11, 12, 13]);
+    const overlapping = comms.map((c) => Float64Array.of(c.rank + 20, 0, 0, 0));
+    await Promise.all(comms.map((c, r) => c.allgatherv(overlapping[r].subarray(0, 1), [1, 1, 1, 1], overlapping[r])));
+    for (const got of overlapping) expect(Array.from(got)).toEqual([20, 21, 22, 23]);
     expect(comms.map(collectiveFramesSent)).toEqual(before);
+    // After a kept call, a send that is no typed array is refused everywhere, not left waiting.
+    expect(await outcomes(comms.map((c) => c.allgatherv((c.rank === 1 ? undefined : new Float32Array(1)) as Float32Array, [1, 1, 1, 1], undefined, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+  });
+
+  it('gatherv with a send that is no typed array on one rank: INVALID_ARGUMENT everywhere, not a hang', async () => {
+    const { comms } = await job(3);
+    expect(await outcomes(comms.map((c) => c.gatherv((c.rank === 2 ? [1] : Float64Array.of(1)) as Float64Array, [1, 1, 1], 0, undefined, { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
   });
 
   it('values too long for a cell: their length goes through it and their bytes follow by messages, to everyone or to the root', async () => {
