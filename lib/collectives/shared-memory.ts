@@ -431,24 +431,34 @@ export class SharedMemoryCollectives {
         false,
       );
     }
+    return this.#readRoot(io, root, (buffer, need) => {
+      if (need === SCATTER_BY_MESSAGES) return undefined;
+      const corrupt = () => new VmcommError('CORRUPT', `rank ${root}'s collective cell holds no scatter of ${size} values (${need} bytes announced)`, { peer: this.#group[root] });
+      if (need > this.prefixedBytes) throw corrupt();
+      const end = PREFIX_BYTES + need;
+      let at = PREFIX_BYTES;
+      for (let m = 0; m < this.#rank; m++) {
+        if (at + PREFIX_BYTES > end) throw corrupt();
+        at += PREFIX_BYTES + readLength(buffer, at);
+      }
+      const n = at + PREFIX_BYTES <= end ? readLength(buffer, at) : -1;
+      if (n < 0 || at + PREFIX_BYTES + n > end) throw corrupt();
+      return buffer.slice(at + PREFIX_BYTES, at + PREFIX_BYTES + n);
+    });
+  }
+
+  /**
+   * A prefixed pass on a rank other than `root`: it writes nothing, then `parse`s the root's buffer
+   * and the length at its start. Messages of the same call may follow (not marked as receiving none).
+   */
+  #readRoot<R>(io: CommIO, root: number, parse: (buffer: Uint8Array, length: number) => R): R | Promise<R> {
+    const cells = this.#cells;
     return this.#pass(
       io,
       nothing,
       (parity) => {
         const buffer = cells.payload(root, parity);
-        const need = readLength(buffer);
-        if (need === SCATTER_BY_MESSAGES) return undefined;
-        const corrupt = () => new VmcommError('CORRUPT', `rank ${root}'s collective cell holds no scatter of ${size} values (${need} bytes announced)`, { peer: this.#group[root] });
-        if (need > this.prefixedBytes) throw corrupt();
-        const end = PREFIX_BYTES + need;
-        let at = PREFIX_BYTES;
-        for (let m = 0; m < this.#rank; m++) {
-          if (at + PREFIX_BYTES > end) throw corrupt();
-          at += PREFIX_BYTES + readLength(buffer, at);
-        }
-        const n = at + PREFIX_BYTES <= end ? readLength(buffer, at) : -1;
-        if (n < 0 || at + PREFIX_BYTES + n > end) throw corrupt();
-        return buffer.slice(at + PREFIX_BYTES, at + PREFIX_BYTES + n);
+        return parse(buffer, readLength(buffer));
       },
       false,
     );
@@ -487,19 +497,12 @@ export class SharedMemoryCollectives {
         false,
       );
     }
-    return this.#pass(
-      io,
-      nothing,
-      (parity) => {
-        const buffer = cells.payload(root, parity);
-        const n = readLength(buffer);
-        if (n > this.prefixedBytes) {
-          throw new VmcommError('CORRUPT', `rank ${root}'s collective cell announces ${n} bytes, more than its ${this.prefixedBytes}`, { peer: this.#group[root] });
-        }
-        return buffer.slice(PREFIX_BYTES, PREFIX_BYTES + n);
-      },
-      false,
-    );
+    return this.#readRoot(io, root, (buffer, n) => {
+      if (n > this.prefixedBytes) {
+        throw new VmcommError('CORRUPT', `rank ${root}'s collective cell announces ${n} bytes, more than its ${this.prefixedBytes}`, { peer: this.#group[root] });
+      }
+      return buffer.slice(PREFIX_BYTES, PREFIX_BYTES + n);
+    });
   }
 
   /**
