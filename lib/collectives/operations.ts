@@ -561,9 +561,29 @@ export class CollectiveOperations {
 
   #scan<T>(name: 'scan' | 'exscan', value: T, op: ReduceOp, opts: CollectiveOptions | undefined): Promise<T | undefined> {
     const exclusive = name === 'exscan';
+    // Through the cells where the communicator has them and the data fits (the same answer on every
+    // rank for the same arguments): every rank folds the cells of the ranks up to it, in rank order.
+    if (typeof value === 'number' && ARITHMETIC.has(op)) {
+      const shared = this.#cellsFor(8);
+      if (shared !== undefined) {
+        const scalar = SCALAR_OPS[op as keyof typeof SCALAR_OPS];
+        return this.#call(name, ['number', 1, opName(op), 'shared-memory'], opts, (io) => shared.scanScalar(io, value, scalar, exclusive) as T | undefined | Promise<T | undefined>);
+      }
+    }
     const path = this.#path(value, op);
     if (path.kind === 'value') return this.#call(name, ['value', opName(op)], opts, (io) => scanValue(io, value, this.#valueOps(op), exclusive));
     const data = path.fresh ? path.data : copyOf(path.data);
+    const shared = this.#cellsFor(data.byteLength);
+    if (shared !== undefined) {
+      const { reducer } = path;
+      // data is a plain array of its element type's own class (a copy): the op's loop if it reads that class.
+      const kernel = reducer.kernel !== undefined && data.constructor === reducer.kernel.View ? reducer.kernel : undefined;
+      return this.#call(name, [path.type, data.length, opName(op), 'shared-memory'], opts, (io) => {
+        const defined = shared.scanTyped(io, data, reducer, kernel, data, exclusive);
+        const result = (d: boolean) => (d ? (path.unwrap(data) as T) : undefined);
+        return defined instanceof Promise ? defined.then(result) : result(defined);
+      });
+    }
     return this.#call(name, [path.type, data.length, opName(op)], opts, async (io) => {
       const defined = await scanRecursiveDoubling(io, bytesOf(data), path.reducer, exclusive);
       return defined ? (path.unwrap(data) as T) : undefined;

@@ -165,7 +165,7 @@ export function selectionTableMarkdown(): string {
     `| gather, gatherv | shared memory (as allgather, the root alone reading the cells) where allgather's row would, whatever VMCOMM_COLL_ALLGATHER says; else: gather a binomial tree, gatherv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
     `| scatter, scatterv | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), ≤ ${SHARED_MAX_RANKS} ranks and what the root scatters fits its cell (scatter: as the root finds it, 508 B for all its values, each taking 5 bytes more than its encoding and a number 13; else by messages; scatterv: 512 B); else scatter a binomial tree, scatterv a binomial tree or linear, whichever a latency/bandwidth model of the actual counts says is cheaper |`,
     '| alltoallv | pairwise |',
-    '| scan, exscan | recursive doubling |',
+    `| scan, exscan | shared memory if every pair of ranks talks through one transport with cells (shm, or threads), the vector fits a cell (512 B) and ≤ ${SHARED_MAX_RANKS} ranks (every rank folds the cells up to its own, in rank order); else recursive doubling |`,
   ];
   return rows.join('\n');
 }

@@ -1,6 +1,6 @@
 /**
- * Shared-memory collectives — allreduce, reduce, bcast, allgather(v), gather(v), scatter(v) and
- * alltoall of up to a cell's payload per rank, and barrier — for a communicator
+ * Shared-memory collectives — allreduce, reduce, scan, bcast, allgather(v), gather(v), scatter(v)
+ * and alltoall of up to a cell's payload per rank, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
  * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
  * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
@@ -146,7 +146,7 @@ export class SharedMemoryCollectives {
    * every member arrived within the spin (no promise is made), else a promise of it.
    */
   allreduceScalar(io: CommIO, value: number, op: ScalarOp): number | Promise<number> {
-    return this.#scalar(io, value, op, -1) as number | Promise<number>;
+    return this.#scalar(io, value, op, this.#size - 1) as number | Promise<number>;
   }
 
   /**
@@ -154,19 +154,27 @@ export class SharedMemoryCollectives {
    * elsewhere. Synchronous when every member arrived within the spin, as {@link allreduceScalar}.
    */
   reduceScalar(io: CommIO, value: number, op: ScalarOp, root: number): number | undefined | Promise<number | undefined> {
-    return this.#scalar(io, value, op, root);
+    return this.#scalar(io, value, op, this.#rank === root ? this.#size - 1 : -1);
   }
 
-  /** A one-number pass, folded on `root` (every rank when −1). */
-  #scalar(io: CommIO, value: number, op: ScalarOp, root: number): number | undefined | Promise<number | undefined> {
+  /**
+   * The scan of every rank's `value` (a number) with `op`: x0 op … op x(rank) in rank order; an
+   * exscan's stops before this rank (`undefined` on rank 0). Synchronous as {@link allreduceScalar}.
+   */
+  scanScalar(io: CommIO, value: number, op: ScalarOp, exclusive: boolean): number | undefined | Promise<number | undefined> {
+    return this.#scalar(io, value, op, exclusive ? this.#rank - 1 : this.#rank);
+  }
+
+  /** A one-number pass, folding members 0 to `upTo` (none when −1). */
+  #scalar(io: CommIO, value: number, op: ScalarOp, upTo: number): number | undefined | Promise<number | undefined> {
     io.shared = true;
-    if (this.#busy) return this.#turn().then(() => this.#scalarNow(io, value, op, root));
-    return this.#scalarNow(io, value, op, root);
+    if (this.#busy) return this.#turn().then(() => this.#scalarNow(io, value, op, upTo));
+    return this.#scalarNow(io, value, op, upTo);
   }
 
   /** {@link #passNow} without its two closures: the most frequent collective call, 0.4–0.5 µs in all. */
-  #scalarNow(io: CommIO, value: number, op: ScalarOp, root: number): number | undefined | Promise<number | undefined> {
-    const folds = root < 0 || root === this.#rank;
+  #scalarNow(io: CommIO, value: number, op: ScalarOp, upTo: number): number | undefined | Promise<number | undefined> {
+    const folds = upTo >= 0;
     const parity = this.#open(io);
     let arrived: boolean;
     try {
@@ -177,13 +185,13 @@ export class SharedMemoryCollectives {
       throw error;
     }
     if (arrived) {
-      const result = folds ? this.#foldScalar(parity, op) : undefined;
+      const result = folds ? this.#foldScalar(parity, op, upTo) : undefined;
       this.#close();
       return result;
     }
     return this.#sleep(io).then(
       () => {
-        const result = folds ? this.#foldScalar(parity, op) : undefined;
+        const result = folds ? this.#foldScalar(parity, op, upTo) : undefined;
         this.#close();
         return result;
       },
@@ -194,17 +202,17 @@ export class SharedMemoryCollectives {
     );
   }
 
-  /** x0 op x1 op … op x(p−1), left to right. Read before {@link close}: the next call may take the buffer. */
-  #foldScalar(parity: number, op: ScalarOp): number {
+  /** x0 op x1 op … op x(upTo), left to right. Read before {@link close}: the next call may take the buffer. */
+  #foldScalar(parity: number, op: ScalarOp, upTo: number): number {
     const cells = this.#cells;
     let acc = cells.doubles(0, parity)[0];
-    for (let m = 1; m < this.#size; m++) acc = op(acc, cells.doubles(m, parity)[0]);
+    for (let m = 1; m <= upTo; m++) acc = op(acc, cells.doubles(m, parity)[0]);
     return acc;
   }
 
   /** `data := x0 op x1 op … op x(p−1)` element-wise, in rank order; `data` is this rank's contribution. */
   allreduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer): void | Promise<void> {
-    return this.#reducePass(io, data, reducer, 'allreduce', -1);
+    return this.#reducePass(io, data, reducer, 'allreduce', this.#size - 1);
   }
 
   /**
@@ -212,7 +220,23 @@ export class SharedMemoryCollectives {
    * contribution; other ranks' stays as it was). Every member waits for all, as in every shared call.
    */
   reduceBytes(io: CommIO, data: Uint8Array, reducer: Reducer, root: number): void | Promise<void> {
-    return this.#reducePass(io, data, reducer, 'reduce', root);
+    return this.#reducePass(io, data, reducer, 'reduce', this.#rank === root ? this.#size - 1 : -1);
+  }
+
+  /**
+   * Scan (exscan when `exclusive`) of typed arrays: each rank's `data` through its cell; `into` (may
+   * be `data`) becomes x0 op … op x(rank) element-wise in rank order — an exscan's stops before this
+   * rank. Returns whether `into` holds a result (not on an exscan's rank 0). With `kernel` (the op's
+   * loop on `data`'s own class), over views of the cells; else by `reducer` over their bytes.
+   */
+  scanTyped(io: CommIO, data: TypedArray, reducer: Reducer, kernel: Kernel | undefined, into: TypedArray, exclusive: boolean): boolean | Promise<boolean> {
+    const upTo = exclusive ? this.#rank - 1 : this.#rank;
+    const done = () => upTo >= 0;
+    const moved =
+      kernel !== undefined
+        ? this.#typedPass(io, data, kernel, into, upTo, 'scan')
+        : this.#reducePass(io, new Uint8Array(into.buffer, into.byteOffset, into.byteLength), reducer, 'scan', upTo, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    return moved === undefined ? done() : moved.then(done);
   }
 
   /**
@@ -222,18 +246,22 @@ export class SharedMemoryCollectives {
    * over views of the cells made once instead of byte views per call.
    */
   reduceTyped(io: CommIO, data: TypedArray, kernel: Kernel, into: TypedArray | undefined, root: number): void | Promise<void> {
-    this.#checkFits(data.byteLength, root < 0 ? 'allreduce' : 'reduce');
+    const upTo = into !== undefined && (root < 0 || this.#rank === root) ? this.#size - 1 : -1;
+    return this.#typedPass(io, data, kernel, into, upTo, root < 0 ? 'allreduce' : 'reduce');
+  }
+
+  /** `data` into this rank's cell; `into` := x0 op … op x(upTo) in rank order with `kernel` (nothing when −1). */
+  #typedPass(io: CommIO, data: TypedArray, kernel: Kernel, into: TypedArray | undefined, upTo: number, what: string): void | Promise<void> {
+    this.#checkFits(data.byteLength, what);
     const views = this.#viewsOf(kernel.View);
-    const folds = into !== undefined && (root < 0 || this.#rank === root);
     return this.#pass(
       io,
       (parity) => views[this.#rank][parity].set(data as never),
       (parity) => {
-        if (!folds) return;
-        const size = this.#size;
-        if (size === 1) into.set(views[0][parity].subarray(0, into.length) as never);
+        if (upTo < 0 || into === undefined) return;
+        if (upTo === 0) into.set(views[0][parity].subarray(0, into.length) as never);
         else kernel.run(views[0][parity], views[1][parity], into);
-        for (let m = 2; m < size; m++) kernel.run(into, views[m][parity], into);
+        for (let m = 2; m <= upTo; m++) kernel.run(into, views[m][parity], into);
       },
     );
   }
@@ -256,15 +284,15 @@ export class SharedMemoryCollectives {
 
   readonly #views = new Map<TypedArrayConstructorOf<TypedArray>, TypedArray[][]>();
 
-  /** Every member writes `data`; `root` folds them (every rank when `root` is −1). */
-  #reducePass(io: CommIO, data: Uint8Array, reducer: Reducer, what: string, root: number): void | Promise<void> {
+  /** Every member writes `mine` (by default `data`); `data` := x0 op … op x(upTo) (nothing when −1). */
+  #reducePass(io: CommIO, data: Uint8Array, reducer: Reducer, what: string, upTo: number, mine = data): void | Promise<void> {
     this.#checkFits(data.length, what);
     const cells = this.#cells;
     return this.#pass(
       io,
-      (parity) => cells.payload(this.#rank, parity).set(data),
+      (parity) => cells.payload(this.#rank, parity).set(mine),
       (parity) => {
-        if (root < 0 || this.#rank === root) this.#fold(data, parity, reducer);
+        if (upTo >= 0) this.#fold(data, parity, reducer, upTo);
       },
     );
   }
@@ -274,12 +302,12 @@ export class SharedMemoryCollectives {
     if (bytes > this.payloadBytes) throw new RangeError(`a shared ${what} carries at most ${this.payloadBytes} bytes, got ${bytes}`);
   }
 
-  /** `data := x0 op x1 op … op x(p−1)` from every member's buffer `parity`, in rank order. */
-  #fold(data: Uint8Array, parity: number, reducer: Reducer): void {
+  /** `data := x0 op x1 op … op x(upTo)` from the members' buffers `parity`, in rank order. */
+  #fold(data: Uint8Array, parity: number, reducer: Reducer, upTo: number): void {
     const cells = this.#cells;
     const n = data.length;
     data.set(cells.payload(0, parity).subarray(0, n));
-    for (let m = 1; m < this.#size; m++) reducer.combine(data, cells.payload(m, parity).subarray(0, n), data);
+    for (let m = 1; m <= upTo; m++) reducer.combine(data, cells.payload(m, parity).subarray(0, n), data);
   }
 
   /** Returns when every member has called it. */

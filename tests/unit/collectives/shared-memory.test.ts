@@ -383,6 +383,26 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(await outcomes(comms.map((c) => c.alltoall(Int32Array.of(1, 2), { timeout: 5_000 })))).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
   });
 
+  it('scan and exscan of numbers and typed arrays, with predefined and function ops: each rank folds the ranks up to it in rank order, without messages', async () => {
+    const { comms } = await job(4);
+    await Promise.all(comms.map((c) => c.barrier()));
+    const before = comms.map(collectiveFramesSent);
+    const terms = [1e16, 1, -1e16, 1];
+    // Left to right in rank order: 1e16, 1e16 (+1 is lost), 0, 1.
+    const prefix = [1e16, 1e16, 0, 1];
+    expect(await Promise.all(comms.map((c) => c.scan(terms[c.rank], Op.SUM)))).toEqual(prefix);
+    expect(await Promise.all(comms.map((c) => c.exscan(terms[c.rank], Op.SUM)))).toEqual([undefined, ...prefix.slice(0, 3)]);
+    const arrays = await Promise.all(comms.map((c) => c.scan(Float64Array.of(terms[c.rank], c.rank), Op.SUM)));
+    expect(arrays.map((a) => Array.from(a))).toEqual(prefix.map((p, r) => [p, (r * (r + 1)) / 2]));
+    const ands = await Promise.all(comms.map((c) => c.exscan(Int8Array.of(-1 ^ (1 << c.rank)), Op.BAND)));
+    expect(ands.map((a) => (a === undefined ? undefined : a[0]))).toEqual([undefined, -2, -4, -8]);
+    const affine = defineOp((a: Float64Array, b: Float64Array) => a.map((x, i) => 2 * x + b[i]));
+    const folded = await Promise.all(comms.map((c) => c.scan(Float64Array.of(c.rank + 1), affine)));
+    // 1; 2·1 + 2 = 4; 2·4 + 3 = 11; 2·11 + 4 = 26
+    expect(folded.map((f) => f[0])).toEqual([1, 4, 11, 26]);
+    expect(comms.map(collectiveFramesSent)).toEqual(before);
+  });
+
   it('a reduce root whose VMCOMM_COLL_REDUCE makes it wait for messages: INVALID_ARGUMENT everywhere, not a hang', async () => {
     const boots = createLocalJob(3);
     const factory = memory({ cellBytes: 64 });
