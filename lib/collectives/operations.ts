@@ -710,7 +710,7 @@ export class CollectiveOperations {
   }
 
   /**
-   * The communicator's cells when a call that is not tunable (gather(v), scatter(v)) can take them:
+   * The communicator's cells when a call that is not tunable (gather(v), scatter(v), scan, exscan) can take them:
    * it has them (the same answer on every rank), at most {@link SHARED_MAX_RANKS} ranks, and
    * `bytes` (what one cell must carry; 0 where the root decides) fit.
    */

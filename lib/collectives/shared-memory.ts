@@ -1,6 +1,6 @@
 /**
- * Shared-memory collectives — allreduce, reduce, scan, bcast, allgather(v), gather(v), scatter(v)
- * and alltoall of up to a cell's payload per rank, and barrier — for a communicator
+ * Shared-memory collectives — allreduce, reduce, scan, exscan, bcast, allgather(v), gather(v),
+ * scatter(v) and alltoall of up to a cell's payload per rank, and barrier — for a communicator
  * whose every pair of ranks talks through one shared-memory transport (processes of one OS over
  * `shm`, thread-ranks of one process over `threads`). Like MVAPICH2's shared-memory collectives: one
  * pass through a cell per rank instead of log2(p) rounds of messages, and no matching, header or
@@ -15,7 +15,9 @@
  * already finished k (it cannot get further before this rank publishes k + 1) and its buffer k mod 2
  * is untouched — then reads every member's buffer and reduces in **rank order**,
  * `((x0 op x1) op x2) … op x(p−1)`. Every rank performs the same operations on the same operands in
- * the same order, so all get bit-identical results, for any op (function ops need not commute).
+ * the same order, so all get bit-identical results, for any op (function ops need not commute). A
+ * reduce folds on the root only; a scan's rank r folds the buffers of ranks 0 to r (an exscan's, 0
+ * to r − 1), in the same order, so each prefix is what any rank would compute for it.
  *
  * A bcast is the same pass: only the root writes its buffer, and the others copy the root's once
  * every member arrived (an object's encoding, whose length only the root knows, goes after a 4-byte

@@ -396,10 +396,14 @@ describe('shared-memory collectives (cells of the memory test transport)', () =>
     expect(arrays.map((a) => Array.from(a))).toEqual(prefix.map((p, r) => [p, (r * (r + 1)) / 2]));
     const ands = await Promise.all(comms.map((c) => c.exscan(Int8Array.of(-1 ^ (1 << c.rank)), Op.BAND)));
     expect(ands.map((a) => (a === undefined ? undefined : a[0]))).toEqual([undefined, -2, -4, -8]);
+    const exArrays = await Promise.all(comms.map((c) => c.exscan(Float64Array.of(terms[c.rank], c.rank), Op.SUM)));
+    expect(exArrays.map((a) => (a === undefined ? undefined : Array.from(a)))).toEqual([undefined, [1e16, 0], [1e16, 1], [0, 3]]);
     const affine = defineOp((a: Float64Array, b: Float64Array) => a.map((x, i) => 2 * x + b[i]));
     const folded = await Promise.all(comms.map((c) => c.scan(Float64Array.of(c.rank + 1), affine)));
     // 1; 2·1 + 2 = 4; 2·4 + 3 = 11; 2·11 + 4 = 26
     expect(folded.map((f) => f[0])).toEqual([1, 4, 11, 26]);
+    const exFolded = await Promise.all(comms.map((c) => c.exscan(Float64Array.of(c.rank + 1), affine)));
+    expect(exFolded.map((f) => (f === undefined ? undefined : f[0]))).toEqual([undefined, 1, 4, 11]);
     expect(comms.map(collectiveFramesSent)).toEqual(before);
   });
 
