@@ -443,14 +443,7 @@ export class CollectiveOperations {
       if (hash === undefined) SCALAR_ALLREDUCE_HASHES.set(op, (hash = argumentHash('allreduce', code('number'), 1, opName(op), undefined)));
       return this.#run('allreduce', hash, opts, body);
     }
-    if (isTypedArray(value)) {
-      const c = this.#typedCall('allreduce', value, op, opts?.algorithm, -1);
-      const data = copyOf(value);
-      return this.#run('allreduce', c.hash, opts, (io) => {
-        const moved = this.#reduceTyped(io, c, data, data, -1);
-        return moved === undefined ? (data as T) : moved.then(() => data as T);
-      });
-    }
+    if (isTypedArray(value)) return this.#reduceArray('allreduce', value, op, opts, -1) as Promise<T>;
     const path = this.#path(value, op);
     if (path.kind === 'value') {
       return this.#call('allreduce', ['value', opName(op)], opts, (io) => allreduceValue(io, value, this.#valueOps(op)));
@@ -524,30 +517,32 @@ export class CollectiveOperations {
         return this.#run('reduce', hash, opts, (io) => shared.reduceScalar(io, value, scalar, root) as T | undefined | Promise<T | undefined>);
       }
     }
-    if (isTypedArray(value)) {
-      const c = this.#typedCall('reduce', value, op, opts?.algorithm, root);
-      const data = copyOf(value);
-      return this.#run('reduce', c.hash, opts, (io) => {
-        const moved = this.#reduceTyped(io, c, data, data, root);
-        const result = io.rank === root ? (data as T) : undefined;
-        return moved === undefined ? result : moved.then(() => result);
-      });
-    }
+    if (isTypedArray(value)) return this.#reduceArray('reduce', value, op, opts, root) as Promise<T | undefined>;
     const path = this.#path(value, op);
     if (path.kind === 'value') {
       return this.#call('reduce', ['value', opName(op), root], opts, (io) => reduceValue(io, value, this.#valueOps(op), root));
     }
-    const data = path.fresh ? path.data : copyOf(path.data);
+    // A number whose algorithm is a message one (the cells took it above otherwise).
+    const data = path.data;
     // Chosen (and an override checked) before the call starts: a refusal then sends nothing.
     const algorithm = this.#reduceAlgorithm(data.byteLength, path.reducer.commutative, opts?.algorithm);
-    // Shared memory in the hash (as the named algorithm, which it is when named): a rank whose
-    // VMCOMM_COLL_REDUCE made it the root of a binomial tree only receives, and would wait forever.
-    const named = opts?.algorithm ?? (algorithm === 'shared-memory' ? algorithm : undefined);
-    const result = (io: CommIO) => (io.rank === root ? (path.unwrap(data) as T) : undefined);
-    const shared = algorithm === 'shared-memory' ? this.#s.shared()! : undefined;
-    return this.#call('reduce', [path.type, data.length, opName(op), root, named], opts, (io) => {
-      const moved = shared ? shared.reduceBytes(io, bytesOf(data), path.reducer, root) : (algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(data), path.reducer, root);
-      return moved === undefined ? result(io) : moved.then(() => result(io));
+    return this.#call('reduce', [path.type, data.length, opName(op), root, opts?.algorithm], opts, (io) => {
+      return (algorithm === 'rabenseifner' ? reduceRabenseifner : reduceBinomial)(io, bytesOf(data), path.reducer, root).then(() => (io.rank === root ? (path.unwrap(data) as T) : undefined));
+    });
+  }
+
+  /**
+   * allreduce (`root` −1) or reduce of a typed array: a copy of `value` (the value it held when
+   * called) reduced by the kept decisions of {@link #typedCall}; the copy is the result, on the root
+   * of a reduce.
+   */
+  #reduceArray(name: 'allreduce' | 'reduce', value: TypedArray, op: ReduceOp, opts: CollectiveOptions | undefined, root: number): Promise<TypedArray | undefined> {
+    const c = this.#typedCall(name, value, op, opts?.algorithm, root);
+    const data = copyOf(value);
+    return this.#run(name, c.hash, opts, (io) => {
+      const moved = this.#reduceTyped(io, c, data, data, root);
+      const result = root < 0 || io.rank === root ? data : undefined;
+      return moved === undefined ? result : moved.then(() => result);
     });
   }
 

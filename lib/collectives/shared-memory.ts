@@ -334,7 +334,7 @@ export class SharedMemoryCollectives {
         if (isRoot) cells.payload(root, parity).set(data);
       },
       (parity) => {
-        if (!isRoot) data.set(cells.payload(root, parity).subarray(0, n));
+        if (!isRoot) copyBytes(cells.payload(root, parity), 0, data, 0, n);
       },
     );
   }
