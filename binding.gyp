@@ -10,7 +10,8 @@
         "backends/native/src/mapping.cc",
         "backends/native/src/futex-waiter.cc",
         "backends/native/src/cma.cc",
-        "backends/native/src/sched.cc"
+        "backends/native/src/sched.cc",
+        "backends/native/src/pin.cc"
       ],
       # Node-API 8: instance data, threadsafe functions, cleanup hooks, object freeze.
       "defines": ["NAPI_VERSION=8"],

@@ -210,6 +210,34 @@ export interface NativeAddon {
    */
   allowPtrace(): boolean;
 
+  /**
+   * Pins a view's memory for single copy between threads of this process: returns a number (≥ 1)
+   * that {@link NativeAddon.copyFromPin} and {@link NativeAddon.copyToPin} accept in any thread. The
+   * pin holds the view's backing store, so the memory stays valid until {@link NativeAddon.unpin},
+   * even if the buffer is transferred away and collected meanwhile; pins this thread still holds are
+   * released when it ends. The bytes are shared, not copied: what a copy sees is what the view holds
+   * at that moment.
+   *
+   * @throws TypeError for a view over a detached or resizable buffer.
+   */
+  pin(view: ArrayBufferView): number;
+
+  /** Releases a pin. @returns Whether it was held. */
+  unpin(pin: number): boolean;
+
+  /**
+   * `memcpy` of `into.byteLength` bytes from byte `offset` of a pinned view (fewer when the pin ends
+   * first; 0 at its end).
+   *
+   * @returns Bytes copied.
+   * @throws {@link NativeError} `ESRCH` (no such pin: released, or its thread ended), `EFAULT`
+   *   (`offset` beyond the pin's length).
+   */
+  copyFromPin(pin: number, offset: number, into: ArrayBufferView): number;
+
+  /** `memcpy` of `from` to byte `offset` of a pinned view; as {@link NativeAddon.copyFromPin}. */
+  copyToPin(pin: number, offset: number, from: ArrayBufferView): number;
+
   /** `sched_yield()`: lets another runnable thread on this CPU go first (for bounded spin loops). */
   schedYield(): void;
 
