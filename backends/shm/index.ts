@@ -18,7 +18,7 @@
  *   allow it, is read by the receiver straight from the sender's memory with `process_vm_readv` —
  *   into the user's receive buffer for a rendezvous message. Where the kernel refuses (`EPERM`), it
  *   falls back to the ring for that peer, losing nothing. `VMCOMM_CMA=0` (or `cma: false`) turns it
- *   off. See `cma.ts`.
+ *   off. See `cma.ts` (how) and `lib/ring/single-copy-sink.ts` (the protocol).
  * - **Waiting.** The core polls the rings synchronously (`poll()`); in between, the transport polls
  *   from the event loop for an adaptive budget, then sleeps in a futex wait on its doorbell on the
  *   addon's waiter thread. A sender wakes the futex only when the receiver's waiter flag is up. With

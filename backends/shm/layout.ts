@@ -27,15 +27,8 @@
  * | 12 | u32 | consumer rank | producer, once |
  * | 16 | u32 | ring data bytes | producer, once |
  * | 64 | i32 | producer stopped (1): it finalized; the file is the reader's to remove | producer |
- * | 128 | i32 | single copy: token of the last descriptor the consumer finished | consumer |
- * | 132 | i32 | single copy: how it finished ({@link CmaResult}) | consumer |
- * | 136 | i32 | consumer attached (1) | consumer |
- * | 144 | i32 | cooperative copy: token of the descriptor whose tail the producer is asked to write | consumer |
- * | 148 | u64 | … the address in the consumer where the tail goes | consumer |
- * | 156 | u64 | … the tail's offset in the payload | consumer |
- * | 164 | u64 | … the tail's length | consumer |
- * | 172 | i32 | cooperative copy: token whose tail the producer finished | producer |
- * | 176 | i32 | … how ({@link HelpResult}) | producer |
+ * | 68 | i32 | consumer attached (1) | consumer |
+ * | 128 | 64 bytes | single copy's control block (`lib/ring/single-copy-control.ts`) | both |
  * | 256 | | the ring (`lib/ring/spsc-ring.ts`) | |
  *
  * Who removes a ring file: both sides set their flag, then read the other's (sequentially consistent
@@ -48,13 +41,14 @@
 import { CELL_BYTES, CELLS_BYTES } from '../../lib/ring/collective-cells.js';
 import { inboxBytes } from '../../lib/ring/inbox.js';
 import { corrupt } from '../../lib/ring/region.js';
+import { SingleCopyControl } from '../../lib/ring/single-copy-control.js';
 
 /** `'VMSI'` as a little-endian u32. */
 export const INBOX_FILE_MAGIC = 0x4953_4d56;
 /** `'VMSR'` as a little-endian u32. */
 export const RING_FILE_MAGIC = 0x5253_4d56;
-/** The layouts described in the module comment (2: collective cells after the inbox). */
-export const SHM_LAYOUT_VERSION = 2;
+/** The layouts described in the module comment (2: collective cells after the inbox; 3: single copy's control block of `lib/ring`). */
+export const SHM_LAYOUT_VERSION = 3;
 /** Bytes of the transport's own header before the ring layer's structure. */
 export const FILE_HEADER_BYTES = 256;
 /** Bytes of the nonce in an inbox file. */
@@ -82,44 +76,9 @@ const R_FROM = 2;
 const R_TO = 3;
 const R_DATA_BYTES = 4;
 const R_PRODUCER_STOPPED = 64 >> 2;
-const R_CMA_TOKEN = 128 >> 2;
-const R_CMA_RESULT = R_CMA_TOKEN + 1;
-const R_CONSUMER_ATTACHED = R_CMA_TOKEN + 2;
-const R_HELP_TOKEN = 144 >> 2;
-const R_HELP_ADDRESS = 148 >> 2;
-const R_HELP_FROM = 156 >> 2;
-const R_HELP_LENGTH = 164 >> 2;
-const R_HELP_DONE = 172 >> 2;
-const R_HELP_RESULT = 176 >> 2;
-
-/** How the producer finished the tail it was asked to write (cooperative single copy, `cma.ts`). */
-export const HelpResult = {
-  /** Written: the consumer's target holds the tail. */
-  WRITTEN: 1,
-  /** Not written (the kernel refused this direction): the consumer reads the tail itself. */
-  FAILED: 2,
-} as const;
-/** One of {@link HelpResult}'s values. */
-export type HelpResult = (typeof HelpResult)[keyof typeof HelpResult];
-
-/** A tail the consumer asked the producer to write into its memory. */
-export interface HelpRequest {
-  readonly address: bigint;
-  readonly from: number;
-  readonly length: number;
-}
-
-/** How the consumer finished a single-copy descriptor. */
-export const CmaResult = {
-  /** Not finished (the token word still names an older descriptor). */
-  NONE: 0,
-  /** The payload was read (or the receiver discarded it): the sender's buffer is free. */
-  READ: 1,
-  /** The consumer cannot read this sender's memory: send the payload through the ring. */
-  REFUSED: 2,
-} as const;
-/** One of {@link CmaResult}'s values. */
-export type CmaResult = (typeof CmaResult)[keyof typeof CmaResult];
+const R_CONSUMER_ATTACHED = 68 >> 2;
+/** Byte offset of single copy's control block in a ring file. */
+const SINGLE_COPY_CONTROL_BYTE = 128;
 
 /** Writes an inbox file's header (the inbox itself is written by `initInbox`). */
 export function writeInboxHeader(sab: SharedArrayBuffer, rank: number, slots: number, nonce: Uint8Array): void {
@@ -152,9 +111,12 @@ export function checkInboxHeader(sab: SharedArrayBuffer, rank: number, slots: nu
 /** The control words of a ring file (both sides use the same view). */
 export class RingFileControl {
   private readonly w: Int32Array;
+  /** Single copy's answers and requests (`lib/ring/single-copy-control.ts`). */
+  readonly singleCopy: SingleCopyControl;
 
   constructor(sab: SharedArrayBuffer) {
     this.w = new Int32Array(sab, 0, FILE_HEADER_BYTES >> 2);
+    this.singleCopy = new SingleCopyControl({ sab, byteOffset: SINGLE_COPY_CONTROL_BYTE, byteLength: FILE_HEADER_BYTES - SINGLE_COPY_CONTROL_BYTE });
   }
 
   /** Producer: writes the header of a fresh file. */
@@ -191,67 +153,4 @@ export class RingFileControl {
     Atomics.store(this.w, R_CONSUMER_ATTACHED, 1);
     return Atomics.load(this.w, R_PRODUCER_STOPPED) !== 0;
   }
-
-  /** Consumer: descriptor `token` is finished with `result`. */
-  finishCma(token: number, result: CmaResult): void {
-    Atomics.store(this.w, R_CMA_RESULT, result);
-    Atomics.store(this.w, R_CMA_TOKEN, token);
-  }
-
-  /** Consumer: asks the producer to write bytes `from … from+length` of descriptor `token`'s payload to `address`. */
-  askHelp(token: number, address: bigint, from: number, length: number): void {
-    const w = this.w;
-    storeU64(w, R_HELP_ADDRESS, address);
-    storeU64(w, R_HELP_FROM, BigInt(from));
-    storeU64(w, R_HELP_LENGTH, BigInt(length));
-    Atomics.store(w, R_HELP_TOKEN, token); // last: the request is complete when the token shows
-  }
-
-  /** Producer: the tail the consumer asked for descriptor `token`, if it asked. */
-  helpRequest(token: number): HelpRequest | undefined {
-    const w = this.w;
-    if (Atomics.load(w, R_HELP_TOKEN) !== token) return undefined;
-    const from = loadU64(w, R_HELP_FROM);
-    const length = loadU64(w, R_HELP_LENGTH);
-    if (from > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt('a cooperative-copy request beyond 2^53');
-    return { address: loadU64(w, R_HELP_ADDRESS), from: Number(from), length: Number(length) };
-  }
-
-  /** Producer: the tail of descriptor `token` is done, as `result` says. */
-  helped(token: number, result: HelpResult): void {
-    Atomics.store(this.w, R_HELP_RESULT, result);
-    Atomics.store(this.w, R_HELP_DONE, token);
-  }
-
-  /** Consumer: how the producer finished the tail of descriptor `token`; 0 while it has not. */
-  helpOutcome(token: number): HelpResult | 0 {
-    if (Atomics.load(this.w, R_HELP_DONE) !== token) return 0;
-    const result = Atomics.load(this.w, R_HELP_RESULT);
-    if (result !== HelpResult.WRITTEN && result !== HelpResult.FAILED) throw corrupt(`cooperative-copy result ${result}`);
-    return result;
-  }
-
-  /**
-   * Producer: how descriptor `token` finished, {@link CmaResult.NONE} while it has not. Throws
-   * `CORRUPT` for a token or result the consumer could not have written.
-   */
-  cmaOutcome(token: number): CmaResult {
-    const seen = Atomics.load(this.w, R_CMA_TOKEN);
-    if (seen !== token) {
-      if (seen === ((token - 1) | 0)) return CmaResult.NONE;
-      throw corrupt(`single-copy token ${seen} while ${token} is outstanding`);
-    }
-    const result = Atomics.load(this.w, R_CMA_RESULT);
-    if (result !== CmaResult.READ && result !== CmaResult.REFUSED) throw corrupt(`single-copy result ${result}`);
-    return result;
-  }
-}
-
-function storeU64(w: Int32Array, index: number, value: bigint): void {
-  Atomics.store(w, index, Number(value & 0xffff_ffffn) | 0);
-  Atomics.store(w, index + 1, Number(value >> 32n) | 0);
-}
-
-function loadU64(w: Int32Array, index: number): bigint {
-  return (BigInt(Atomics.load(w, index + 1) >>> 0) << 32n) | BigInt(Atomics.load(w, index) >>> 0);
 }

@@ -1,7 +1,7 @@
 /**
  * The shm {@link Transport}: ranks that are processes of one OS talk through rings in `/dev/shm`
  * files, found through each rank's inbox file (`layout.ts`), with single copy for large payloads
- * (`cma.ts`) and a futex for sleeping (`sleeper.ts`).
+ * (`cma.ts` over `lib/ring/single-copy-*.ts`) and a futex for sleeping (`sleeper.ts`).
  *
  * ## Lifecycle
  *
@@ -13,13 +13,13 @@
  *   the nonce — it succeeds only where both see the same `/dev/shm`. It keeps the mapping: it is
  *   where this rank announces rings and rings the doorbell.
  * - `addPeers()` starts the poller and the wait loop.
- * - `connect(peer)` creates the ring file to `peer`, locks it, and announces it (`shm-channel.ts`).
+ * - `connect(peer)` creates the ring file to `peer`, locks it, and announces it (`lib/ring/single-copy-channel.ts`).
  * - `stop()` closes the inbox, detaches the rings, wakes the peers, removes the files (a ring file
  *   only once its reader has it; see `layout.ts`) and lets go of the locks.
  *
  * A process that ends without `stop()` marks its inboxes gone and removes its files from an `exit`
  * hook; one killed by a signal cannot, and the launcher removes its files instead. Its peers notice a
- * dead reader through its lock (`shm-channel.ts`).
+ * dead reader through its lock (`lib/ring/single-copy-channel.ts`).
  *
  * ## Progress and waiting
  *
@@ -45,13 +45,14 @@ import { corrupt, isPowerOfTwo, nextPowerOfTwo, type Region } from '../../lib/ri
 import { initRing, RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 import { chooseWaiting, Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
 import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
-import { CmaSink } from './cma.js';
+import { SingleCopySink } from '../../lib/ring/single-copy-sink.js';
+import { SingleCopyChannel } from '../../lib/ring/single-copy-channel.js';
+import { cmaReader, cmaWriter } from './cma.js';
 import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './files.js';
 import type { ShmOptions } from './index.js';
 import { autoRingBytes } from './ring-size.js';
 import { cellOffset, checkInboxHeader, FILE_HEADER_BYTES, inboxFileBytes, NONCE_BYTES, RingFileControl, writeInboxHeader } from './layout.js';
 import { CellWatchers, COLLECTIVE_CELLS, type CellPlace, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
-import { ShmChannel } from './shm-channel.js';
 import { futexSleeper } from './sleeper.js';
 import { hostCores } from '../../lib/launch/binding.js';
 
@@ -75,7 +76,7 @@ interface PeerLink {
 
 /** This rank's ring to a peer. */
 interface Outbound {
-  readonly channel: ShmChannel;
+  readonly channel: SingleCopyChannel;
   readonly file: OwnedFile;
   readonly control: RingFileControl;
 }
@@ -136,8 +137,8 @@ export class ShmTransport implements Transport {
   private readonly outbound = new Map<number, Outbound>();
   /** Rings this rank reads, by producer: their control words (single-copy answers) and consumer. */
   private readonly inbound = new Map<number, { readonly control: RingFileControl; readonly consumer: RingConsumer }>();
-  private readonly pendingChannels = new PendingChannels<ShmChannel>();
-  private cmaSink: CmaSink | undefined;
+  private readonly pendingChannels = new PendingChannels<SingleCopyChannel>();
+  private cmaSink: SingleCopySink | undefined;
   private poller: Poller | undefined;
   private policy: WaitingPolicy | undefined;
   private yieldOnEmpty = false;
@@ -299,10 +300,10 @@ export class ShmTransport implements Transport {
       this.inboxFile?.release();
       return;
     }
-    this.cmaSink = new CmaSink(this.components.sink, addon, {
+    this.cmaSink = new SingleCopySink(this.components.sink, cmaReader(addon), {
       pidOf: (peer) => this.links.get(peer)?.pid ?? -1,
       allowed: (peer) => this.cmaAllowed && this.links.get(peer)?.cma === true,
-      control: (peer) => this.inbound.get(peer)?.control,
+      control: (peer) => this.inbound.get(peer)?.control.singleCopy,
       wakeProducer: (peer) => this.wake(peer, true),
       fail: (peer, error) => {
         this.poller?.detach(peer);
@@ -390,7 +391,7 @@ export class ShmTransport implements Transport {
     control.init(rank, peer, ringBytes);
     const ring: Region = { sab: file.sab, byteOffset: FILE_HEADER_BYTES, byteLength: ringRegionBytes(ringBytes) };
     initRing(ring);
-    const channel = new ShmChannel({
+    const channel = new SingleCopyChannel({
       ring: {
         peer,
         self: rank,
@@ -399,11 +400,8 @@ export class ShmTransport implements Transport {
         peerInbox: link.inbox,
         wake: (p) => this.wake(p, false),
       },
-      control,
-      cma:
-        this.cmaAllowed && link.cma
-          ? { pid: process.pid, minBytes: this.options.cmaMinBytes, addressOf: (view) => addon.addressOf(view), readerPid: link.pid, write: (pid, remote, from) => addon.cmaWrite(pid, remote, from) }
-          : undefined,
+      control: control.singleCopy,
+      writer: this.cmaAllowed && link.cma ? cmaWriter(addon, this.options.cmaMinBytes, link.pid) : undefined,
       needsFlush: (c) => {
         this.pendingChannels.add(c);
       },

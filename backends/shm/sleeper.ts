@@ -6,7 +6,7 @@
  * the waiter thread then runs the policy's wake-up on this rank's event loop.
  *
  * Every wait has a timeout, so that a rank waiting on a peer that died without a word (SIGKILL) gets
- * to check it (`shm-channel.ts`): short while a channel waits on its reader, long when idle.
+ * to check it (`lib/ring/single-copy-channel.ts`): short while a channel waits on its reader, long when idle.
  *
  * @module
  */

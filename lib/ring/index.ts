@@ -1,6 +1,6 @@
 /**
- * The shared-memory ring layer: one layout for every transport whose ranks share memory (`threads`
- * now; `shm` and `ivshmem` later). Pure TypeScript over `SharedArrayBuffer` regions; see each module
+ * The shared-memory ring layer: one layout for every transport whose ranks share memory (`threads`,
+ * `shm` and `ivshmem`). Pure TypeScript over `SharedArrayBuffer` regions; see each module
  * for its layout.
  *
  * - `region.ts` — regions, alignment, the `CORRUPT` error.
@@ -11,6 +11,8 @@
  * - `poller.ts` — polls announced rings with a budget, round-robin.
  * - `waiting.ts` — spin (or yield), then sleep.
  * - `collective-cells.ts` — cells in each rank's region for the shared-memory collectives.
+ * - `single-copy-control.ts`, `single-copy-sink.ts`, `single-copy-channel.ts` — large payloads copied
+ *   once, from the sender's memory into the receiver's target, behind a gate in the ring.
  *
  * @module
  */
@@ -23,3 +25,6 @@ export * from './ring-channel.js';
 export * from './poller.js';
 export * from './waiting.js';
 export * from './collective-cells.js';
+export * from './single-copy-control.js';
+export * from './single-copy-sink.js';
+export * from './single-copy-channel.js';

@@ -79,10 +79,10 @@ describe('fuzz: shm headers (pure checks)', () => {
         // The checked words (magic, version, ranks, size) decide: changed → CORRUPT, intact → accepted.
         if (corrupt === ([...new Uint8Array(sab, 0, 20)].join() === intact)) throw new Error(`check ${corrupt ? 'refused intact' : 'accepted changed'} header words`);
         try {
-          const outcome = control.cmaOutcome(token);
-          if (outcome !== 0 && outcome !== 1 && outcome !== 2) throw new Error(`cmaOutcome returned ${outcome}`);
+          const outcome = control.singleCopy.outcome(token);
+          if (outcome !== 0 && outcome !== 1 && outcome !== 2) throw new Error(`singleCopy.outcome returned ${outcome}`);
         } catch (e) {
-          expectCode(e, 'cmaOutcome', 'CORRUPT');
+          expectCode(e, 'singleCopy.outcome', 'CORRUPT');
         }
       }),
       { numRuns: 6_000, timeLimitMs: 1_000 },

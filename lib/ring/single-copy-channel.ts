@@ -1,63 +1,67 @@
 /**
- * The shm {@link Channel}: the ring layer's {@link RingChannel} (ring, announcement, doorbell) plus
- * what only processes need — single copy behind a gate, and noticing a reader that died.
+ * A {@link Channel} with single copy: the ring layer's {@link RingChannel} (ring, announcement,
+ * doorbell) plus the producer's side of `single-copy-sink.ts`'s protocol — large payloads by single
+ * copy behind a gate — and noticing a reader that stopped.
  *
  * ## The gate
  *
- * A frame that goes by single copy (`cma.ts`) becomes a descriptor frame in the ring, and the channel
- * then holds every later frame in a backlog of its own until the reader answers: READ calls the
- * frame's `done` (the sender's buffer is free); REFUSED sends the payload through the ring as a
- * fallback frame and turns single copy off for this peer. So frames still reach the peer in call
- * order, and the reader never has to look past an open descriptor. Holding small frames back costs
- * nothing: the reader is busy copying the large one meanwhile.
+ * A frame that goes by single copy becomes a descriptor frame in the ring, and the channel then holds
+ * every later frame in a backlog of its own until the reader answers: READ calls the frame's `done`
+ * (the sender's buffer is free); REFUSED sends the payload through the ring as a fallback frame and
+ * turns single copy off for this peer. So frames still reach the peer in call order, and the reader
+ * never has to look past an open descriptor. Holding small frames back costs nothing: the reader is
+ * busy copying the large one meanwhile.
  *
- * ## A reader that died
+ * ## A reader that stopped
  *
- * A process killed by a signal cannot mark its inbox gone, and the launcher's `peer-lost` reaches the
- * core, not the transport. So while this channel waits on its reader — a full ring, an unanswered
- * descriptor — it checks every `livenessCheckMs` whether the reader still holds the lock on its inbox
- * file (`files.ts`); once it does not, queued frames fail with `PEER_LOST` and the loss is reported.
- * Nothing waits forever on a dead reader.
+ * While this channel waits on its reader — a full ring, an unanswered descriptor — it checks every
+ * `livenessCheckMs` that the reader's inbox is still open and, where the transport can tell more
+ * (`shm`: a process killed by a signal cannot mark its inbox gone, but the kernel drops its lock on
+ * the inbox file), that the reader is alive; once it is not, queued frames fail with `PEER_LOST` and
+ * the loss is reported. Nothing waits forever on a reader that is gone.
  *
  * @module
  */
 
-import type { Channel, SendDone } from '../../lib/backend.js';
-import { VmcommError } from '../../lib/errors.js';
-import { FRAME_HEADER_BYTES } from '../../lib/protocol.js';
-import { InboxState } from '../../lib/ring/inbox.js';
-import { announced, refuse, RingChannel, type RingChannelOptions } from '../../lib/ring/ring-channel.js';
-import { SendQueue } from '../../lib/ring/send-queue.js';
-import { CMA_DESCRIPTOR_BYTES, CMA_PIECE_BYTES, encodeDescriptor, markerHeader, ShmFrame } from './cma.js';
-import { CmaResult, HelpResult, type RingFileControl } from './layout.js';
+import type { Channel, SendDone } from '../backend.js';
+import { VmcommError } from '../errors.js';
+import { FRAME_HEADER_BYTES } from '../protocol.js';
+import { InboxState } from './inbox.js';
+import { announced, refuse, RingChannel, type RingChannelOptions } from './ring-channel.js';
+import { SendQueue } from './send-queue.js';
+import { DESCRIPTOR_BYTES, PIECE_BYTES, encodeDescriptor, markerHeader, SingleCopyFrame } from './single-copy-sink.js';
+import { CopyResult, HelpResult, type SingleCopyControl } from './single-copy-control.js';
 
-/** Single copy as the producer sees it. */
-export interface ChannelCma {
+/**
+ * How a producer publishes payloads for single copy and writes the half a reader asks of it: `shm`'s
+ * names addresses and writes with `process_vm_writev`, `threads`' pins views and writes with `memcpy`.
+ */
+export interface PayloadWriter {
   /** This process's pid (the reader checks it against the card). */
   readonly pid: number;
   /** Payloads of at least this many bytes go by single copy. */
   readonly minBytes: number;
-  /** The address of a view's first byte (the addon's `addressOf`). */
-  readonly addressOf: (view: Uint8Array) => bigint;
-  /** The reader's pid (from its card), for writing the half it asks for (`cma.ts`, cooperative copy). */
-  readonly readerPid: number;
-  /** `process_vm_writev` (the addon's `cmaWrite`). */
-  readonly write: (pid: number, remote: bigint, from: Uint8Array) => number;
+  /** A handle naming `payload` for the reader's {@link PayloadReader.read}, valid until {@link release}. */
+  handleOf(payload: Uint8Array): bigint;
+  /** The reader answered (or the channel failed): `handle` is no longer used. */
+  release(handle: bigint): void;
+  /** Writes `from` at byte `offset` of the reader's target `handle` (from the reader's request); returns the bytes written. */
+  write(handle: bigint, offset: number, from: Uint8Array): number;
 }
 
-/** What a {@link ShmChannel} needs. */
-export interface ShmChannelOptions {
+/** What a {@link SingleCopyChannel} needs. */
+export interface SingleCopyChannelOptions {
   /** The ring channel's options, but for the two hooks this channel takes over. */
   readonly ring: Omit<RingChannelOptions, 'needsFlush' | 'lost'>;
-  /** The ring file's control words (single-copy answers). */
-  readonly control: RingFileControl;
+  /** The ring's control block (single-copy answers). */
+  readonly control: SingleCopyControl;
   /** Single copy to this peer, or `undefined` for never. */
-  readonly cma: ChannelCma | undefined;
-  /** The channel has work that only {@link ShmChannel.flush} can finish. */
-  readonly needsFlush: (channel: ShmChannel) => void;
+  readonly writer: PayloadWriter | undefined;
+  /** The channel has work that only {@link SingleCopyChannel.flush} can finish. */
+  readonly needsFlush: (channel: SingleCopyChannel) => void;
   /** The channel broke (reported once, not after `close()`). */
   readonly lost: (peer: number, error: Error) => void;
-  /** Whether the reader is still alive (its inbox lock is held). Called at most every {@link livenessCheckMs}. */
+  /** Whether the reader is still alive (`shm`: its inbox lock is held). Called at most every {@link livenessCheckMs}. */
   readonly readerAlive: () => boolean;
   /** How often, in ms, a waiting channel checks its reader. */
   readonly livenessCheckMs: number;
@@ -70,21 +74,23 @@ interface InFlight {
   readonly payload: Uint8Array;
   readonly done: SendDone | undefined;
   readonly token: number;
+  /** The payload's handle, released once the reader answered. */
+  readonly handle: bigint;
   /** Cooperative copy: bytes of the asked-for half written so far; -1 once answered (or never asked). */
   helpWritten: number;
 }
 
-/** One peer's outbound shm channel. */
-export class ShmChannel implements Channel {
+/** One peer's outbound channel with single copy. */
+export class SingleCopyChannel implements Channel {
   readonly peer: number;
   private readonly ring: RingChannel;
-  private readonly options: ShmChannelOptions;
+  private readonly options: SingleCopyChannelOptions;
   private readonly backlog = new SendQueue();
   private inFlight: InFlight | undefined;
   private token = 0;
-  private cma: ChannelCma | undefined;
+  private writer: PayloadWriter | undefined;
   /** Reused: only one descriptor is in flight at a time (the gate). */
-  private readonly descriptor = new Uint8Array(CMA_DESCRIPTOR_BYTES);
+  private readonly descriptor = new Uint8Array(DESCRIPTOR_BYTES);
   private readonly marker = new Uint8Array(FRAME_HEADER_BYTES);
   private readonly frontHeader = new Uint8Array(FRAME_HEADER_BYTES);
   private failure: Error | undefined;
@@ -98,10 +104,10 @@ export class ShmChannel implements Channel {
   /** Frames sent by single copy, and payloads re-sent through the ring after a refusal (diagnostics). */
   readonly counts = { singleCopies: 0, fallbacks: 0 };
 
-  constructor(options: ShmChannelOptions) {
+  constructor(options: SingleCopyChannelOptions) {
     this.options = options;
     this.peer = options.ring.peer;
-    this.cma = options.cma;
+    this.writer = options.writer;
     this.ring = new RingChannel({
       ...options.ring,
       needsFlush: () => this.flag(),
@@ -125,7 +131,7 @@ export class ShmChannel implements Channel {
 
   /** Whether single copy is still used towards this peer (off after a refusal). */
   get singleCopy(): boolean {
-    return this.cma !== undefined;
+    return this.writer !== undefined;
   }
 
   /** Sends one frame; never throws (a frame that cannot go gets `done(error)` on a microtask). */
@@ -144,20 +150,28 @@ export class ShmChannel implements Channel {
   /** {@link Channel.trySend}: through the ring at once, when the gate is open and single copy would not take the frame. */
   trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
     if (this.failure !== undefined || this.closing !== undefined || this.inFlight !== undefined || this.backlog.length > 0) return false;
-    const cma = this.cma;
-    if (cma !== undefined && payload !== undefined && payload.length >= cma.minBytes) return false;
+    const writer = this.writer;
+    if (writer !== undefined && payload !== undefined && payload.length >= writer.minBytes) return false;
     return this.ring.trySend(header, payload);
   }
 
   /** The gate is open: single copy, or the ring. */
   private dispatch(header: Uint8Array, payload: Uint8Array | undefined, done: SendDone | undefined): void {
-    const cma = this.cma;
-    if (cma !== undefined && payload !== undefined && payload.length >= cma.minBytes && payload.length > 0 && announced(header) === payload.length) {
+    const writer = this.writer;
+    if (writer !== undefined && payload !== undefined && payload.length >= writer.minBytes && payload.length > 0 && announced(header) === payload.length) {
+      let handle: bigint;
+      try {
+        handle = writer.handleOf(payload);
+      } catch {
+        // A payload that cannot be named (a threads pin refuses a resizable buffer) goes through the ring.
+        this.ring.send(header, payload, done);
+        return;
+      }
       this.token = (this.token + 1) | 0;
       const token = this.token;
-      encodeDescriptor(this.descriptor, header, cma.pid, token, cma.addressOf(payload), payload.byteLength);
-      this.inFlight = { payload, done, token, helpWritten: 0 };
-      this.ring.send(markerHeader(this.marker, ShmFrame.CMA_DESCRIPTOR, CMA_DESCRIPTOR_BYTES), this.descriptor, undefined);
+      encodeDescriptor(this.descriptor, header, writer.pid, token, handle, payload.byteLength);
+      this.inFlight = { payload, done, token, handle, helpWritten: 0 };
+      this.ring.send(markerHeader(this.marker, SingleCopyFrame.DESCRIPTOR, DESCRIPTOR_BYTES), this.descriptor, undefined);
       this.flag();
       return;
     }
@@ -174,33 +188,34 @@ export class ShmChannel implements Channel {
     // queue was drained meanwhile by a send().
     let progress = this.ring.flush();
     const f = this.inFlight;
-    if (f !== undefined && f.helpWritten >= 0 && this.cma !== undefined) {
+    if (f !== undefined && f.helpWritten >= 0 && this.writer !== undefined) {
       try {
-        progress += this.help(f, this.cma);
+        progress += this.help(f, this.writer);
       } catch (error) {
         this.fail(error as Error);
         return progress;
       }
     }
     if (f !== undefined && this.failure === undefined) {
-      let outcome: CmaResult;
+      let outcome: CopyResult;
       try {
-        outcome = this.options.control.cmaOutcome(f.token);
+        outcome = this.options.control.outcome(f.token);
       } catch (error) {
         this.fail(error as Error);
         return progress;
       }
-      if (outcome !== CmaResult.NONE) {
+      if (outcome !== CopyResult.NONE) {
         this.inFlight = undefined;
+        this.writer?.release(f.handle);
         progress++;
-        if (outcome === CmaResult.READ) {
+        if (outcome === CopyResult.READ) {
           this.counts.singleCopies++;
           f.done?.();
         } else {
           this.counts.fallbacks++;
           // The reader cannot reach our memory: this payload, and every later one, through the ring.
-          this.cma = undefined;
-          this.ring.send(markerHeader(this.marker, ShmFrame.CMA_FALLBACK, f.payload.byteLength), f.payload, f.done);
+          this.writer = undefined;
+          this.ring.send(markerHeader(this.marker, SingleCopyFrame.FALLBACK, f.payload.byteLength), f.payload, f.done);
         }
       }
     }
@@ -228,20 +243,20 @@ export class ShmChannel implements Channel {
   }
 
   /**
-   * Cooperative copy (`cma.ts`): when the reader asked, writes the next piece of the half it asked
-   * for straight into its memory; says so once all of it is written, or at once when the kernel
-   * refuses this direction (the reader then reads that half itself). Returns the bytes written.
+   * Cooperative copy (`single-copy-sink.ts`): when the reader asked, writes the next piece of the
+   * half it asked for straight into its target; says so once all of it is written, or at once when
+   * the write fails (the reader then reads that half itself). Returns the bytes written.
    */
-  private help(f: InFlight, cma: ChannelCma): number {
+  private help(f: InFlight, writer: PayloadWriter): number {
     const req = this.options.control.helpRequest(f.token);
     if (req === undefined) return 0;
     if (req.from + req.length > f.payload.byteLength || req.length === 0) throw corruptHelp(this.peer, req.from, req.length, f.payload.byteLength);
-    const n = Math.min(req.length - f.helpWritten, CMA_PIECE_BYTES);
+    const n = Math.min(req.length - f.helpWritten, PIECE_BYTES);
     let result: HelpResult | undefined;
     let wrote = 0;
     try {
       const at = req.from + f.helpWritten;
-      wrote = cma.write(cma.readerPid, req.address + BigInt(f.helpWritten), f.payload.subarray(at, at + n));
+      wrote = writer.write(req.handle, at, f.payload.subarray(at, at + n));
       if (!(wrote > 0)) result = HelpResult.FAILED;
       else if ((f.helpWritten += wrote) >= req.length) result = HelpResult.WRITTEN;
     } catch {
@@ -278,6 +293,7 @@ export class ShmChannel implements Channel {
     this.flagged = false;
     const f = this.inFlight;
     this.inFlight = undefined;
+    if (f !== undefined) this.writer?.release(f.handle);
     f?.done?.(error);
     while (this.backlog.length > 0) this.backlog.shift()?.(error);
     const report = this.closing === undefined;

@@ -1,0 +1,140 @@
+/**
+ * The control words of single copy (`single-copy-sink.ts`, `single-copy-channel.ts`): one small
+ * block per ring, beside it in shared memory (the shm transport's ring file header, a threads ring's
+ * slot in its arena), through which the consumer answers the producer's descriptors and asks it to
+ * copy half of a large payload.
+ *
+ * | offset | type | field | written by |
+ * |---|---|---|---|
+ * | 0 | i32 | token of the last descriptor the consumer finished | consumer |
+ * | 4 | i32 | how it finished ({@link CopyResult}) | consumer |
+ * | 8 | i32 | cooperative copy: token of the descriptor whose tail the producer is asked to write | consumer |
+ * | 12 | u64 | … the target's handle (an address, a pin: the transport's {@link PayloadReader}) | consumer |
+ * | 20 | u64 | … the tail's offset, in the payload and in the target alike | consumer |
+ * | 28 | u64 | … the tail's length | consumer |
+ * | 36 | i32 | cooperative copy: token whose tail the producer finished | producer |
+ * | 40 | i32 | … how ({@link HelpResult}) | producer |
+ *
+ * Every value is published before its token (sequentially consistent `Atomics`), so a side that sees
+ * the token sees the values; each value is checked when read, as everything read from shared memory.
+ *
+ * @module
+ */
+
+import { corrupt, type Region } from './region.js';
+
+/** Bytes of the control block (a cache line). */
+export const SINGLE_COPY_CONTROL_BYTES = 64;
+
+const W_TOKEN = 0;
+const W_RESULT = 1;
+const W_HELP_TOKEN = 2;
+const W_HELP_HANDLE = 3;
+const W_HELP_FROM = 5;
+const W_HELP_LENGTH = 7;
+const W_HELP_DONE = 9;
+const W_HELP_RESULT = 10;
+
+/** How the consumer finished a single-copy descriptor. */
+export const CopyResult = {
+  /** Not finished (the token word still names an older descriptor). */
+  NONE: 0,
+  /** The payload was read (or the receiver discarded it): the sender's buffer is free. */
+  READ: 1,
+  /** The consumer cannot read this sender's memory: send the payload through the ring. */
+  REFUSED: 2,
+} as const;
+/** One of {@link CopyResult}'s values. */
+export type CopyResult = (typeof CopyResult)[keyof typeof CopyResult];
+
+/** How the producer finished the tail it was asked to write (cooperative copy). */
+export const HelpResult = {
+  /** Written: the consumer's target holds the tail. */
+  WRITTEN: 1,
+  /** Not written (refused, or the target was unreachable): the consumer copies the tail itself. */
+  FAILED: 2,
+} as const;
+/** One of {@link HelpResult}'s values. */
+export type HelpResult = (typeof HelpResult)[keyof typeof HelpResult];
+
+/** A tail the consumer asked the producer to write into its target. */
+export interface HelpRequest {
+  /** The target, as the consumer's {@link PayloadReader.targetHandle} named it. */
+  readonly handle: bigint;
+  /** Where the tail starts, in the payload and in the target. */
+  readonly from: number;
+  readonly length: number;
+}
+
+/** The control block of one ring (both sides use the same view). */
+export class SingleCopyControl {
+  private readonly w: Int32Array;
+
+  constructor(region: Region) {
+    if (region.byteLength < SINGLE_COPY_CONTROL_BYTES || region.byteOffset % 8 !== 0) throw corrupt(`a single-copy control block of ${region.byteLength} bytes at ${region.byteOffset}`);
+    this.w = new Int32Array(region.sab, region.byteOffset, SINGLE_COPY_CONTROL_BYTES >> 2);
+  }
+
+  /** Consumer: descriptor `token` is finished with `result`. */
+  finish(token: number, result: CopyResult): void {
+    Atomics.store(this.w, W_RESULT, result);
+    Atomics.store(this.w, W_TOKEN, token);
+  }
+
+  /**
+   * Producer: how descriptor `token` finished, {@link CopyResult.NONE} while it has not. Throws
+   * `CORRUPT` for a token or result the consumer could not have written.
+   */
+  outcome(token: number): CopyResult {
+    const seen = Atomics.load(this.w, W_TOKEN);
+    if (seen !== token) {
+      if (seen === ((token - 1) | 0)) return CopyResult.NONE;
+      throw corrupt(`single-copy token ${seen} while ${token} is outstanding`);
+    }
+    const result = Atomics.load(this.w, W_RESULT);
+    if (result !== CopyResult.READ && result !== CopyResult.REFUSED) throw corrupt(`single-copy result ${result}`);
+    return result;
+  }
+
+  /** Consumer: asks the producer to write bytes `from … from+length` of descriptor `token`'s payload into the target `handle`. */
+  askHelp(token: number, handle: bigint, from: number, length: number): void {
+    const w = this.w;
+    storeU64(w, W_HELP_HANDLE, handle);
+    storeU64(w, W_HELP_FROM, BigInt(from));
+    storeU64(w, W_HELP_LENGTH, BigInt(length));
+    Atomics.store(w, W_HELP_TOKEN, token); // last: the request is complete when the token shows
+  }
+
+  /** Producer: the tail the consumer asked for descriptor `token`, if it asked. */
+  helpRequest(token: number): HelpRequest | undefined {
+    const w = this.w;
+    if (Atomics.load(w, W_HELP_TOKEN) !== token) return undefined;
+    const from = loadU64(w, W_HELP_FROM);
+    const length = loadU64(w, W_HELP_LENGTH);
+    if (from > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt('a cooperative-copy request beyond 2^53');
+    return { handle: loadU64(w, W_HELP_HANDLE), from: Number(from), length: Number(length) };
+  }
+
+  /** Producer: the tail of descriptor `token` is done, as `result` says. */
+  helped(token: number, result: HelpResult): void {
+    Atomics.store(this.w, W_HELP_RESULT, result);
+    Atomics.store(this.w, W_HELP_DONE, token);
+  }
+
+  /** Consumer: how the producer finished the tail of descriptor `token`; 0 while it has not. */
+  helpOutcome(token: number): HelpResult | 0 {
+    if (Atomics.load(this.w, W_HELP_DONE) !== token) return 0;
+    const result = Atomics.load(this.w, W_HELP_RESULT);
+    if (result !== HelpResult.WRITTEN && result !== HelpResult.FAILED) throw corrupt(`cooperative-copy result ${result}`);
+    return result;
+  }
+}
+
+function storeU64(w: Int32Array, index: number, value: bigint): void {
+  Atomics.store(w, index, Number(value & 0xffff_ffffn) | 0);
+  Atomics.store(w, index + 1, Number((value >> 32n) & 0xffff_ffffn) | 0);
+}
+
+function loadU64(w: Int32Array, index: number): bigint {
+  return (BigInt(Atomics.load(w, index + 1) >>> 0) << 32n) | BigInt(Atomics.load(w, index) >>> 0);
+}
