@@ -46,7 +46,7 @@ import { initRing, RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-rin
 import { chooseWaiting, Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
 import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
 import { SingleCopySink } from '../../lib/ring/single-copy-sink.js';
-import { SingleCopyChannel } from '../../lib/ring/single-copy-channel.js';
+import { SingleCopyChannel, singleCopyCounts, type SingleCopyCounts } from '../../lib/ring/single-copy-channel.js';
 import { cmaReader, cmaWriter } from './cma.js';
 import { createOwnedFile, holderAlive, openPeerFile, type OwnedFile } from './files.js';
 import type { ShmOptions } from './index.js';
@@ -173,20 +173,9 @@ export class ShmTransport implements Transport {
     return this.outbound.get(peer)?.channel.singleCopy ?? (this.links.get(peer)?.cma === true && this.cmaAllowed);
   }
 
-  /**
-   * Single-copy counters (diagnostics, tests): as a sender, frames that went by single copy and
-   * payloads re-sent through the ring after a refusal; as a receiver, descriptors received, payloads
-   * read and their bytes, and refusals.
-   */
-  get singleCopyCounts(): { sent: number; fallbacks: number; descriptors: number; reads: number; bytesRead: number; refusals: number } {
-    let sent = 0;
-    let fallbacks = 0;
-    for (const o of this.outbound.values()) {
-      sent += o.channel.counts.singleCopies;
-      fallbacks += o.channel.counts.fallbacks;
-    }
-    const c = this.cmaSink?.counts ?? { descriptors: 0, reads: 0, bytesRead: 0, refusals: 0 };
-    return { sent, fallbacks, ...c };
+  /** Single-copy counters (diagnostics, tests): see {@link SingleCopyCounts}. */
+  get singleCopyCounts(): SingleCopyCounts {
+    return singleCopyCounts([...this.outbound.values()].map((o) => o.channel), this.cmaSink);
   }
 
   /** Whether this rank found it cannot read `peer`'s memory (diagnostics, tests). */

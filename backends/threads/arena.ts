@@ -12,11 +12,12 @@
  * |---|---|---|
  * | 0 | `inboxBytes(slots)` | the inbox (`lib/ring/inbox.ts`) |
  * | `cellsStart` (next multiple of 64) | `CELLS_BYTES` | collective cells (`lib/ring/collective-cells.ts`) |
- * | `ringsStart` | `ringRegionBytes(ringBytes)` each | rings, in the order they were carved |
+ * | `ringsStart` | `SINGLE_COPY_CONTROL_BYTES + ringRegionBytes(ringBytes)` each | rings, in the order they were carved, each after its single-copy control block (`lib/ring/single-copy-control.ts`) |
  *
- * A ring is announced to its consumer with an 8-byte descriptor: u32 offset, u32 length, both
- * little-endian (see {@link encodeRingDescriptor}); the consumer checks it against the arena it
- * received from the producer before touching anything.
+ * A ring is announced to its consumer with an 8-byte descriptor: u32 offset, u32 length of the ring
+ * (its control block is the 64 bytes before it), both little-endian (see
+ * {@link encodeRingDescriptor}); the consumer checks it against the arena it received from the
+ * producer before touching anything.
  *
  * @module
  */
@@ -25,6 +26,7 @@ import { VmcommError } from '../../lib/errors.js';
 import { CELL_BYTES, CELLS_BYTES } from '../../lib/ring/collective-cells.js';
 import { initInbox, inboxBytes } from '../../lib/ring/inbox.js';
 import { corrupt, REGION_ALIGN_BYTES, type Region } from '../../lib/ring/region.js';
+import { SINGLE_COPY_CONTROL_BYTES } from '../../lib/ring/single-copy-control.js';
 import { initRing, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 
 /** Bytes of a ring descriptor. */
@@ -42,7 +44,23 @@ export interface ArenaPlan {
 
 /** Bytes of an arena built from `plan`. */
 export function arenaBytes(plan: ArenaPlan): number {
-  return ringsStart(plan.slots) + plan.rings * ringRegionBytes(plan.ringBytes);
+  return ringsStart(plan.slots) + plan.rings * ringSlotBytes(plan.ringBytes);
+}
+
+/** Bytes of one carved ring with its control block. */
+export function ringSlotBytes(ringBytes: number): number {
+  return SINGLE_COPY_CONTROL_BYTES + ringRegionBytes(ringBytes);
+}
+
+/** A carved ring and its single-copy control block (the 64 bytes before it). */
+export interface CarvedRing {
+  readonly ring: Region;
+  readonly control: Region;
+}
+
+/** The control block of `ring`, a ring of an arena. */
+export function controlOf(ring: Region): Region {
+  return { sab: ring.sab, byteOffset: ring.byteOffset - SINGLE_COPY_CONTROL_BYTES, byteLength: SINGLE_COPY_CONTROL_BYTES };
 }
 
 /** Where the collective cells start, after an inbox of `slots` slots. */
@@ -77,16 +95,16 @@ export class Arena {
     this.end = this.sab.byteLength;
   }
 
-  /** Carves and initializes the next ring; throws `UNSUPPORTED` when the arena is full. */
-  carveRing(): Region {
-    const byteLength = ringRegionBytes(this.plan.ringBytes);
-    if (this.next + byteLength > this.end) {
+  /** Carves and initializes the next ring (and its control block); throws `UNSUPPORTED` when the arena is full. */
+  carveRing(): CarvedRing {
+    const slot = ringSlotBytes(this.plan.ringBytes);
+    if (this.next + slot > this.end) {
       throw new VmcommError('UNSUPPORTED', `the threads arena has room for ${this.plan.rings} rings and all are in use; raise arenaBytes`);
     }
-    const region = { sab: this.sab, byteOffset: this.next, byteLength };
-    this.next += byteLength;
-    initRing(region);
-    return region;
+    const ring = { sab: this.sab, byteOffset: this.next + SINGLE_COPY_CONTROL_BYTES, byteLength: ringRegionBytes(this.plan.ringBytes) };
+    this.next += slot;
+    initRing(ring);
+    return { ring, control: controlOf(ring) };
   }
 
   /** Bytes carved so far (inbox included). */
@@ -114,7 +132,9 @@ export function decodeRingDescriptor(descriptor: Uint8Array, arena: SharedArrayB
   const byteOffset = v.getUint32(0, true);
   const byteLength = v.getUint32(4, true);
   if (byteLength !== ringRegionBytes(ringBytes)) throw corrupt(`a ring of ${byteLength} bytes where the peer's rings are ${ringRegionBytes(ringBytes)}`);
-  if (byteOffset < ringsStart(slots) || byteOffset % REGION_ALIGN_BYTES !== 0 || byteOffset + byteLength > arena.byteLength) {
+  const slot = ringSlotBytes(ringBytes);
+  const start = ringsStart(slots);
+  if (byteOffset < start + SINGLE_COPY_CONTROL_BYTES || (byteOffset - start) % slot !== SINGLE_COPY_CONTROL_BYTES || byteOffset + byteLength > arena.byteLength) {
     throw corrupt(`a ring at offset ${byteOffset} outside the rings of a ${arena.byteLength}-byte arena`);
   }
   return { sab: arena, byteOffset, byteLength };

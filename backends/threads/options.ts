@@ -54,6 +54,15 @@ export interface ThreadsInit {
    */
   waitMode?: 'auto' | 'spin' | 'yield';
   /**
+   * Copy payloads of `singleCopyMinBytes` or more once, from the sender's buffer into the receiver's
+   * (a `memcpy` by the native addon between pinned views; both threads copy a half of a payload of
+   * 64 KiB or more), instead of through the ring (two copies). Needs the addon; without it payloads
+   * go through the ring. Default true.
+   */
+  singleCopy?: boolean;
+  /** Payloads of at least this many bytes go by single copy (see `singleCopy`). Default {@link DEFAULT_SINGLE_COPY_MIN_BYTES}. */
+  singleCopyMinBytes?: number;
+  /**
    * Serve peers that run on this very thread (several worlds in one thread: in-process test jobs).
    * Off by default: such worlds keep using their other transports. Default false.
    */
@@ -90,11 +99,13 @@ export const DEFAULT_MAX_SPIN_NS = 200_000;
 export const DEFAULT_MAX_YIELD_NS = 10_000;
 /** Default {@link ThreadsInit.pollFramesPerCall}. */
 export const DEFAULT_POLL_FRAMES_PER_CALL = 64;
+/** Default {@link ThreadsInit.singleCopyMinBytes}: 64 KiB (below it, two copies through the ring cost less than the extra hand-over). */
+export const DEFAULT_SINGLE_COPY_MIN_BYTES = 64 * 1024;
 /** Default {@link ThreadsInit.probeTimeoutMs}: 2 s. */
 export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
 
 /** Per numeric field: the accepted integer range. */
-const LIMITS: { readonly [K in Exclude<keyof ThreadsInit, 'waitMode' | 'allowSameThread'>]-?: readonly [min: number, max: number] } = {
+const LIMITS: { readonly [K in Exclude<keyof ThreadsInit, 'waitMode' | 'allowSameThread' | 'singleCopy'>]-?: readonly [min: number, max: number] } = {
   ringBytes: [0, MAX_RING_DATA_BYTES],
   arenaBytes: [0, 2 ** 53 - 1],
   eagerLimitBytes: [0, 1024 * 1024 * 1024],
@@ -105,6 +116,7 @@ const LIMITS: { readonly [K in Exclude<keyof ThreadsInit, 'waitMode' | 'allowSam
   maxYieldNs: [0, 1e9],
   pollFramesPerCall: [1, 1_000_000],
   probeTimeoutMs: [1, 0x7fff_ffff],
+  singleCopyMinBytes: [1, 2 ** 53 - 1],
 };
 const WAIT_MODES = ['auto', 'spin', 'yield'] as const;
 
@@ -120,12 +132,14 @@ const DEFAULTS: ThreadsOptions = {
   pollFramesPerCall: DEFAULT_POLL_FRAMES_PER_CALL,
   probeTimeoutMs: DEFAULT_PROBE_TIMEOUT_MS,
   waitMode: 'auto',
+  singleCopy: true,
+  singleCopyMinBytes: DEFAULT_SINGLE_COPY_MIN_BYTES,
   allowSameThread: false,
 };
 
 /**
  * Applies defaults and checks every field: integers in range (`ringBytes` a power of two,
- * `minSpinNs ≤ maxSpinNs`), `waitMode` one of its names, `allowSameThread` a boolean, no unknown
+ * `minSpinNs ≤ maxSpinNs`), `waitMode` one of its names, `singleCopy` and `allowSameThread` booleans, no unknown
  * field. Throws `VmcommError('INVALID_ARGUMENT')`.
  */
 export function parseThreadsInit(init: ThreadsInit = {}): ThreadsOptions {
@@ -154,6 +168,10 @@ export function parseThreadsInit(init: ThreadsInit = {}): ThreadsOptions {
   if (init.waitMode !== undefined) {
     if (!(WAIT_MODES as readonly unknown[]).includes(init.waitMode)) throw invalidArgument('threads option waitMode', `one of ${WAIT_MODES.join(', ')}`, init.waitMode);
     options.waitMode = init.waitMode;
+  }
+  if (init.singleCopy !== undefined) {
+    if (typeof init.singleCopy !== 'boolean') throw invalidArgument('threads option singleCopy', 'a boolean', init.singleCopy);
+    options.singleCopy = init.singleCopy;
   }
   if (init.allowSameThread !== undefined) {
     if (typeof init.allowSameThread !== 'boolean') throw invalidArgument('threads option allowSameThread', 'a boolean', init.allowSameThread);

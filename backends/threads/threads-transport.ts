@@ -19,6 +19,14 @@
  * or when a peer runs on this very thread (an in-process test job), the wait loop polls once per
  * event-loop turn instead of spinning (`chooseWaiting` in `lib/ring/waiting.ts`).
  *
+ * ## Large payloads
+ *
+ * A payload of `singleCopyMinBytes` or more is not copied through the ring (two copies) but once,
+ * from the sender's buffer into the receiver's target, by `memcpy` between pinned views of the native
+ * addon (`pins.ts`; the protocol, a descriptor behind a gate in the ring, is
+ * `lib/ring/single-copy-sink.ts`); from 64 KiB on both threads copy a half. Without the addon
+ * (it is optional for this transport) payloads stream through the ring in pieces.
+ *
  * ## Lifecycle
  *
  * `start()` allocates the arena and posts this rank's hello; `probe()` waits (briefly) for a peer's
@@ -39,12 +47,16 @@ import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes } from '../../lib/ring/inbox.js';
 import { Poller } from '../../lib/ring/poller.js';
 import { nextPowerOfTwo } from '../../lib/ring/region.js';
-import { PendingChannels, RingChannel } from '../../lib/ring/ring-channel.js';
+import { PendingChannels } from '../../lib/ring/ring-channel.js';
+import { SingleCopyChannel, singleCopyCounts, type SingleCopyCounts } from '../../lib/ring/single-copy-channel.js';
+import { SingleCopyControl } from '../../lib/ring/single-copy-control.js';
+import { PIECE_BYTES, SingleCopySink } from '../../lib/ring/single-copy-sink.js';
 import { RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 import { chooseWaiting, Progress, WaitingPolicy, type Sleeper } from '../../lib/ring/waiting.js';
 import { CellWatchers, COLLECTIVE_CELLS, type CellPlace, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
-import { tryLoadNative } from '../native/native.js';
-import { Arena, cellOffset, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
+import { tryLoadNative, type NativeAddon } from '../native/native.js';
+import { Arena, cellOffset, controlOf, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
+import { pinReader, pinWriter } from './pins.js';
 import { ThreadDirectory, type ThreadPeer } from './directory.js';
 import { DEFAULT_RING_BUDGET_BYTES, MAX_AUTO_RING_BYTES, MIN_AUTO_RING_BYTES, type ThreadsOptions } from './options.js';
 import { hostCores } from '../../lib/launch/binding.js';
@@ -59,6 +71,8 @@ interface PeerLink {
 const MAX_SLOTS = 1024;
 /** Rings never shrink below this to fit `arenaBytes`. */
 const MIN_FITTED_RING_BYTES = 4096;
+/** How often a channel waiting on its reader (a full ring, an unanswered descriptor) checks that the reader's inbox is still open. */
+const READER_CHECK_MS = 100;
 
 /** The largest power of two ≤ `n` (n ≥ 1), 1 for smaller n. */
 function floorPowerOfTwo(n: number): number {
@@ -88,8 +102,14 @@ export class ThreadsTransport implements Transport {
   private directory: ThreadDirectory | undefined;
   private readonly links = new Map<number, PeerLink>();
   private served = new Set<number>();
-  private readonly channels = new Map<number, RingChannel>();
-  private readonly pending = new PendingChannels();
+  private readonly channels = new Map<number, SingleCopyChannel>();
+  private readonly pending = new PendingChannels<SingleCopyChannel>();
+  /** Rings this rank reads, by producer: their single-copy control blocks. */
+  private readonly inbound = new Map<number, SingleCopyControl>();
+  /** The native addon, when it is built: its pins (single copy; see the module comment) and `sched_yield`. */
+  private pins: NativeAddon | undefined;
+  /** Turns single-copy descriptors into the frames they stand for (absent without the addon). */
+  private singleCopySink: SingleCopySink | undefined;
   /** Checks of collectives waiting on cells, called on every poll (`lib/ring/collective-cells.ts`). */
   private readonly watchers = new CellWatchers();
   private poller: Poller | undefined;
@@ -113,6 +133,11 @@ export class ThreadsTransport implements Transport {
   get memory(): { arenaBytes: number; usedBytes: number; rings: number } {
     const a = this.arena;
     return { arenaBytes: a?.sab.byteLength ?? 0, usedBytes: a?.usedBytes ?? 0, rings: this.channels.size };
+  }
+
+  /** Single-copy counters (diagnostics, tests): see {@link SingleCopyCounts}. */
+  get singleCopyCounts(): SingleCopyCounts {
+    return singleCopyCounts(this.channels.values(), this.singleCopySink);
   }
 
   /** The wait loop's state and counters (diagnostics, tests). */
@@ -218,7 +243,22 @@ export class ThreadsTransport implements Transport {
     this.directory?.close();
     const inbox = this.inbox;
     if (inbox === undefined || peers.length === 0 || this.stopping !== undefined) return;
-    const { sink } = this.components;
+    // The addon is optional here: with it, large payloads go by single copy (a peer may send
+    // descriptors whatever this rank's own `singleCopy` says, so the reading side is always ready).
+    this.pins = tryLoadNative().addon;
+    let sink = this.components.sink;
+    if (this.pins !== undefined) {
+      sink = this.singleCopySink = new SingleCopySink(sink, pinReader(this.pins), {
+        pidOf: () => process.pid,
+        allowed: (peer) => this.links.has(peer),
+        control: (peer) => this.inbound.get(peer),
+        wakeProducer: (peer) => this.wake(peer, true),
+        fail: (peer, error) => {
+          this.poller?.detach(peer);
+          this.lost(peer, error);
+        },
+      });
+    }
     this.poller = new Poller(inbox, sink, {
       attach: (from, descriptor) => this.attach(from, descriptor),
       wakeProducer: (peer) => this.wake(peer, true),
@@ -249,8 +289,8 @@ export class ThreadsTransport implements Transport {
     }
     const situation = { mode: this.options.waitMode, ranks: threads.size, cores: hostCores(), peerOnThisThread, canSchedYield: true };
     let choice = chooseWaiting(situation);
-    // The addon is optional for this transport: loaded only where its sched_yield would be used.
-    const addon = choice.schedYield ? tryLoadNative().addon : undefined;
+    // The addon is optional for this transport (addPeers loaded it if it is built).
+    const addon = choice.schedYield ? this.pins : undefined;
     if (addon === undefined && choice.schedYield) choice = chooseWaiting({ ...situation, canSchedYield: false });
     this.yieldMode = choice.yieldBetweenPolls;
     this.schedYield = addon !== undefined ? () => addon.schedYield() : undefined;
@@ -274,18 +314,27 @@ export class ThreadsTransport implements Transport {
       throw new VmcommError('INVALID_ARGUMENT', `rank ${peer} is not served by threads here (probe() must accept its card and addPeers() list it)`);
     }
     if (link.inbox.state !== InboxState.OPEN) throw new VmcommError('PEER_LOST', `rank ${peer} no longer reads (its inbox is closed)`, { peer });
-    const ring = this.arena.carveRing();
-    const channel = new RingChannel({
-      peer,
-      self: rank,
-      ring,
-      descriptor: encodeRingDescriptor(ring),
-      peerInbox: link.inbox,
-      wake: (p) => this.wake(p, false),
+    const { ring, control } = this.arena.carveRing();
+    const pins = this.options.singleCopy ? this.pins : undefined;
+    const channel = new SingleCopyChannel({
+      ring: {
+        peer,
+        self: rank,
+        ring,
+        descriptor: encodeRingDescriptor(ring),
+        peerInbox: link.inbox,
+        wake: (p) => this.wake(p, false),
+        // After close() resolves no frame from the peer reaches the core (the Channel contract).
+        closed: (p) => this.poller?.detach(p),
+      },
+      control: new SingleCopyControl(control),
+      writer: pins !== undefined ? pinWriter(pins, this.options.singleCopyMinBytes) : undefined,
       needsFlush: (c) => this.pending.add(c),
       lost: (p, error) => this.lost(p, error),
-      // After close() resolves no frame from the peer reaches the core (the Channel contract).
-      closed: (p) => this.poller?.detach(p),
+      // A thread that ends marks its inbox gone (the exit hook), which the channel checks itself.
+      readerAlive: () => true,
+      livenessCheckMs: READER_CHECK_MS,
+      now: () => performance.now(),
     });
     this.channels.set(peer, channel);
     return channel;
@@ -295,8 +344,14 @@ export class ThreadsTransport implements Transport {
   poll(): number {
     const poller = this.poller;
     if (poller === undefined) return 0;
+    const copies = this.singleCopySink;
+    const readsBefore = copies?.counts.reads ?? 0;
     let frames = poller.poll();
     if (this.watchers.size > 0) frames += this.watchers.run();
+    if (copies !== undefined) {
+      if (copies.active > 0) copies.pump(PIECE_BYTES);
+      frames += copies.counts.reads - readsBefore;
+    }
     if (this.pending.size > 0) this.pending.flushAll();
     if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
     // A blocking wait spins on this: with more thread-ranks than cores, give the core to one with work.
@@ -311,9 +366,15 @@ export class ThreadsTransport implements Transport {
   private progress(): number {
     const poller = this.poller;
     if (poller === undefined) return Progress.NONE;
+    const copies = this.singleCopySink;
+    const readsBefore = copies?.counts.reads ?? 0;
     let delivered = poller.poll();
     if (this.watchers.size > 0) delivered += this.watchers.run();
     let moved = poller.moved;
+    if (copies !== undefined) {
+      if (copies.active > 0 && copies.pump(PIECE_BYTES) > 0) moved = true;
+      delivered += copies.counts.reads - readsBefore;
+    }
     if (this.pending.size > 0 && this.pending.flushAll() > 0) {
       delivered += this.pending.completed;
       moved = true;
@@ -392,13 +453,15 @@ export class ThreadsTransport implements Transport {
     const link = this.links.get(from);
     if (link === undefined) throw new VmcommError('CORRUPT', `rank ${from} announced a ring but is not a proven thread of this process`);
     const { arena, slots, ringBytes } = link.info;
-    return new RingConsumer(decodeRingDescriptor(descriptor, arena, slots, ringBytes));
+    const ring = decodeRingDescriptor(descriptor, arena, slots, ringBytes);
+    this.inbound.set(from, new SingleCopyControl(controlOf(ring)));
+    return new RingConsumer(ring);
   }
 
   private lost(peer: number, error: Error): void {
     this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
     try {
-      this.components.sink.lost(peer, error);
+      (this.singleCopySink ?? this.components.sink).lost(peer, error);
     } catch (err) {
       this.components.logger?.warn(`vmcomm:threads: sink.lost(${peer}) threw: ${(err as Error).message}`);
     }

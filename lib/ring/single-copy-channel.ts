@@ -29,7 +29,7 @@ import { FRAME_HEADER_BYTES } from '../protocol.js';
 import { InboxState } from './inbox.js';
 import { announced, refuse, RingChannel, type RingChannelOptions } from './ring-channel.js';
 import { SendQueue } from './send-queue.js';
-import { DESCRIPTOR_BYTES, PIECE_BYTES, encodeDescriptor, markerHeader, SingleCopyFrame } from './single-copy-sink.js';
+import { DESCRIPTOR_BYTES, PIECE_BYTES, encodeDescriptor, markerHeader, SingleCopyFrame, type SingleCopySink } from './single-copy-sink.js';
 import { CopyResult, HelpResult, type SingleCopyControl } from './single-copy-control.js';
 
 /**
@@ -327,6 +327,30 @@ export class SingleCopyChannel implements Channel {
     this.resolveClosing = undefined;
     resolve?.();
   }
+}
+
+/** Single-copy counters of a transport (diagnostics, tests); see {@link singleCopyCounts}. */
+export interface SingleCopyCounts {
+  /** As a sender: frames that went by single copy, and payloads re-sent through the ring after a refusal. */
+  readonly sent: number;
+  readonly fallbacks: number;
+  /** As a receiver: descriptors received, payloads read and their bytes, refusals, halves the sender wrote. */
+  readonly descriptors: number;
+  readonly reads: number;
+  readonly bytesRead: number;
+  readonly refusals: number;
+  readonly helped: number;
+}
+
+/** Sums a transport's channels' and its sink's counters. */
+export function singleCopyCounts(channels: Iterable<SingleCopyChannel>, sink: SingleCopySink | undefined): SingleCopyCounts {
+  let sent = 0;
+  let fallbacks = 0;
+  for (const c of channels) {
+    sent += c.counts.singleCopies;
+    fallbacks += c.counts.fallbacks;
+  }
+  return { sent, fallbacks, ...(sink?.counts ?? { descriptors: 0, reads: 0, bytesRead: 0, refusals: 0, helped: 0 }) };
 }
 
 function corruptHelp(peer: number, from: number, length: number, payloadBytes: number): VmcommError {

@@ -90,6 +90,8 @@ export interface PayloadReader {
   targetHandle(target: Uint8Array): bigint;
   /** The producer no longer writes through `handle`. */
   releaseTarget(handle: bigint): void;
+  /** Payloads of at least this many bytes are copied by both sides; default {@link HELP_MIN_BYTES}. */
+  readonly helpMinBytes?: number;
 }
 
 /** Writes a marker header of `kind` announcing `payloadBytes` into `out` (48 bytes). */
@@ -178,11 +180,15 @@ export class SingleCopySink implements FrameSink {
   /** Descriptors received, payloads read by single copy (and their bytes), refusals (diagnostics). */
   readonly counts = { descriptors: 0, reads: 0, bytesRead: 0, refusals: 0, helped: 0 };
 
+  private readonly helpMinBytes: number;
+
   constructor(
     private readonly inner: FrameSink,
     private readonly reader: PayloadReader,
     private readonly hooks: SingleCopyHooks,
-  ) {}
+  ) {
+    this.helpMinBytes = reader.helpMinBytes ?? HELP_MIN_BYTES;
+  }
 
   /** Reads in progress (the transport's poll continues them). */
   get active(): number {
@@ -313,7 +319,7 @@ export class SingleCopySink implements FrameSink {
     p.readUpTo = p.want;
     p.helping = false;
     if (this.refused.has(peer) || !this.hooks.allowed(peer)) return this.refuse(peer, p);
-    if (p.want >= HELP_MIN_BYTES && (p.targetHandle = this.handleOf(target!)) !== undefined) {
+    if (p.want >= this.helpMinBytes && (p.targetHandle = this.handleOf(target!)) !== undefined) {
       // The second half (page-aligned) is the producer's to write; this rank reads the first.
       const split = Math.floor(p.want / 2 / 4096) * 4096;
       this.hooks.control(peer)!.askHelp(p.token, p.targetHandle, split, p.want - split);
