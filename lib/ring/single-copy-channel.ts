@@ -230,10 +230,7 @@ export class SingleCopyChannel implements Channel {
       progress++;
     }
     if (this.failure !== undefined) return progress;
-    if (this.closing !== undefined && !this.ringClosing && this.inFlight === undefined && this.backlog.length === 0) {
-      this.ringClosing = true;
-      void this.ring.close().then(() => this.finish());
-    }
+    if (this.closing !== undefined && !this.ringClosing && this.inFlight === undefined && this.backlog.length === 0) this.closeRing();
     // Waiting on the reader (an unanswered descriptor, a full ring): since when, and is it alive?
     if (this.inFlight === undefined && !this.ring.pending) this.waitingSince = -1;
     else if (progress > 0 || this.waitingSince < 0) this.waitingSince = this.options.now();
@@ -276,8 +273,17 @@ export class SingleCopyChannel implements Channel {
     if (this.closing !== undefined) return this.closing;
     this.closing = new Promise<void>((resolve) => (this.resolveClosing = resolve));
     if (this.failure !== undefined) this.finish();
+    else if (this.inFlight === undefined && this.backlog.length === 0) this.closeRing();
+    // Else the reader's answer wakes this rank, whose poll then flushes (a rank asleep does not poll
+    // for a flag alone: threads sleeps until its doorbell rings).
     else this.flag();
     return this.closing;
+  }
+
+  /** Nothing is behind the gate any more: the ring channel delivers what it holds, then closes. */
+  private closeRing(): void {
+    this.ringClosing = true;
+    void this.ring.close().then(() => this.finish());
   }
 
   /** Fails everything queued with `error` and reports the loss (unless closing). Idempotent. */

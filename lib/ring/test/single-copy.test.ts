@@ -242,6 +242,29 @@ describe('single copy, the protocol', () => {
     expect(() => h.run()).toThrow(expect.objectContaining({ code: 'PEER_LOST' }));
   });
 
+  it('closes at once when nothing is behind the gate; with a descriptor open, once the reader answered', async () => {
+    // A rank that sleeps polls nothing until its doorbell rings: a close that waited for a flush of
+    // an idle channel would never finish (threads sleeps in Atomics.waitAsync without a timeout).
+    const idle = harness();
+    let closed = false;
+    void idle.channel.close().then(() => (closed = true));
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(closed).toBe(true);
+
+    const busy = harness();
+    const s = busy.send(pattern(MIN * 2, 13));
+    let busyClosed = false;
+    void busy.channel.close().then(() => (busyClosed = true));
+    await Promise.resolve();
+    expect(busyClosed).toBe(false);
+    busy.run();
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(s).toEqual({ done: true, error: undefined });
+    expect(busyClosed).toBe(true);
+  });
+
   it('a reader that died while the sender waits fails the send with PEER_LOST and reports the loss, once', async () => {
     let alive = true;
     const h = harness({ readerAlive: () => alive });
