@@ -181,7 +181,10 @@ export class ThreadsTransport implements Transport {
     }
     live.add(this);
     hookExit();
-    return { nonce: this.nonce, threadId, ringBytes };
+    // The addon is optional here: with it, large payloads go by single copy (see the module comment).
+    this.pins = tryLoadNative().addon;
+    // singleCopy: what this rank's sends do (for `vmcomm info`); peers read descriptors either way.
+    return { nonce: this.nonce, threadId, ringBytes, singleCopy: this.options.singleCopy && this.pins !== undefined };
   }
 
   /** The ring size for `peers` peers (see `ThreadsInit.ringBytes` and `arenaBytes`), or undefined when none fits. */
@@ -243,9 +246,7 @@ export class ThreadsTransport implements Transport {
     this.directory?.close();
     const inbox = this.inbox;
     if (inbox === undefined || peers.length === 0 || this.stopping !== undefined) return;
-    // The addon is optional here: with it, large payloads go by single copy (a peer may send
-    // descriptors whatever this rank's own `singleCopy` says, so the reading side is always ready).
-    this.pins = tryLoadNative().addon;
+    // A peer may send descriptors whatever this rank's own `singleCopy` says: the reading side is always ready.
     let sink = this.components.sink;
     if (this.pins !== undefined) {
       sink = this.singleCopySink = new SingleCopySink(sink, pinReader(this.pins), {
@@ -289,7 +290,7 @@ export class ThreadsTransport implements Transport {
     }
     const situation = { mode: this.options.waitMode, ranks: threads.size, cores: hostCores(), peerOnThisThread, canSchedYield: true };
     let choice = chooseWaiting(situation);
-    // The addon is optional for this transport (addPeers loaded it if it is built).
+    // The addon is optional for this transport (start() loaded it if it is built).
     const addon = choice.schedYield ? this.pins : undefined;
     if (addon === undefined && choice.schedYield) choice = chooseWaiting({ ...situation, canSchedYield: false });
     this.yieldMode = choice.yieldBetweenPolls;
