@@ -211,11 +211,12 @@ export interface NativeAddon {
   allowPtrace(): boolean;
 
   /**
-   * Pins a view's memory for single copy between threads of this process: returns a number (≥ 1)
-   * that {@link NativeAddon.copyFromPin} and {@link NativeAddon.copyToPin} accept in any thread. The
-   * pin holds the view's backing store, so the memory stays valid until {@link NativeAddon.unpin},
-   * even if the buffer is transferred away and collected meanwhile; pins this thread still holds are
-   * released when it ends. The bytes are shared, not copied: what a copy sees is what the view holds
+   * Pins a view's memory for single copy between threads of this process: returns a number (a
+   * positive safe integer: a slot and a random tag) that {@link NativeAddon.copyFromPin} and
+   * {@link NativeAddon.copyToPin} accept in any thread. The pin holds the view's backing store, so
+   * memory V8 owns stays valid until {@link NativeAddon.unpin}, even if the buffer is transferred
+   * away and collected meanwhile (an external buffer a native addon made is freed by that addon
+   * when its thread ends, pinned or not); pins this thread still holds are released when it ends. The bytes are shared, not copied: what a copy sees is what the view holds
    * at that moment.
    *
    * @throws TypeError for a view over a detached or resizable buffer.
@@ -230,7 +231,7 @@ export interface NativeAddon {
    * first; 0 at its end).
    *
    * @returns Bytes copied.
-   * @throws {@link NativeError} `ESRCH` (no such pin: released, or its thread ended), `EFAULT`
+   * @throws {@link NativeError} `ESRCH` (no such pin: released, its thread ended, or a wrong tag), `EFAULT`
    *   (`offset` beyond the pin's length).
    */
   copyFromPin(pin: number, offset: number, into: ArrayBufferView): number;

@@ -479,6 +479,7 @@ export class ShmTransport implements Transport {
     const stopped = new VmcommError('FINALIZED', 'the shm transport stopped before this frame was sent');
     for (const o of this.outbound.values()) if (o.channel.pending) o.channel.fail(stopped);
     this.pendingChannels.clear();
+    this.cmaSink?.stop();
     this.inbox?.changeState(InboxState.OPEN, InboxState.CLOSED);
     this.poller?.detachAll();
     this.removeUnattachedAnnouncements();

@@ -6,10 +6,10 @@
  * copies the second half into the receiver's target at the same time, so both cores copy.
  *
  * A handle is a *pin* of the native addon (`NativeAddon.pin`), never a raw address: a pin holds the
- * view's backing store, so the memory stays valid for the copy whatever happens to the JS objects (a
- * buffer transferred away, a worker terminated mid-message), and the addon checks every offset and
- * length against the pinned view. A pin whose thread ended is `ESRCH` (the peer is lost); an offset
- * beyond it `EFAULT` (corrupt).
+ * view's backing store, so memory V8 owns (every buffer JavaScript makes) stays valid for the copy
+ * whatever happens to the JS objects (a buffer transferred away, a worker terminated mid-message),
+ * and the addon checks every offset and length against the pinned view. A pin whose thread ended is
+ * `ESRCH` (the peer is lost); an offset beyond it `EFAULT` (corrupt).
  *
  * @module
  */
@@ -23,9 +23,9 @@ type Pins = Pick<NativeAddon, 'pin' | 'unpin' | 'copyFromPin' | 'copyToPin'>;
 /** Payloads of at least this many bytes are copied by both threads, a half each. */
 export const HELP_MIN_BYTES = 64 * 1024;
 
-/** A pin number read from shared memory: a u32 other than 0, else an `EFAULT` for the protocol. */
+/** A pin number read from shared memory: a positive safe integer, else an `EFAULT` for the protocol. */
 function pinOf(handle: bigint): number {
-  if (handle <= 0n || handle > 0xffff_ffffn) throw Object.assign(new Error(`${handle} is not a pin`), { code: 'EFAULT' });
+  if (handle <= 0n || handle > BigInt(Number.MAX_SAFE_INTEGER)) throw Object.assign(new Error(`${handle} is not a pin`), { code: 'EFAULT' });
   return Number(handle);
 }
 

@@ -267,7 +267,10 @@ export class ThreadsTransport implements Transport {
       inboxBroken: (error) => this.components.logger?.warn(`vmcomm:threads: this rank's inbox failed validation: ${error.message}`),
     }, { framesPerPoll: this.options.pollFramesPerCall });
     this.chooseWaiting(peers);
-    this.policy = new WaitingPolicy(() => this.progress(), doorbellSleeper(inbox), {
+    // While a channel waits on its reader, or a single-copy read on its writer, sleep at most
+    // READER_CHECK_MS: a peer that is gone rings no doorbell, and the checks run from the poll.
+    const waitingOnPeer = () => this.pending.size > 0 || (this.singleCopySink?.active ?? 0) > 0;
+    this.policy = new WaitingPolicy(() => this.progress(), doorbellSleeper(inbox, () => (waitingOnPeer() ? READER_CHECK_MS : undefined)), {
       spinBudgetNs: this.options.spinBudgetNs,
       minSpinNs: this.options.minSpinNs,
       maxSpinNs: this.options.maxSpinNs,
@@ -332,7 +335,8 @@ export class ThreadsTransport implements Transport {
       writer: pins !== undefined ? pinWriter(pins, this.options.singleCopyMinBytes) : undefined,
       needsFlush: (c) => this.pending.add(c),
       lost: (p, error) => this.lost(p, error),
-      // A thread that ends marks its inbox gone (the exit hook), which the channel checks itself.
+      // The channel checks the reader's inbox (closed, or gone: a thread that ends marks it from its
+      // exit hook) and its side of the ring itself; a thread has nothing more to ask.
       readerAlive: () => true,
       livenessCheckMs: READER_CHECK_MS,
       now: () => performance.now(),
@@ -418,6 +422,7 @@ export class ThreadsTransport implements Transport {
     const stopped = new VmcommError('FINALIZED', 'the threads transport stopped before this frame was sent');
     for (const channel of this.channels.values()) if (channel.pending) channel.fail(stopped);
     this.pending.clear();
+    this.singleCopySink?.stop();
     this.inbox?.changeState(InboxState.OPEN, InboxState.CLOSED);
     this.poller?.detachAll();
     this.wakeEveryone();
@@ -469,13 +474,13 @@ export class ThreadsTransport implements Transport {
   }
 }
 
-/** Sleeps with `Atomics.waitAsync` on the inbox doorbell. */
-function doorbellSleeper(inbox: Inbox): Sleeper {
+/** Sleeps with `Atomics.waitAsync` on the inbox doorbell, for at most `timeoutMs()` (undefined: until rung). */
+function doorbellSleeper(inbox: Inbox, timeoutMs: () => number | undefined): Sleeper {
   return {
     prepare: () => inbox.prepareToSleep(),
     cancel: () => inbox.clearWaiter(),
     sleep: (token, wake) => {
-      const result = Atomics.waitAsync(inbox.words, DOORBELL_WORD, token);
+      const result = Atomics.waitAsync(inbox.words, DOORBELL_WORD, token, timeoutMs());
       if (result.async) void result.value.then(wake);
       else queueMicrotask(wake);
     },

@@ -150,6 +150,11 @@ export class RingChannel implements Channel {
     return progress;
   }
 
+  /** Whether the consumer closed its side of the ring (it reads no more). */
+  get readerClosed(): boolean {
+    return this.producer.consumerClosed;
+  }
+
   /** Delivers what is queued (needs `flush()` calls), then marks the ring closed. Idempotent. */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;

@@ -15,10 +15,12 @@
  * ## A reader that stopped
  *
  * While this channel waits on its reader — a full ring, an unanswered descriptor — it checks every
- * `livenessCheckMs` that the reader's inbox is still open and, where the transport can tell more
- * (`shm`: a process killed by a signal cannot mark its inbox gone, but the kernel drops its lock on
- * the inbox file), that the reader is alive; once it is not, queued frames fail with `PEER_LOST` and
- * the loss is reported. Nothing waits forever on a reader that is gone.
+ * `livenessCheckMs` that the reader's inbox is still open, that it has not closed this ring and,
+ * where the transport can tell more (`shm`: a process killed by a signal cannot mark its inbox gone,
+ * but the kernel drops its lock on the inbox file), that the reader is alive; once it is not, queued
+ * frames fail with `PEER_LOST` and the loss is reported. The transport's wait loop must therefore
+ * poll at least that often while {@link SingleCopyChannel.pending} (a sleep with a timeout), since a
+ * reader that is gone rings no doorbell.
  *
  * @module
  */
@@ -299,7 +301,15 @@ export class SingleCopyChannel implements Channel {
     this.flagged = false;
     const f = this.inFlight;
     this.inFlight = undefined;
-    if (f !== undefined) this.writer?.release(f.handle);
+    if (f !== undefined) {
+      // A reader waiting for the half it asked of us would wait forever: it reads that half itself
+      // (and learns of the failure there, if our memory is gone).
+      if (f.helpWritten >= 0) {
+        this.options.control.helped(f.token, HelpResult.FAILED);
+        if (this.options.ring.peerInbox.ring()) this.options.ring.wake(this.peer);
+      }
+      this.writer?.release(f.handle);
+    }
     f?.done?.(error);
     while (this.backlog.length > 0) this.backlog.shift()?.(error);
     const report = this.closing === undefined;
@@ -313,8 +323,9 @@ export class SingleCopyChannel implements Channel {
     if (now - this.lastCheck < this.options.livenessCheckMs || now - this.waitingSince < this.options.livenessCheckMs) return;
     this.lastCheck = now;
     const state = this.options.ring.peerInbox.state;
-    if (state === InboxState.GONE || (state === InboxState.CLOSED && this.inFlight !== undefined)) {
-      return this.fail(new VmcommError('PEER_LOST', `rank ${this.peer} stopped reading (${state === InboxState.GONE ? 'it ended without finalizing' : 'it finalized'})`, { peer: this.peer }));
+    if (state === InboxState.GONE || ((state === InboxState.CLOSED || this.ring.readerClosed) && this.inFlight !== undefined)) {
+      const why = state === InboxState.GONE ? 'it ended without finalizing' : state === InboxState.CLOSED ? 'it finalized' : 'it closed this ring';
+      return this.fail(new VmcommError('PEER_LOST', `rank ${this.peer} stopped reading (${why})`, { peer: this.peer }));
     }
     if (!this.options.readerAlive()) {
       this.fail(new VmcommError('PEER_LOST', `rank ${this.peer} ended without finalizing (its inbox file is no longer locked)`, { peer: this.peer }));
@@ -331,7 +342,10 @@ export class SingleCopyChannel implements Channel {
     this.closed = true;
     const resolve = this.resolveClosing;
     this.resolveClosing = undefined;
-    resolve?.();
+    if (resolve === undefined) return;
+    // A close the ring channel finished has told the transport already; one ended by a failure has not.
+    if (!this.ringClosing) this.options.ring.closed?.(this.peer);
+    resolve();
   }
 }
 

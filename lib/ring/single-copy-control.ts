@@ -105,6 +105,11 @@ export class SingleCopyControl {
     Atomics.store(w, W_HELP_TOKEN, token); // last: the request is complete when the token shows
   }
 
+  /** Consumer: withdraws the request for descriptor `token` (it gave the frame up); the producer stops before its next piece. */
+  withdrawHelp(token: number): void {
+    if (Atomics.load(this.w, W_HELP_TOKEN) === token) Atomics.store(this.w, W_HELP_TOKEN, (token - 1) | 0);
+  }
+
   /** Producer: the tail the consumer asked for descriptor `token`, if it asked. */
   helpRequest(token: number): HelpRequest | undefined {
     const w = this.w;

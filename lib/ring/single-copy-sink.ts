@@ -21,15 +21,18 @@
  * 2. copies the payload straight from the producer's memory into it (pieces of at most
  *    {@link PIECE_BYTES} per call, continued by later polls so a huge message never holds the event
  *    loop for long);
- * 3. `commit`s, then stores the token and {@link CopyResult.READ} in the ring's control block
- *    (`single-copy-control.ts`) and wakes the producer if it sleeps. The producer's `done` fires then:
- *    its buffer may be reused.
+ * 3. stores the token and {@link CopyResult.READ} in the ring's control block
+ *    (`single-copy-control.ts`), wakes the producer if it sleeps, and `commit`s. The producer's `done`
+ *    fires when it sees the answer: its buffer may be reused.
  *
  * **Cooperative copy.** One copy keeps one core busy while the producer, which waits at the gate
  * anyway, idles. So for a payload of at least {@link HELP_MIN_BYTES} the consumer asks the producer
  * (control block) to write the second half straight into the target, while it reads the first: both
  * cores copy, as in MPICH's pipelined two-copy protocol, with one copy each. The consumer answers READ
  * only after the producer said its half is written (or could not be: then the consumer reads it too).
+ * While it waits for that, each poll reads nothing from the producer's memory, which fails (`ESRCH`)
+ * once the producer is gone. A consumer that gives a frame up withdraws the request; the producer
+ * checks it before each piece, and one that fails says its half FAILED.
  *
  * If the copy is refused (`EPERM`: another user, Yama, a non-dumpable process; `ENOSYS`; `ENOTSUP`:
  * `VMCOMM_CMA=0`), the consumer answers {@link CopyResult.REFUSED} and keeps the frame open; the
@@ -75,6 +78,9 @@ const D_PID = FRAME_HEADER_BYTES;
 const D_TOKEN = FRAME_HEADER_BYTES + 4;
 const D_HANDLE = FRAME_HEADER_BYTES + 8;
 const D_LENGTH = FRAME_HEADER_BYTES + 16;
+
+/** A read of nothing: does the producer's memory still exist? */
+const EMPTY = new Uint8Array(0);
 
 /** Errors of a copy that mean "not allowed here", not "broken": fall back to the ring. */
 const REFUSALS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP']);
@@ -165,6 +171,12 @@ interface PeerCopy {
   helping: boolean;
   /** The target's handle while the producer may write into it (released once it answered). */
   targetHandle: bigint | undefined;
+  /**
+   * The target of a frame given up while the producer was writing into it: referenced until the next
+   * frame from that peer, so the piece the producer may still be writing never lands in memory the
+   * garbage collector has handed to something else.
+   */
+  abandoned: Uint8Array | undefined;
 }
 
 /**
@@ -242,12 +254,7 @@ export class SingleCopySink implements FrameSink {
 
   lost(peer: number, error: Error): void {
     const p = this.peers[peer];
-    if (p !== undefined) {
-      p.state = State.IDLE;
-      p.begun = Begun.PASS;
-      p.target = undefined;
-      this.releaseTarget(p);
-    }
+    if (p !== undefined) this.abandon(peer, p);
     this.reading = this.reading.filter((r) => r !== peer);
     this.inner.lost(peer, error);
   }
@@ -265,7 +272,7 @@ export class SingleCopySink implements FrameSink {
         moved += this.read(peer, p, maxBytes - moved);
       } catch (error) {
         this.reading.splice(i, 1);
-        this.releaseTarget(p);
+        this.abandon(peer, p);
         this.hooks.fail(peer, error as Error);
         continue;
       }
@@ -293,6 +300,7 @@ export class SingleCopySink implements FrameSink {
       readUpTo: 0,
       helping: false,
       targetHandle: undefined,
+      abandoned: undefined,
     };
     this.peers[peer] = p;
     return p;
@@ -314,6 +322,7 @@ export class SingleCopySink implements FrameSink {
     // The core says where the payload goes (for rendezvous DATA: the user's buffer).
     const target = this.inner.begin(peer, p.header);
     p.target = target;
+    p.abandoned = undefined;
     p.want = target === undefined ? 0 : Math.min(target.byteLength, p.length);
     p.done = 0;
     p.readUpTo = p.want;
@@ -340,26 +349,20 @@ export class SingleCopySink implements FrameSink {
     while (p.done < p.readUpTo && moved < budget) {
       const n = Math.min(p.readUpTo - p.done, PIECE_BYTES, budget - moved);
       const into = p.done === 0 && n === target!.byteLength ? target! : target!.subarray(p.done, p.done + n);
-      let got: number;
-      try {
-        got = this.reader.read(p.pid, p.handle, p.done, into);
-      } catch (error) {
-        const code = (error as { code?: string }).code ?? '';
-        if (REFUSALS.has(code)) {
-          this.refuse(peer, p);
-          return moved;
-        }
-        if (code === 'ESRCH') throw new VmcommError('PEER_LOST', `rank ${peer} is gone (its process, or the memory it described, no longer exists)`, { cause: error, peer });
-        if (code === 'EFAULT') throw corrupt(`rank ${peer} described ${p.length} bytes it does not have`);
-        throw new VmcommError('PEER_LOST', `single copy from rank ${peer} failed: ${(error as Error).message}`, { cause: error, peer });
-      }
+      const got = this.copy(peer, p, p.done, into);
+      if (got < 0) return moved; // refused: the payload comes through the ring
       if (!(got > 0)) throw corrupt(`rank ${peer}'s described buffer ended after ${p.done} of ${p.want} bytes`);
       p.done += got;
       moved += got;
     }
     if (p.helping && p.done >= p.readUpTo) {
       const outcome = this.hooks.control(peer)!.helpOutcome(p.token);
-      if (outcome === 0) return moved; // the producer is still writing its half
+      if (outcome === 0) {
+        // The producer is still writing its half — unless it is gone (its thread ended, its pins with
+        // it): a read of nothing says so (ESRCH → PEER_LOST), where waiting would wait forever.
+        this.copy(peer, p, p.done === 0 ? 0 : p.done - 1, EMPTY);
+        return moved;
+      }
       p.helping = false;
       this.releaseTarget(p);
       if (outcome === HelpResult.WRITTEN) {
@@ -383,6 +386,25 @@ export class SingleCopySink implements FrameSink {
     return moved;
   }
 
+  /**
+   * Copies bytes `offset …` of `p`'s payload into `into`: the bytes copied, or −1 after a refusal
+   * (the frame then waits for its fallback). Throws PEER_LOST or CORRUPT.
+   */
+  private copy(peer: number, p: PeerCopy, offset: number, into: Uint8Array): number {
+    try {
+      return this.reader.read(p.pid, p.handle, offset, into);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (REFUSALS.has(code)) {
+        this.refuse(peer, p);
+        return -1;
+      }
+      if (code === 'ESRCH') throw new VmcommError('PEER_LOST', `rank ${peer} is gone (its process, or the memory it described, no longer exists)`, { cause: error, peer });
+      if (code === 'EFAULT') throw corrupt(`rank ${peer} described ${p.length} bytes it does not have`);
+      throw new VmcommError('PEER_LOST', `single copy from rank ${peer} failed: ${(error as Error).message}`, { cause: error, peer });
+    }
+  }
+
   /** This rank cannot read `peer`: ask for the payload through the ring, and for every later one. */
   private refuse(peer: number, p: PeerCopy): void {
     this.counts.refusals++;
@@ -393,6 +415,33 @@ export class SingleCopySink implements FrameSink {
     this.releaseTarget(p);
     this.hooks.control(peer)!.finish(p.token, CopyResult.REFUSED);
     this.hooks.wakeProducer(peer);
+  }
+
+  /**
+   * This rank stops reading (it stops, or the peer failed): every frame in progress is dropped, a half
+   * the producer was asked to write is withdrawn, and targets are released.
+   */
+  stop(): void {
+    for (let peer = 0; peer < this.peers.length; peer++) {
+      const p = this.peers[peer];
+      if (p !== undefined) this.abandon(peer, p);
+    }
+  }
+
+  /** Drops `p`'s frame in progress: withdraws a half asked of the producer, releases the target. */
+  private abandon(peer: number, p: PeerCopy): void {
+    // The producer checks the request before each piece it writes: once withdrawn, at most the piece
+    // it is writing lands in the target (a pinned one stays valid for it).
+    if (p.helping) {
+      this.hooks.control(peer)?.withdrawHelp(p.token);
+      p.abandoned = p.target;
+    }
+    p.state = State.IDLE;
+    p.begun = Begun.PASS;
+    p.target = undefined;
+    p.helping = false;
+    this.releaseTarget(p);
+    this.reading = this.reading.filter((r) => r !== peer);
   }
 
   /** A handle for the producer to write `target` through; none (this rank copies it all) if the target cannot have one. */

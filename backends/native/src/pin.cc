@@ -12,12 +12,20 @@
 // out of one pin run at once (the cooperative copy: both threads copy a half).
 //
 // Bounds are checked here, against the length the view had when pinned: a corrupt offset or length
-// from shared memory becomes EFAULT, never an out-of-bounds access. An unknown pin (released, or its
-// thread ended) is ESRCH. Pins belong to the environment (main thread or worker) that made them and
-// are released when it ends (ReleasePinsOf, from the addon's instance-data finalizer).
+// from shared memory becomes EFAULT, never an out-of-bounds access. A pin's number is its slot (low
+// 32 bits) and a random tag (the 21 bits above, so the number stays a safe integer): a number read
+// from a corrupt descriptor names another live pin only by guessing its tag. An unknown pin
+// (released, its thread ended, or a wrong tag) is ESRCH. Pins belong to the environment (main
+// thread or worker) that made them and are released when it ends (ReleasePinsOf, from the addon's
+// instance-data finalizer).
+//
+// What a pin keeps alive is memory V8 owns: every ArrayBuffer and Buffer that JavaScript creates. An
+// external buffer a native addon made (napi_create_external_arraybuffer) is freed by that addon's own
+// cleanup when its thread ends, pinned or not.
 
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <unordered_map>
 
 #include "addon.h"
@@ -32,13 +40,18 @@ struct Pin {
   uint8_t* data;
   size_t length;
   const AddonData* owner;
+  uint32_t tag;
 };
 
 struct PinTable {
   std::mutex mutex;
   std::unordered_map<uint32_t, Pin> pins;
   uint32_t next = 1;
+  std::mt19937 random{std::random_device{}()};
 };
+
+// A pin number: slot + tag × 2^32, tag in [1, 2^21 − 1] (a safe integer).
+constexpr double kTagUnit = 4294967296.0;
 
 // Leaked on purpose, like the mapping registry: finalizers may run during process teardown.
 PinTable& ThePins() {
@@ -46,11 +59,13 @@ PinTable& ThePins() {
   return *table;
 }
 
-// A pin id argument: an integer in [1, 2^32 − 1].
-bool GetPinId(napi_env env, const Args& args, size_t i, uint32_t& id) {
+// A pin number argument: an integer in [1, 2^53 − 1], split into slot and tag.
+bool GetPinId(napi_env env, const Args& args, size_t i, uint32_t& id, uint32_t& tag) {
   double value = 0;
-  if (!GetInteger(env, args, i, "pin", 1, 4294967295.0, value)) return false;
-  id = static_cast<uint32_t>(value);
+  if (!GetInteger(env, args, i, "pin", 1, 9007199254740991.0, value)) return false;
+  uint64_t number = static_cast<uint64_t>(value);
+  id = static_cast<uint32_t>(number & 0xffffffffu);
+  tag = static_cast<uint32_t>(number >> 32);
   return true;
 }
 
@@ -69,6 +84,7 @@ napi_value PinView(napi_env env, napi_callback_info info) {
   uint8_t* data = static_cast<uint8_t*>(store->Data()) + view->ByteOffset();
   PinTable& table = ThePins();
   uint32_t id;
+  uint32_t tag;
   {
     std::lock_guard<std::mutex> lock(table.mutex);
     if (table.pins.size() >= 0xffff0000u) return ThrowCoded(env, ErrorKind::kError, "EMFILE", EMFILE, "pin: too many pins held");
@@ -76,25 +92,26 @@ napi_value PinView(napi_env env, napi_callback_info info) {
       id = table.next++;
       if (table.next == 0) table.next = 1;
     } while (id == 0 || table.pins.count(id) != 0);
-    table.pins.emplace(id, Pin{std::move(store), data, length, static_cast<const AddonData*>(args.data)});
+    tag = 1 + table.random() % 0x1fffffu;
+    table.pins.emplace(id, Pin{std::move(store), data, length, static_cast<const AddonData*>(args.data), tag});
   }
   napi_value result;
-  VMCOMM_NAPI(env, napi_create_uint32(env, id, &result));
+  VMCOMM_NAPI(env, napi_create_double(env, static_cast<double>(tag) * kTagUnit + static_cast<double>(id), &result));
   return result;
 }
 
 // unpin(id): true when the pin was held (and is released now).
 napi_value Unpin(napi_env env, napi_callback_info info) {
   Args args;
-  uint32_t id = 0;
-  if (!GetArgs(env, info, "unpin", args) || !GetPinId(env, args, 0, id)) return nullptr;
+  uint32_t id = 0, tag = 0;
+  if (!GetArgs(env, info, "unpin", args) || !GetPinId(env, args, 0, id, tag)) return nullptr;
   std::shared_ptr<v8::BackingStore> released;  // dropped after the lock: a deleter may take other locks
   bool held = false;
   {
     PinTable& table = ThePins();
     std::lock_guard<std::mutex> lock(table.mutex);
     auto it = table.pins.find(id);
-    if (it != table.pins.end()) {
+    if (it != table.pins.end() && it->second.tag == tag) {
       released = std::move(it->second.store);
       table.pins.erase(it);
       held = true;
@@ -111,11 +128,11 @@ napi_value Unpin(napi_env env, napi_callback_info info) {
 napi_value Copy(napi_env env, napi_callback_info info, bool to_pin) {
   const char* fn = to_pin ? "copyToPin" : "copyFromPin";
   Args args;
-  uint32_t id = 0;
+  uint32_t id = 0, tag = 0;
   double offset = 0;
   uint8_t* local = nullptr;
   size_t length = 0;
-  if (!GetArgs(env, info, fn, args) || !GetPinId(env, args, 0, id) || !GetInteger(env, args, 1, "offset", 0, 9007199254740991.0, offset) ||
+  if (!GetArgs(env, info, fn, args) || !GetPinId(env, args, 0, id, tag) || !GetInteger(env, args, 1, "offset", 0, 9007199254740991.0, offset) ||
       !GetView(env, args, 2, to_pin ? "from" : "into", local, length)) {
     return nullptr;
   }
@@ -126,8 +143,9 @@ napi_value Copy(napi_env env, napi_callback_info info, bool to_pin) {
     PinTable& table = ThePins();
     std::lock_guard<std::mutex> lock(table.mutex);
     auto it = table.pins.find(id);
-    if (it == table.pins.end()) {
-      return ThrowCoded(env, ErrorKind::kError, "ESRCH", ESRCH, std::string(fn) + ": no pin " + std::to_string(id) + " (released, or its thread ended)");
+    if (it == table.pins.end() || it->second.tag != tag) {
+      return ThrowCoded(env, ErrorKind::kError, "ESRCH", ESRCH,
+                        std::string(fn) + ": no pin " + std::to_string(static_cast<uint64_t>(tag) << 32 | id) + " (released, or its thread ended)");
     }
     hold = it->second.store;
     data = it->second.data;
@@ -136,7 +154,7 @@ napi_value Copy(napi_env env, napi_callback_info info, bool to_pin) {
   size_t at = static_cast<size_t>(offset);
   if (offset > static_cast<double>(pinned)) {
     return ThrowCoded(env, ErrorKind::kError, "EFAULT", EFAULT,
-                      std::string(fn) + ": offset " + std::to_string(at) + " is beyond the " + std::to_string(pinned) + " bytes of pin " + std::to_string(id));
+                      std::string(fn) + ": offset " + std::to_string(at) + " is beyond the " + std::to_string(pinned) + " bytes of its pin");
   }
   size_t n = pinned - at < length ? pinned - at : length;
   if (n > 0) {

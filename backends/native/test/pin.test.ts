@@ -1,5 +1,6 @@
 // Pins: single copy between threads of one process (src/pin.cc). The copies, their bounds, pins that
 // outlive a transferred buffer, copies from another thread, and pins released when their thread ends.
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -59,7 +60,18 @@ describe.skipIf(addon === undefined)('pins', () => {
       a.unpin(pin);
     }
     expect(() => a.copyFromPin(pin, 0, new Uint8Array(1))).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+    // A number with the right slot but another tag names nothing (a corrupt handle cannot hit a live pin).
+    const live = a.pin(new Uint8Array(16));
+    try {
+      expect(live).toBeGreaterThan(2 ** 32);
+      expect(() => a.copyFromPin(live % 2 ** 32, 0, new Uint8Array(1))).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+      expect(a.unpin(live % 2 ** 32)).toBe(false);
+      expect(a.copyFromPin(live, 0, new Uint8Array(1))).toBe(1);
+    } finally {
+      expect(a.unpin(live)).toBe(true);
+    }
     expect(() => a.copyFromPin(0, 0, new Uint8Array(1))).toThrow(RangeError);
+    expect(() => a.copyFromPin(2 ** 53, 0, new Uint8Array(1))).toThrow(RangeError);
     expect(() => a.copyFromPin(1.5, 0, new Uint8Array(1))).toThrow(RangeError);
     expect(() => a.copyFromPin(1, -1, new Uint8Array(1))).toThrow(RangeError);
     expect(() => a.pin({} as Uint8Array)).toThrow(TypeError);
@@ -96,6 +108,30 @@ describe.skipIf(addon === undefined)('pins', () => {
       a.unpin(pin);
     }
   });
+
+  it('keeps pinned memory after its buffer was transferred away, dropped and collected (a child with --expose-gc)', () => {
+    const nativeJs = path.join(ROOT, 'dist/backends/native/native.js');
+    const script = `
+      const { loadNative } = await import(${JSON.stringify(nativeJs)});
+      const a = loadNative();
+      let buffer = new Uint8Array(64 << 20).fill(0x5a).buffer;
+      const pin = a.pin(new Uint8Array(buffer, 4096));
+      let moved = structuredClone(buffer, { transfer: [buffer] });
+      buffer = undefined;
+      moved = undefined;
+      for (let i = 0; i < 5; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+      const garbage = Array.from({ length: 8 }, () => new Uint8Array(64 << 20).fill(0x11)); // reuse freed memory, if it was freed
+      const into = new Uint8Array(64 << 20);
+      const n = a.copyFromPin(pin, 0, into);
+      let bad = 0;
+      for (let i = 0; i < n; i += 4096) if (into[i] !== 0x5a) bad++;
+      console.log(JSON.stringify({ n, bad, kept: garbage.length }));
+      a.unpin(pin);`;
+    const run = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ n: (64 << 20) - 4096, bad: 0, kept: 8 });
+  }, 70_000);
 
   it("copies from another thread's pin, and fails with ESRCH once that thread ended", async () => {
     const a = native();

@@ -44,6 +44,7 @@ function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: nu
     gone: false,
     released: 0,
     targetsReleased: 0,
+    closedHooks: 0,
     addressOf,
     cmaWrite(pid: number, remote: bigint, from: ArrayBufferView): number {
       this.writes++;
@@ -60,7 +61,7 @@ function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: nu
       throw Object.assign(new Error('bad address'), { code: 'EFAULT', errno: 14 });
     },
     cmaRead(pid: number, remote: bigint, into: ArrayBufferView): number {
-      this.reads++;
+      if (into.byteLength > 0) this.reads++; // copies; a read of nothing asks only whether the sender is there
       if (this.gone) throw Object.assign(new Error('no such process'), { code: 'ESRCH', errno: 3 });
       if (this.refuse) throw Object.assign(new Error('operation not permitted'), { code: 'EPERM', errno: 1 });
       expect(pid).toBe(PRODUCER_PID);
@@ -78,7 +79,7 @@ function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: nu
   const lost: Error[] = [];
   const pending = new Set<SingleCopyChannel>();
   const channel = new SingleCopyChannel({
-    ring: { peer: 1, self: 0, ring: region, descriptor: new Uint8Array([1]), peerInbox: new InboxSender(inboxRegion), wake: () => {} },
+    ring: { peer: 1, self: 0, ring: region, descriptor: new Uint8Array([1]), peerInbox: new InboxSender(inboxRegion), wake: () => {}, closed: () => kernel.closedHooks++ },
     control,
     writer: {
       pid: PRODUCER_PID,
@@ -134,7 +135,7 @@ function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: nu
     });
     return state;
   };
-  return { channel, sink, kernel, delivered, lost, failed, run, send, consumer };
+  return { channel, sink, kernel, delivered, lost, failed, run, send, consumer, memory };
 }
 
 describe('single copy, the protocol', () => {
@@ -263,6 +264,78 @@ describe('single copy, the protocol', () => {
     await Promise.resolve();
     expect(s).toEqual({ done: true, error: undefined });
     expect(busyClosed).toBe(true);
+  });
+
+  it('a sender that fails while the reader waits for the half it asked: the reader is told FAILED and reads that half itself', () => {
+    const h = harness();
+    const big = pattern(HELP_MIN_BYTES * 2, 14);
+    const s = h.send(big);
+    h.consumer.poll(h.sink, 0, 16); // the descriptor: the reader reads its half and asks for the other
+    expect(h.sink.active).toBe(1);
+    h.channel.fail(new Error('the sender stops'));
+    expect(s.error).toMatchObject({ message: 'the sender stops' });
+    for (let i = 0; i < 4; i++) h.sink.pump(PIECE_BYTES);
+    expect(h.sink.active).toBe(0);
+    expect(h.kernel.writes).toBe(0);
+    expect(same(h.delivered[0].data, big)).toBe(true);
+    expect(h.sink.counts).toMatchObject({ reads: 1, helped: 0 });
+    expect(h.kernel.released).toBe(1);
+    expect(h.kernel.targetsReleased).toBe(1);
+  });
+
+  it('a sender that is gone while the reader waits for its half: PEER_LOST from a read of nothing, not a wait forever', () => {
+    const h = harness();
+    h.send(pattern(HELP_MIN_BYTES * 2, 15));
+    h.consumer.poll(h.sink, 0, 16);
+    expect(h.sink.active).toBe(1);
+    h.sink.pump(PIECE_BYTES);
+    expect(h.failed).toEqual([]); // still waiting: the sender is alive
+    h.kernel.gone = true;
+    h.sink.pump(PIECE_BYTES);
+    expect(h.failed).toEqual([expect.objectContaining({ code: 'PEER_LOST' })]);
+    expect(h.sink.active).toBe(0);
+    expect(h.kernel.targetsReleased).toBe(1);
+  });
+
+  it('a reader that gives a frame up withdraws the half it asked for: the sender writes no further piece', () => {
+    const h = harness();
+    h.send(pattern(PIECE_BYTES * 4 + 3, 16)); // the sender's half: three pieces
+    h.consumer.poll(h.sink, 0, 16);
+    h.channel.flush(); // the sender writes one piece of its half
+    expect(h.kernel.writes).toBe(1);
+    h.sink.lost(0, new Error('the reader gives up'));
+    expect(h.kernel.targetsReleased).toBe(1);
+    for (let i = 0; i < 5; i++) h.channel.flush();
+    expect(h.kernel.writes).toBe(1);
+  });
+
+  it('a descriptor whose memory the sender does not have (EFAULT) is CORRUPT at the reader', () => {
+    const h = harness({ refuseWrites: true });
+    h.send(pattern(MIN * 3, 17));
+    h.memory.clear();
+    expect(() => h.run()).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
+  });
+
+  it('a reader that closed its side of the ring fails an open descriptor with PEER_LOST', async () => {
+    const h = harness();
+    const s = h.send(pattern(MIN * 2, 18));
+    h.consumer.close();
+    const until = Date.now() + 5_000;
+    while (!s.done && Date.now() < until) {
+      h.channel.flush();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    expect(s.error).toMatchObject({ code: 'PEER_LOST', message: expect.stringMatching(/closed this ring/) });
+  });
+
+  it('closing a channel that failed tells the transport, as a ring channel does (no frame from the peer after close)', async () => {
+    const h = harness();
+    h.channel.fail(new Error('broken'));
+    await h.channel.close();
+    expect(h.kernel.closedHooks).toBe(1);
+    const g = harness();
+    await g.channel.close();
+    expect(g.kernel.closedHooks).toBe(1);
   });
 
   it('a reader that died while the sender waits fails the send with PEER_LOST and reports the loss, once', async () => {
