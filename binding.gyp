@@ -11,7 +11,8 @@
         "backends/native/src/futex-waiter.cc",
         "backends/native/src/cma.cc",
         "backends/native/src/sched.cc",
-        "backends/native/src/pin.cc"
+        "backends/native/src/pin.cc",
+        "backends/native/src/thread-end.cc"
       ],
       # Node-API 8: instance data, threadsafe functions, cleanup hooks, object freeze.
       "defines": ["NAPI_VERSION=8"],

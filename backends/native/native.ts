@@ -239,6 +239,20 @@ export interface NativeAddon {
   /** `memcpy` of `from` to byte `offset` of a pinned view; as {@link NativeAddon.copyFromPin}. */
   copyToPin(pin: number, offset: number, from: ArrayBufferView): number;
 
+  /**
+   * Registers a store to make when this thread ends without JavaScript's help (a terminated worker
+   * runs no `exit` handler): the aligned 32-bit word at `byteOffset` of `sab` is compare-and-swapped
+   * from `expected` to `value` when this thread's environment is torn down, unless
+   * {@link NativeAddon.cancelOnThreadEnd} withdrew it. Peers that poll the word then learn the thread
+   * is gone. The registration keeps `sab`'s memory alive until then.
+   *
+   * @returns A number for {@link NativeAddon.cancelOnThreadEnd}.
+   */
+  onThreadEnd(sab: SharedArrayBuffer, byteOffset: number, expected: number, value: number): number;
+
+  /** Withdraws a registration of this thread's {@link NativeAddon.onThreadEnd}. @returns Whether it was held. */
+  cancelOnThreadEnd(id: number): boolean;
+
   /** `sched_yield()`: lets another runnable thread on this CPU go first (for bounded spin loops). */
   schedYield(): void;
 

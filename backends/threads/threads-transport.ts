@@ -33,8 +33,11 @@
  * hello with the nonce of its card; `addPeers()` closes the directory and starts the wait loop;
  * `connect()` carves a ring and announces it; `stop()` marks the inbox closed, detaches the rings,
  * and wakes everyone who might wait on this rank. A thread that ends without `stop()` (an uncaught
- * exception, `process.exit`) marks its inbox *gone* from a process `exit` hook, so peers blocked on
- * a full ring to it fail instead of hanging.
+ * exception, `process.exit`) marks its inbox *gone* from a process `exit` hook; one terminated
+ * (`worker.terminate()`, which runs no JavaScript) has the addon mark it as its environment is torn
+ * down (`NativeAddon.onThreadEnd`). Peers sending to it (a full ring, a single copy at the gate) fail
+ * with `PEER_LOST` at their next check, and every {@link PEER_SWEEP_MS} each rank reports served
+ * peers whose inbox says gone, so a receive from one fails too instead of hanging.
  *
  * @module
  */
@@ -44,7 +47,7 @@ import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import type { BackendComponents, CardFields, Channel, LocalityCard, Transport } from '../../lib/backend.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
-import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes } from '../../lib/ring/inbox.js';
+import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes, STATE_WORD } from '../../lib/ring/inbox.js';
 import { Poller } from '../../lib/ring/poller.js';
 import { nextPowerOfTwo } from '../../lib/ring/region.js';
 import { PendingChannels } from '../../lib/ring/ring-channel.js';
@@ -71,6 +74,8 @@ interface PeerLink {
 const MAX_SLOTS = 1024;
 /** Rings never shrink below this to fit `arenaBytes`. */
 const MIN_FITTED_RING_BYTES = 4096;
+/** How often a rank looks for served peers whose inbox says gone (one load per peer). */
+const PEER_SWEEP_MS = 500;
 /** How often a channel waiting on its reader (a full ring, an unanswered descriptor) checks that the reader's inbox is still open. */
 const READER_CHECK_MS = 100;
 
@@ -118,6 +123,11 @@ export class ThreadsTransport implements Transport {
   private yieldMode = false;
   /** Ends an empty poll when thread-ranks outnumber cores: the addon's `sched_yield` (decided at addPeers). */
   private schedYield: (() => void) | undefined;
+  /** The addon's store of GONE into our inbox state if this thread is terminated (see the module comment). */
+  private threadEnd: number | undefined;
+  /** Peers found gone by the sweep (reported once). */
+  private readonly gonePeers = new Set<number>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -181,8 +191,10 @@ export class ThreadsTransport implements Transport {
     }
     live.add(this);
     hookExit();
-    // The addon is optional here: with it, large payloads go by single copy (see the module comment).
+    // The addon is optional here: with it, large payloads go by single copy, and a terminated thread
+    // still marks its inbox gone (see the module comment).
     this.pins = tryLoadNative().addon;
+    this.threadEnd = this.pins?.onThreadEnd(this.arena.sab, STATE_WORD * 4, InboxState.OPEN, InboxState.GONE);
     // singleCopy: what this rank's sends do (for `vmcomm info`); peers read descriptors either way.
     return { nonce: this.nonce, threadId, ringBytes, singleCopy: this.options.singleCopy && this.pins !== undefined };
   }
@@ -280,6 +292,19 @@ export class ThreadsTransport implements Transport {
       now: () => performance.now(),
     });
     this.policy.start();
+    this.sweepTimer = setInterval(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  /** Reports every served peer whose inbox says its thread ended without stopping. */
+  private sweepPeers(): void {
+    if (this.stopping !== undefined) return;
+    for (const peer of this.served) {
+      if (this.gonePeers.has(peer) || this.links.get(peer)?.inbox.state !== InboxState.GONE) continue;
+      this.gonePeers.add(peer);
+      this.poller?.detach(peer);
+      this.lost(peer, new VmcommError('PEER_LOST', `rank ${peer} ended without finalizing (its thread is gone)`, { peer }));
+    }
   }
 
   /** Spin, `sched_yield` on empty polls, or poll once per event-loop turn (see the module comment). */
@@ -417,6 +442,7 @@ export class ThreadsTransport implements Transport {
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
     live.delete(this);
+    clearInterval(this.sweepTimer);
     this.policy?.stop();
     this.directory?.close();
     const stopped = new VmcommError('FINALIZED', 'the threads transport stopped before this frame was sent');
@@ -424,6 +450,7 @@ export class ThreadsTransport implements Transport {
     this.pending.clear();
     this.singleCopySink?.stop();
     this.inbox?.changeState(InboxState.OPEN, InboxState.CLOSED);
+    if (this.threadEnd !== undefined) this.pins?.cancelOnThreadEnd(this.threadEnd);
     this.poller?.detachAll();
     this.wakeEveryone();
   }

@@ -79,7 +79,9 @@ const W_MAGIC = 0;
 const W_VERSION = 1;
 const W_SLOTS = 2;
 const W_DESCRIPTOR_BYTES = 3;
-const W_STATE = CONTROL_STRIDE_BYTES >> 2;
+/** Index of the state word ({@link InboxState}) in an `Int32Array` over the inbox region. */
+export const STATE_WORD = CONTROL_STRIDE_BYTES >> 2;
+const W_STATE = STATE_WORD;
 /** Index of the doorbell word in an `Int32Array` over the inbox region (for `Atomics.waitAsync`). */
 export const DOORBELL_WORD = (2 * CONTROL_STRIDE_BYTES) >> 2;
 const W_WAITER = (3 * CONTROL_STRIDE_BYTES) >> 2;

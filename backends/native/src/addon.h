@@ -23,11 +23,14 @@ napi_value ExportFutex(napi_env env, napi_value exports, AddonData* data);    //
 napi_value ExportCma(napi_env env, napi_value exports, AddonData* data);      // cma.cc
 napi_value ExportSched(napi_env env, napi_value exports, AddonData* data);    // sched.cc
 napi_value ExportPin(napi_env env, napi_value exports, AddonData* data);      // pin.cc
+napi_value ExportThreadEnd(napi_env env, napi_value exports, AddonData* data);  // thread-end.cc
 
 // Closes the lockFile fds that `data`'s environment still holds (it is ending).
 void ReleaseLocksOf(const AddonData* data);  // mapping.cc
 // Releases the pins `data`'s environment still holds (it is ending).
 void ReleasePinsOf(const AddonData* data);  // pin.cc
+// Makes the stores `data`'s environment registered with onThreadEnd (it is ending).
+void RunThreadEndStores(const AddonData* data);  // thread-end.cc
 
 // Probes for `capability` (each a cheap system call, no side effects).
 bool ProbeFutex();

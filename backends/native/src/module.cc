@@ -94,6 +94,7 @@ napi_value Capability(napi_env env, const AddonData* data) {
 
 void FreeAddonData(napi_env env, void* raw, void* hint) {
   AddonData* data = static_cast<AddonData*>(raw);
+  RunThreadEndStores(data);
   ReleaseLocksOf(data);
   ReleasePinsOf(data);
   if (data->waiter_class != nullptr) napi_delete_reference(env, data->waiter_class);
@@ -113,7 +114,8 @@ NAPI_MODULE_INIT() {
     return ThrowInternal(env, "napi_set_instance_data");
   }
   if (ExportMapping(env, exports, data) == nullptr || ExportFutex(env, exports, data) == nullptr || ExportCma(env, exports, data) == nullptr ||
-      ExportSched(env, exports, data) == nullptr || ExportPin(env, exports, data) == nullptr) {
+      ExportSched(env, exports, data) == nullptr || ExportPin(env, exports, data) == nullptr ||
+      ExportThreadEnd(env, exports, data) == nullptr) {
     return nullptr;
   }
   napi_value capability = Capability(env, data);

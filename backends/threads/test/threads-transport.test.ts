@@ -158,6 +158,37 @@ describe('threads detection', () => {
   }, 60_000);
 });
 
+describe.skipIf(tryLoadNative().addon === undefined)('a thread-rank that is terminated', () => {
+  it('leaves its inbox gone (the addon stores it as the thread is torn down): a send waiting on it fails with PEER_LOST and the loss is reported', async () => {
+    const jobId = `worker-${jobs++}`;
+    const s = sink();
+    const t = threads({ ringBytes: 4096, singleCopy: false })(components(0, 2, jobId, s.s)) as ThreadsTransport;
+    const fields = await t.start();
+    const { result, worker } = runTsWorker<unknown>('backends/threads/test/worker-idle-rank.ts', { jobId, peerFields: fields });
+    void result.catch(() => undefined);
+    try {
+      const first = await new Promise<{ card: CardFields }>((resolve) => worker.once('message', resolve));
+      expect(await t.probe(card(1, first.card))).toBe(true);
+      t.addPeers([1]);
+      await new Promise<void>((resolve) => worker.on('message', (m) => 'probed' in m && resolve()));
+      const channel = await t.connect(1);
+      // More than our 4 KiB ring to the worker, which never reads it (it has no poller): the send waits.
+      const f = frame(50_000, 1);
+      let outcome: Error | undefined | 'pending' = 'pending';
+      channel.send(f.header, f.payload, (e) => (outcome = e));
+      for (let k = 0; k < 20; k++) await new Promise((r) => setTimeout(r, 5));
+      expect(outcome).toBe('pending');
+      await worker.terminate(); // no JavaScript runs in the worker from here: no exit hook
+      for (let k = 0; k < 400 && (outcome === 'pending' || s.lost.length === 0); k++) await new Promise((r) => setTimeout(r, 10));
+      expect(outcome).toMatchObject({ code: 'PEER_LOST', peer: 1 });
+      expect(s.lost.map((l) => l.peer)).toEqual([1]);
+    } finally {
+      await worker.terminate();
+      await t.stop();
+    }
+  }, 30_000);
+});
+
 describe('threads channels', () => {
   it('carries frames both ways, in order; rings are carved on first use only', async () => {
     const { a, b, sinks } = await pair({ ringBytes: 4096 });
