@@ -6,7 +6,8 @@
  * until the reader answers, and the reader keeps its target until the frame is done. A reader that
  * gives a frame up (its receive failed) withdraws the half it asked for; the sender checks before
  * each piece, so at most the piece it is writing (≤ 2 MiB) still lands in that receive buffer, which
- * the reader keeps referenced (so not collected and reused) until the peer's next frame.
+ * the reader keeps referenced (so not collected and reused) until the peer's next single-copy frame
+ * or the transport stops.
  *
  * Only between ranks of one PID namespace, whose cards say both allow CMA (the transport checks); a
  * kernel that refuses (`EPERM`: another user, Yama; `ENOTSUP`: `VMCOMM_CMA=0`) makes the protocol

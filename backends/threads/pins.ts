@@ -38,6 +38,8 @@ export function pinReader(addon: Pins): PayloadReader {
     // memcpy has no per-call cost to amortize, unlike process_vm_readv: both threads copy from 64 KiB on
     // (measured: 256 KiB half round trips 37 → 20 µs, 64 KiB no slower than through the ring).
     helpMinBytes: HELP_MIN_BYTES,
+    // A pinned target stays valid for a write in progress whatever the receiver does with it.
+    handlesHoldMemory: true,
   };
 }
 

@@ -74,6 +74,8 @@ interface PeerLink {
 const MAX_SLOTS = 1024;
 /** Rings never shrink below this to fit `arenaBytes`. */
 const MIN_FITTED_RING_BYTES = 4096;
+/** An idle rank's sleep ends after this long anyway (a cheap re-check). */
+const IDLE_SLEEP_MS = 1_000;
 /** How often a rank looks for served peers whose inbox says gone (one load per peer). */
 const PEER_SWEEP_MS = 500;
 /** How often a channel waiting on its reader (a full ring, an unanswered descriptor) checks that the reader's inbox is still open. */
@@ -125,8 +127,8 @@ export class ThreadsTransport implements Transport {
   private schedYield: (() => void) | undefined;
   /** The addon's store of GONE into our inbox state if this thread is terminated (see the module comment). */
   private threadEnd: number | undefined;
-  /** Peers found gone by the sweep (reported once). */
-  private readonly gonePeers = new Set<number>();
+  /** Peers reported lost (each once, whoever noticed: the sweep, a channel, a single-copy read). */
+  private readonly lostPeers = new Set<number>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
@@ -266,10 +268,7 @@ export class ThreadsTransport implements Transport {
         allowed: (peer) => this.links.has(peer),
         control: (peer) => this.inbound.get(peer),
         wakeProducer: (peer) => this.wake(peer, true),
-        fail: (peer, error) => {
-          this.poller?.detach(peer);
-          this.lost(peer, error);
-        },
+        fail: (peer, error) => this.lost(peer, error),
       });
     }
     this.poller = new Poller(inbox, sink, {
@@ -280,9 +279,10 @@ export class ThreadsTransport implements Transport {
     }, { framesPerPoll: this.options.pollFramesPerCall });
     this.chooseWaiting(peers);
     // While a channel waits on its reader, or a single-copy read on its writer, sleep at most
-    // READER_CHECK_MS: a peer that is gone rings no doorbell, and the checks run from the poll.
+    // READER_CHECK_MS, else IDLE_SLEEP_MS: a peer that is gone rings no doorbell, and the checks run
+    // from the poll (a sleep already under way keeps its own timeout, so the idle one is finite too).
     const waitingOnPeer = () => this.pending.size > 0 || (this.singleCopySink?.active ?? 0) > 0;
-    this.policy = new WaitingPolicy(() => this.progress(), doorbellSleeper(inbox, () => (waitingOnPeer() ? READER_CHECK_MS : undefined)), {
+    this.policy = new WaitingPolicy(() => this.progress(), doorbellSleeper(inbox, () => (waitingOnPeer() ? READER_CHECK_MS : IDLE_SLEEP_MS)), {
       spinBudgetNs: this.options.spinBudgetNs,
       minSpinNs: this.options.minSpinNs,
       maxSpinNs: this.options.maxSpinNs,
@@ -300,9 +300,7 @@ export class ThreadsTransport implements Transport {
   private sweepPeers(): void {
     if (this.stopping !== undefined) return;
     for (const peer of this.served) {
-      if (this.gonePeers.has(peer) || this.links.get(peer)?.inbox.state !== InboxState.GONE) continue;
-      this.gonePeers.add(peer);
-      this.poller?.detach(peer);
+      if (this.lostPeers.has(peer) || this.links.get(peer)?.inbox.state !== InboxState.GONE) continue;
       this.lost(peer, new VmcommError('PEER_LOST', `rank ${peer} ended without finalizing (its thread is gone)`, { peer }));
     }
   }
@@ -358,10 +356,15 @@ export class ThreadsTransport implements Transport {
       },
       control: new SingleCopyControl(control),
       writer: pins !== undefined ? pinWriter(pins, this.options.singleCopyMinBytes) : undefined,
-      needsFlush: (c) => this.pending.add(c),
+      needsFlush: (c) => {
+        this.pending.add(c);
+        // Only a poll flushes it: a rank asleep would not poll until a doorbell rang.
+        if (this.policy?.state === 'sleeping') this.policy.wakeUp();
+      },
       lost: (p, error) => this.lost(p, error),
-      // The channel checks the reader's inbox (closed, or gone: a thread that ends marks it from its
-      // exit hook) and its side of the ring itself; a thread has nothing more to ask.
+      // The channel checks the reader's inbox (closed; or gone, which a thread that ends marks from
+      // its exit hook, or the addon when it is terminated) and its side of the ring itself; a thread
+      // has nothing more to ask.
       readerAlive: () => true,
       livenessCheckMs: READER_CHECK_MS,
       now: () => performance.now(),
@@ -492,7 +495,12 @@ export class ThreadsTransport implements Transport {
   }
 
   private lost(peer: number, error: Error): void {
+    if (this.lostPeers.has(peer)) return;
+    this.lostPeers.add(peer);
     this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
+    // Nothing more is read from it: a producer there that waits on us (a full ring, a descriptor this
+    // rank gave up) learns so (RingChannel and SingleCopyChannel check the consumer's side), as in shm.
+    this.poller?.detach(peer);
     try {
       (this.singleCopySink ?? this.components.sink).lost(peer, error);
     } catch (err) {
@@ -501,8 +509,8 @@ export class ThreadsTransport implements Transport {
   }
 }
 
-/** Sleeps with `Atomics.waitAsync` on the inbox doorbell, for at most `timeoutMs()` (undefined: until rung). */
-function doorbellSleeper(inbox: Inbox, timeoutMs: () => number | undefined): Sleeper {
+/** Sleeps with `Atomics.waitAsync` on the inbox doorbell, for at most `timeoutMs()`. */
+function doorbellSleeper(inbox: Inbox, timeoutMs: () => number): Sleeper {
   return {
     prepare: () => inbox.prepareToSleep(),
     cancel: () => inbox.clearWaiter(),

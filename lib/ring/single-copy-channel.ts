@@ -78,7 +78,7 @@ interface InFlight {
   readonly token: number;
   /** The payload's handle, released once the reader answered. */
   readonly handle: bigint;
-  /** Cooperative copy: bytes of the asked-for half written so far; -1 once answered (or never asked). */
+  /** Cooperative copy: bytes of the asked-for half written so far (0 until asked); -1 once answered. */
   helpWritten: number;
 }
 

@@ -31,7 +31,8 @@
  * cores copy, as in MPICH's pipelined two-copy protocol, with one copy each. The consumer answers READ
  * only after the producer said its half is written (or could not be: then the consumer reads it too).
  * While it waits for that, each poll reads nothing from the producer's memory, which fails (`ESRCH`)
- * once the producer is gone. A consumer that gives a frame up withdraws the request; the producer
+ * once a threads producer is gone (its pins went with its thread; for shm a read of nothing is no
+ * system call, and the transport's inbox-lock sweep reports a dead process instead). A consumer that gives a frame up withdraws the request; the producer
  * checks it before each piece, and one that fails says its half FAILED.
  *
  * If the copy is refused (`EPERM`: another user, Yama, a non-dumpable process; `ENOSYS`; `ENOTSUP`:
@@ -98,6 +99,11 @@ export interface PayloadReader {
   releaseTarget(handle: bigint): void;
   /** Payloads of at least this many bytes are copied by both sides; default {@link HELP_MIN_BYTES}. */
   readonly helpMinBytes?: number;
+  /**
+   * Whether a target handle keeps the target's memory alive by itself (threads' pins do; shm's
+   * addresses do not, so a target given up while the producer writes into it stays referenced).
+   */
+  readonly handlesHoldMemory?: boolean;
 }
 
 /** Writes a marker header of `kind` announcing `payloadBytes` into `out` (48 bytes). */
@@ -173,8 +179,8 @@ interface PeerCopy {
   targetHandle: bigint | undefined;
   /**
    * The target of a frame given up while the producer was writing into it: referenced until the next
-   * frame from that peer, so the piece the producer may still be writing never lands in memory the
-   * garbage collector has handed to something else.
+   * single-copy frame from that peer (or {@link SingleCopySink.stop}), so the piece the producer may
+   * still be writing never lands in memory the garbage collector has handed to something else.
    */
   abandoned: Uint8Array | undefined;
 }
@@ -424,7 +430,9 @@ export class SingleCopySink implements FrameSink {
   stop(): void {
     for (let peer = 0; peer < this.peers.length; peer++) {
       const p = this.peers[peer];
-      if (p !== undefined) this.abandon(peer, p);
+      if (p === undefined) continue;
+      this.abandon(peer, p);
+      p.abandoned = undefined; // the transport is done: nothing writes into this rank any more
     }
   }
 
@@ -434,7 +442,7 @@ export class SingleCopySink implements FrameSink {
     // it is writing lands in the target (a pinned one stays valid for it).
     if (p.helping) {
       this.hooks.control(peer)?.withdrawHelp(p.token);
-      p.abandoned = p.target;
+      if (this.reader.handlesHoldMemory !== true) p.abandoned = p.target;
     }
     p.state = State.IDLE;
     p.begun = Begun.PASS;

@@ -283,6 +283,8 @@ describe('single copy, the protocol', () => {
     expect(h.kernel.targetsReleased).toBe(1);
   });
 
+  // The stand-in fails a read of nothing once the sender is gone, as threads' pins do (shm's read of
+  // nothing makes no system call: there the inbox-lock sweep reports a dead process).
   it('a sender that is gone while the reader waits for its half: PEER_LOST from a read of nothing, not a wait forever', () => {
     const h = harness();
     h.send(pattern(HELP_MIN_BYTES * 2, 15));
