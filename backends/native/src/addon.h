@@ -5,6 +5,8 @@
 
 #include <node_api.h>
 
+#include <utility>
+
 namespace vmcomm {
 
 // Settings read from `process.env` of the loading environment (a worker's own `env` option counts).
@@ -35,6 +37,22 @@ void RunThreadEndStores(const AddonData* data);  // thread-end.cc
 // Probes for `capability` (each a cheap system call, no side effects).
 bool ProbeFutex();
 bool ProbeCma();
+
+// Removes from `entries` (a map whose values have an `owner`) those `data`'s environment owns and
+// returns them, for the caller to drop after it released its lock (a destructor may take other locks).
+template <typename Map>
+Map TakeOwnedBy(Map& entries, const AddonData* data) {
+  Map taken;
+  for (auto it = entries.begin(); it != entries.end();) {
+    if (it->second.owner == data) {
+      taken.emplace(it->first, std::move(it->second));
+      it = entries.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return taken;
+}
 
 // Defines `count` functions on `exports`, each with `data` as its callback data.
 struct Binding {

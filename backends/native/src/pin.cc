@@ -173,17 +173,10 @@ napi_value CopyToPin(napi_env env, napi_callback_info info) { return Copy(env, i
 
 void ReleasePinsOf(const AddonData* data) {
   std::unordered_map<uint32_t, Pin> released;  // freed after the lock
-  PinTable& table = ThePins();
   {
+    PinTable& table = ThePins();
     std::lock_guard<std::mutex> lock(table.mutex);
-    for (auto it = table.pins.begin(); it != table.pins.end();) {
-      if (it->second.owner == data) {
-        released.emplace(it->first, std::move(it->second));
-        it = table.pins.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    released = TakeOwnedBy(table.pins, data);
   }
 }
 

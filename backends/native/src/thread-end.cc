@@ -94,14 +94,7 @@ void RunThreadEndStores(const AddonData* data) {
   {
     Registrations& r = TheRegistrations();
     std::lock_guard<std::mutex> lock(r.mutex);
-    for (auto it = r.entries.begin(); it != r.entries.end();) {
-      if (it->second.owner == data) {
-        mine.emplace(it->first, std::move(it->second));
-        it = r.entries.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    mine = TakeOwnedBy(r.entries, data);
   }
   for (auto& [id, reg] : mine) {
     int32_t expected = reg.expected;
