@@ -261,7 +261,6 @@ export class SingleCopySink implements FrameSink {
   lost(peer: number, error: Error): void {
     const p = this.peers[peer];
     if (p !== undefined) this.abandon(peer, p);
-    this.reading = this.reading.filter((r) => r !== peer);
     this.inner.lost(peer, error);
   }
 
@@ -277,8 +276,7 @@ export class SingleCopySink implements FrameSink {
       try {
         moved += this.read(peer, p, maxBytes - moved);
       } catch (error) {
-        this.reading.splice(i, 1);
-        this.abandon(peer, p);
+        this.abandon(peer, p); // takes it off `reading`: index i is the next one now
         this.hooks.fail(peer, error as Error);
         continue;
       }
@@ -432,7 +430,9 @@ export class SingleCopySink implements FrameSink {
       const p = this.peers[peer];
       if (p === undefined) continue;
       this.abandon(peer, p);
-      p.abandoned = undefined; // the transport is done: nothing writes into this rank any more
+      // Dropped with the transport: a producer's piece still under way (≤ 2 MiB into a shm target)
+      // is the window left after a stop.
+      p.abandoned = undefined;
     }
   }
 

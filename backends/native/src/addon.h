@@ -5,6 +5,7 @@
 
 #include <node_api.h>
 
+#include <cstdint>
 #include <utility>
 
 namespace vmcomm {
@@ -37,6 +38,18 @@ void RunThreadEndStores(const AddonData* data);  // thread-end.cc
 // Probes for `capability` (each a cheap system call, no side effects).
 bool ProbeFutex();
 bool ProbeCma();
+
+// The next id in [1, 2^32 − 1] that `entries` does not hold, counting on from `next` and wrapping
+// (the caller holds the lock that guards both).
+template <typename Map>
+uint32_t NextFreeId(const Map& entries, uint32_t& next) {
+  uint32_t id;
+  do {
+    id = next++;
+    if (next == 0) next = 1;
+  } while (id == 0 || entries.count(id) != 0);
+  return id;
+}
 
 // Removes from `entries` (a map whose values have an `owner`) those `data`'s environment owns and
 // returns them, for the caller to drop after it released its lock (a destructor may take other locks).

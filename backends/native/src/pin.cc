@@ -88,10 +88,7 @@ napi_value PinView(napi_env env, napi_callback_info info) {
   {
     std::lock_guard<std::mutex> lock(table.mutex);
     if (table.pins.size() >= 0xffff0000u) return ThrowCoded(env, ErrorKind::kError, "EMFILE", EMFILE, "pin: too many pins held");
-    do {
-      id = table.next++;
-      if (table.next == 0) table.next = 1;
-    } while (id == 0 || table.pins.count(id) != 0);
+    id = NextFreeId(table.pins, table.next);
     tag = 1 + table.random() % 0x1fffffu;
     table.pins.emplace(id, Pin{std::move(store), data, length, static_cast<const AddonData*>(args.data), tag});
   }

@@ -53,10 +53,7 @@ napi_value OnThreadEnd(napi_env env, napi_callback_info info) {
   uint32_t id;
   {
     std::lock_guard<std::mutex> lock(r.mutex);
-    do {
-      id = r.next++;
-      if (r.next == 0) r.next = 1;
-    } while (id == 0 || r.entries.count(id) != 0);
+    id = NextFreeId(r.entries, r.next);
     r.entries.emplace(id, Registration{std::move(store), reinterpret_cast<int32_t*>(word), static_cast<int32_t>(expected), static_cast<int32_t>(value),
                                        static_cast<const AddonData*>(args.data)});
   }
