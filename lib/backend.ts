@@ -18,8 +18,9 @@
  *    this from the same data, so they always agree. Built-in priorities: `self` 100, `threads` 80,
  *    `shm` 60, `ivshmem` 40, `tcp` 0.
  * 5. **`addPeers()`** tells the transport which peers it was chosen for.
- * 6. **`connect(peer)`** opens a {@link Channel} on first use. Either end may open first; a transport
- *    must accept frames from a chosen peer that connects to it before it connected back.
+ * 6. **`connect(peer)`** opens a {@link Channel} on first use (or {@link Transport.openNow}, its
+ *    synchronous form, where the transport has one). Either end may open first; a transport must
+ *    accept frames from a chosen peer that connects to it before it connected back.
  * 7. **`stop()`** closes channels and releases everything `start()` acquired, after the core has
  *    drained traffic.
  *
@@ -193,6 +194,14 @@ export interface Transport {
    * call; later calls return the same channel. Rejects if the peer cannot be reached.
    */
   connect(peer: number): Promise<Channel>;
+  /**
+   * Optional, phase 4, sync: {@link connect} done at once, for a transport whose dial does no I/O
+   * (shared memory carves or creates a ring and announces it). The core opens a channel with it on
+   * first use, so that a program that polls `test()` without ever yielding to the event loop still
+   * gets its first frame to a peer out (DESIGN section 3, progress); `connect` would settle only in a
+   * later microtask. Returns the same channel as `connect`; throws what `connect` rejects with.
+   */
+  openNow?(peer: number): Channel;
   /**
    * Optional, sync: makes progress without the event loop (shared-memory transports poll their rings
    * here). Returns how many frames were delivered. The core calls it from `test()`, `iprobe()` and the

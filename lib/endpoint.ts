@@ -80,9 +80,40 @@ export class Endpoint {
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
     if (this.channel) return this.channel.send(header, payload, done);
     if (this.failure) return done?.(this.failure);
+    if (this.opening === undefined && this.openNow()) return this.channel!.send(header, payload, done);
     // The core reuses its header buffer: keep a copy while the frame waits.
     this.queue.push({ header: header.slice(0, FRAME_HEADER_BYTES), payload, done });
     this.opening ??= this.connect();
+  }
+
+  /**
+   * Opens the channel at once where the transport can ({@link Transport.openNow}): a program that
+   * polls `test()` in a loop that never yields would otherwise never see its first frame leave,
+   * since `connect()` settles in a microtask. Nothing is queued then (no dial was under way). When
+   * the transport refuses, the frame takes the asynchronous path, whose dial fails the same way and
+   * reports it as any failed dial does (outside this send).
+   */
+  private openNow(): boolean {
+    const transport = this.currentTransport;
+    if (transport.openNow === undefined) return false;
+    let channel: Channel;
+    try {
+      channel = transport.openNow(this.peer);
+    } catch {
+      return false;
+    }
+    this.install(channel);
+    return true;
+  }
+
+  /** The dial ended with `channel`: it carries what waited, in order. */
+  private install(channel: Channel): void {
+    this.channel = channel;
+    this.markerQueued = false;
+    this.retired.delete(channel); // a path the pair left and came back to (tcp keeps its socket)
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) channel.send(q.header, q.payload, q.done);
   }
 
   /**
@@ -135,12 +166,7 @@ export class Endpoint {
           void channel.close();
           return;
         }
-        this.channel = channel;
-        this.markerQueued = false;
-        this.retired.delete(channel); // a path the pair left and came back to (tcp keeps its socket)
-        const queued = this.queue;
-        this.queue = [];
-        for (const q of queued) channel.send(q.header, q.payload, q.done);
+        this.install(channel);
       },
       (error: Error) => {
         if (generation !== this.dialGeneration) return;

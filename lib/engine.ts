@@ -167,6 +167,8 @@ export class Engine implements FrameSink, ProgressEngine {
   private nextSendId = 1;
   private nextRecvId = 1;
   private pollers: Transport[] = [];
+  /** Some poller other than `self` (see {@link polling}). */
+  private spins = false;
   private readonly scratch = emptyHeader();
   /** Where early frames' headers are checked (not {@link scratch}: a send may be filling that). */
   private readonly scratchIn = emptyHeader();
@@ -185,9 +187,18 @@ export class Engine implements FrameSink, ProgressEngine {
     private readonly hooks: EngineHooks,
   ) {}
 
-  /** True when some transport needs polling. */
+  /**
+   * True when some transport needs polling: blocking waits then spin before they yield. `self` polls
+   * too (so a loop of `test()` delivers a message to oneself) but needs no spin: its microtask
+   * delivers as soon as a wait yields.
+   */
   get polling(): boolean {
-    return this.pollers.length > 0;
+    return this.spins;
+  }
+
+  private setPollers(pollers: Transport[]): void {
+    this.pollers = pollers;
+    this.spins = pollers.some((t) => t.role !== 'self');
   }
 
   /** Installs the per-peer plan once selection is done, then replays frames that came early. */
@@ -205,7 +216,7 @@ export class Engine implements FrameSink, ProgressEngine {
       lost: undefined,
       stats: { peer, transport: plan.transport.name, messagesSent: 0, bytesSent: 0, messagesReceived: 0, bytesReceived: 0, switches: 0 },
     }));
-    this.pollers = [...new Set(plans.map((p) => p.transport))].filter((t) => typeof t.poll === 'function');
+    this.setPollers([...new Set(plans.map((p) => p.transport))].filter((t) => typeof t.poll === 'function'));
     const early = this.early ?? [];
     this.early = undefined;
     const failed = new Set<number>();
@@ -273,7 +284,7 @@ export class Engine implements FrameSink, ProgressEngine {
     const retired = p.endpoint.switchTo(transport, marker);
     p.stats.transport = transport.name;
     if (from !== transport) p.stats.switches++;
-    if (typeof transport.poll === 'function' && !this.pollers.includes(transport)) this.pollers.push(transport);
+    if (typeof transport.poll === 'function' && !this.pollers.includes(transport)) this.setPollers([...this.pollers, transport]);
     return retired;
   }
 

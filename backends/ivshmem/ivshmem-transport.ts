@@ -492,6 +492,11 @@ export class IvshmemTransport implements Transport {
    * a lost one, `FINALIZED` after `stop()`, `CORRUPT` when the ring fails validation.
    */
   async connect(peer: number): Promise<Channel> {
+    return this.openNow(peer);
+  }
+
+  /** {@link connect} at once: opening does no I/O (see `Transport.openNow`). */
+  openNow(peer: number): Channel {
     const existing = this.outbound.get(peer);
     if (existing !== undefined) return existing;
     if (this.stopping !== undefined) throw new VmcommError('FINALIZED', 'the ivshmem transport has stopped; no new channels can be opened');

@@ -1,5 +1,6 @@
 /**
- * The `self` transport: a rank's messages to itself, copied in memory, delivered on a microtask.
+ * The `self` transport: a rank's messages to itself, copied in memory, delivered on a microtask (or
+ * by the next `test()`, whichever comes first).
  *
  * @packageDocumentation
  * @example
@@ -49,6 +50,13 @@ class SelfChannel implements Channel {
       this.scheduled = true;
       queueMicrotask(() => this.flush());
     }
+  }
+
+  /** Delivers what waits now (see {@link SelfTransport.poll}); the frames delivered. */
+  deliver(): number {
+    const n = this.queue.length;
+    if (n > 0) this.flush();
+    return n;
   }
 
   private flush(): void {
@@ -103,8 +111,24 @@ export class SelfTransport implements Transport {
   addPeers(): void {}
 
   async connect(peer: number): Promise<Channel> {
+    return this.openNow(peer);
+  }
+
+  /** {@link connect} at once: opening does no I/O (see `Transport.openNow`). */
+  openNow(peer: number): Channel {
     if (peer !== this.c.rank) throw new Error(`self transport cannot reach rank ${peer}`);
     return (this.channel ??= new SelfChannel(this.c));
+  }
+
+  /**
+   * Delivers frames still waiting for their microtask: `test()` polls, and a program that loops on
+   * `test()` without yielding (MPI_Test style) would otherwise never see its message to itself. Never
+   * called from inside a send (the core polls only from `test()`, `iprobe()` and blocking waits), so
+   * the core is not re-entered. The core does not spin for this transport: the microtask delivers
+   * as soon as a wait yields.
+   */
+  poll(): number {
+    return this.channel?.deliver() ?? 0;
   }
 
   async stop(): Promise<void> {

@@ -360,6 +360,11 @@ export class ShmTransport implements Transport {
    * peer no longer reads, `FINALIZED` after `stop()`.
    */
   async connect(peer: number): Promise<Channel> {
+    return this.openNow(peer);
+  }
+
+  /** {@link connect} at once: opening does no I/O (see `Transport.openNow`). */
+  openNow(peer: number): Channel {
     const existing = this.outbound.get(peer);
     if (existing !== undefined) return existing.channel;
     if (this.stopping !== undefined) throw new VmcommError('FINALIZED', 'the shm transport has stopped; no new channels can be opened');

@@ -329,6 +329,11 @@ export class ThreadsTransport implements Transport {
    * `FINALIZED` after `stop()`.
    */
   async connect(peer: number): Promise<Channel> {
+    return this.openNow(peer);
+  }
+
+  /** {@link connect} at once: opening does no I/O (see `Transport.openNow`). */
+  openNow(peer: number): Channel {
     const existing = this.channels.get(peer);
     if (existing !== undefined) return existing;
     if (this.stopping !== undefined) throw new VmcommError('FINALIZED', 'the threads transport has stopped; no new channels can be opened');

@@ -46,6 +46,7 @@ if (addon !== undefined) {
         transport: 'ivshmem',
         maxSize: 4,
         eagerLimitBytes: 4096,
+        progressesInTest: true,
         async setup(size) {
           const backend = ivshmem({ regions: [REGION], mac });
           return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['ivshmem'], eagerLimitBytes: 4096, eagerCredits: 16 })));

@@ -7,6 +7,7 @@ backendSuite({
   transport: 'self',
   maxSize: 1,
   eagerLimitBytes: 256 * 1024,
+  progressesInTest: true,
   async setup(size) {
     return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b)));
   },

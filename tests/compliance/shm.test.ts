@@ -11,6 +11,7 @@ backendSuite({
   transport: 'shm',
   maxSize: 8,
   eagerLimitBytes: 4096,
+  progressesInTest: true,
   async setup(size) {
     const backend = shm({ ringBytes: 16 * 1024, cmaMinBytes: 256 * 1024 });
     return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['shm'], eagerLimitBytes: 4096, eagerCredits: 16 })));
@@ -22,6 +23,7 @@ backendSuite({
   transport: 'shm',
   maxSize: 4,
   eagerLimitBytes: 4096,
+  progressesInTest: true,
   largestBytes: 16 * 1024 * 1024,
   async setup(size) {
     const backend = shm({ ringBytes: 16 * 1024, cma: false });

@@ -24,6 +24,22 @@ export interface BackendSetup {
   setup(size: number): Promise<Communicator[]>;
   /** Messages of up to this many bytes are tested (default 64 MiB). */
   readonly largestBytes?: number;
+  /**
+   * Whether `test()` alone moves this transport's messages, with no turn of the event loop (shared
+   * memory and `self`, DESIGN section 3); a socket needs the event loop. Default false.
+   */
+  readonly progressesInTest?: boolean;
+}
+
+/** Calls `test()` on each request, never yielding, until all completed or `ms` passed; whether they did. */
+function testUntilDone(requests: readonly Request<unknown>[], ms = 10_000): boolean {
+  const until = performance.now() + ms;
+  for (;;) {
+    let done = true;
+    for (const r of requests) if (!r.test()) done = false;
+    if (done) return true;
+    if (performance.now() > until) return false;
+  }
 }
 
 
@@ -300,6 +316,47 @@ export function backendSuite(s: BackendSetup): void {
       });
     });
   }
+
+  describe(`compliance: ${s.transport} progress in test()`, () => {
+    if (!s.progressesInTest) {
+      it.skip(`skipped: ${s.transport} moves messages from the event loop, so a loop of test() that never yields cannot progress (DESIGN section 3)`, () => {});
+      return;
+    }
+
+    it('a loop of test() that never yields opens the channel, and moves eager, rendezvous and large messages both ways', async () => {
+      // A fresh world: the pair's channels are opened by these very sends (MPI_Test-style code that
+      // never awaits must not depend on a microtask to dial).
+      const comms = await s.setup(pairSize);
+      try {
+        const a = comms[0];
+        const b = comms[pairSize - 1];
+        const rb = pairSize - 1;
+        for (const [i, n] of [8, s.eagerLimitBytes * 4 + 1, 300 * 1024].entries()) {
+          const there = pattern(n, i + 1);
+          const back = pattern(n, i + 50);
+          const intoB = new Uint8Array(n);
+          const intoA = new Uint8Array(n);
+          const rB = b.irecvBuffer(intoB, 0, 40 + i);
+          const sA = a.isendBuffer(there, rb, 40 + i);
+          expect(testUntilDone([sA, rB])).toBe(true);
+          const rA = a.irecvBuffer(intoA, rb, 60 + i);
+          const sB = b.isendBuffer(back, 0, 60 + i);
+          expect(testUntilDone([rA, sB])).toBe(true);
+          expect(rB.value).toEqual({ source: 0, tag: 40 + i, bytes: n });
+          expect(rA.value).toEqual({ source: rb, tag: 60 + i, bytes: n });
+          expect(same(intoB, there)).toBe(true);
+          expect(same(intoA, back)).toBe(true);
+        }
+        // And a message to oneself.
+        const mine = a.irecv(0, 99);
+        const sent = a.isend('to myself', 0, 99);
+        expect(testUntilDone([sent, mine])).toBe(true);
+        expect(mine.value).toBe('to myself');
+      } finally {
+        await finalizeAll(comms);
+      }
+    });
+  });
 
   describe(`compliance: ${s.transport} finalize`, () => {
     it('finalize delivers what is in flight, then every call rejects with FINALIZED', async () => {

@@ -10,6 +10,7 @@ backendSuite({
   transport: 'threads',
   maxSize: 8,
   eagerLimitBytes: 4096,
+  progressesInTest: true,
   async setup(size) {
     const backend = threads({ allowSameThread: true, ringBytes: 16 * 1024 });
     return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['threads'], eagerLimitBytes: 4096, eagerCredits: 16 })));
