@@ -47,8 +47,11 @@ import { SingleCopyControl } from '../../lib/ring/single-copy-control.js';
 export const INBOX_FILE_MAGIC = 0x4953_4d56;
 /** `'VMSR'` as a little-endian u32. */
 export const RING_FILE_MAGIC = 0x5253_4d56;
-/** The layouts described in the module comment (2: collective cells after the inbox; 3: single copy's control block of `lib/ring`). */
-export const SHM_LAYOUT_VERSION = 3;
+/**
+ * The layouts described in the module comment (2: collective cells after the inbox; 3: single copy's
+ * control block of `lib/ring`; 4: that block's given-up word).
+ */
+export const SHM_LAYOUT_VERSION = 4;
 /** Bytes of the transport's own header before the ring layer's structure. */
 export const FILE_HEADER_BYTES = 256;
 /** Bytes of the nonce in an inbox file. */

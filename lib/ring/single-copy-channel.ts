@@ -302,8 +302,10 @@ export class SingleCopyChannel implements Channel {
     const f = this.inFlight;
     this.inFlight = undefined;
     if (f !== undefined) {
-      // A reader waiting for the half it asked of us would wait forever: it reads that half itself
-      // (and learns of the failure there, if our memory is gone).
+      // The caller is told the send failed and may reuse its buffer: say so first, so the reader
+      // delivers none of it (it checks after its copy, and fails the pair).
+      this.options.control.giveUp(f.token);
+      // A reader waiting for the half it asked of us would wait forever: the answer wakes it.
       if (f.helpWritten >= 0) {
         this.options.control.helped(f.token, HelpResult.FAILED);
         if (this.options.ring.peerInbox.ring()) this.options.ring.wake(this.peer);

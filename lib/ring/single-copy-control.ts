@@ -14,6 +14,7 @@
  * | 28 | u64 | … the tail's length | consumer |
  * | 36 | i32 | cooperative copy: token whose tail the producer finished | producer |
  * | 40 | i32 | … how ({@link HelpResult}) | producer |
+ * | 44 | i32 | token of the last descriptor the producer gave up (its send failed) | producer |
  *
  * Every value is published before its token (sequentially consistent `Atomics`), so a side that sees
  * the token sees the values; each value is checked when read, as everything read from shared memory.
@@ -34,6 +35,7 @@ const W_HELP_FROM = 5;
 const W_HELP_LENGTH = 7;
 const W_HELP_DONE = 9;
 const W_HELP_RESULT = 10;
+const W_GIVEN_UP = 11;
 
 /** How the consumer finished a single-copy descriptor. */
 export const CopyResult = {
@@ -124,6 +126,22 @@ export class SingleCopyControl {
   helped(token: number, result: HelpResult): void {
     Atomics.store(this.w, W_HELP_RESULT, result);
     Atomics.store(this.w, W_HELP_DONE, token);
+  }
+
+  /**
+   * Producer: descriptor `token`'s send failed (its caller is told so, and may reuse the buffer from
+   * then on). Stored before the caller learns it: a consumer that finds it not set after its copy
+   * copied bytes the caller had not been given back yet.
+   */
+  giveUp(token: number): void {
+    Atomics.store(this.w, W_GIVEN_UP, token);
+  }
+
+  /** Consumer: whether the producer gave descriptor `token` up (then its bytes must not be delivered). */
+  givenUp(token: number): boolean {
+    // Token 0 is the word's initial value, never a first descriptor's (tokens start at 1; one that
+    // wrapped to 0 after 2^32 descriptors goes unprotected).
+    return token !== 0 && Atomics.load(this.w, W_GIVEN_UP) === token;
   }
 
   /** Consumer: how the producer finished the tail of descriptor `token`; 0 while it has not. */

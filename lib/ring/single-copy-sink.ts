@@ -32,8 +32,15 @@
  * only after the producer said its half is written (or could not be: then the consumer reads it too).
  * While it waits for that, each poll reads nothing from the producer's memory, which fails (`ESRCH`)
  * once a threads producer is gone (its pins went with its thread; for shm a read of nothing is no
- * system call, and the transport's inbox-lock sweep reports a dead process instead). A consumer that gives a frame up withdraws the request; the producer
- * checks it before each piece, and one that fails says its half FAILED.
+ * system call, and the transport's inbox-lock sweep reports a dead process instead). A consumer that
+ * gives a frame up withdraws the request; the producer checks it before each piece, and one that
+ * fails says its half FAILED.
+ *
+ * **A send that fails** while its payload is being copied (the producer's channel fails: its caller is
+ * told, and may reuse the buffer) is *given up* in the control block before the caller learns it. The
+ * consumer checks that word after its copy and before it answers: a given-up frame is not delivered,
+ * the pair fails with `PEER_LOST` instead (the producer reports the pair lost too). So a message is
+ * either delivered with the bytes the sender had not yet been given back, or not at all.
  *
  * If the copy is refused (`EPERM`: another user, Yama, a non-dumpable process; `ENOSYS`; `ENOTSUP`:
  * `VMCOMM_CMA=0`), the consumer answers {@link CopyResult.REFUSED} and keeps the frame open; the
@@ -369,6 +376,7 @@ export class SingleCopySink implements FrameSink {
       }
       p.helping = false;
       this.releaseTarget(p);
+      this.checkNotGivenUp(peer, p);
       if (outcome === HelpResult.WRITTEN) {
         this.counts.helped++;
         p.done = p.want;
@@ -378,6 +386,9 @@ export class SingleCopySink implements FrameSink {
       }
     }
     if (p.done >= p.want) {
+      // After the copy, before the answer: bytes copied from a send its caller was told had failed
+      // (and may have reused already) are never delivered.
+      this.checkNotGivenUp(peer, p);
       this.counts.reads++;
       this.counts.bytesRead += p.done;
       p.state = State.IDLE;
@@ -388,6 +399,16 @@ export class SingleCopySink implements FrameSink {
       this.inner.commit(peer);
     }
     return moved;
+  }
+
+  /**
+   * Throws `PEER_LOST` when the producer gave `p`'s descriptor up: its send failed (it marks the pair
+   * lost on its side too), and its caller may have reused the buffer this rank copied from.
+   */
+  private checkNotGivenUp(peer: number, p: PeerCopy): void {
+    if (this.hooks.control(peer)!.givenUp(p.token)) {
+      throw new VmcommError('PEER_LOST', `rank ${peer}'s send of this message failed on its side while it was being copied; nothing of it is delivered`, { peer });
+    }
   }
 
   /**

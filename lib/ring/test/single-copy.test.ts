@@ -18,7 +18,7 @@ const CONSUMER_PID = 4343;
 const MIN = 1024;
 
 /** A producer (rank 0) and a consumer (rank 1) on one ring in plain memory; the "kernel" is a map of addresses. */
-function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: number; ringBytes?: number; readerAlive?: () => boolean } = {}) {
+function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: number; ringBytes?: number; readerAlive?: () => boolean; helpMinBytes?: number } = {}) {
   const ringBytes = options.ringBytes ?? 4096;
   const sab = new SharedArrayBuffer(SINGLE_COPY_CONTROL_BYTES + ringRegionBytes(ringBytes));
   const control = new SingleCopyControl({ sab, byteOffset: 0, byteLength: SINGLE_COPY_CONTROL_BYTES });
@@ -109,6 +109,7 @@ function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: nu
     read: (pid, handle, offset, into) => kernel.cmaRead(pid, handle + BigInt(offset), into),
     targetHandle: (target) => addressOf(target),
     releaseTarget: () => kernel.targetsReleased++,
+    helpMinBytes: options.helpMinBytes,
   };
   const sink = new SingleCopySink(inner, reader, {
     pidOf: () => options.pidOf ?? PRODUCER_PID,
@@ -266,7 +267,9 @@ describe('single copy, the protocol', () => {
     expect(busyClosed).toBe(true);
   });
 
-  it('a sender that fails while the reader waits for the half it asked: the reader is told FAILED and reads that half itself', () => {
+  // The sender's caller is told its send failed and may reuse the buffer at once: the reader must not
+  // deliver bytes it copied from there, nor wait for a half that will never be written.
+  it('a sender that fails while the reader waits for the half it asked: the reader is woken, delivers nothing and fails the pair (PEER_LOST)', () => {
     const h = harness();
     const big = pattern(HELP_MIN_BYTES * 2, 14);
     const s = h.send(big);
@@ -277,10 +280,26 @@ describe('single copy, the protocol', () => {
     for (let i = 0; i < 4; i++) h.sink.pump(PIECE_BYTES);
     expect(h.sink.active).toBe(0);
     expect(h.kernel.writes).toBe(0);
-    expect(same(h.delivered[0].data, big)).toBe(true);
-    expect(h.sink.counts).toMatchObject({ reads: 1, helped: 0 });
+    expect(h.delivered).toEqual([]);
+    expect(h.failed).toEqual([expect.objectContaining({ code: 'PEER_LOST', message: expect.stringMatching(/failed on its side/) })]);
+    expect(h.sink.counts).toMatchObject({ reads: 0, helped: 0 });
     expect(h.kernel.released).toBe(1);
     expect(h.kernel.targetsReleased).toBe(1);
+  });
+
+  it('a sender that fails while the reader copies all of it alone: what was copied is not delivered (PEER_LOST)', () => {
+    const h = harness({ helpMinBytes: Number.POSITIVE_INFINITY });
+    const huge = pattern(PIECE_BYTES * 2 + 3, 16);
+    const s = h.send(huge);
+    h.consumer.poll(h.sink, 0, 16); // the descriptor and the first piece
+    expect(h.sink.active).toBe(1);
+    h.channel.fail(new Error('the sender stops'));
+    expect(s.error).toMatchObject({ message: 'the sender stops' });
+    for (let i = 0; i < 4; i++) h.sink.pump(PIECE_BYTES);
+    expect(h.kernel.reads).toBe(3); // it copied all of it, then found the send given up
+    expect(h.delivered).toEqual([]);
+    expect(h.failed).toEqual([expect.objectContaining({ code: 'PEER_LOST' })]);
+    expect(h.sink.active).toBe(0);
   });
 
   // The stand-in fails a read of nothing once the sender is gone, as threads' pins do (shm's read of
