@@ -3,8 +3,8 @@
 // --thread-ranks N` for thread-ranks; see lib/launch/bench-protocol.ts for the plan, the events rank 0
 // prints, and the patterns). It measures one vmcomm transport and, interleaved with it in the same
 // job, the baselines that fit the job: in a job of two thread-ranks the bare SharedArrayBuffer ring
-// and the MessagePort (whose shared memory and port the parent hands each worker as workerData); in a
-// job of two processes a bare Node TCP socket.
+// (as it is, and behind awaited calls) and the MessagePort (whose shared memory and port the parent
+// hands each worker as workerData); in a job of two processes a bare Node TCP socket.
 //
 // Method: per pattern and implementation a time-based warm-up; per size, iterations calibrated so a
 // round lasts about `roundMs`; then `rounds` rounds with the implementations interleaved (a barrier
@@ -27,7 +27,7 @@ import {
   type BenchPlan,
   type BenchResult,
 } from '../dist/lib/launch/bench-protocol.js';
-import { SAB_RINGS_BYTES, messagePortLink, nodeTcpLink, sabRingLink, vmcommLink, type PairLink } from './osu/links.js';
+import { SAB_RINGS_BYTES, awaitedLink, messagePortLink, nodeTcpLink, sabRingLink, vmcommLink, type PairLink } from './osu/links.js';
 import { calibrate, summarize, timeRound, warmUp, type Round } from './osu/measure.js';
 import { bytesPerIteration, iterationOf, partnerOf, slowestRankCounts, type Impl } from './osu/patterns.js';
 
@@ -88,6 +88,8 @@ if (plan.bindTo === 'core') {
 // ---- which implementations this job measures
 const impls: Impl[] = [];
 const links: PairLink[] = [];
+/** The bare rings' link, shared by `sab-ring` and `sab-ring-awaited`. */
+let ring: PairLink | undefined;
 const pairPeer = rank === 0 ? 1 : rank === 1 ? 0 : undefined;
 const partner = partnerOf(rank, size);
 
@@ -115,8 +117,13 @@ for (const baseline of plan.baselines) {
     emit({ type: 'skip', impl: baseline, reason });
     continue;
   }
-  const link = baseline === 'sab-ring' ? sabRingLink(given!.rings, rank) : baseline === 'message-port' ? messagePortLink(given!.port) : await nodeTcpLink(comm, 1 - rank);
-  links.push(link);
+  let link: PairLink;
+  if (baseline === 'sab-ring' || baseline === 'sab-ring-awaited') {
+    // One ring link for both: a ring's positions live in its link, and the two never run at once.
+    ring ??= sabRingLink(given!.rings, rank);
+    link = baseline === 'sab-ring' ? ring : awaitedLink(ring, baseline);
+  } else link = baseline === 'message-port' ? messagePortLink(given!.port) : await nodeTcpLink(comm, 1 - rank);
+  if (!links.includes(link)) links.push(link);
   impls.push({ name: baseline, kind: 'baseline', pair: link, partner: link });
 }
 

@@ -156,6 +156,24 @@ export function sabRingLink(sab: SharedArrayBuffer, rank: number): PairLink {
   };
 }
 
+/** The one promise every call of {@link awaitedLink} returns: settled, so an await costs one microtask. */
+const SETTLED: Promise<unknown> = Promise.resolve();
+
+/**
+ * `link` (a bare ring) behind calls that return a promise, as vmcomm's do, and nothing else: the
+ * patterns await each send and each receive. What vmcomm costs beyond this is its own work, not the
+ * price of a promise-based API.
+ */
+export function awaitedLink(link: PairLink, name: string): PairLink {
+  return {
+    name,
+    send: (data) => link.send(data) ?? SETTLED,
+    recv: (into) => link.recv(into) ?? SETTLED,
+    exchange: (sends, recvs) => link.exchange(sends, recvs) ?? SETTLED,
+    close: () => undefined, // the ring's own link closes it
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // MessagePort
 

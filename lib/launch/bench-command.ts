@@ -121,7 +121,7 @@ export function planJobs(options: Pick<BenchOptions, 'backends' | 'baselines' | 
     threads,
     report: { label: backend ?? 'baselines', backend, baselines: own, skipped: [], notes: [] },
   });
-  const inThreads = baselines.filter((b) => b === 'sab-ring' || b === 'message-port');
+  const inThreads = baselines.filter((b) => b !== 'node-tcp');
   const inTcp = baselines.filter((b) => b === 'node-tcp');
   for (const backend of BENCH_BACKENDS) {
     const own = backend === 'threads' ? inThreads : backend === 'tcp' ? inTcp : [];

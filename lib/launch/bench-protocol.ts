@@ -27,10 +27,12 @@ export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 /**
  * What a Node program can use without vmcomm, measured with the same patterns in the same run:
  * a single-producer single-consumer byte ring in a `SharedArrayBuffer` that both worker threads spin
- * on (the floor for shared memory in JavaScript); a `MessagePort` between the two workers
+ * on (the floor for shared memory in JavaScript); the same ring behind calls that return a promise,
+ * awaited as vmcomm's are (`sab-ring-awaited`: the floor for any promise-based API — every send and
+ * receive returns one settled promise and nothing else); a `MessagePort` between the two workers
  * (structured clone); a bare `net` socket between the two processes with a 4-byte length prefix.
  */
-export const BENCH_BASELINES = ['sab-ring', 'message-port', 'node-tcp'] as const;
+export const BENCH_BASELINES = ['sab-ring', 'sab-ring-awaited', 'message-port', 'node-tcp'] as const;
 /** A baseline (see {@link BENCH_BASELINES}). */
 export type BenchBaseline = (typeof BENCH_BASELINES)[number];
 
@@ -47,9 +49,9 @@ export const SAB_RING_HEADER_BYTES = 128;
 
 /** Which baselines each backend is compared with (first = the one its ratio is against). */
 export const BASELINE_OF: { readonly [B in BenchBackend]: readonly BenchBaseline[] } = {
-  threads: ['sab-ring', 'message-port'],
-  shm: ['sab-ring'],
-  ivshmem: ['sab-ring'],
+  threads: ['sab-ring', 'sab-ring-awaited', 'message-port'],
+  shm: ['sab-ring', 'sab-ring-awaited'],
+  ivshmem: ['sab-ring', 'sab-ring-awaited'],
   tcp: ['node-tcp'],
 };
 

@@ -96,6 +96,8 @@ export function implLabel(impl: string): string {
   switch (impl) {
     case 'sab-ring':
       return 'bare SAB ring';
+    case 'sab-ring-awaited':
+      return 'SAB ring, awaited';
     case 'message-port':
       return 'MessagePort';
     case 'node-tcp':

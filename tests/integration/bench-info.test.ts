@@ -69,7 +69,7 @@ describe('vmcomm bench --quick (a subset)', () => {
       if (!measured.has(backend)) expect(skipped?.reason, `${backend} neither measured nor skipped with a reason`).toMatch(/\S/);
     }
     // threads, tcp and their baselines always run on Linux.
-    for (const impl of ['threads', 'tcp', 'sab-ring', 'message-port', 'node-tcp']) expect(measured.has(impl), impl).toBe(true);
+    for (const impl of ['threads', 'tcp', 'sab-ring', 'sab-ring-awaited', 'message-port', 'node-tcp']) expect(measured.has(impl), impl).toBe(true);
     for (const r of doc.results) {
       expect(['latency', 'allreduce']).toContain(r.pattern);
       expect([8, 4096]).toContain(r.size);
@@ -152,9 +152,9 @@ describe('bench pieces', () => {
   });
 
   it('plans one job per backend, baselines with the backend they are compared with', () => {
-    const { jobs, notes } = planJobs({ backends: ['threads', 'shm', 'ivshmem', 'tcp'], baselines: ['sab-ring', 'message-port', 'node-tcp'], ranks: 2 });
+    const { jobs, notes } = planJobs({ backends: ['threads', 'shm', 'ivshmem', 'tcp'], baselines: ['sab-ring', 'sab-ring-awaited', 'message-port', 'node-tcp'], ranks: 2 });
     expect(jobs.map((j) => [j.report.label, j.threads, j.report.baselines])).toEqual([
-      ['threads', true, ['sab-ring', 'message-port']],
+      ['threads', true, ['sab-ring', 'sab-ring-awaited', 'message-port']],
       ['shm', false, []],
       ['ivshmem', false, []],
       ['tcp', false, ['node-tcp']],
