@@ -195,11 +195,14 @@ export interface Transport {
    */
   connect(peer: number): Promise<Channel>;
   /**
-   * Optional, phase 4, sync: {@link connect} done at once, for a transport whose dial does no I/O
-   * (shared memory carves or creates a ring and announces it). The core opens a channel with it on
-   * first use, so that a program that polls `test()` without ever yielding to the event loop still
+   * Optional, phase 4, sync: {@link connect} done at once, for a transport whose dial needs no round
+   * trip (shared memory carves or creates a ring and announces it). The core opens a channel with it
+   * on first use, so that a program that polls `test()` without ever yielding to the event loop still
    * gets its first frame to a peer out (DESIGN section 3, progress); `connect` would settle only in a
-   * later microtask. Returns the same channel as `connect`; throws what `connect` rejects with.
+   * later microtask. Returns the same channel as `connect`; throws what `connect` rejects with (the
+   * core reports that as a failed dial, and does not call `connect` after it). It may report the peer
+   * lost to the sink before it throws; the core expects either. Migration's switches still dial with
+   * `connect`.
    */
   openNow?(peer: number): Channel;
   /**

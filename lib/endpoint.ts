@@ -80,7 +80,12 @@ export class Endpoint {
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
     if (this.channel) return this.channel.send(header, payload, done);
     if (this.failure) return done?.(this.failure);
-    if (this.opening === undefined && this.openNow()) return this.channel!.send(header, payload, done);
+    if (this.opening === undefined) {
+      const opened = this.openNow();
+      if (opened !== undefined) return opened.send(header, payload, done);
+      // The transport reported the peer lost while it tried (which fails this endpoint).
+      if (this.failure) return done?.(this.failure);
+    }
     // The core reuses its header buffer: keep a copy while the frame waits.
     this.queue.push({ header: header.slice(0, FRAME_HEADER_BYTES), payload, done });
     this.opening ??= this.connect();
@@ -90,20 +95,26 @@ export class Endpoint {
    * Opens the channel at once where the transport can ({@link Transport.openNow}): a program that
    * polls `test()` in a loop that never yields would otherwise never see its first frame leave,
    * since `connect()` settles in a microtask. Nothing is queued then (no dial was under way). When
-   * the transport refuses, the frame takes the asynchronous path, whose dial fails the same way and
-   * reports it as any failed dial does (outside this send).
+   * the transport refuses, its error becomes this endpoint's dial, failed: reported as any failed
+   * dial is, on a microtask, outside this send — the transport is not asked twice.
    */
-  private openNow(): boolean {
+  private openNow(): Channel | undefined {
     const transport = this.currentTransport;
-    if (transport.openNow === undefined) return false;
+    if (transport.openNow === undefined) return undefined;
     let channel: Channel;
     try {
       channel = transport.openNow(this.peer);
-    } catch {
-      return false;
+    } catch (error) {
+      this.opening = this.settleDial(Promise.reject(error as Error));
+      return undefined;
+    }
+    // Opened, but the transport reported the peer lost meanwhile: as a dial that ends after a failure.
+    if (this.failure) {
+      void channel.close();
+      return undefined;
     }
     this.install(channel);
-    return true;
+    return channel;
   }
 
   /** The dial ended with `channel`: it carries what waited, in order. */
@@ -156,9 +167,13 @@ export class Endpoint {
   }
 
   private connect(): Promise<void> {
+    return this.settleDial(this.currentTransport.connect(this.peer));
+  }
+
+  /** Installs the channel `dial` ends with, or fails the endpoint with its error (unless the pair switched meanwhile). */
+  private settleDial(dial: Promise<Channel>): Promise<void> {
     const generation = this.dialGeneration;
-    const transport = this.currentTransport;
-    return transport.connect(this.peer).then(
+    return dial.then(
       (channel) => {
         if (generation !== this.dialGeneration) return; // the pair switched meanwhile
         this.opening = undefined;
@@ -179,8 +194,9 @@ export class Endpoint {
 
   /** The peer is gone: queued frames fail with `error`, later sends too. */
   fail(error: Error): void {
-    if (this.failure) return;
-    this.failure = error;
+    // Frames queued after an earlier failure (none should be) fail with that one.
+    this.failure ??= error;
+    error = this.failure;
     const queued = this.queue;
     this.queue = [];
     for (const q of queued) q.done?.(error);
