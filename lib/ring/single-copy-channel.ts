@@ -32,7 +32,7 @@ import { InboxState } from './inbox.js';
 import { announced, refuse, RingChannel, type RingChannelOptions } from './ring-channel.js';
 import { SendQueue } from './send-queue.js';
 import { DESCRIPTOR_BYTES, PIECE_BYTES, encodeDescriptor, markerHeader, SingleCopyFrame, type SingleCopySink } from './single-copy-sink.js';
-import { CopyResult, HelpResult, type SingleCopyControl } from './single-copy-control.js';
+import { CopyResult, Fate, HelpResult, nextToken, type SingleCopyControl } from './single-copy-control.js';
 
 /**
  * How a producer publishes payloads for single copy and writes the half a reader asks of it: `shm`'s
@@ -169,7 +169,7 @@ export class SingleCopyChannel implements Channel {
         this.ring.send(header, payload, done);
         return;
       }
-      this.token = (this.token + 1) | 0;
+      this.token = nextToken(this.token);
       const token = this.token;
       encodeDescriptor(this.descriptor, header, writer.pid, token, handle, payload.byteLength);
       this.inFlight = { payload, done, token, handle, helpWritten: 0 };
@@ -301,18 +301,26 @@ export class SingleCopyChannel implements Channel {
     this.flagged = false;
     const f = this.inFlight;
     this.inFlight = undefined;
+    // The message behind the gate: failed, unless its reader already delivered it. Decided before
+    // the caller learns it, so that a reader copying it delivers none of it once it is given up.
     if (f !== undefined) {
-      // The caller is told the send failed and may reuse its buffer: say so first, so the reader
-      // delivers none of it (it checks after its copy, and fails the pair).
-      this.options.control.giveUp(f.token);
+      let fate: Fate = Fate.GIVEN_UP;
+      try {
+        fate = this.options.control.decide(f.token, Fate.GIVEN_UP);
+      } catch {
+        // A corrupt control block: the reader cannot deliver through it either.
+      }
       // A reader waiting for the half it asked of us would wait forever: the answer wakes it.
-      if (f.helpWritten >= 0) {
+      if (fate === Fate.GIVEN_UP && f.helpWritten >= 0) {
         this.options.control.helped(f.token, HelpResult.FAILED);
         if (this.options.ring.peerInbox.ring()) this.options.ring.wake(this.peer);
       }
       this.writer?.release(f.handle);
+      if (fate === Fate.DELIVERED) {
+        this.counts.singleCopies++;
+        f.done?.();
+      } else f.done?.(error);
     }
-    f?.done?.(error);
     while (this.backlog.length > 0) this.backlog.shift()?.(error);
     const report = this.closing === undefined;
     this.finish();

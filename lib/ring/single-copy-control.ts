@@ -14,10 +14,17 @@
  * | 28 | u64 | … the tail's length | consumer |
  * | 36 | i32 | cooperative copy: token whose tail the producer finished | producer |
  * | 40 | i32 | … how ({@link HelpResult}) | producer |
- * | 44 | i32 | token of the last descriptor the producer gave up (its send failed) | producer |
+ * | 44 | i32 | fate of a descriptor: its token, and in the top two bits who decided ({@link Fate}) | either, by compare-and-swap |
  *
  * Every value is published before its token (sequentially consistent `Atomics`), so a side that sees
  * the token sees the values; each value is checked when read, as everything read from shared memory.
+ *
+ * Tokens run from 1 to {@link MAX_TOKEN} and wrap to 1 (30 bits: the fate word holds one beside two
+ * bits of fate). A descriptor's *fate* is decided once, by whichever side gets there first with a
+ * compare-and-swap: the consumer, when it has all the bytes and is about to deliver them
+ * ({@link Fate.DELIVERED}); the producer, when its send fails while the descriptor is open and before
+ * its caller learns of it ({@link Fate.GIVEN_UP}: the caller may reuse the buffer from then on, so
+ * nothing copied from it may be delivered). The side that comes second follows the first.
  *
  * @module
  */
@@ -35,7 +42,31 @@ const W_HELP_FROM = 5;
 const W_HELP_LENGTH = 7;
 const W_HELP_DONE = 9;
 const W_HELP_RESULT = 10;
-const W_GIVEN_UP = 11;
+const W_FATE = 11;
+const FATE_TOKEN_MASK = 0x3fff_ffff;
+
+/** The largest token; the one after it is 1. */
+export const MAX_TOKEN = FATE_TOKEN_MASK;
+
+/** The token after `token`. */
+export function nextToken(token: number): number {
+  return token >= MAX_TOKEN ? 1 : token + 1;
+}
+
+/** Whether `seen` is the token before `token` (0 before the first descriptor). */
+function isPrevious(seen: number, token: number): boolean {
+  return token === 1 ? seen === 0 || seen === MAX_TOKEN : seen === token - 1;
+}
+
+/** Who decided what becomes of a single-copy descriptor (see the module comment). */
+export const Fate = {
+  /** The consumer delivers the message: the producer's send succeeded, whatever else fails. */
+  DELIVERED: 1,
+  /** The producer's send failed: the consumer delivers nothing of it. */
+  GIVEN_UP: 2,
+} as const;
+/** One of {@link Fate}'s values. */
+export type Fate = (typeof Fate)[keyof typeof Fate];
 
 /** How the consumer finished a single-copy descriptor. */
 export const CopyResult = {
@@ -90,7 +121,7 @@ export class SingleCopyControl {
   outcome(token: number): CopyResult {
     const seen = Atomics.load(this.w, W_TOKEN);
     if (seen !== token) {
-      if (seen === ((token - 1) | 0)) return CopyResult.NONE;
+      if (isPrevious(seen, token)) return CopyResult.NONE;
       throw corrupt(`single-copy token ${seen} while ${token} is outstanding`);
     }
     const result = Atomics.load(this.w, W_RESULT);
@@ -109,7 +140,7 @@ export class SingleCopyControl {
 
   /** Consumer: withdraws the request for descriptor `token` (it gave the frame up); the producer stops before its next piece. */
   withdrawHelp(token: number): void {
-    if (Atomics.load(this.w, W_HELP_TOKEN) === token) Atomics.store(this.w, W_HELP_TOKEN, (token - 1) | 0);
+    if (Atomics.load(this.w, W_HELP_TOKEN) === token) Atomics.store(this.w, W_HELP_TOKEN, token === 1 ? MAX_TOKEN : token - 1);
   }
 
   /** Producer: the tail the consumer asked for descriptor `token`, if it asked. */
@@ -129,19 +160,24 @@ export class SingleCopyControl {
   }
 
   /**
-   * Producer: descriptor `token`'s send failed (its caller is told so, and may reuse the buffer from
-   * then on). Stored before the caller learns it: a consumer that finds it not set after its copy
-   * copied bytes the caller had not been given back yet.
+   * Decides descriptor `token`'s fate as `fate`, unless the other side decided it first: returns the
+   * fate that holds. A compare-and-swap, so the two sides can never both win, and each one's earlier
+   * accesses (the consumer's copy) come before it. Throws `CORRUPT` for a fate word neither side
+   * could have written.
    */
-  giveUp(token: number): void {
-    Atomics.store(this.w, W_GIVEN_UP, token);
+  decide(token: number, fate: Fate): Fate {
+    const w = this.w;
+    for (;;) {
+      const v = Atomics.load(w, W_FATE);
+      if ((v & FATE_TOKEN_MASK) === token) return fateIn(v);
+      if (Atomics.compareExchange(w, W_FATE, v, token | (fate << 30)) === v) return fate;
+    }
   }
 
-  /** Consumer: whether the producer gave descriptor `token` up (then its bytes must not be delivered). */
-  givenUp(token: number): boolean {
-    // Token 0 is the word's initial value, never a first descriptor's (tokens start at 1; one that
-    // wrapped to 0 after 2^32 descriptors goes unprotected).
-    return token !== 0 && Atomics.load(this.w, W_GIVEN_UP) === token;
+  /** Descriptor `token`'s fate, 0 while neither side decided it. */
+  fateOf(token: number): Fate | 0 {
+    const v = Atomics.load(this.w, W_FATE);
+    return (v & FATE_TOKEN_MASK) === token ? fateIn(v) : 0;
   }
 
   /** Consumer: how the producer finished the tail of descriptor `token`; 0 while it has not. */
@@ -151,6 +187,12 @@ export class SingleCopyControl {
     if (result !== HelpResult.WRITTEN && result !== HelpResult.FAILED) throw corrupt(`cooperative-copy result ${result}`);
     return result;
   }
+}
+
+function fateIn(word: number): Fate {
+  const fate = word >>> 30;
+  if (fate !== Fate.DELIVERED && fate !== Fate.GIVEN_UP) throw corrupt(`single-copy fate ${fate}`);
+  return fate;
 }
 
 function storeU64(w: Int32Array, index: number, value: bigint): void {

@@ -37,10 +37,13 @@
  * fails says its half FAILED.
  *
  * **A send that fails** while its payload is being copied (the producer's channel fails: its caller is
- * told, and may reuse the buffer) is *given up* in the control block before the caller learns it. The
- * consumer checks that word after its copy and before it answers: a given-up frame is not delivered,
- * the pair fails with `PEER_LOST` instead (the producer reports the pair lost too). So a message is
- * either delivered with the bytes the sender had not yet been given back, or not at all.
+ * told, and may reuse the buffer) races the consumer's delivery, and one compare-and-swap on the
+ * control block's fate word decides it (`single-copy-control.ts`): the consumer, with all the bytes
+ * in, tries DELIVERED; the producer, before it tells its caller, tries GIVEN_UP. Whoever comes second
+ * follows: a consumer finding the message given up delivers nothing and fails the pair with
+ * `PEER_LOST` (the producer reports the pair lost too); a producer finding it delivered completes
+ * that send. Both ranks agree on every message, and nothing copied from a buffer its owner got back
+ * is delivered.
  *
  * If the copy is refused (`EPERM`: another user, Yama, a non-dumpable process; `ENOSYS`; `ENOTSUP`:
  * `VMCOMM_CMA=0`), the consumer answers {@link CopyResult.REFUSED} and keeps the frame open; the
@@ -63,7 +66,7 @@ import type { FrameSink } from '../backend.js';
 import { VmcommError } from '../errors.js';
 import { FRAME_HEADER_BYTES, frameLength } from '../protocol.js';
 import { corrupt } from './region.js';
-import { CopyResult, HelpResult, type SingleCopyControl } from './single-copy-control.js';
+import { CopyResult, Fate, HelpResult, MAX_TOKEN, type SingleCopyControl } from './single-copy-control.js';
 
 /** Byte 0 of a frame header that only the single-copy layer reads (the core's frames carry version 1 there). */
 export const SINGLE_COPY_FRAME_MARK = 0xe5;
@@ -89,6 +92,11 @@ const D_LENGTH = FRAME_HEADER_BYTES + 16;
 
 /** A read of nothing: does the producer's memory still exist? */
 const EMPTY = new Uint8Array(0);
+
+/** The sender's send of the open message failed on its side (it reports the pair lost too). */
+function givenUp(peer: number, cause?: unknown): VmcommError {
+  return new VmcommError('PEER_LOST', `rank ${peer}'s send of this message failed on its side while it was being copied; nothing of it is delivered`, { peer, cause });
+}
 
 /** Errors of a copy that mean "not allowed here", not "broken": fall back to the ring. */
 const REFUSALS = new Set(['EPERM', 'EACCES', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP']);
@@ -323,6 +331,7 @@ export class SingleCopySink implements FrameSink {
     const v = p.view;
     p.pid = v.getUint32(D_PID, true);
     p.token = v.getInt32(D_TOKEN, true);
+    if (p.token < 1 || p.token > MAX_TOKEN) throw corrupt(`a single-copy token ${p.token}`);
     p.handle = v.getBigUint64(D_HANDLE, true);
     const hi = v.getUint32(D_LENGTH + 4, true);
     if (hi > 0x1f_ffff) throw corrupt('a single-copy length beyond 2^53');
@@ -376,7 +385,8 @@ export class SingleCopySink implements FrameSink {
       }
       p.helping = false;
       this.releaseTarget(p);
-      this.checkNotGivenUp(peer, p);
+      // FAILED because the sender's send failed: no use reading the rest.
+      if (this.hooks.control(peer)!.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer);
       if (outcome === HelpResult.WRITTEN) {
         this.counts.helped++;
         p.done = p.want;
@@ -386,9 +396,9 @@ export class SingleCopySink implements FrameSink {
       }
     }
     if (p.done >= p.want) {
-      // After the copy, before the answer: bytes copied from a send its caller was told had failed
-      // (and may have reused already) are never delivered.
-      this.checkNotGivenUp(peer, p);
+      // All here: deliver — unless the sender's send failed first (its caller may have reused the
+      // buffer these bytes came from). One compare-and-swap decides which of the two happened.
+      if (this.hooks.control(peer)!.decide(p.token, Fate.DELIVERED) !== Fate.DELIVERED) throw givenUp(peer);
       this.counts.reads++;
       this.counts.bytesRead += p.done;
       p.state = State.IDLE;
@@ -402,16 +412,6 @@ export class SingleCopySink implements FrameSink {
   }
 
   /**
-   * Throws `PEER_LOST` when the producer gave `p`'s descriptor up: its send failed (it marks the pair
-   * lost on its side too), and its caller may have reused the buffer this rank copied from.
-   */
-  private checkNotGivenUp(peer: number, p: PeerCopy): void {
-    if (this.hooks.control(peer)!.givenUp(p.token)) {
-      throw new VmcommError('PEER_LOST', `rank ${peer}'s send of this message failed on its side while it was being copied; nothing of it is delivered`, { peer });
-    }
-  }
-
-  /**
    * Copies bytes `offset …` of `p`'s payload into `into`: the bytes copied, or −1 after a refusal
    * (the frame then waits for its fallback). Throws PEER_LOST or CORRUPT.
    */
@@ -419,6 +419,8 @@ export class SingleCopySink implements FrameSink {
     try {
       return this.reader.read(p.pid, p.handle, offset, into);
     } catch (error) {
+      // The sender's send failed and its caller let the buffer go: that, not a bad descriptor.
+      if (this.hooks.control(peer)?.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer, error);
       const code = (error as { code?: string }).code ?? '';
       if (REFUSALS.has(code)) {
         this.refuse(peer, p);

@@ -8,7 +8,7 @@ import type { FrameSink } from '../../backend.js';
 import { emptyHeader, encodeHeader, FrameKind, frameLength } from '../../protocol.js';
 import { Inbox, InboxSender, inboxBytes, initInbox } from '../inbox.js';
 import { SingleCopyChannel } from '../single-copy-channel.js';
-import { SINGLE_COPY_CONTROL_BYTES, SingleCopyControl } from '../single-copy-control.js';
+import { Fate, MAX_TOKEN, nextToken, SINGLE_COPY_CONTROL_BYTES, SingleCopyControl } from '../single-copy-control.js';
 import { HELP_MIN_BYTES, PIECE_BYTES, SingleCopySink, type PayloadReader } from '../single-copy-sink.js';
 import { initRing, RingConsumer, ringRegionBytes } from '../spsc-ring.js';
 import { pattern, same } from '../../../tests/helpers/bytes.js';
@@ -136,7 +136,7 @@ function harness(options: { refuse?: boolean; refuseWrites?: boolean; pidOf?: nu
     });
     return state;
   };
-  return { channel, sink, kernel, delivered, lost, failed, run, send, consumer, memory };
+  return { channel, sink, kernel, delivered, lost, failed, run, send, consumer, memory, control };
 }
 
 describe('single copy, the protocol', () => {
@@ -285,6 +285,40 @@ describe('single copy, the protocol', () => {
     expect(h.sink.counts).toMatchObject({ reads: 0, helped: 0 });
     expect(h.kernel.released).toBe(1);
     expect(h.kernel.targetsReleased).toBe(1);
+  });
+
+  it('a sender that fails after its reader delivered, before it saw the answer: its send succeeds (both ranks agree)', () => {
+    const h = harness({ helpMinBytes: Number.POSITIVE_INFINITY });
+    const big = pattern(MIN * 4, 17);
+    const s = h.send(big);
+    h.consumer.poll(h.sink, 0, 16); // read and delivered at once; the sender has not flushed yet
+    expect(same(h.delivered[0].data, big)).toBe(true);
+    h.channel.fail(new Error('the sender stops'));
+    expect(s).toEqual({ done: true, error: undefined });
+    expect(h.control.fateOf(1)).toBe(Fate.DELIVERED);
+  });
+
+  it('the sender gives a failed message up before its caller learns of it', () => {
+    const h = harness({ helpMinBytes: Number.POSITIVE_INFINITY });
+    const header = encodeHeader({ ...emptyHeader(), kind: FrameKind.DATA, payloadBytes: PIECE_BYTES * 2, messageBytes: PIECE_BYTES * 2, recvId: 1 }, new Uint8Array(48));
+    let fateAtDone: number | undefined;
+    h.channel.send(header, pattern(PIECE_BYTES * 2, 18), () => (fateAtDone = h.control.fateOf(1)));
+    h.consumer.poll(h.sink, 0, 16); // the descriptor and the first piece: the message is open
+    h.channel.fail(new Error('the sender stops'));
+    expect(fateAtDone).toBe(Fate.GIVEN_UP);
+  });
+
+  it('tokens run from 1 to MAX_TOKEN and wrap to 1; the fate word tells them apart', () => {
+    expect(nextToken(0)).toBe(1);
+    expect(nextToken(MAX_TOKEN - 1)).toBe(MAX_TOKEN);
+    expect(nextToken(MAX_TOKEN)).toBe(1);
+    const control = new SingleCopyControl({ sab: new SharedArrayBuffer(SINGLE_COPY_CONTROL_BYTES), byteOffset: 0, byteLength: SINGLE_COPY_CONTROL_BYTES });
+    expect(control.fateOf(MAX_TOKEN)).toBe(0);
+    expect(control.decide(MAX_TOKEN, Fate.GIVEN_UP)).toBe(Fate.GIVEN_UP);
+    expect(control.decide(MAX_TOKEN, Fate.DELIVERED)).toBe(Fate.GIVEN_UP); // the first decision holds
+    expect(control.fateOf(1)).toBe(0);
+    expect(control.decide(1, Fate.DELIVERED)).toBe(Fate.DELIVERED);
+    expect(control.decide(1, Fate.GIVEN_UP)).toBe(Fate.DELIVERED);
   });
 
   it('a sender that fails while the reader copies all of it alone: what was copied is not delivered (PEER_LOST)', () => {
