@@ -120,10 +120,9 @@ for (const baseline of plan.baselines) {
   let link: PairLink;
   if (baseline === 'sab-ring' || baseline === 'sab-ring-awaited') {
     // One ring link for both: a ring's positions live in its link, and the two never run at once.
-    ring ??= sabRingLink(given!.rings, rank);
+    if (ring === undefined) links.push((ring = sabRingLink(given!.rings, rank)));
     link = baseline === 'sab-ring' ? ring : awaitedLink(ring, baseline);
-  } else link = baseline === 'message-port' ? messagePortLink(given!.port) : await nodeTcpLink(comm, 1 - rank);
-  if (!links.includes(link)) links.push(link);
+  } else links.push((link = baseline === 'message-port' ? messagePortLink(given!.port) : await nodeTcpLink(comm, 1 - rank)));
   impls.push({ name: baseline, kind: 'baseline', pair: link, partner: link });
 }
 

@@ -38,6 +38,8 @@ interface Pending {
 class SelfChannel implements Channel {
   private queue: Pending[] = [];
   private scheduled = false;
+  /** Inside {@link flush}: a poll from there (none is known) must not deliver later frames first. */
+  private flushing = false;
   private closed = false;
 
   constructor(private readonly c: BackendComponents) {}
@@ -55,7 +57,8 @@ class SelfChannel implements Channel {
   /** Delivers what waits now (see {@link SelfTransport.poll}); the frames delivered. */
   deliver(): number {
     const n = this.queue.length;
-    if (n > 0) this.flush();
+    if (n === 0 || this.flushing) return 0;
+    this.flush();
     return n;
   }
 
@@ -64,6 +67,15 @@ class SelfChannel implements Channel {
     const batch = this.queue;
     this.queue = [];
     const { sink, rank } = this.c;
+    this.flushing = true;
+    try {
+      this.deliverAll(batch, sink, rank);
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private deliverAll(batch: Pending[], sink: BackendComponents['sink'], rank: number): void {
     for (const f of batch) {
       try {
         const target = sink.begin(rank, f.header);
@@ -114,7 +126,7 @@ export class SelfTransport implements Transport {
     return this.openNow(peer);
   }
 
-  /** {@link connect} at once: opening does no I/O (see `Transport.openNow`). */
+  /** {@link connect} at once: opening needs no round trip with the peer (see `Transport.openNow`). */
   openNow(peer: number): Channel {
     if (peer !== this.c.rank) throw new Error(`self transport cannot reach rank ${peer}`);
     return (this.channel ??= new SelfChannel(this.c));

@@ -363,7 +363,7 @@ export class ShmTransport implements Transport {
     return this.openNow(peer);
   }
 
-  /** {@link connect} at once: opening does no I/O (see `Transport.openNow`). */
+  /** {@link connect} at once: opening needs no round trip with the peer (see `Transport.openNow`). */
   openNow(peer: number): Channel {
     const existing = this.outbound.get(peer);
     if (existing !== undefined) return existing.channel;

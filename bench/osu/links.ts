@@ -161,7 +161,8 @@ const SETTLED: Promise<unknown> = Promise.resolve();
 
 /**
  * `link` (a bare ring) behind calls that return a promise, as vmcomm's do, and nothing else: the
- * patterns await each send and each receive. What vmcomm costs beyond this is its own work, not the
+ * patterns await each send and each receive, and a window waits for one promise per message (as
+ * vmcomm's nonblocking calls and `waitAll`). What vmcomm costs beyond this is its own work, not the
  * price of a promise-based API.
  */
 export function awaitedLink(link: PairLink, name: string): PairLink {
@@ -169,7 +170,11 @@ export function awaitedLink(link: PairLink, name: string): PairLink {
     name,
     send: (data) => link.send(data) ?? SETTLED,
     recv: (into) => link.recv(into) ?? SETTLED,
-    exchange: (sends, recvs) => link.exchange(sends, recvs) ?? SETTLED,
+    exchange: (sends, recvs) => {
+      const moved = link.exchange(sends, recvs);
+      const each: Promise<unknown>[] = new Array(sends.length + recvs.length).fill(SETTLED);
+      return moved === undefined ? Promise.all(each) : moved.then(() => Promise.all(each));
+    },
     close: () => undefined, // the ring's own link closes it
   };
 }

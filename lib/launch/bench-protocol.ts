@@ -29,7 +29,8 @@ export type BenchBackend = (typeof BENCH_BACKENDS)[number];
  * a single-producer single-consumer byte ring in a `SharedArrayBuffer` that both worker threads spin
  * on (the floor for shared memory in JavaScript); the same ring behind calls that return a promise,
  * awaited as vmcomm's are (`sab-ring-awaited`: the floor for any promise-based API — every send and
- * receive returns one settled promise and nothing else); a `MessagePort` between the two workers
+ * receive returns a settled promise, a window waits for one per message, and nothing else); a
+ * `MessagePort` between the two workers
  * (structured clone); a bare `net` socket between the two processes with a 4-byte length prefix.
  */
 export const BENCH_BASELINES = ['sab-ring', 'sab-ring-awaited', 'message-port', 'node-tcp'] as const;
