@@ -208,7 +208,7 @@ export class SingleCopySink implements FrameSink {
   private readonly peers: (PeerCopy | undefined)[] = [];
   /** Peers whose memory this rank could not read: no more descriptors are accepted from them. */
   private readonly refused = new Set<number>();
-  /** Peers with a read in progress. */
+  /** Peers with a single-copy frame open: being read, or refused and waiting for its fallback frame. */
   private reading: number[] = [];
   /** Descriptors received, payloads read by single copy (and their bytes), refusals (diagnostics). */
   readonly counts = { descriptors: 0, reads: 0, bytesRead: 0, refusals: 0, helped: 0 };
@@ -223,7 +223,7 @@ export class SingleCopySink implements FrameSink {
     this.helpMinBytes = reader.helpMinBytes ?? HELP_MIN_BYTES;
   }
 
-  /** Reads in progress (the transport's poll continues them). */
+  /** Frames open: reads in progress, and refusals waiting for their fallback (the transport's poll continues them). */
   get active(): number {
     return this.reading.length;
   }
@@ -289,13 +289,14 @@ export class SingleCopySink implements FrameSink {
       const peer = this.reading[i];
       const p = this.peers[peer]!;
       try {
-        moved += this.read(peer, p, maxBytes - moved);
+        if (p.state === State.READING) moved += this.read(peer, p, maxBytes - moved);
+        else if (p.state === State.FALLBACK) this.awaitFallback(peer, p);
       } catch (error) {
         this.abandon(peer, p); // takes it off `reading`: index i is the next one now
         this.hooks.fail(peer, error as Error);
         continue;
       }
-      if (p.state === State.READING) i++;
+      if (p.state !== State.IDLE) i++;
       else this.reading.splice(i, 1);
     }
     return moved;
@@ -347,7 +348,11 @@ export class SingleCopySink implements FrameSink {
     p.done = 0;
     p.readUpTo = p.want;
     p.helping = false;
-    if (this.refused.has(peer) || !this.hooks.allowed(peer)) return this.refuse(peer, p);
+    if (this.refused.has(peer) || !this.hooks.allowed(peer)) {
+      this.refuse(peer, p);
+      this.reading.push(peer);
+      return;
+    }
     if (p.want >= this.helpMinBytes && (p.targetHandle = this.handleOf(target!)) !== undefined) {
       // The second half (page-aligned) is the producer's to write; this rank reads the first.
       const split = Math.floor(p.want / 2 / 4096) * 4096;
@@ -359,7 +364,15 @@ export class SingleCopySink implements FrameSink {
     p.state = State.READING;
     // The first piece now; the rest (if any) from the transport's poll.
     this.read(peer, p, PIECE_BYTES);
-    if (p.state === State.READING) this.reading.push(peer);
+    if ((p.state as State) !== State.IDLE) this.reading.push(peer); // read() may have finished or refused it
+  }
+
+  /**
+   * Refused, waiting for the payload through the ring: a producer that failed before it saw the
+   * refusal gave the message up, and sends no fallback frame — waiting would wait forever.
+   */
+  private awaitFallback(peer: number, p: PeerCopy): void {
+    if (this.hooks.control(peer)!.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer);
   }
 
   /** Reads up to `budget` bytes of `p`'s payload; finishes the frame when all is in. */

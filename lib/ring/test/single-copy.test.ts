@@ -321,6 +321,21 @@ describe('single copy, the protocol', () => {
     expect(control.decide(1, Fate.GIVEN_UP)).toBe(Fate.DELIVERED);
   });
 
+  it('a sender that fails before it saw the reader’s refusal sends no fallback: the reader stops waiting for it (PEER_LOST)', () => {
+    const h = harness({ refuse: true });
+    const s = h.send(pattern(MIN * 2, 19));
+    h.consumer.poll(h.sink, 0, 16); // the descriptor: refused, the reader waits for the payload through the ring
+    expect(h.sink.active).toBe(1);
+    h.sink.pump(PIECE_BYTES);
+    expect(h.failed).toEqual([]); // still waiting: the sender is alive
+    h.channel.fail(new Error('the sender stops'));
+    expect(s.error).toMatchObject({ message: 'the sender stops' });
+    h.sink.pump(PIECE_BYTES);
+    expect(h.failed).toEqual([expect.objectContaining({ code: 'PEER_LOST' })]);
+    expect(h.sink.active).toBe(0);
+    expect(h.delivered).toEqual([]);
+  });
+
   it('a sender that fails while the reader copies all of it alone: what was copied is not delivered (PEER_LOST)', () => {
     const h = harness({ helpMinBytes: Number.POSITIVE_INFINITY });
     const huge = pattern(PIECE_BYTES * 2 + 3, 16);
