@@ -310,9 +310,10 @@ export class SingleCopyChannel implements Channel {
       } catch {
         // A corrupt control block: the reader cannot deliver through it either.
       }
-      // A reader waiting for the half it asked of us would wait forever: the answer wakes it.
-      if (fate === Fate.GIVEN_UP && f.helpWritten >= 0) {
-        this.options.control.helped(f.token, HelpResult.FAILED);
+      if (fate === Fate.GIVEN_UP) {
+        // A reader waiting for the half it asked of us would wait forever: the answer wakes it. One
+        // waiting for a fallback frame, or reading, learns from the fate word: wake it too.
+        if (f.helpWritten >= 0) this.options.control.helped(f.token, HelpResult.FAILED);
         if (this.options.ring.peerInbox.ring()) this.options.ring.wake(this.peer);
       }
       this.writer?.release(f.handle);

@@ -8,11 +8,11 @@
  * |---|---|---|---|
  * | 0 | i32 | token of the last descriptor the consumer finished | consumer |
  * | 4 | i32 | how it finished ({@link CopyResult}) | consumer |
- * | 8 | i32 | cooperative copy: token of the descriptor whose tail the producer is asked to write | consumer |
+ * | 8 | i32 | cooperative copy: token of the descriptor whose tail the producer is asked to write (0 once the request ended) | consumer |
  * | 12 | u64 | … the target's handle (an address, a pin: the transport's {@link PayloadReader}) | consumer |
  * | 20 | u64 | … the tail's offset, in the payload and in the target alike | consumer |
  * | 28 | u64 | … the tail's length | consumer |
- * | 36 | i32 | cooperative copy: token whose tail the producer finished | producer |
+ * | 36 | i32 | cooperative copy: token whose tail the producer finished | producer (cleared by the consumer before it asks) |
  * | 40 | i32 | … how ({@link HelpResult}) | producer |
  * | 44 | i32 | fate of a descriptor: its token, and in the top two bits who decided ({@link Fate}) | either, by compare-and-swap |
  *
@@ -132,15 +132,22 @@ export class SingleCopyControl {
   /** Consumer: asks the producer to write bytes `from … from+length` of descriptor `token`'s payload into the target `handle`. */
   askHelp(token: number, handle: bigint, from: number, length: number): void {
     const w = this.w;
+    // An answer left from an earlier request must not pass for this one's (tokens wrap).
+    Atomics.store(w, W_HELP_DONE, 0);
     storeU64(w, W_HELP_HANDLE, handle);
     storeU64(w, W_HELP_FROM, BigInt(from));
     storeU64(w, W_HELP_LENGTH, BigInt(length));
     Atomics.store(w, W_HELP_TOKEN, token); // last: the request is complete when the token shows
   }
 
-  /** Consumer: withdraws the request for descriptor `token` (it gave the frame up); the producer stops before its next piece. */
+  /**
+   * Consumer: ends the request for descriptor `token` — answered, or withdrawn (the frame was given
+   * up or refused: the producer stops before its next piece). Cleared to 0, never a token: a request
+   * left standing would pass for that of a later descriptor with the same token once tokens wrap (a
+   * producer would write into a target released long before).
+   */
   withdrawHelp(token: number): void {
-    if (Atomics.load(this.w, W_HELP_TOKEN) === token) Atomics.store(this.w, W_HELP_TOKEN, token === 1 ? MAX_TOKEN : token - 1);
+    if (Atomics.load(this.w, W_HELP_TOKEN) === token) Atomics.store(this.w, W_HELP_TOKEN, 0);
   }
 
   /** Producer: the tail the consumer asked for descriptor `token`, if it asked. */

@@ -270,6 +270,7 @@ export class SingleCopySink implements FrameSink {
     p.begun = Begun.PASS;
     p.state = State.IDLE;
     p.target = undefined;
+    this.reading = this.reading.filter((r) => r !== peer); // its fallback came: no longer open
     this.inner.commit(peer);
   }
 
@@ -397,6 +398,7 @@ export class SingleCopySink implements FrameSink {
         return moved;
       }
       p.helping = false;
+      this.hooks.control(peer)!.withdrawHelp(p.token); // answered: the request ends
       this.releaseTarget(p);
       // FAILED because the sender's send failed: no use reading the rest.
       if (this.hooks.control(peer)!.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer);
@@ -450,7 +452,9 @@ export class SingleCopySink implements FrameSink {
     this.counts.refusals++;
     this.refused.add(peer);
     p.state = State.FALLBACK;
-    // A half the producer was asked to write may land before its fallback frame, which overwrites it.
+    // A half the producer was asked to write: withdrawn (the fallback frame brings it all); a piece
+    // under way may still land, and the fallback frame overwrites it.
+    if (p.helping) this.hooks.control(peer)!.withdrawHelp(p.token);
     p.helping = false;
     this.releaseTarget(p);
     this.hooks.control(peer)!.finish(p.token, CopyResult.REFUSED);

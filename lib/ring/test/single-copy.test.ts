@@ -308,6 +308,34 @@ describe('single copy, the protocol', () => {
     expect(fateAtDone).toBe(Fate.GIVEN_UP);
   });
 
+  it('a finished or withdrawn cooperative copy leaves no request or answer that a later descriptor with its token (after the wrap) could take for its own', () => {
+    const control = new SingleCopyControl({ sab: new SharedArrayBuffer(SINGLE_COPY_CONTROL_BYTES), byteOffset: 0, byteLength: SINGLE_COPY_CONTROL_BYTES });
+    control.askHelp(7, 0x1000n, 4096, 4096);
+    expect(control.helpRequest(7)).toEqual({ handle: 0x1000n, from: 4096, length: 4096 });
+    control.helped(7, 1); // WRITTEN
+    expect(control.helpOutcome(7)).toBe(1);
+    control.withdrawHelp(7); // the consumer took the answer
+    expect(control.helpRequest(7)).toBeUndefined(); // a producer with token 7 again finds no request
+    control.askHelp(7, 0x2000n, 0, 8192); // a later descriptor with the same token
+    expect(control.helpOutcome(7)).toBe(0); // the old answer does not pass for its own
+    control.withdrawHelp(7);
+    expect(control.helpRequest(7)).toBeUndefined();
+  });
+
+  it('a refused descriptor withdraws the half it had asked the sender for', () => {
+    const h = harness({ ringBytes: 1 << 21 }); // the fallback frame moves the payload through the ring
+    const s = h.send(pattern(HELP_MIN_BYTES * 2, 20));
+    h.consumer.poll(h.sink, 0, 16); // the reader asks for the second half and reads the first
+    expect(h.control.helpRequest(1)).toBeDefined();
+    h.kernel.refuse = true;
+    h.sink.pump(PIECE_BYTES); // its next read of nothing is refused: the payload comes through the ring
+    expect(h.control.helpRequest(1)).toBeUndefined();
+    h.run();
+    expect(s).toEqual({ done: true, error: undefined });
+    expect(h.delivered).toHaveLength(1);
+    expect(h.sink.active).toBe(0);
+  });
+
   it('tokens run from 1 to MAX_TOKEN and wrap to 1; the fate word tells them apart', () => {
     expect(nextToken(0)).toBe(1);
     expect(nextToken(MAX_TOKEN - 1)).toBe(MAX_TOKEN);
