@@ -338,6 +338,7 @@ export class ShmTransport implements Transport {
   private sweepPeers(): void {
     const addon = this.addon;
     if (addon === undefined || this.stopping !== undefined) return;
+    this.poller?.sweepFailed();
     for (const peer of this.served) {
       if (this.dead.has(peer)) continue;
       const link = this.links.get(peer);
@@ -393,6 +394,8 @@ export class ShmTransport implements Transport {
         descriptor: Buffer.from(name, 'latin1'),
         peerInbox: link.inbox,
         wake: (p) => this.wake(p, false),
+        // This rank owns the ring file while the channel lives: a failure can be marked for the reader.
+        signalFailure: true,
       },
       control: control.singleCopy,
       writer: this.cmaAllowed && link.cma ? cmaWriter(addon, this.options.cmaMinBytes, link.pid) : undefined,

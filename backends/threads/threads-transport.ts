@@ -299,6 +299,7 @@ export class ThreadsTransport implements Transport {
   /** Reports every served peer whose inbox says its thread ended without stopping. */
   private sweepPeers(): void {
     if (this.stopping !== undefined) return;
+    this.poller?.sweepFailed();
     for (const peer of this.served) {
       if (this.lostPeers.has(peer) || this.links.get(peer)?.inbox.state !== InboxState.GONE) continue;
       this.lost(peer, new VmcommError('PEER_LOST', `rank ${peer} ended without finalizing (its thread is gone)`, { peer }));
@@ -358,6 +359,8 @@ export class ThreadsTransport implements Transport {
         wake: (p) => this.wake(p, false),
         // After close() resolves no frame from the peer reaches the core (the Channel contract).
         closed: (p) => this.poller?.detach(p),
+        // The arena outlives every channel: a failure can be marked for the reader.
+        signalFailure: true,
       },
       control: new SingleCopyControl(control),
       writer: pins !== undefined ? pinWriter(pins, this.options.singleCopyMinBytes) : undefined,

@@ -12,6 +12,7 @@
 
 import type { FrameSink } from '../backend.js';
 import { newAnnouncement, type Inbox } from './inbox.js';
+import { VmcommError } from '../errors.js';
 import { corrupt } from './region.js';
 import type { RingConsumer } from './spsc-ring.js';
 
@@ -141,6 +142,20 @@ export class Poller {
     if (e === undefined) return;
     if (close) e.consumer.close();
     this.entries = this.entries.filter((x) => x !== e);
+  }
+
+  /**
+   * Reports the peers whose producer marked its ring failed (`RingProducer.closeFailed`) once all it
+   * published was read: the frames it finished are delivered first, and one it left unfinished would
+   * never complete — a receive waiting on that peer fails with `PEER_LOST` instead of waiting on. For
+   * a transport's periodic sweep (one load per ring).
+   */
+  sweepFailed(): void {
+    for (const e of this.entries) {
+      if (!e.consumer.producerFailed || e.consumer.available() !== 0) continue;
+      this.drop(e, new VmcommError('PEER_LOST', `rank ${e.peer}'s channel to this rank failed on its side; nothing more comes from it`, { peer: e.peer }));
+      return this.sweepFailed(); // `entries` changed
+    }
   }
 
   /** Detaches every ring. */

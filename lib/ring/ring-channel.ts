@@ -53,6 +53,12 @@ export interface RingChannelOptions {
    * here, as the `Channel` contract asks.
    */
   readonly closed?: (peer: number) => void;
+  /**
+   * Optional: on failure, mark the ring failed for its reader ({@link RingProducer.closeFailed}), so
+   * that a reader whose receive waits on this rank learns it (`Poller.sweepFailed`). Off where the
+   * ring's memory may no longer be this rank's to write when it fails (ivshmem's revoked regions).
+   */
+  readonly signalFailure?: boolean;
 }
 
 /** One peer's outbound channel. */
@@ -170,6 +176,10 @@ export class RingChannel implements Channel {
     if (this.failure !== undefined) return;
     this.failure = error;
     this.producer.failQueued(error);
+    if (this.options.signalFailure === true) {
+      this.producer.closeFailed();
+      if (this.options.peerInbox.ring()) this.options.wake(this.peer);
+    }
     this.flagged = false;
     const report = this.closing === undefined;
     this.finish();

@@ -16,7 +16,7 @@
  * | 128 | u32 | **head**: bytes published by the producer since creation, mod 2^32 | producer |
  * | 256 | u32 | **tail**: bytes released by the consumer since creation, mod 2^32 | consumer |
  * | 384 | u32 | producer waiting for space (1): raised by a blocked producer, lowered by the consumer when it frees space and wakes it | both |
- * | 388 | u32 | producer closed (1): nothing more will be published | producer |
+ * | 388 | u32 | producer closed (1): nothing more will be published; (2): its channel failed, so a frame it left unfinished never completes | producer |
  * | 392 | u32 | consumer closed (1): nothing more will be read | consumer |
  * | 512 | bytes | data area, `D` bytes; byte `p` of the stream is at `512 + (p mod D)` | producer |
  *
@@ -346,6 +346,11 @@ export class RingProducer extends RingSide {
     Atomics.store(this.ctl, W_PRODUCER_CLOSED, 1);
   }
 
+  /** Says that the channel failed: nothing more will be published, and a frame left unfinished stays so. */
+  closeFailed(): void {
+    Atomics.store(this.ctl, W_PRODUCER_CLOSED, 2);
+  }
+
   private refreshFree(head: number): number {
     const tail = Atomics.load(this.ctl, W_TAIL) >>> 0;
     const used = (head - tail) >>> 0;
@@ -426,6 +431,11 @@ export class RingConsumer extends RingSide {
   /** True when the producer said it publishes no more. */
   get producerClosed(): boolean {
     return Atomics.load(this.ctl, W_PRODUCER_CLOSED) !== 0;
+  }
+
+  /** True when the producer said its channel failed (see {@link RingProducer.closeFailed}). */
+  get producerFailed(): boolean {
+    return Atomics.load(this.ctl, W_PRODUCER_CLOSED) === 2;
   }
 
   /** Bytes published and not yet read (one atomic load). */

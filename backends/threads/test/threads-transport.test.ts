@@ -231,6 +231,19 @@ describe('threads channels', () => {
     await a.stop();
   });
 
+  it('a channel that fails on its sender’s side: the reader gets what was finished, then reports the sender lost (its sweep)', async () => {
+    const { a, b, sinks } = await pair({ ringBytes: 4096 });
+    const ab = await a.connect(1);
+    const f = frame(100, 1);
+    ab.send(f.header, f.payload);
+    (ab as unknown as { fail(error: Error): void }).fail(new Error('the sender’s side broke'));
+    for (let k = 0; k < 300 && sinks[1].lost.length === 0; k++) await new Promise((r) => setTimeout(r, 10));
+    expect(sinks[1].frames.map((x) => x.data.byteLength)).toEqual([100]);
+    expect(sinks[1].lost).toEqual([{ peer: 0, error: expect.objectContaining({ name: 'VmcommError', code: 'PEER_LOST', peer: 0 }) }]);
+    expect(sinks[0].lost.map((l) => l.peer)).toEqual([1]); // the sender reported it on its side
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it('refuses a ring announcement that does not fit the peer arena: CORRUPT, reported as that peer lost', async () => {
     const { a, b, sinks, fields } = await pair();
     expect(fields[0]).toBeDefined();

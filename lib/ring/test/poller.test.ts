@@ -205,4 +205,51 @@ describe('ring channel', () => {
     poller.poll();
     expect(sink.frames.map((f) => [f.peer, f.id])).toEqual([[1, 1]]);
   });
+
+  it('a producer whose channel failed is reported lost by the sweep, after what it finished was read; a closed one is not', () => {
+    for (const signalFailure of [true, false]) {
+      const a = arena(2, 4096);
+      const lost: [number, Error][] = [];
+      const sink = recordingSink();
+      const poller = new Poller(new Inbox(a.inbox), sink, { attach: a.attach, wakeProducer: () => undefined, lost: (p, e) => lost.push([p, e]), inboxBroken: () => undefined });
+      const channelTo = (i: number) => {
+        initRing(a.ring(i));
+        return new RingChannel({ peer: 0, self: 5 + i, ring: a.ring(i), descriptor: a.descriptorOf(a.ring(i)), peerInbox: new InboxSender(a.inbox), wake: () => undefined, needsFlush: () => undefined, lost: () => undefined, signalFailure });
+      };
+      const failing = channelTo(0);
+      const closing = channelTo(1);
+      failing.send(header(4, 1), bytes(4, 1)); // finished before the failure: still delivered
+      closing.send(header(4, 2), bytes(4, 2));
+      failing.fail(new Error('the sender’s side broke'));
+      void closing.close();
+      poller.poll(); // takes both rings (a poll delivers up to its budget)
+      poller.sweepFailed();
+      poller.poll();
+      poller.sweepFailed();
+      expect(sink.frames.map((f) => [f.peer, f.id]).sort()).toEqual([[5, 1], [6, 2]]);
+      if (signalFailure) {
+        expect(lost).toEqual([[5, expect.objectContaining({ name: 'VmcommError', code: 'PEER_LOST', peer: 5 })]]);
+        expect(poller.peers).toEqual([6]);
+      } else expect(lost).toEqual([]); // without the mark the reader cannot tell
+    }
+  });
+
+  it('the sweep waits until the failed producer’s finished frames were read', () => {
+    const a = arena(1, 4096);
+    const lost: number[] = [];
+    const sink = recordingSink();
+    const poller = new Poller(new Inbox(a.inbox), sink, { attach: a.attach, wakeProducer: () => undefined, lost: (p) => lost.push(p), inboxBroken: () => undefined }, { framesPerPoll: 1, framesPerRing: 1 });
+    initRing(a.ring(0));
+    const channel = new RingChannel({ peer: 0, self: 3, ring: a.ring(0), descriptor: a.descriptorOf(a.ring(0)), peerInbox: new InboxSender(a.inbox), wake: () => undefined, needsFlush: () => undefined, lost: () => undefined, signalFailure: true });
+    for (let k = 0; k < 3; k++) channel.send(header(4, k), bytes(4, k));
+    channel.fail(new Error('broke'));
+    poller.poll(); // one frame per poll
+    poller.sweepFailed();
+    expect(lost).toEqual([]); // two frames still to read
+    poller.poll();
+    poller.poll();
+    poller.sweepFailed();
+    expect(sink.frames.map((f) => f.id)).toEqual([0, 1, 2]);
+    expect(lost).toEqual([3]);
+  });
 });
