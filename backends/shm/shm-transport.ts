@@ -131,7 +131,7 @@ export class ShmTransport implements Transport {
   private pidns = '';
   private readonly links = new Map<number, PeerLink>();
   private served = new Set<number>();
-  /** Peers this rank found dead (reported once). */
+  /** Peers reported lost (each once, whoever noticed: the sweep, a channel, a single-copy read). */
   private readonly dead = new Set<number>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly outbound = new Map<number, Outbound>();
@@ -347,7 +347,6 @@ export class ShmTransport implements Transport {
       // CLOSED: it finalized (not a failure). GONE: it exited without finalize.
       if (state === InboxState.CLOSED) continue;
       if (state === InboxState.OPEN && holderAlive(addon, link.inboxPath)) continue;
-      this.dead.add(peer);
       this.lost(
         peer,
         new VmcommError('PEER_LOST', `rank ${peer} (pid ${link.pid}) ${state === InboxState.GONE ? 'exited without finalize' : 'died (its shm inbox lock was released without a close)'}`, { peer }),
@@ -582,6 +581,9 @@ export class ShmTransport implements Transport {
   }
 
   private lost(peer: number, error: Error): void {
+    // Once per peer, whoever noticed (a sweep, a channel, a single-copy read).
+    if (this.dead.has(peer)) return;
+    this.dead.add(peer);
     this.components.logger?.debug(`vmcomm:shm: lost rank ${peer}: ${error.message}`);
     // Nothing more is read from it: a producer that waits for space in our ring learns so.
     this.inbound.get(peer)?.consumer.close();

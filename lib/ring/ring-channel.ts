@@ -175,11 +175,12 @@ export class RingChannel implements Channel {
   fail(error: Error): void {
     if (this.failure !== undefined) return;
     this.failure = error;
-    this.producer.failQueued(error);
-    if (this.options.signalFailure === true) {
+    // First (a queued frame's `done` may throw), and never over a ring that closed normally.
+    if (this.options.signalFailure === true && !this.closed) {
       this.producer.closeFailed();
       if (this.options.peerInbox.ring()) this.options.wake(this.peer);
     }
+    this.producer.failQueued(error);
     this.flagged = false;
     const report = this.closing === undefined;
     this.finish();

@@ -191,6 +191,7 @@ describe('single copy, the protocol', () => {
     expect(h.kernel.targetsReleased).toBe(1); // the target's handle, once the sender wrote its half
     expect(h.kernel.released).toBe(1);
     expect(h.lost).toEqual([]);
+    expect(h.control.helpRequest(1)).toBeUndefined(); // answered: the request ended (tokens wrap)
   });
 
   it('cooperative copy: when the kernel refuses the sender’s write, the reader reads that half itself', () => {
@@ -316,6 +317,7 @@ describe('single copy, the protocol', () => {
     expect(control.helpOutcome(7)).toBe(1);
     control.withdrawHelp(7); // the consumer took the answer
     expect(control.helpRequest(7)).toBeUndefined(); // a producer with token 7 again finds no request
+    expect(control.helpRequest(6)).toBeUndefined(); // nor one with any other token (no token is left behind)
     control.askHelp(7, 0x2000n, 0, 8192); // a later descriptor with the same token
     expect(control.helpOutcome(7)).toBe(0); // the old answer does not pass for its own
     control.withdrawHelp(7);
@@ -330,10 +332,13 @@ describe('single copy, the protocol', () => {
     h.kernel.refuse = true;
     h.sink.pump(PIECE_BYTES); // its next read of nothing is refused: the payload comes through the ring
     expect(h.control.helpRequest(1)).toBeUndefined();
-    h.run();
-    expect(s).toEqual({ done: true, error: undefined });
+    expect(h.sink.active).toBe(1); // open, waiting for the fallback frame
+    h.channel.flush(); // the sender sees the refusal and writes the payload into the ring (it fits)
+    h.consumer.poll(h.sink, 0, 16); // the fallback frame: delivered, and no longer open
     expect(h.delivered).toHaveLength(1);
     expect(h.sink.active).toBe(0);
+    h.run();
+    expect(s).toEqual({ done: true, error: undefined });
   });
 
   it('tokens run from 1 to MAX_TOKEN and wrap to 1; the fate word tells them apart', () => {
