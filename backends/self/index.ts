@@ -90,7 +90,7 @@ class SelfChannel implements Channel {
   }
 
   async close(): Promise<void> {
-    if (this.queue.length > 0) this.flush();
+    if (this.queue.length > 0 && !this.flushing) this.flush();
     this.closed = true;
   }
 }

@@ -11,8 +11,8 @@
  */
 
 import type { FrameSink } from '../backend.js';
-import { newAnnouncement, type Inbox } from './inbox.js';
 import { VmcommError } from '../errors.js';
+import { newAnnouncement, type Inbox } from './inbox.js';
 import { corrupt } from './region.js';
 import type { RingConsumer } from './spsc-ring.js';
 
