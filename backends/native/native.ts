@@ -216,8 +216,8 @@ export interface NativeAddon {
    * {@link NativeAddon.copyToPin} accept in any thread. The pin holds the view's backing store, so
    * memory V8 owns stays valid until {@link NativeAddon.unpin}, even if the buffer is transferred
    * away and collected meanwhile (an external buffer a native addon made is freed by that addon
-   * when its thread ends, pinned or not); pins this thread still holds are released when it ends. The bytes are shared, not copied: what a copy sees is what the view holds
-   * at that moment.
+   * when its thread ends, pinned or not); pins this thread still holds are released when it ends.
+   * The bytes are shared, not copied: what a copy sees is what the view holds at that moment.
    *
    * @throws TypeError for a view over a detached or resizable buffer.
    */

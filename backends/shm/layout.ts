@@ -49,7 +49,7 @@ export const INBOX_FILE_MAGIC = 0x4953_4d56;
 export const RING_FILE_MAGIC = 0x5253_4d56;
 /**
  * The layouts described in the module comment (2: collective cells after the inbox; 3: single copy's
- * control block of `lib/ring`; 4: that block's given-up word).
+ * control block of `lib/ring`; 4: that block's fate word).
  */
 export const SHM_LAYOUT_VERSION = 4;
 /** Bytes of the transport's own header before the ring layer's structure. */

@@ -15,8 +15,9 @@
  *   `probe` only if its hello arrived with the nonce its card carries.
  * - Small frames are copied into the ring whole. A payload of `singleCopyMinBytes` (64 KiB) or more
  *   is copied once, from the sender's buffer into the receiver's (`memcpy` between views the native
- *   addon pins, both threads copying a half of a payload of 64 KiB or more; `pins.ts`); without the addon, or with `singleCopy: false`,
- *   it streams through the ring in pieces — no staging copy, no allocation per message.
+ *   addon pins, both threads copying a half of a payload of 64 KiB or more; `pins.ts`); without the
+ *   addon, or with `singleCopy: false`, it streams through the ring in pieces — no staging copy, no
+ *   allocation per message.
  * - The core polls the rings synchronously (`poll()`); in between, the transport polls for an
  *   adaptive budget, then sleeps with `Atomics.waitAsync`; a sender wakes a receiver only when it
  *   sleeps. With more thread-ranks than cores an empty poll calls `sched_yield` (the native addon's,

@@ -190,6 +190,8 @@ interface PeerCopy {
   /** This rank reads bytes `0 … readUpTo`; the producer writes the rest while {@link helping}. */
   readUpTo: number;
   helping: boolean;
+  /** The control block of the peer's ring, where the open descriptor is answered (found at {@link SingleCopySink.open}). */
+  control: SingleCopyControl | undefined;
   /** The target's handle while the producer may write into it (released once it answered). */
   targetHandle: bigint | undefined;
   /**
@@ -320,6 +322,7 @@ export class SingleCopySink implements FrameSink {
       done: 0,
       readUpTo: 0,
       helping: false,
+      control: undefined,
       targetHandle: undefined,
       abandoned: undefined,
     };
@@ -340,7 +343,8 @@ export class SingleCopySink implements FrameSink {
     p.length = hi * 0x1_0000_0000 + v.getUint32(D_LENGTH, true);
     if (p.length !== frameLength(p.header)) throw corrupt(`a descriptor of ${p.length} bytes for a frame that announces ${frameLength(p.header)}`);
     if (p.pid !== this.hooks.pidOf(peer)) throw corrupt(`rank ${peer} described memory of pid ${p.pid}, not its own`);
-    if (this.hooks.control(peer) === undefined) throw corrupt(`rank ${peer} sent a descriptor on a ring this rank does not know`);
+    p.control = this.hooks.control(peer);
+    if (p.control === undefined) throw corrupt(`rank ${peer} sent a descriptor on a ring this rank does not know`);
     // The core says where the payload goes (for rendezvous DATA: the user's buffer).
     const target = this.inner.begin(peer, p.header);
     p.target = target;
@@ -357,7 +361,7 @@ export class SingleCopySink implements FrameSink {
     if (p.want >= this.helpMinBytes && (p.targetHandle = this.handleOf(target!)) !== undefined) {
       // The second half (page-aligned) is the producer's to write; this rank reads the first.
       const split = Math.floor(p.want / 2 / 4096) * 4096;
-      this.hooks.control(peer)!.askHelp(p.token, p.targetHandle, split, p.want - split);
+      p.control!.askHelp(p.token, p.targetHandle, split, p.want - split);
       this.hooks.wakeProducer(peer);
       p.readUpTo = split;
       p.helping = true;
@@ -373,7 +377,7 @@ export class SingleCopySink implements FrameSink {
    * refusal gave the message up, and sends no fallback frame — waiting would wait forever.
    */
   private awaitFallback(peer: number, p: PeerCopy): void {
-    if (this.hooks.control(peer)!.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer);
+    if (p.control!.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer);
   }
 
   /** Reads up to `budget` bytes of `p`'s payload; finishes the frame when all is in. */
@@ -390,7 +394,7 @@ export class SingleCopySink implements FrameSink {
       moved += got;
     }
     if (p.helping && p.done >= p.readUpTo) {
-      const outcome = this.hooks.control(peer)!.helpOutcome(p.token);
+      const outcome = p.control!.helpOutcome(p.token);
       if (outcome === 0) {
         // The producer is still writing its half — unless it is gone (its thread ended, its pins with
         // it): a read of nothing says so (ESRCH → PEER_LOST), where waiting would wait forever.
@@ -398,10 +402,10 @@ export class SingleCopySink implements FrameSink {
         return moved;
       }
       p.helping = false;
-      this.hooks.control(peer)!.withdrawHelp(p.token); // answered: the request ends
+      p.control!.withdrawHelp(p.token); // answered: the request ends
       this.releaseTarget(p);
       // FAILED because the sender's send failed: no use reading the rest.
-      if (this.hooks.control(peer)!.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer);
+      if (p.control!.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer);
       if (outcome === HelpResult.WRITTEN) {
         this.counts.helped++;
         p.done = p.want;
@@ -413,13 +417,13 @@ export class SingleCopySink implements FrameSink {
     if (p.done >= p.want) {
       // All here: deliver — unless the sender's send failed first (its caller may have reused the
       // buffer these bytes came from). One compare-and-swap decides which of the two happened.
-      if (this.hooks.control(peer)!.decide(p.token, Fate.DELIVERED) !== Fate.DELIVERED) throw givenUp(peer);
+      if (p.control!.decide(p.token, Fate.DELIVERED) !== Fate.DELIVERED) throw givenUp(peer);
       this.counts.reads++;
       this.counts.bytesRead += p.done;
       p.state = State.IDLE;
       p.target = undefined;
       // The sender's buffer is free as soon as the bytes are here: answer first, then deliver.
-      this.hooks.control(peer)!.finish(p.token, CopyResult.READ);
+      p.control!.finish(p.token, CopyResult.READ);
       this.hooks.wakeProducer(peer);
       this.inner.commit(peer);
     }
@@ -435,7 +439,7 @@ export class SingleCopySink implements FrameSink {
       return this.reader.read(p.pid, p.handle, offset, into);
     } catch (error) {
       // The sender's send failed and its caller let the buffer go: that, not a bad descriptor.
-      if (this.hooks.control(peer)?.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer, error);
+      if (p.control?.fateOf(p.token) === Fate.GIVEN_UP) throw givenUp(peer, error);
       const code = (error as { code?: string }).code ?? '';
       if (REFUSALS.has(code)) {
         this.refuse(peer, p);
@@ -454,10 +458,10 @@ export class SingleCopySink implements FrameSink {
     p.state = State.FALLBACK;
     // A half the producer was asked to write: withdrawn (the fallback frame brings it all); a piece
     // under way may still land, and the fallback frame overwrites it.
-    if (p.helping) this.hooks.control(peer)!.withdrawHelp(p.token);
+    if (p.helping) p.control!.withdrawHelp(p.token);
     p.helping = false;
     this.releaseTarget(p);
-    this.hooks.control(peer)!.finish(p.token, CopyResult.REFUSED);
+    p.control!.finish(p.token, CopyResult.REFUSED);
     this.hooks.wakeProducer(peer);
   }
 
@@ -481,7 +485,7 @@ export class SingleCopySink implements FrameSink {
     // The producer checks the request before each piece it writes: once withdrawn, at most the piece
     // it is writing lands in the target (a pinned one stays valid for it).
     if (p.helping) {
-      this.hooks.control(peer)?.withdrawHelp(p.token);
+      p.control?.withdrawHelp(p.token);
       if (this.reader.handlesHoldMemory !== true) p.abandoned = p.target;
     }
     p.state = State.IDLE;
