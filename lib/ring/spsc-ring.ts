@@ -32,11 +32,28 @@
  *
  * ## Records
  *
- * The data is a stream of records, each starting at a multiple of {@link RECORD_ALIGN_BYTES}: a
- * 48-byte frame header (`lib/protocol.ts`), its payload ({@link frameLength} bytes), then 0–7 bytes of
- * padding. A record may wrap around the end of the data area. The producer publishes a header
- * together with at least the first piece of its payload, never alone in part, so the consumer finds
- * either nothing or a whole header at a record boundary.
+ * The data is a stream of records, each starting at a multiple of {@link RECORD_ALIGN_BYTES} (a cache
+ * line): an 8-byte prefix whose first word is the record's *stamp*, a 48-byte frame header
+ * (`lib/protocol.ts`), its payload ({@link frameLength} bytes), then padding to the next multiple of
+ * 64. An 8-byte message is one cache line. A record's payload may wrap around the end of the data area
+ * (its prefix and header never do: the area is a multiple of 64 bytes).
+ *
+ * The consumer learns that a record is there from its stamp, not from the head word: the stamp is in
+ * the line that carries the header and a small payload, so a small message costs the reader one
+ * cache line from the writer's core, not two (head, then data). On this machine's VM, when moving a
+ * line between the cores is slow, that is a third of a small message's half round trip (MPICH's
+ * fastboxes and FastForward's queue work the same way). How it stays safe:
+ *
+ * - A stamp is `((p >>> 6) + 1) << 1 | whole` for a record at stream position `p`: never 0, and it
+ *   names its position. `whole` (1) says the record was written in full before its stamp; a streamed
+ *   record (0) is read as far as the head word says.
+ * - Before the producer stores a record's stamp (with `Atomics.store`, after the record's bytes), it
+ *   clears the word where the next record will start. So the word at a record boundary the consumer
+ *   reaches is 0 (nothing yet) or the next record's stamp, never stale bytes of an earlier lap; any
+ *   other value is `CORRUPT`. The producer keeps {@link RECORD_ALIGN_BYTES} free for that word: the
+ *   ring holds at most `D` − 64 bytes.
+ * - The head word still moves after every publish (after the stamp), for streamed payloads and for
+ *   the counts of what is unread.
  *
  * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
  * as much as fits (pieces of at least `D`/4 unless less remains), publishes, and continues when the
@@ -61,16 +78,20 @@ import { SendQueue } from './send-queue.js';
 
 /** `'VMRG'` as a little-endian u32. */
 export const RING_MAGIC = 0x4752_4d56;
-/** The layout described in the module comment. */
-export const RING_LAYOUT_VERSION = 1;
+/** The layout described in the module comment (2: records found by their stamps). */
+export const RING_LAYOUT_VERSION = 2;
 /** Bytes of control words before the data area. */
 export const RING_HEADER_BYTES = 4 * CONTROL_STRIDE_BYTES;
 /** The smallest data area: a header and a little payload. */
 export const MIN_RING_DATA_BYTES = 256;
 /** The largest data area (head − tail must stay meaningful mod 2^32). */
 export const MAX_RING_DATA_BYTES = 2 ** 30;
-/** Records start at multiples of this. */
-export const RECORD_ALIGN_BYTES = 8;
+/** Records start at multiples of this: a cache line, so a small record is one line. */
+export const RECORD_ALIGN_BYTES = 64;
+/** Bytes before a record's frame header: the stamp word and a word left unused (keeps the header 8-aligned). */
+export const RECORD_PREFIX_BYTES = 8;
+/** A record's prefix and frame header: the part a producer never publishes in pieces. */
+const RECORD_HEAD_BYTES = RECORD_PREFIX_BYTES + FRAME_HEADER_BYTES;
 
 const W_MAGIC = 0;
 const W_VERSION = 1;
@@ -102,23 +123,32 @@ export function initRing(region: Region): void {
   ringRegionBytes(dataBytes);
   const ctl = new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES >> 2);
   for (let i = 0; i < ctl.length; i++) Atomics.store(ctl, i, 0);
+  // The first record's stamp word: a region used before (an ivshmem slot) may hold anything there.
+  Atomics.store(new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, 1), 0, 0);
   Atomics.store(ctl, W_DATA_BYTES, dataBytes);
   Atomics.store(ctl, W_VERSION, RING_LAYOUT_VERSION);
   Atomics.store(ctl, W_MAGIC, RING_MAGIC | 0);
 }
 
-/** Padding after a payload of `n` bytes so the next record is aligned. */
-function padding(n: number): number {
-  // Bitwise below 2^31 (every frame a ring carries whole): `%` on a length V8 holds as a double is
+/** Bytes of the record of a frame with an `n`-byte payload: prefix, header, payload, padding. */
+function recordBytes(n: number): number {
+  // Bitwise below 2^30 (every frame a ring carries whole): `%` on a length V8 holds as a double is
   // an x87 `fprem`, a fifth of a small frame's send. Larger lengths (a streamed payload's) keep `%`.
-  if (n <= 0x7fff_ffff) return -(n | 0) & (RECORD_ALIGN_BYTES - 1);
-  const r = n % RECORD_ALIGN_BYTES;
-  return r === 0 ? 0 : RECORD_ALIGN_BYTES - r;
+  if (n <= 0x3fff_ffff) return (RECORD_HEAD_BYTES + n + RECORD_ALIGN_BYTES - 1) & -RECORD_ALIGN_BYTES;
+  const r = (RECORD_HEAD_BYTES + n) % RECORD_ALIGN_BYTES;
+  return RECORD_HEAD_BYTES + n + (r === 0 ? 0 : RECORD_ALIGN_BYTES - r);
+}
+
+/** The stamp of a record at stream position `pos` (see the module comment). */
+function stampOf(pos: number, whole: 0 | 1): number {
+  return (((pos >>> 6) + 1) << 1) | whole;
 }
 
 /** The control words and data view of a ring, validated once. */
 abstract class RingSide {
   readonly dataBytes: number;
+  /** The most the ring holds: `D` − {@link RECORD_ALIGN_BYTES}, the rest kept for the next stamp word. */
+  protected readonly capacity: number;
   protected readonly mask: number;
   protected readonly ctl: Int32Array;
   protected readonly data: Uint8Array;
@@ -137,6 +167,7 @@ abstract class RingSide {
       throw corrupt(`a ring declaring ${dataBytes} data bytes in a ${region.byteLength}-byte region`);
     }
     this.dataBytes = dataBytes;
+    this.capacity = dataBytes - RECORD_ALIGN_BYTES;
     this.mask = dataBytes - 1;
     this.data = new Uint8Array(region.sab, region.byteOffset + RING_HEADER_BYTES, dataBytes);
     this.data32 = new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, dataBytes >> 2);
@@ -146,7 +177,7 @@ abstract class RingSide {
   protected readIndices(): [head: number, tail: number] {
     const head = Atomics.load(this.ctl, W_HEAD) >>> 0;
     const tail = Atomics.load(this.ctl, W_TAIL) >>> 0;
-    if ((head - tail) >>> 0 > this.dataBytes) throw corrupt(`ring head ${head} and tail ${tail} are more than ${this.dataBytes} bytes apart`);
+    if ((head - tail) >>> 0 > this.capacity) throw corrupt(`ring head ${head} and tail ${tail} are more than ${this.capacity} bytes apart`);
     return [head, tail];
   }
 }
@@ -236,12 +267,13 @@ export class RingProducer extends RingSide {
     if (this.queue.length !== 0) return 0;
     // `.length` of a Uint8Array: V8 11 does not inline `byteLength` (see `lib/engine.ts`).
     const length = payload === undefined ? 0 : payload.length;
-    const record = FRAME_HEADER_BYTES + length + padding(length);
-    if (record > this.dataBytes || (record > this.dataBytes - ((this.head - this.tail) >>> 0) && record > this.refreshFree(this.head))) return 0;
+    const record = recordBytes(length);
+    if (record > this.capacity || (record > this.capacity - ((this.head - this.tail) >>> 0) && record > this.refreshFree(this.head))) return 0;
     const at = this.head;
-    this.copyHeaderIn(header, 0, at);
-    if (length > 0) this.copyIn(payload!, 0, length, at + FRAME_HEADER_BYTES);
+    this.copyHeaderIn(header, 0, at + RECORD_PREFIX_BYTES);
+    if (length > 0) this.copyIn(payload!, 0, length, at + RECORD_HEAD_BYTES);
     this.head = (at + record) >>> 0;
+    this.stamp(at, this.head, 1);
     Atomics.store(this.ctl, W_HEAD, this.head | 0);
     this.onPublish();
     this.completed++;
@@ -258,7 +290,7 @@ export class RingProducer extends RingSide {
     if (q.length === 0) return 0;
     const start = this.head;
     let head = start;
-    let free = this.dataBytes - ((head - this.tail) >>> 0);
+    let free = this.capacity - ((head - this.tail) >>> 0);
     let completed = 0;
     let written = q.frontWritten;
     // Bounded: with a fast consumer a huge payload could otherwise stream in one call, holding the
@@ -268,32 +300,42 @@ export class RingProducer extends RingSide {
       const slot = q.slotAt(completed);
       const payload = q.payloadAtSlot(slot);
       const length = payload === undefined ? 0 : payload.length;
-      const record = FRAME_HEADER_BYTES + length + padding(length);
+      const record = recordBytes(length);
       // Worth starting or continuing only with a header plus a real piece, or the rest.
-      const want = written === 0 ? Math.min(record, FRAME_HEADER_BYTES + this.pieceBytes) : Math.min(record - written, this.pieceBytes);
+      const want = written === 0 ? Math.min(record, RECORD_HEAD_BYTES + this.pieceBytes) : Math.min(record - written, this.pieceBytes);
       if (free < want) {
         free = this.refreshFree(head);
         if (free < want) break;
       }
-      if (written === 0) {
-        this.copyHeaderIn(q.headers, slot * FRAME_HEADER_BYTES, head);
-        head = (head + FRAME_HEADER_BYTES) >>> 0;
-        free -= FRAME_HEADER_BYTES;
-        written = FRAME_HEADER_BYTES;
+      // Where this frame's record starts; whether this pass starts it (its stamp is still to store).
+      const starts = written === 0;
+      const at = (head - written) >>> 0;
+      if (starts) {
+        this.copyHeaderIn(q.headers, slot * FRAME_HEADER_BYTES, head + RECORD_PREFIX_BYTES);
+        head = (head + RECORD_HEAD_BYTES) >>> 0;
+        free -= RECORD_HEAD_BYTES;
+        written = RECORD_HEAD_BYTES;
       }
       const n = Math.min(record - written, free, this.pieceBytes);
-      const payloadDone = written - FRAME_HEADER_BYTES;
+      const payloadDone = written - RECORD_HEAD_BYTES;
       const copy = Math.min(n, length - payloadDone);
       if (copy > 0) this.copyIn(payload!, payloadDone, copy, head);
       head = (head + n) >>> 0;
       free -= n;
       written += n;
       if (written < record) {
-        // A streamed piece: publish it now, so the consumer copies it while we write the next.
+        // A streamed piece: publish it now, so the consumer copies it while we write the next. The
+        // stamp (not whole) goes with the first piece; the head word says how far the record goes.
+        if (starts) Atomics.store(this.data32, (at & this.mask) >> 2, stampOf(at, 0));
         this.head = head;
         Atomics.store(this.ctl, W_HEAD, head | 0);
         this.onPublish();
         continue;
+      }
+      if (starts) this.stamp(at, head, 1);
+      else {
+        // The last piece of a streamed record: the head store below publishes it, after the clear.
+        this.data32[(head & this.mask) >> 2] = 0;
       }
       completed++;
       written = 0;
@@ -354,9 +396,19 @@ export class RingProducer extends RingSide {
   private refreshFree(head: number): number {
     const tail = Atomics.load(this.ctl, W_TAIL) >>> 0;
     const used = (head - tail) >>> 0;
-    if (used > this.dataBytes) throw corrupt(`ring tail ${tail} is ${used} bytes behind head ${head} in a ${this.dataBytes}-byte ring`);
+    if (used > this.capacity) throw corrupt(`ring tail ${tail} is ${used} bytes behind head ${head} in a ${this.dataBytes}-byte ring`);
     this.tail = tail;
-    return this.dataBytes - used;
+    return this.capacity - used;
+  }
+
+  /**
+   * Publishes the record at `at`, which ends at `end`: clears the word where the next record starts
+   * (free space: {@link capacity} keeps it so), then stores the stamp — after every byte of the
+   * record, so a consumer that sees the stamp sees them.
+   */
+  private stamp(at: number, end: number, whole: 0 | 1): void {
+    this.data32[(end & this.mask) >> 2] = 0;
+    Atomics.store(this.data32, (at & this.mask) >> 2, stampOf(at, whole));
   }
 
   /** Copies a 48-byte header from `src` at `from` to stream position `pos`: by words unless it wraps. */
@@ -396,6 +448,8 @@ export class RingConsumer extends RingSide {
   private tail: number;
   /** Within a record: payload bytes still to come, and payload + padding bytes still to come. */
   private inFrame = false;
+  /** The current record was written in full before its stamp (else it streams: see the head word). */
+  private whole = false;
   private payloadLeft = 0;
   private recordLeft = 0;
   private target: Uint8Array | undefined;
@@ -449,9 +503,10 @@ export class RingConsumer extends RingSide {
    * on what the sink throws; either way the ring is unusable afterwards.
    */
   poll(sink: FrameSink, peer: number, maxFrames: number): number {
-    const head = Atomics.load(this.ctl, W_HEAD) >>> 0;
-    if (head === this.tail) return 0;
-    return this.consume(head, sink, peer, maxFrames);
+    // At a record boundary, the stamp word says whether a record is there (one load, in the line the
+    // record's header is in); inside a streamed record, the head word says how far it goes.
+    if (this.inFrame ? (Atomics.load(this.ctl, W_HEAD) >>> 0) === this.tail : Atomics.load(this.data32, (this.tail & this.mask) >> 2) === 0) return 0;
+    return this.consume(sink, peer, maxFrames);
   }
 
   /** Says that nothing more will be read. Idempotent. */
@@ -459,32 +514,49 @@ export class RingConsumer extends RingSide {
     Atomics.store(this.ctl, W_CONSUMER_CLOSED, 1);
   }
 
-  private consume(head: number, sink: FrameSink, peer: number, maxFrames: number): number {
+  private consume(sink: FrameSink, peer: number, maxFrames: number): number {
     let tail = this.tail;
-    let avail = (head - tail) >>> 0;
-    if (avail > this.dataBytes) throw corrupt(`the producer published ${avail} bytes into a ${this.dataBytes}-byte ring`);
+    // Bytes of the current record known to be published beyond `tail`: all of a whole record's, as
+    // far as the head word says for a streamed one.
+    let avail = this.inFrame ? (this.whole ? this.recordLeft : this.published(tail)) : 0;
     let frames = 0;
     for (;;) {
       if (!this.inFrame) {
-        if (avail === 0 || frames >= maxFrames) break;
-        if (avail < FRAME_HEADER_BYTES) throw corrupt(`a record boundary with ${avail} bytes published, less than a header`);
+        if (frames >= maxFrames) break;
         const at = tail & this.mask;
-        if (at + FRAME_HEADER_BYTES <= this.dataBytes) {
-          const d = this.data32;
-          const h = this.header32;
-          for (let i = 0, w = at >> 2; i < FRAME_HEADER_BYTES >> 2; i++, w++) h[i] = d[w];
-        } else this.copyOut(tail, FRAME_HEADER_BYTES, this.header, 0);
-        tail = (tail + FRAME_HEADER_BYTES) >>> 0;
-        avail -= FRAME_HEADER_BYTES;
+        const stamp = Atomics.load(this.data32, at >> 2);
+        if (stamp === 0) break;
+        if (stamp >>> 1 !== (tail >>> 6) + 1 || (at & (RECORD_ALIGN_BYTES - 1)) !== 0) throw corrupt(`the word at ring position ${tail} is ${stamp >>> 0}, neither 0 nor the stamp of a record there`);
+        // The header is never split by the ring's end (records start on 64-byte boundaries of an area
+        // that is a multiple of 64).
+        const d = this.data32;
+        const h = this.header32;
+        for (let i = 0, w = (at + RECORD_PREFIX_BYTES) >> 2; i < FRAME_HEADER_BYTES >> 2; i++, w++) h[i] = d[w];
         const length = frameLength(this.header);
+        const record = recordBytes(length);
+        const whole = (stamp & 1) === 1;
+        if (whole) {
+          if (record > this.capacity) throw corrupt(`a whole record of ${record} bytes in a ring that holds ${this.capacity}`);
+          avail = record;
+        } else {
+          avail = this.published(tail);
+          if (avail < RECORD_HEAD_BYTES) throw corrupt(`a streamed record with ${avail} bytes published, less than its header`);
+        }
+        tail = (tail + RECORD_HEAD_BYTES) >>> 0;
+        avail -= RECORD_HEAD_BYTES;
         this.inFrame = true;
+        this.whole = whole;
         this.payloadLeft = length;
-        this.recordLeft = length + padding(length);
+        this.recordLeft = record - RECORD_HEAD_BYTES;
         this.targetAt = 0;
         this.target = sink.begin(peer, this.header);
       }
       if (this.recordLeft > 0) {
-        if (avail === 0) break;
+        if (avail === 0) {
+          // Only a streamed record runs out of published bytes.
+          if (!this.whole) avail = this.published(tail);
+          if (avail === 0) break;
+        }
         const n = Math.min(this.recordLeft, avail, this.pieceBytes);
         const k = Math.min(n, this.payloadLeft);
         if (k > 0) {
@@ -514,6 +586,14 @@ export class RingConsumer extends RingSide {
     }
     this.release(tail);
     return frames;
+  }
+
+  /** Bytes the head word says are published beyond `tail`, checked against the ring's size. */
+  private published(tail: number): number {
+    const head = Atomics.load(this.ctl, W_HEAD) >>> 0;
+    const avail = (head - tail) >>> 0;
+    if (avail > this.capacity) throw corrupt(`the producer published ${avail} bytes into a ring that holds ${this.capacity}`);
+    return avail;
   }
 
   private release(tail: number): void {

@@ -9,7 +9,7 @@ import type { Channel } from '../../../lib/backend.js';
 import { Op } from '../../../lib/index.js';
 import { createLocalJob } from '../../../lib/local-bootstrap.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES } from '../../../lib/protocol.js';
-import { RING_HEADER_BYTES } from '../../../lib/ring/spsc-ring.js';
+import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_HEADER_BYTES } from '../../../lib/ring/spsc-ring.js';
 import { initWithBootstrap } from '../../../lib/start-world.js';
 import { openRegionFile } from '../admin.js';
 import { deriveMacKey, IVSHMEM_MAC_ENV, MAC_INLINE_BYTES, MAC_RECORD_MAGIC, MacChannel, macFromEnv } from '../frame-mac.js';
@@ -40,6 +40,23 @@ function ringOf(job: HandJob, file: string, from: number, to: number): { data: U
   const ctl = new Int32Array(ring.region.sab, ring.region.byteOffset, RING_HEADER_BYTES >> 2);
   const data = new Uint8Array(ring.region.sab, ring.region.byteOffset + RING_HEADER_BYTES, ring.region.byteLength - RING_HEADER_BYTES);
   return { data, head: () => Atomics.load(ctl, 32) >>> 0, setHead: (h) => Atomics.store(ctl, 32, h | 0) };
+}
+
+/** Bytes of a ring record whose prefix is followed by `body` bytes (a ring frame header and its payload). */
+const recordOf = (body: number) => Math.ceil((RECORD_PREFIX_BYTES + body) / RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
+
+/**
+ * Writes a whole ring record at stream position `head` as another VM could: `body` after the prefix,
+ * the next record's stamp word cleared, the stamp, then the head word (see `lib/ring/spsc-ring.ts`).
+ */
+function writeRecord(ring: { data: Uint8Array; setHead: (h: number) => void }, head: number, body: Uint8Array): void {
+  const mask = ring.data.byteLength - 1;
+  const words = new Int32Array(ring.data.buffer, ring.data.byteOffset, ring.data.byteLength >> 2);
+  const length = recordOf(body.length);
+  for (let i = 0; i < body.length; i++) ring.data[(head + RECORD_PREFIX_BYTES + i) & mask] = body[i];
+  words[((head + length) & mask) >> 2] = 0;
+  Atomics.store(words, (head & mask) >> 2, (((head >>> 6) + 1) << 1) | 1);
+  ring.setHead(head + length);
 }
 
 /** A job of `size` over one region, every pair chosen; `mac(rank)` says who asks for the MAC. */
@@ -101,9 +118,10 @@ describe.skipIf(addon === undefined)('frame MAC over ivshmem', () => {
     const count = (e?: Error) => (e ? errors.push(e) : done++);
     // All sent at once: the ring (64 KiB) fills, the rest waits, tagged as the ring drains.
     payloads.forEach((p, i) => ab.send(frame(p, i), p, count));
-    // The first record in the ring is a MAC head: magic at 16, the core header after the record header.
+    // The first record in the ring is a MAC head: magic at 16 of its record header (after the ring's
+    // record prefix), the core header after the record header.
     const view = new DataView(ring.data.buffer, ring.data.byteOffset + (start & (ring.data.byteLength - 1)));
-    expect(view.getUint32(16, true)).toBe(MAC_RECORD_MAGIC);
+    expect(view.getUint32(RECORD_PREFIX_BYTES + 16, true)).toBe(MAC_RECORD_MAGIC);
     payloads.forEach((p, i) => ba.send(frame(p, i), p, count));
     await until(() => job.sinks[1].frames.length === sizes.length && job.sinks[0].frames.length === sizes.length && done === 2 * sizes.length, 30_000, () => `frames: ${job.sinks.map((s) => s.frames.length)} done ${done}`);
     expect(errors).toEqual([]);
@@ -216,7 +234,7 @@ describe.skipIf(addon === undefined)('frame MAC over ivshmem', () => {
       await forged((ring, c, head) => {
         const p = pattern(1000, 4);
         c.send(frame(p), p);
-        ring.data[at(ring, head + 48 + 48 + 500)] ^= 0x01; // record header, core header, then the payload
+        ring.data[at(ring, head + RECORD_PREFIX_BYTES + 48 + 48 + 500)] ^= 0x01; // ring prefix, record header, core header, then the payload
       }, /record 0 carries a wrong tag/);
     });
 
@@ -224,7 +242,7 @@ describe.skipIf(addon === undefined)('frame MAC over ivshmem', () => {
       await forged((ring, c, head) => {
         const p = pattern(100, 4);
         c.send(frame(p, 5), p);
-        ring.data[at(ring, head + 48 + 12)] ^= 0x04;
+        ring.data[at(ring, head + RECORD_PREFIX_BYTES + 48 + 12)] ^= 0x04;
       }, /record 0 carries a wrong tag/);
     });
 
@@ -232,7 +250,7 @@ describe.skipIf(addon === undefined)('frame MAC over ivshmem', () => {
       await forged((ring, c, head) => {
         const p = pattern(40_000, 4); // head (no inline payload), then body records
         c.send(frame(p), p);
-        ring.data[at(ring, head + 48 + 48 + 48 + 17)] ^= 0x80;
+        ring.data[at(ring, head + recordOf(48 + 48) + RECORD_PREFIX_BYTES + 48 + 17)] ^= 0x80;
       }, /record 1 carries a wrong tag/);
     });
 
@@ -240,9 +258,10 @@ describe.skipIf(addon === undefined)('frame MAC over ivshmem', () => {
       await forged(
         (ring, c, head) => {
           const p = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
-          const len = 48 + 48 + 8;
+          const len = recordOf(48 + 48 + 8);
           c.send(frame(p), p);
-          for (let i = 0; i < len; i++) ring.data[at(ring, head + i)] = ring.data[at(ring, head - len + i)];
+          // All but the stamp word, which names the position (a forger writes the right one).
+          for (let i = 4; i < len; i++) ring.data[at(ring, head + i)] = ring.data[at(ring, head - len + i)];
         },
         /record 1 carries a wrong tag/,
         { warmUp: true },
@@ -253,19 +272,17 @@ describe.skipIf(addon === undefined)('frame MAC over ivshmem', () => {
       await forged((ring, c, head) => {
         const p = new Uint8Array(8).fill(1);
         const q = new Uint8Array(8).fill(2);
-        const len = 48 + 48 + 8;
+        const len = recordOf(48 + 48 + 8);
         c.send(frame(p), p);
         c.send(frame(q), q);
-        for (let i = 0; i < len; i++) ring.data[at(ring, head + i)] = ring.data[at(ring, head + len + i)];
-        ring.setHead(head + len);
+        writeRecord(ring, head, ring.data.slice(at(ring, head + len + RECORD_PREFIX_BYTES), at(ring, head + len + RECORD_PREFIX_BYTES) + 48 + 48 + 8));
       }, /record 0 carries a wrong tag/);
     });
 
     it('an injected plain frame (well-formed, no MAC)', async () => {
       await forged((ring, _c, head) => {
         const h = frame(new Uint8Array(8));
-        for (let i = 0; i < 56; i++) ring.data[at(ring, head + i)] = i < 48 ? h[i] : 0;
-        ring.setHead(head + 56);
+        writeRecord(ring, head, Uint8Array.from({ length: 56 }, (_, i) => (i < 48 ? h[i] : 0)));
       }, /not a MAC record/);
     });
 
@@ -276,11 +293,8 @@ describe.skipIf(addon === undefined)('frame MAC over ivshmem', () => {
       const start = otherRing.head();
       const p = new Uint8Array(8).fill(6);
       (await other.transports[1].connect(0)).send(frame(p), p);
-      const record = Uint8Array.from({ length: 104 }, (_, i) => otherRing.data[at(otherRing, start + i)]);
-      await forged((ring, _c, head) => {
-        for (let i = 0; i < record.length; i++) ring.data[at(ring, head + i)] = record[i];
-        ring.setHead(head + record.length);
-      }, /record 0 carries a wrong tag/);
+      const body = Uint8Array.from({ length: 48 + 48 + 8 }, (_, i) => otherRing.data[at(otherRing, start + RECORD_PREFIX_BYTES + i)]);
+      await forged((ring, _c, head) => writeRecord(ring, head, body), /record 0 carries a wrong tag/);
     });
   });
 });
@@ -342,7 +356,7 @@ describe.skipIf(addon === undefined)('frame MAC in a world: a forged frame', () 
         const head = ring.head();
         const sent = comms[from].sendBuffer(new Uint8Array(64).fill(1), to, tag);
         expect(ring.head() - head).toBeGreaterThan(0); // written synchronously
-        ring.data[ring.at(head + 48 + 48 + 10)] ^= 0xff;
+        ring.data[ring.at(head + RECORD_PREFIX_BYTES + 48 + 48 + 10)] ^= 0xff;
         return sent;
       };
       await forge(1, 0, 2);
@@ -355,8 +369,7 @@ describe.skipIf(addon === undefined)('frame MAC in a world: a forged frame', () 
       // injected the other way too (rank 0 no longer writes there): both ends know, finalize ends.
       const back = ringOf(0, 1);
       const head = back.head();
-      for (let i = 0; i < 56; i++) back.data[back.at(head + i)] = i === 32 ? 8 : 0;
-      back.setHead(head + 56);
+      writeRecord(back, head, Uint8Array.from({ length: 56 }, (_, i) => (i === 32 ? 8 : 0)));
       await expect(comms[1].recvBuffer(new Uint8Array(64), 0, 5)).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/not a MAC record/) });
       // A CORRUPT pair counts as lost in finalize's barrier: every rank finishes.
       await Promise.all(comms.map((c) => c.finalize()));

@@ -79,8 +79,8 @@ describe('poller', () => {
       sender.announce(i, a.descriptorOf(a.ring(i)));
     }
     poller.poll();
-    // Ring 0's head jumps beyond the ring.
-    Atomics.store(new Int32Array(a.sab, a.ring(0).byteOffset, RING_HEADER_BYTES / 4), 32, 1 << 20);
+    // Ring 0's first record boundary holds a word that is no record's stamp.
+    Atomics.store(new Int32Array(a.sab, a.ring(0).byteOffset + RING_HEADER_BYTES, 1), 0, 0x1234);
     const p1 = new RingProducer(a.ring(1));
     p1.send(header(3, 7), bytes(3, 1), undefined);
     for (let k = 0; k < 3; k++) poller.poll();
@@ -170,7 +170,7 @@ describe('ring channel', () => {
   it('fails queued frames with PEER_LOST when the peer finalized while they waited', async () => {
     const s = setup();
     const results: (Error | undefined)[] = [];
-    for (let i = 0; i < 3; i++) s.channel.send(header(150, i), bytes(150, i), (e) => results.push(e));
+    for (let i = 0; i < 3; i++) s.channel.send(header(100, i), bytes(100, i), (e) => results.push(e));
     s.owner.setState(2); // CLOSED
     s.pending.flushAll();
     expect(results[0]).toBeUndefined();

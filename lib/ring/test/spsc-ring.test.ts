@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES } from '../../protocol.js';
-import { RING_HEADER_BYTES, RingConsumer, RingProducer } from '../spsc-ring.js';
+import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer } from '../spsc-ring.js';
 import { bytes, header, recordingSink, ringRegion, runTsWorker, startAt } from './helpers.js';
 
-const record = (n: number) => FRAME_HEADER_BYTES + n + ((8 - (n % 8)) % 8);
+/** Prefix, header and payload, padded to a cache line. */
+const record = (n: number) => Math.ceil((RECORD_PREFIX_BYTES + FRAME_HEADER_BYTES + n) / RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
 
 /** Alternates flush and poll until the producer's queue is empty (bounded). */
 function drain(p: RingProducer, c: RingConsumer, sink: ReturnType<typeof recordingSink>): void {
@@ -17,9 +18,10 @@ function drain(p: RingProducer, c: RingConsumer, sink: ReturnType<typeof recordi
 describe('spsc ring', () => {
   it('carries frames across the wrap point at every record offset, in u32 stream positions too', () => {
     const D = 256;
-    const starts = [...Array.from({ length: D / 8 }, (_, k) => k * 8), 2 ** 32 - 8, 2 ** 32 - 96, 2 ** 31];
+    const starts = [...Array.from({ length: D / 64 }, (_, k) => k * 64), 2 ** 32 - 64, 2 ** 32 - 128, 2 ** 31];
     for (const start of starts) {
-      for (const n of [0, 1, 7, 8, 40, 100, 151, 200, 208]) { // 208: the record fills the ring exactly
+      // 136: the record fills what the ring holds (D − 64) exactly; a payload wraps at starts 128 and 192.
+      for (const n of [0, 1, 7, 8, 9, 40, 72, 100, 136]) {
         const region = ringRegion(D);
         startAt(region, start);
         const p = new RingProducer(region);
@@ -45,11 +47,12 @@ describe('spsc ring', () => {
     const p = new RingProducer(region);
     const c = new RingConsumer(region);
     const sink = recordingSink();
-    const n = D - FRAME_HEADER_BYTES;
+    // The ring holds D − 64 bytes: the rest keeps the next record's stamp word clear.
+    const n = D - RECORD_ALIGN_BYTES - RECORD_PREFIX_BYTES - FRAME_HEADER_BYTES;
     const dones: number[] = [];
     p.send(header(n, 1), bytes(n, 1), () => dones.push(1));
     expect(dones).toEqual([1]);
-    expect(p.unread).toBe(D);
+    expect(p.unread).toBe(D - RECORD_ALIGN_BYTES);
     p.send(header(8, 2), bytes(8, 2), () => dones.push(2));
     expect(dones).toEqual([1]);
     expect(p.queued).toBe(1);
@@ -171,9 +174,9 @@ describe('spsc ring', () => {
     const region = ringRegion(256);
     const p = new RingProducer(region);
     const results: (Error | undefined)[] = [];
-    p.send(header(200, 1), bytes(200, 1), (e) => results.push(e));
-    p.send(header(200, 2), bytes(200, 2), (e) => results.push(e));
-    p.send(header(200, 3), bytes(200, 3), (e) => results.push(e));
+    p.send(header(100, 1), bytes(100, 1), (e) => results.push(e));
+    p.send(header(100, 2), bytes(100, 2), (e) => results.push(e));
+    p.send(header(100, 3), bytes(100, 3), (e) => results.push(e));
     const err = new Error('gone');
     p.failQueued(err);
     expect(results).toEqual([undefined, err, err]);
@@ -199,15 +202,34 @@ describe('spsc ring', () => {
       }
     });
 
-    it('refuses a head more than a ring ahead, a partial header, an impossible length', () => {
+    it('refuses a word at a record boundary that is not its stamp, a whole record bigger than the ring, a streamed one with a head more than a ring ahead or short of its header, an impossible length', () => {
+      // The record at position 0: stamp 3 says whole, 2 streamed (see the module comment).
+      const stamped = (stamp: number, length: number) => (data: Uint8Array) => {
+        new Int32Array(data.buffer, data.byteOffset, 1)[0] = stamp;
+        data[RECORD_PREFIX_BYTES] = 1; // version
+        data[RECORD_PREFIX_BYTES + 1] = 1; // kind
+        new DataView(data.buffer, data.byteOffset).setUint32(RECORD_PREFIX_BYTES + 32, length, true);
+      };
       const cases: ((ctl: Int32Array, data: Uint8Array) => void)[] = [
-        (ctl) => Atomics.store(ctl, 32, 257),
-        (ctl) => Atomics.store(ctl, 32, -8),
-        (ctl) => Atomics.store(ctl, 32, 40),
+        (_, data) => (data[0] = 5), // the stamp of position 128
+        (_, data) => (data[0] = 0xff), // no record's stamp
+        (_, data) => stamped(3, 1000)(data), // whole, but bigger than the ring
         (ctl, data) => {
-          data[1] = 1;
-          data[39] = 0xff; // length ≥ 2^56
-          Atomics.store(ctl, 32, 48);
+          stamped(2, 1000)(data);
+          Atomics.store(ctl, 32, 257);
+        },
+        (ctl, data) => {
+          stamped(2, 1000)(data);
+          Atomics.store(ctl, 32, -8);
+        },
+        (ctl, data) => {
+          stamped(2, 1000)(data);
+          Atomics.store(ctl, 32, 40);
+        },
+        (ctl, data) => {
+          stamped(2, 0)(data);
+          data[RECORD_PREFIX_BYTES + 39] = 0xff; // length ≥ 2^56
+          Atomics.store(ctl, 32, 64);
         },
       ];
       for (const set of cases) {
@@ -217,6 +239,31 @@ describe('spsc ring', () => {
         const sink = recordingSink();
         expect(() => c.poll(sink, 0, 10)).toThrow(expect.objectContaining(CORRUPT));
       }
+    });
+
+    it('finds records by their stamps, not the head word: a head that moved with no stamp delivers nothing', () => {
+      const region = ringRegion(256);
+      const c = new RingConsumer(region);
+      Atomics.store(ctlOf(region), 32, 128);
+      const sink = recordingSink();
+      expect(c.poll(sink, 0, 10)).toBe(0);
+      expect(sink.begins).toBe(0);
+    });
+
+    it('a producer clears the next record’s stamp word before it publishes: stale bytes of an earlier lap are never read as a record', () => {
+      const region = ringRegion(256);
+      const data32 = new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, 64);
+      // Bytes an earlier lap left everywhere: each boundary holds the stamp a record there would have.
+      for (let at = 0; at < 256; at += 64) data32[at >> 2] = (((at >>> 6) + 1) << 1) | 1;
+      data32[0] = 0;
+      const p = new RingProducer(region);
+      const c = new RingConsumer(region);
+      const sink = recordingSink();
+      p.send(header(8, 1), bytes(8, 1), undefined);
+      expect(c.poll(sink, 0, 10)).toBe(1);
+      // Without the clear, the stale stamp at 64 would pass for a second record here.
+      expect(c.poll(sink, 0, 10)).toBe(0);
+      expect(sink.frames.map((f) => f.id)).toEqual([1]);
     });
 
     it('a producer refuses a tail that is not behind its head', () => {
