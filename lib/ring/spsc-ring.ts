@@ -63,10 +63,11 @@
  *
  * ## Validation
  *
- * Everything read from shared memory is read once and checked before use (`region.ts`): a head that
- * claims more than `D` bytes, a record boundary with a partial header, a length beyond 2^53, a layout
- * word that does not match the region — each throws `VmcommError('CORRUPT')`. Copies are bounded by
- * the local `D`, never by a shared value.
+ * Everything read from shared memory is read once and checked before use (`region.ts`): a word at a
+ * record boundary that is neither 0 nor that position's stamp, a whole record bigger than the ring, a
+ * streamed record whose head word claims more than the ring holds or less than its header, a length
+ * beyond 2^53, a layout word that does not match the region — each throws `VmcommError('CORRUPT')`.
+ * Copies are bounded by the local `D`, never by a shared value.
  *
  * @module
  */
@@ -325,10 +326,12 @@ export class RingProducer extends RingSide {
       written += n;
       if (written < record) {
         // A streamed piece: publish it now, so the consumer copies it while we write the next. The
-        // stamp (not whole) goes with the first piece; the head word says how far the record goes.
-        if (starts) Atomics.store(this.data32, (at & this.mask) >> 2, stampOf(at, 0));
+        // head word says how far the record goes, so it moves first: a consumer that sees the stamp
+        // (not whole, with the first piece) reads the head word at once, and must find the piece there
+        // (and every whole record stamped before it in this flush).
         this.head = head;
         Atomics.store(this.ctl, W_HEAD, head | 0);
+        if (starts) Atomics.store(this.data32, (at & this.mask) >> 2, stampOf(at, 0));
         this.onPublish();
         continue;
       }
@@ -494,7 +497,10 @@ export class RingConsumer extends RingSide {
 
   /** Bytes published and not yet read (one atomic load). */
   available(): number {
-    return (Atomics.load(this.ctl, W_HEAD) - this.tail) >>> 0;
+    // Whole records are read by their stamps, so the reader can be past a head word that a producer
+    // failed to move (its flush threw on a corrupt tail after stamping them): that is nothing unread.
+    const n = (Atomics.load(this.ctl, W_HEAD) - this.tail) >>> 0;
+    return n > this.capacity ? 0 : n;
   }
 
   /**

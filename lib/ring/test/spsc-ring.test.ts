@@ -250,6 +250,17 @@ describe('spsc ring', () => {
       expect(sink.begins).toBe(0);
     });
 
+    it('a reader past the head word (it reads whole records by their stamps; a failed flush left the head word behind) counts nothing unread', () => {
+      const region = ringRegion(256);
+      const p = new RingProducer(region);
+      const c = new RingConsumer(region);
+      const sink = recordingSink();
+      p.send(header(8, 1), bytes(8, 1), undefined);
+      Atomics.store(ctlOf(region), 32, 0); // as if the head store never ran
+      expect(c.poll(sink, 0, 10)).toBe(1);
+      expect(c.available()).toBe(0);
+    });
+
     it('a producer clears the next record’s stamp word before it publishes: stale bytes of an earlier lap are never read as a record', () => {
       const region = ringRegion(256);
       const data32 = new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, 64);
