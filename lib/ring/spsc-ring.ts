@@ -41,8 +41,9 @@
  * The consumer learns that a record is there from its stamp, not from the head word: the stamp is in
  * the line that carries the header and a small payload, so a small message costs the reader one
  * cache line from the writer's core, not two (head, then data). On this machine's VM, when moving a
- * line between the cores is slow, that is a third of a small message's half round trip (MPICH's
- * fastboxes and FastForward's queue work the same way). How it stays safe:
+ * line between the cores is slow, two bare rings measured 0.65 µs per half round trip found by the
+ * head word and 0.3–0.4 µs found by stamps (MPICH's fastboxes and FastForward's queue work the same
+ * way). How it stays safe:
  *
  * - A stamp is `((p >>> 6) + 1) << 1 | whole` for a record at stream position `p`: never 0, and it
  *   names its position. `whole` (1) says the record was written in full before its stamp; a streamed
@@ -52,8 +53,9 @@
  *   reaches is 0 (nothing yet) or the next record's stamp, never stale bytes of an earlier lap; any
  *   other value is `CORRUPT`. The producer keeps {@link RECORD_ALIGN_BYTES} free for that word: the
  *   ring holds at most `D` − 64 bytes.
- * - The head word still moves after every publish (after the stamp), for streamed payloads and for
- *   the counts of what is unread.
+ * - The head word still moves with every publish, for streamed payloads and for the counts of what
+ *   is unread: after a whole record's stamp, before the stamp of a streamed record's first piece
+ *   (the reader reads that record as far as the head word says as soon as it sees the stamp).
  *
  * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
  * as much as fits (pieces of at least `D`/4 unless less remains), publishes, and continues when the
