@@ -54,6 +54,7 @@ import type { MemberRef } from './membership.js';
 import { GENERATION_MASK, packControl, sameId, SlotState } from './region-layout.js';
 import type { IvshmemRegion, RegionMember, RegionWatch } from './region.js';
 import { hostCores } from '../../lib/launch/binding.js';
+import { PollSweep } from '../../lib/ring/poll-sweep.js';
 
 /** A region this rank joined. */
 interface Attached {
@@ -149,6 +150,8 @@ export class IvshmemTransport implements Transport {
   private readonly sleepWord = new SharedArrayBuffer(4);
   private yieldOnEmpty = false;
   private watchTimer: NodeJS.Timeout | undefined;
+  /** The peer watch, from the timer or from `poll()` (a `test()` loop that never yields runs no timer). */
+  private watches: PollSweep | undefined;
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -221,7 +224,8 @@ export class IvshmemTransport implements Transport {
     live.add(this);
     hookExit();
     const checkMs = Math.min(1_000, Math.max(this.options.heartbeatMs, this.options.peerTimeoutMs / 20));
-    this.watchTimer = setInterval(() => this.watchPeers(), checkMs).unref();
+    this.watches = new PollSweep(() => this.watchPeers(), checkMs);
+    this.watchTimer = setInterval(() => this.watches?.run(), checkMs).unref();
     this.macWanted = this.options.mac || macFromEnv(process.env);
   }
 
@@ -574,6 +578,7 @@ export class IvshmemTransport implements Transport {
       this.sleeper!.reset();
       if (this.policy!.state === 'sleeping') this.policy!.wakeUp();
     }
+    this.watches?.poll();
     return frames;
   }
 
@@ -606,6 +611,7 @@ export class IvshmemTransport implements Transport {
     live.delete(this);
     if (this.watchTimer !== undefined) clearInterval(this.watchTimer);
     this.watchTimer = undefined;
+    this.watches = undefined;
     this.policy?.stop();
     this.waiter?.close();
     const stopped = new VmcommError('FINALIZED', 'the ivshmem transport stopped before this frame was sent');

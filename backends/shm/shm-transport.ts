@@ -55,6 +55,7 @@ import { cellOffset, checkInboxHeader, FILE_HEADER_BYTES, inboxFileBytes, NONCE_
 import { CellWatchers, COLLECTIVE_CELLS, type CellPlace, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
 import { futexSleeper } from './sleeper.js';
 import { hostCores } from '../../lib/launch/binding.js';
+import { PollSweep } from '../../lib/ring/poll-sweep.js';
 
 /** A peer whose shm token this rank opened and checked. */
 interface PeerLink {
@@ -134,6 +135,8 @@ export class ShmTransport implements Transport {
   /** Peers reported lost (each once, whoever noticed: the sweep, a channel, a single-copy read). */
   private readonly dead = new Set<number>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** The peer sweep, from the timer or from `poll()` (a `test()` loop that never yields runs no timer). */
+  private sweeps: PollSweep | undefined;
   private readonly outbound = new Map<number, Outbound>();
   /** Rings this rank reads, by producer: their control words (single-copy answers) and consumer. */
   private readonly inbound = new Map<number, { readonly control: RingFileControl; readonly consumer: RingConsumer }>();
@@ -330,7 +333,8 @@ export class ShmTransport implements Transport {
       now: () => performance.now(),
     });
     this.policy.start();
-    this.sweepTimer = setInterval(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.sweepTimer = setInterval(() => this.sweeps?.run(), PEER_SWEEP_MS);
     this.sweepTimer.unref();
   }
 
@@ -424,6 +428,7 @@ export class ShmTransport implements Transport {
     if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
     // A blocking wait spins on this: with more ranks than cores, give the core to a rank with work.
     else if (frames === 0 && this.yieldOnEmpty) this.addon!.schedYield();
+    this.sweeps?.poll();
     return frames;
   }
 

@@ -63,6 +63,7 @@ import { pinReader, pinWriter } from './pins.js';
 import { ThreadDirectory, type ThreadPeer } from './directory.js';
 import { DEFAULT_RING_BUDGET_BYTES, MAX_AUTO_RING_BYTES, MIN_AUTO_RING_BYTES, type ThreadsOptions } from './options.js';
 import { hostCores } from '../../lib/launch/binding.js';
+import { PollSweep } from '../../lib/ring/poll-sweep.js';
 
 /** A peer proven to be a thread of this process. */
 interface PeerLink {
@@ -130,6 +131,8 @@ export class ThreadsTransport implements Transport {
   /** Peers reported lost (each once, whoever noticed: the sweep, a channel, a single-copy read). */
   private readonly lostPeers = new Set<number>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** The peer sweep, from the timer or from `poll()` (a `test()` loop that never yields runs no timer). */
+  private sweeps: PollSweep | undefined;
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -292,7 +295,8 @@ export class ThreadsTransport implements Transport {
       now: () => performance.now(),
     });
     this.policy.start();
-    this.sweepTimer = setInterval(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.sweepTimer = setInterval(() => this.sweeps?.run(), PEER_SWEEP_MS);
     this.sweepTimer.unref();
   }
 
@@ -397,6 +401,7 @@ export class ThreadsTransport implements Transport {
     if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
     // A blocking wait spins on this: with more thread-ranks than cores, give the core to one with work.
     else if (frames === 0) this.schedYield?.();
+    this.sweeps?.poll();
     return frames;
   }
 

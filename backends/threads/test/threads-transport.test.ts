@@ -244,6 +244,17 @@ describe('threads channels', () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it('a loop of poll() that never yields still runs the sweep: the sender whose channel failed is reported lost', async () => {
+    const { a, b, sinks } = await pair({ ringBytes: 4096 });
+    const ab = await a.connect(1);
+    (ab as unknown as { fail(error: Error): void }).fail(new Error('the sender’s side broke'));
+    // What a `test()` loop does: poll, never returning to the event loop, so no timer runs.
+    const until = performance.now() + 5_000;
+    while (sinks[1].lost.length === 0 && performance.now() < until) b.poll();
+    expect(sinks[1].lost).toEqual([{ peer: 0, error: expect.objectContaining({ name: 'VmcommError', code: 'PEER_LOST', peer: 0 }) }]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it('refuses a ring announcement that does not fit the peer arena: CORRUPT, reported as that peer lost', async () => {
     const { a, b, sinks, fields } = await pair();
     expect(fields[0]).toBeDefined();

@@ -1,0 +1,41 @@
+/**
+ * A transport's periodic check (peers gone, rings failed, heartbeats) run from its `poll()` as well
+ * as from its timer. A program that polls `test()` in a loop that never yields runs no timer (DESIGN
+ * section 3 says shared memory progresses inside `test()`): without this, such a loop waiting on a
+ * peer that died would spin forever instead of failing with `PEER_LOST`.
+ *
+ * @module
+ */
+
+import { performance } from 'node:perf_hooks';
+
+/** Polls between two looks at the clock (a power of two): a counter on every poll, a clock read every this many. */
+export const POLLS_PER_SWEEP_CHECK = 1024;
+
+/** Runs `sweep` every `everyMs`, from a timer or from polls, whichever comes first. */
+export class PollSweep {
+  private polls = 0;
+  private due: number;
+
+  constructor(
+    private readonly sweep: () => void,
+    private readonly everyMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.due = now() + everyMs;
+  }
+
+  /** Runs the sweep now (the timer's call); the next one from {@link poll} is due `everyMs` later. */
+  run(): void {
+    this.due = this.now() + this.everyMs;
+    this.sweep();
+  }
+
+  /** Called on every poll: runs the sweep when it is due, looking at the clock every {@link POLLS_PER_SWEEP_CHECK} calls. */
+  poll(): void {
+    // Masked, not counted up: a count past 2^31 would be a double, and `%` on one an x87 `fprem`.
+    this.polls = (this.polls + 1) & (POLLS_PER_SWEEP_CHECK - 1);
+    if (this.polls !== 0) return;
+    if (this.now() >= this.due) this.run();
+  }
+}

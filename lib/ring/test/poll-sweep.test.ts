@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { POLLS_PER_SWEEP_CHECK, PollSweep } from '../poll-sweep.js';
+
+describe('poll sweep', () => {
+  it('runs the sweep from polls once it is due, reading the clock every POLLS_PER_SWEEP_CHECK polls', () => {
+    let now = 0;
+    let reads = 0;
+    let sweeps = 0;
+    const s = new PollSweep(() => sweeps++, 500, () => (reads++, now));
+    reads = 0;
+    for (let i = 0; i < 10 * POLLS_PER_SWEEP_CHECK; i++) s.poll();
+    expect(reads).toBe(10);
+    expect(sweeps).toBe(0); // not due yet
+    now = 500;
+    for (let i = 0; i < POLLS_PER_SWEEP_CHECK; i++) s.poll();
+    expect(sweeps).toBe(1);
+    for (let i = 0; i < 5 * POLLS_PER_SWEEP_CHECK; i++) s.poll();
+    expect(sweeps).toBe(1); // the next one is 500 ms later
+    now = 1000;
+    for (let i = 0; i < POLLS_PER_SWEEP_CHECK; i++) s.poll();
+    expect(sweeps).toBe(2);
+  });
+
+  it('a run from the timer puts the next one from polls a period later', () => {
+    let now = 0;
+    let sweeps = 0;
+    const s = new PollSweep(() => sweeps++, 500, () => now);
+    now = 400;
+    s.run();
+    expect(sweeps).toBe(1);
+    now = 800;
+    for (let i = 0; i < 4 * POLLS_PER_SWEEP_CHECK; i++) s.poll();
+    expect(sweeps).toBe(1);
+    now = 900;
+    for (let i = 0; i < POLLS_PER_SWEEP_CHECK; i++) s.poll();
+    expect(sweeps).toBe(2);
+  });
+});
