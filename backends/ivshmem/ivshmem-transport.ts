@@ -149,8 +149,7 @@ export class IvshmemTransport implements Transport {
   private waiter: NativeWaiter | undefined;
   private readonly sleepWord = new SharedArrayBuffer(4);
   private yieldOnEmpty = false;
-  private watchTimer: NodeJS.Timeout | undefined;
-  /** The peer watch, from the timer or from `poll()` (a `test()` loop that never yields runs no timer). */
+  /** The peer watch, from its timer or from `poll()` (a `test()` loop that never yields runs no timer). */
   private watches: PollSweep | undefined;
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
@@ -224,8 +223,7 @@ export class IvshmemTransport implements Transport {
     live.add(this);
     hookExit();
     const checkMs = Math.min(1_000, Math.max(this.options.heartbeatMs, this.options.peerTimeoutMs / 20));
-    this.watches = new PollSweep(() => this.watchPeers(), checkMs);
-    this.watchTimer = setInterval(() => this.watches?.run(), checkMs).unref();
+    this.watches = new PollSweep(() => this.watchPeers(), checkMs).start();
     this.macWanted = this.options.mac || macFromEnv(process.env);
   }
 
@@ -609,8 +607,7 @@ export class IvshmemTransport implements Transport {
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
     live.delete(this);
-    if (this.watchTimer !== undefined) clearInterval(this.watchTimer);
-    this.watchTimer = undefined;
+    this.watches?.stop();
     this.watches = undefined;
     this.policy?.stop();
     this.waiter?.close();

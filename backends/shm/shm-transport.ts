@@ -134,8 +134,7 @@ export class ShmTransport implements Transport {
   private served = new Set<number>();
   /** Peers reported lost (each once, whoever noticed: the sweep, a channel, a single-copy read). */
   private readonly dead = new Set<number>();
-  private sweepTimer: NodeJS.Timeout | undefined;
-  /** The peer sweep, from the timer or from `poll()` (a `test()` loop that never yields runs no timer). */
+  /** The peer sweep, from its timer or from `poll()` (a `test()` loop that never yields runs no timer). */
   private sweeps: PollSweep | undefined;
   private readonly outbound = new Map<number, Outbound>();
   /** Rings this rank reads, by producer: their control words (single-copy answers) and consumer. */
@@ -333,9 +332,7 @@ export class ShmTransport implements Transport {
       now: () => performance.now(),
     });
     this.policy.start();
-    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS);
-    this.sweepTimer = setInterval(() => this.sweeps?.run(), PEER_SWEEP_MS);
-    this.sweepTimer.unref();
+    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS).start();
   }
 
   /** Reports every served peer that died without closing its inbox (see {@link PEER_SWEEP_MS}). */
@@ -485,7 +482,7 @@ export class ShmTransport implements Transport {
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
     live.delete(this);
-    clearInterval(this.sweepTimer);
+    this.sweeps?.stop();
     this.policy?.stop();
     this.waiter?.close();
     const stopped = new VmcommError('FINALIZED', 'the shm transport stopped before this frame was sent');

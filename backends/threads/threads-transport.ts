@@ -130,8 +130,7 @@ export class ThreadsTransport implements Transport {
   private threadEnd: number | undefined;
   /** Peers reported lost (each once, whoever noticed: the sweep, a channel, a single-copy read). */
   private readonly lostPeers = new Set<number>();
-  private sweepTimer: NodeJS.Timeout | undefined;
-  /** The peer sweep, from the timer or from `poll()` (a `test()` loop that never yields runs no timer). */
+  /** The peer sweep, from its timer or from `poll()` (a `test()` loop that never yields runs no timer). */
   private sweeps: PollSweep | undefined;
   private starting: Promise<CardFields | undefined> | undefined;
   private stopping: Promise<void> | undefined;
@@ -295,9 +294,7 @@ export class ThreadsTransport implements Transport {
       now: () => performance.now(),
     });
     this.policy.start();
-    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS);
-    this.sweepTimer = setInterval(() => this.sweeps?.run(), PEER_SWEEP_MS);
-    this.sweepTimer.unref();
+    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS).start();
   }
 
   /** Reports every served peer whose inbox says its thread ended without stopping. */
@@ -458,7 +455,7 @@ export class ThreadsTransport implements Transport {
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
     live.delete(this);
-    clearInterval(this.sweepTimer);
+    this.sweeps?.stop();
     this.policy?.stop();
     this.directory?.close();
     const stopped = new VmcommError('FINALIZED', 'the threads transport stopped before this frame was sent');

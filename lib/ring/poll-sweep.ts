@@ -20,6 +20,7 @@ export const POLLS_PER_SWEEP_CHECK = 64;
 export class PollSweep {
   private polls = 0;
   private due: number;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly sweep: () => void,
@@ -27,6 +28,18 @@ export class PollSweep {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.due = now() + everyMs;
+  }
+
+  /** Starts the timer (unreferenced: it keeps no process alive). Returns this. */
+  start(): this {
+    this.timer ??= setInterval(() => this.run(), this.everyMs).unref();
+    return this;
+  }
+
+  /** Stops the timer; {@link poll} still runs the sweep (a transport's sweep checks that it stopped). */
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** Runs the sweep now (the timer's call); the next one from {@link poll} is due `everyMs` later. */

@@ -416,10 +416,12 @@ export class RingProducer extends RingSide {
     Atomics.store(this.data32, (at & this.mask) >> 2, stampOf(at, whole));
   }
 
-  /** Copies a 48-byte header from `src` at `from` to stream position `pos`: by words unless it wraps. */
+  /**
+   * Copies a 48-byte header from `src` at `from` to stream position `pos`, by words: a header never
+   * wraps (it follows a record's prefix, and records start on 64-byte boundaries of the data area).
+   */
   private copyHeaderIn(src: Uint8Array, from: number, pos: number): void {
     const at = pos & this.mask;
-    if (at + FRAME_HEADER_BYTES > this.dataBytes) return this.copyIn(src, from, FRAME_HEADER_BYTES, pos);
     const d = this.data32;
     const words = from === 0 ? this.headerWords.of(src) : undefined;
     if (words !== undefined) {

@@ -35,4 +35,15 @@ describe('poll sweep', () => {
     for (let i = 0; i < POLLS_PER_SWEEP_CHECK; i++) s.poll();
     expect(sweeps).toBe(2);
   });
+
+  it('start() runs the sweep from its timer; stop() ends that', async () => {
+    let sweeps = 0;
+    const s = new PollSweep(() => sweeps++, 5).start();
+    for (let k = 0; k < 400 && sweeps < 2; k++) await new Promise((r) => setTimeout(r, 5));
+    expect(sweeps).toBeGreaterThanOrEqual(2);
+    s.stop();
+    const after = sweeps;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sweeps).toBe(after);
+  });
 });
