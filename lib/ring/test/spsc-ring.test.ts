@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FRAME_HEADER_BYTES } from '../../protocol.js';
 import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer } from '../spsc-ring.js';
 import { bytes, header, recordingSink, ringRegion, runTsWorker, startAt } from './helpers.js';
@@ -306,6 +306,57 @@ describe('spsc ring', () => {
         }
       }
     });
+  });
+
+  it('a reader that looks after every shared store of the producer finds the ring consistent: whole records, then a streamed one, in one flush', () => {
+    // Every point where a concurrent reader can see the producer's work is an Atomics.store (a plain
+    // write is not published before the next one). Reading after each of them is every interleaving a
+    // reader can meet, deterministically: for instance the one between a streamed record's stamp and
+    // the head word that says how far it goes (the head word must move first).
+    const D = 256;
+    const region = ringRegion(D);
+    const p = new RingProducer(region);
+    const c = new RingConsumer(region);
+    const sink = recordingSink();
+    const sizes = [8, 8, 8, 8, 20, 1000, 8, 300, 0, 8];
+    const dones: number[] = [];
+    // The first three fill the ring (3 × 64 = D − 64); the rest queue, whole records before streamed ones.
+    sizes.forEach((n, i) => p.send(header(n, i), bytes(n, i), () => dones.push(i)));
+    expect(p.queued).toBe(sizes.length - 3);
+    const store = Atomics.store;
+    // Only the producer's stores, and not while a read runs (the reader stores the tail word).
+    let flushing = false;
+    let reading = false;
+    let reads = 0;
+    const spy = vi.spyOn(Atomics, 'store').mockImplementation(((a: Int32Array, i: number, v: number) => {
+      const r = store(a, i, v);
+      if (flushing && !reading && a.buffer === region.sab) {
+        reading = true;
+        try {
+          reads++;
+          c.poll(sink, 0, 1000);
+        } finally {
+          reading = false;
+        }
+      }
+      return r;
+    }) as typeof Atomics.store);
+    try {
+      c.poll(sink, 0, 1000);
+      for (let i = 0; i < 10_000 && (p.queued > 0 || c.available() > 0 || c.midFrame); i++) {
+        flushing = true;
+        p.flush();
+        flushing = false;
+        c.poll(sink, 0, 1000);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    expect(reads).toBeGreaterThan(sizes.length);
+    expect(sink.losses).toEqual([]);
+    expect(dones).toEqual(sizes.map((_, i) => i));
+    expect(sink.frames.map((f) => f.id)).toEqual(sizes.map((_, i) => i));
+    sink.frames.forEach((f, i) => expect(Buffer.compare(f.data, bytes(sizes[i], i))).toBe(0));
   });
 
   it('streams 16 MiB from a producer thread to this one intact (real concurrency)', async () => {
