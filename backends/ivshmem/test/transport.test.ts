@@ -211,6 +211,13 @@ describe.skipIf(addon === undefined)('ivshmem transport', () => {
       expect(describeRegionFile(file).rings).toEqual([]);
     });
 
+    it('a loop of poll() that never yields (no timer runs there) finds a heartbeat that stopped too', async () => {
+      const { sink, t } = await withPuppet(regionFile());
+      const deadline = performance.now() + 10_000;
+      while (sink.losses.length === 0 && performance.now() < deadline) t.poll();
+      expect(sink.losses[0]).toMatchObject({ peer: 1, error: { code: 'PEER_LOST', message: expect.stringMatching(/heartbeat .* has not moved/) } });
+    });
+
     it('a peer whose slot is freed while its ring is live ended without finalizing: PEER_LOST at once', async () => {
       const file = regionFile();
       const { sink, region, puppet } = await withPuppet(file);

@@ -36,6 +36,21 @@ describe.skipIf(addon === undefined)('shm peer liveness', () => {
     job = undefined;
   });
 
+  it('a loop of test() that never yields to the event loop learns of it too (no timer runs there)', async () => {
+    job = await startJob(2);
+    const [a] = job.comms;
+    await Promise.all(job.comms.map((comm) => comm.barrier()));
+    const request = a.irecv(1, 79);
+    (job.transports[1] as unknown as { inboxFile: { release(): void } }).inboxFile.release();
+    const until = performance.now() + 5_000;
+    while (!request.test() && performance.now() < until);
+    expect(request.state).toBe('rejected');
+    expect(request.error).toMatchObject({ code: 'PEER_LOST', peer: 1 });
+    await a.finalize();
+    job.transports[1].gone();
+    job = undefined;
+  });
+
   it('a live peer that sends nothing for a while is not reported', async () => {
     job = await startJob(2);
     const [a] = job.comms;
