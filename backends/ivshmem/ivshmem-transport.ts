@@ -38,7 +38,7 @@ import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { Poller } from '../../lib/ring/poller.js';
 import { corrupt } from '../../lib/ring/region.js';
 import { PendingChannels, RingChannel } from '../../lib/ring/ring-channel.js';
-import { RING_HEADER_BYTES, RingConsumer } from '../../lib/ring/spsc-ring.js';
+import { RingConsumer, ringDataBytes } from '../../lib/ring/spsc-ring.js';
 import { Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
 import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
 import type { RingBlock, RingRef } from './allocator.js';
@@ -534,7 +534,7 @@ export class IvshmemTransport implements Transport {
     if (link.mac) {
       const a = this.attached[link.regionIndex];
       // Pieces of a quarter ring: the ring holds a few while the next is tagged.
-      const dataBytes = link.outRing.region.byteLength - RING_HEADER_BYTES;
+      const dataBytes = ringDataBytes(link.outRing.region.byteLength);
       mac = new MacChannel(ring, {
         peer,
         key: deriveMacKey(this.components.jobSecret, this.components.jobId, rank, peer, a.region.uuid),

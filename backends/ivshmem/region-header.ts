@@ -9,7 +9,7 @@
 
 import { VmcommError } from '../../lib/errors.js';
 import { checkRegion, corrupt, type Region } from '../../lib/ring/region.js';
-import { RING_HEADER_BYTES } from '../../lib/ring/spsc-ring.js';
+import { ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 import {
   BLOCK_ENTRY_BYTES,
   CHECKSUMMED_BYTES,
@@ -208,7 +208,7 @@ export function openRegionHeader(region: Region, options: OpenOptions = {}): Reg
   if (!isRingDataSize(ringDataBytes)) throw corrupt(`ivshmem region with rings of ${ringDataBytes} data bytes`);
   if (u(HeaderField.SLOT_BYTES) !== SLOT_BYTES) throw corrupt(`ivshmem region slots of ${u(HeaderField.SLOT_BYTES)} bytes, expected ${SLOT_BYTES}`);
   if (u(HeaderField.BLOCK_ENTRY_BYTES) !== BLOCK_ENTRY_BYTES) throw corrupt(`ivshmem region block entries of ${u(HeaderField.BLOCK_ENTRY_BYTES)} bytes, expected ${BLOCK_ENTRY_BYTES}`);
-  const blockBytes = RING_HEADER_BYTES + ringDataBytes;
+  const blockBytes = ringRegionBytes(ringDataBytes);
   if (u(HeaderField.BLOCK_BYTES) !== blockBytes) throw corrupt(`ivshmem region blocks of ${u(HeaderField.BLOCK_BYTES)} bytes for rings of ${ringDataBytes}`);
   const offsets = tableOffsets(slots, blocks);
   if (

@@ -44,7 +44,7 @@
  * | 64 | u32 | block entry bytes, {@link BLOCK_ENTRY_BYTES} | formatter |
  * | 68 | u32 | block table offset, `slotTable + S·512` | formatter |
  * | 72 | u32 | ring data bytes `D` (a power of two, `MIN_RING_DATA_BYTES` … `MAX_RING_DATA_BYTES` of `spsc-ring.ts`) | formatter |
- * | 76 | u32 | block bytes, `RING_HEADER_BYTES + D` (512 + `D`) | formatter |
+ * | 76 | u32 | block bytes, `ringRegionBytes(D)` (576 + `D`) | formatter |
  * | 80 | u32 | blocks offset, `blockTable + B·64` rounded up to 4096 | formatter |
  * | 84 | u32 | checksum: FNV-1a 32 ({@link fnv1a}) of header bytes 0 … 83, magic included | formatter |
  * | 128 | u32 | region generation: bumped by `revoke` and `restore` (admin), never by members | admin |
@@ -142,12 +142,12 @@
  */
 
 import { VmcommError } from '../../lib/errors.js';
-import { MAX_RING_DATA_BYTES, MIN_RING_DATA_BYTES, RING_HEADER_BYTES } from '../../lib/ring/spsc-ring.js';
+import { MAX_RING_DATA_BYTES, MIN_RING_DATA_BYTES, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 
 /** `'VMIV'` as a little-endian u32. */
 export const REGION_MAGIC = 0x5649_4d56;
-/** The layout described in the module comment. */
-export const REGION_LAYOUT_VERSION = 1;
+/** The layout described in the module comment (2: blocks of ring layout 3, `ringRegionBytes(D)` bytes). */
+export const REGION_LAYOUT_VERSION = 2;
 /** Bytes of the header; the membership table follows. */
 export const REGION_HEADER_BYTES = 1024;
 /** Bytes per membership slot. */
@@ -271,7 +271,7 @@ export interface RegionLayout {
   readonly blockTableOffset: number;
   /** Data area of each ring, `D`. */
   readonly ringDataBytes: number;
-  /** Bytes per block: a whole ring region, `RING_HEADER_BYTES + D`. */
+  /** Bytes per block: a whole ring region, `ringRegionBytes(D)`. */
   readonly blockBytes: number;
   /** Byte offset of block 0; also the bytes of header and tables together, padded. */
   readonly blocksOffset: number;
@@ -351,11 +351,11 @@ export function planLayout(sizeBytes: number, options: LayoutOptions = {}): Regi
     }
   } else {
     ringDataBytes = DEFAULT_RING_DATA_BYTES;
-    while (ringDataBytes > MIN_DEFAULT_RING_DATA_BYTES && blocksThatFit(sizeBytes, slots, RING_HEADER_BYTES + ringDataBytes, cap) < Math.min(slots, cap)) {
+    while (ringDataBytes > MIN_DEFAULT_RING_DATA_BYTES && blocksThatFit(sizeBytes, slots, ringRegionBytes(ringDataBytes), cap) < Math.min(slots, cap)) {
       ringDataBytes /= 2;
     }
   }
-  const blockBytes = RING_HEADER_BYTES + ringDataBytes;
+  const blockBytes = ringRegionBytes(ringDataBytes);
   const blocks = blocksThatFit(sizeBytes, slots, blockBytes, cap);
   if (blocks < 1) {
     throw new VmcommError(

@@ -4,9 +4,10 @@
  *
  * ## Layout
  *
- * A ring region is {@link RING_HEADER_BYTES} of control words, then the data area. Offsets from the
- * region start; integers are 32-bit little-endian words; every word that a different side writes sits
- * {@link CONTROL_STRIDE_BYTES} (two cache lines) from the others:
+ * A ring region is {@link RING_CONTROL_BYTES} of control words, {@link RING_DATA_SKEW_BYTES} unused,
+ * the data area, then 32 bytes unused (so the region is a whole number of cache lines). Offsets from
+ * the region start; integers are 32-bit little-endian words; every word that a different side writes
+ * sits {@link CONTROL_STRIDE_BYTES} (two cache lines) from the others:
  *
  * | offset | type | field | written by |
  * |---|---|---|---|
@@ -18,7 +19,7 @@
  * | 384 | u32 | producer waiting for space (1): raised by a blocked producer, lowered by the consumer when it frees space and wakes it | both |
  * | 388 | u32 | producer closed (1): nothing more will be published; (2): its channel failed, so a frame it left unfinished never completes | producer |
  * | 392 | u32 | consumer closed (1): nothing more will be read | consumer |
- * | 512 | bytes | data area, `D` bytes; byte `p` of the stream is at `512 + (p mod D)` | producer |
+ * | 544 | bytes | data area, `D` bytes; byte `p` of the stream is at `544 + (p mod D)` | producer |
  *
  * The ring is empty when head = tail and full when head − tail = D (both mod 2^32). Head and tail are
  * published with `Atomics.store` after the bytes they cover were written or read, and read with
@@ -35,15 +36,15 @@
  * The data is a stream of records, each starting at a multiple of {@link RECORD_ALIGN_BYTES} (a cache
  * line): an 8-byte prefix whose first word is the record's *stamp*, a 48-byte frame header
  * (`lib/protocol.ts`), its payload ({@link frameLength} bytes), then padding to the next multiple of
- * 64. An 8-byte message is one cache line. A record's payload may wrap around the end of the data area
- * (its prefix and header never do: the area is a multiple of 64 bytes).
+ * 64. A record's payload may wrap around the end of the data area (its prefix and header never do:
+ * the area is a multiple of 64 bytes).
  *
- * The consumer learns that a record is there from its stamp, not from the head word: the stamp is in
- * the line that carries the header and a small payload, so a small message costs the reader one
- * cache line from the writer's core, not two (head, then data). On this machine's VM, when moving a
- * line between the cores is slow, two bare rings measured 0.65 µs per half round trip found by the
- * head word and 0.3–0.4 µs found by stamps (MPICH's fastboxes and FastForward's queue work the same
- * way). How it stays safe:
+ * The consumer learns that a record is there from its stamp, not from the head word: the stamp is
+ * written with the header and a small payload, so the reader waits on the lines it will read anyway,
+ * not on the head word's line first and the data's after. On this machine's VM, when moving a line
+ * between the cores is slow, two bare rings measured 0.65 µs per half round trip found by the head
+ * word and 0.3–0.4 µs found by stamps (MPICH's fastboxes and FastForward's queue work the same way).
+ * How it stays safe:
  *
  * - A stamp is `((p >>> 6) + 1) << 1 | whole` for a record at stream position `p`: never 0, and it
  *   names its position. `whole` (1) says the record was written in full before its stamp; a streamed
@@ -56,6 +57,19 @@
  * - The head word still moves with every publish, for streamed payloads and for the counts of what
  *   is unread: after a whole record's stamp, before the stamp of a streamed record's first piece
  *   (the reader reads that record as far as the head word says as soon as it sees the stamp).
+ *
+ * ## Where records sit
+ *
+ * The data area starts {@link RING_DATA_SKEW_BYTES} (32) bytes into a cache line, so in a region
+ * that starts on a line (a page-aligned `shm` file or ivshmem BAR; `threads`' arena, which V8 places
+ * 16 bytes into a page, puts records 48 bytes into a line) a record straddles two lines, and the word
+ * the producer clears for the next record shares a line with the record's last bytes. Measured (this
+ * machine, 8-byte ping-pong through the whole `shm` transport, ranks pinned, ten alternating pairs of
+ * runs): records at the start of a line 1.15–1.23 µs per half round trip, 16 bytes in 0.96–1.10, 32
+ * in 0.97–1.05, 48 in 0.96–1.04; between processes, at the start 1.04–1.11 µs, 32 in 0.86–0.90, 48 in
+ * 0.83–0.86. Bare rings (no transport around them) were within 5 % of each other at 0, 32 and 48
+ * bytes and slowest at 16; 32 is good for both, and for the two base alignments above. Why a record at
+ * the start of a line costs more is not understood (this VM has no hardware counters to ask).
  *
  * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
  * as much as fits (pieces of at least `D`/4 unless less remains), publishes, and continues when the
@@ -81,15 +95,25 @@ import { SendQueue } from './send-queue.js';
 
 /** `'VMRG'` as a little-endian u32. */
 export const RING_MAGIC = 0x4752_4d56;
-/** The layout described in the module comment (2: records found by their stamps). */
-export const RING_LAYOUT_VERSION = 2;
-/** Bytes of control words before the data area. */
-export const RING_HEADER_BYTES = 4 * CONTROL_STRIDE_BYTES;
+/** The layout described in the module comment (2: records found by their stamps; 3: the data area skewed by {@link RING_DATA_SKEW_BYTES}). */
+export const RING_LAYOUT_VERSION = 3;
+/** Bytes of control words at the start of a ring region. */
+export const RING_CONTROL_BYTES = 4 * CONTROL_STRIDE_BYTES;
+/**
+ * Bytes between the control words and the data area, so that records, which start at multiples of
+ * {@link RECORD_ALIGN_BYTES} within the data area, start 32 bytes into a cache line of a region that
+ * is itself line-aligned (see "Where records sit" in the module comment).
+ */
+export const RING_DATA_SKEW_BYTES = 32;
+/** Bytes before the data area: the control words, then {@link RING_DATA_SKEW_BYTES}. */
+export const RING_HEADER_BYTES = RING_CONTROL_BYTES + RING_DATA_SKEW_BYTES;
+/** Bytes after the data area, so that a ring region is a whole number of cache lines. */
+const RING_TRAILER_BYTES = 64 - RING_DATA_SKEW_BYTES;
 /** The smallest data area: a header and a little payload. */
 export const MIN_RING_DATA_BYTES = 256;
 /** The largest data area (head − tail must stay meaningful mod 2^32). */
 export const MAX_RING_DATA_BYTES = 2 ** 30;
-/** Records start at multiples of this: a cache line, so a small record is one line. */
+/** Records start at multiples of this within the data area: a small record takes a cache line's worth of bytes. */
 export const RECORD_ALIGN_BYTES = 64;
 /** Bytes before a record's frame header: the stamp word and a word left unused (keeps the header 8-aligned). */
 export const RECORD_PREFIX_BYTES = 8;
@@ -113,7 +137,12 @@ export function ringRegionBytes(dataBytes: number): number {
   if (!isPowerOfTwo(dataBytes) || dataBytes < MIN_RING_DATA_BYTES || dataBytes > MAX_RING_DATA_BYTES) {
     throw new RangeError(`a ring's data area must be a power of two from ${MIN_RING_DATA_BYTES} to ${MAX_RING_DATA_BYTES} bytes, got ${dataBytes}`);
   }
-  return RING_HEADER_BYTES + dataBytes;
+  return RING_HEADER_BYTES + dataBytes + RING_TRAILER_BYTES;
+}
+
+/** The data area of a ring region of `regionBytes` (the inverse of {@link ringRegionBytes}; not checked). */
+export function ringDataBytes(regionBytes: number): number {
+  return regionBytes - RING_HEADER_BYTES - RING_TRAILER_BYTES;
 }
 
 /**
@@ -121,10 +150,10 @@ export function ringRegionBytes(dataBytes: number): number {
  * Call before the region is announced to the consumer.
  */
 export function initRing(region: Region): void {
-  checkRegion(region, RING_HEADER_BYTES + MIN_RING_DATA_BYTES, 'initRing');
-  const dataBytes = region.byteLength - RING_HEADER_BYTES;
+  checkRegion(region, ringRegionBytes(MIN_RING_DATA_BYTES), 'initRing');
+  const dataBytes = ringDataBytes(region.byteLength);
   ringRegionBytes(dataBytes);
-  const ctl = new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES >> 2);
+  const ctl = new Int32Array(region.sab, region.byteOffset, RING_CONTROL_BYTES >> 2);
   for (let i = 0; i < ctl.length; i++) Atomics.store(ctl, i, 0);
   // The first record's stamp word: a region used before (an ivshmem slot) may hold anything there.
   Atomics.store(new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, 1), 0, 0);
@@ -159,14 +188,14 @@ abstract class RingSide {
   protected readonly data32: Int32Array;
 
   constructor(region: Region, what: string) {
-    checkRegion(region, RING_HEADER_BYTES + MIN_RING_DATA_BYTES, what);
-    this.ctl = new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES >> 2);
+    checkRegion(region, ringRegionBytes(MIN_RING_DATA_BYTES), what);
+    this.ctl = new Int32Array(region.sab, region.byteOffset, RING_CONTROL_BYTES >> 2);
     const magic = Atomics.load(this.ctl, W_MAGIC) >>> 0;
     const version = Atomics.load(this.ctl, W_VERSION) >>> 0;
     const dataBytes = Atomics.load(this.ctl, W_DATA_BYTES) >>> 0;
     if (magic !== RING_MAGIC) throw corrupt(`ring magic 0x${magic.toString(16)}, expected 0x${RING_MAGIC.toString(16)}`);
     if (version !== RING_LAYOUT_VERSION) throw corrupt(`ring layout version ${version}, expected ${RING_LAYOUT_VERSION}`);
-    if (!isPowerOfTwo(dataBytes) || dataBytes < MIN_RING_DATA_BYTES || RING_HEADER_BYTES + dataBytes !== region.byteLength) {
+    if (!isPowerOfTwo(dataBytes) || dataBytes < MIN_RING_DATA_BYTES || dataBytes > MAX_RING_DATA_BYTES || ringRegionBytes(dataBytes) !== region.byteLength) {
       throw corrupt(`a ring declaring ${dataBytes} data bytes in a ${region.byteLength}-byte region`);
     }
     this.dataBytes = dataBytes;

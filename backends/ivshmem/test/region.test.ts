@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES } from '../../../lib/protocol.js';
 import { REGION_ALIGN_BYTES } from '../../../lib/ring/region.js';
-import { RingConsumer, RingProducer } from '../../../lib/ring/spsc-ring.js';
+import { RingConsumer, RingProducer, ringRegionBytes } from '../../../lib/ring/spsc-ring.js';
 import { bytes, header, recordingSink } from '../../../lib/ring/test/helpers.js';
 import { formatRegion, openRegionHeader, randomUuid } from '../region-header.js';
 import {
@@ -28,7 +28,7 @@ describe('ivshmem region header', () => {
       const opened = openRegionHeader(region, { expectUuid: uuid });
       expect(opened.layout).toEqual(formatted.layout);
       expect(opened.uuidText).toBe(uuidText(uuid));
-      expect(opened.layout).toMatchObject({ sizeBytes: MiB, slots: 8, ringDataBytes: 4096, blockBytes: 4096 + 512 });
+      expect(opened.layout).toMatchObject({ sizeBytes: MiB, slots: 8, ringDataBytes: 4096, blockBytes: ringRegionBytes(4096) });
       expect(opened.layout.blocksOffset % BLOCKS_ALIGN_BYTES).toBe(0);
       expect(opened.layout.blocksOffset + opened.layout.blocks * opened.layout.blockBytes).toBeLessThanOrEqual(MiB);
       const r = IvshmemRegion.open(region);
@@ -70,8 +70,8 @@ describe('ivshmem region header', () => {
     expectCode(() => openRegionHeader(region), 'CORRUPT', /magic/);
 
     region = fresh();
-    words(region)[HeaderField.VERSION >> 2] = 2;
-    expectCode(() => openRegionHeader(region), 'CORRUPT', /version 2/);
+    words(region)[HeaderField.VERSION >> 2] = 1; // before ring layout 3
+    expectCode(() => openRegionHeader(region), 'CORRUPT', /version 1/);
 
     for (const field of [HeaderField.SLOTS, HeaderField.BLOCKS, HeaderField.RING_DATA_BYTES, HeaderField.SIZE_LOW, HeaderField.UUID + 4]) {
       region = fresh();
@@ -233,7 +233,7 @@ describe('ivshmem ring allocator', () => {
     expect(a.openRingTo(b.ref)).toMatchObject({ index: ab.index, generation: ab.generation });
     for (const ring of [ab, ba]) {
       expect(ring.region.byteOffset % REGION_ALIGN_BYTES).toBe(0);
-      expect(ring.region.byteLength).toBe(512 + 4096);
+      expect(ring.region.byteLength).toBe(ringRegionBytes(4096));
     }
     expect(b.ringsToMe().map((x) => x.index)).toEqual([ab.index]);
     expect(a.ringsToMe().map((x) => x.index)).toEqual([ba.index]);

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { FrameSink } from '../../backend.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength } from '../../protocol.js';
 import type { Region } from '../region.js';
-import { initRing, RING_HEADER_BYTES, ringRegionBytes } from '../spsc-ring.js';
+import { initRing, RING_HEADER_BYTES, ringDataBytes, ringRegionBytes } from '../spsc-ring.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../../..');
 
@@ -24,7 +24,7 @@ export function startAt(region: Region, at: number): void {
   Atomics.store(ctl, 32, at | 0);
   Atomics.store(ctl, 64, at | 0);
   // A stream that got to `at` left the next record's stamp word clear.
-  const dataBytes = region.byteLength - RING_HEADER_BYTES;
+  const dataBytes = ringDataBytes(region.byteLength);
   new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES + (at & (dataBytes - 1)), 1)[0] = 0;
 }
 
