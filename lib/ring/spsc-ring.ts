@@ -64,10 +64,10 @@
  * that starts on a line (a page-aligned `shm` file or ivshmem BAR; `threads`' arena, which V8 places
  * 16 bytes into a page, puts records 48 bytes into a line) a record straddles two lines, and the word
  * the producer clears for the next record shares a line with the record's last bytes. Measured (this
- * machine, 8-byte ping-pong through the whole `shm` transport, ranks pinned, ten alternating pairs of
- * runs): records at the start of a line 1.15–1.23 µs per half round trip, 16 bytes in 0.96–1.10, 32
- * in 0.97–1.05, 48 in 0.96–1.04; between processes, at the start 1.04–1.11 µs, 32 in 0.86–0.90, 48 in
- * 0.83–0.86. Bare rings (no transport around them) were within 5 % of each other at 0, 32 and 48
+ * machine in its slow "far" state, 8-byte ping-pong through the whole `shm` transport between two
+ * pinned thread-ranks, fifteen rounds alternating the placements): records at the start of a line
+ * 1.15–1.25 µs per half round trip, 16 bytes in 0.96–1.10, 32 in 0.97–1.05, 48 in 0.96–1.04; between
+ * two processes (five rounds), at the start 1.04–1.11 µs, 32 in 0.86–0.90, 48 in 0.83–0.86. Bare rings (no transport around them) were within 5 % of each other at 0, 32 and 48
  * bytes and slowest at 16; 32 is good for both, and for the two base alignments above. Why a record at
  * the start of a line costs more is not understood (this VM has no hardware counters to ask).
  *
