@@ -49,9 +49,9 @@ export const INBOX_FILE_MAGIC = 0x4953_4d56;
 export const RING_FILE_MAGIC = 0x5253_4d56;
 /**
  * The layouts described in the module comment (2: collective cells after the inbox; 3: single copy's
- * control block of `lib/ring`; 4: that block's fate word).
+ * control block of `lib/ring`; 4: that block's fate word; 5: rings of layout 3, 64 bytes longer).
  */
-export const SHM_LAYOUT_VERSION = 4;
+export const SHM_LAYOUT_VERSION = 5;
 /** Bytes of the transport's own header before the ring layer's structure. */
 export const FILE_HEADER_BYTES = 256;
 /** Bytes of the nonce in an inbox file. */

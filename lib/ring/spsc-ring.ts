@@ -1,6 +1,6 @@
 /**
  * A single-producer single-consumer byte ring of frames in shared memory: the data path of every
- * shared-memory transport (`threads` now, `shm` and `ivshmem` later), one ring per ordered pair.
+ * shared-memory transport (`threads`, `shm` and `ivshmem`), one ring per ordered pair.
  *
  * ## Layout
  *
@@ -19,7 +19,9 @@
  * | 384 | u32 | producer waiting for space (1): raised by a blocked producer, lowered by the consumer when it frees space and wakes it | both |
  * | 388 | u32 | producer closed (1): nothing more will be published; (2): its channel failed, so a frame it left unfinished never completes | producer |
  * | 392 | u32 | consumer closed (1): nothing more will be read | consumer |
+ * | 512 | 32 bytes | unused ({@link RING_DATA_SKEW_BYTES}: see "Where records sit") | nobody |
  * | 544 | bytes | data area, `D` bytes; byte `p` of the stream is at `544 + (p mod D)` | producer |
+ * | 544 + `D` | 32 bytes | unused | nobody |
  *
  * The ring is empty when head = tail and full when head − tail = D (both mod 2^32). Head and tail are
  * published with `Atomics.store` after the bytes they cover were written or read, and read with
@@ -33,8 +35,8 @@
  *
  * ## Records
  *
- * The data is a stream of records, each starting at a multiple of {@link RECORD_ALIGN_BYTES} (a cache
- * line): an 8-byte prefix whose first word is the record's *stamp*, a 48-byte frame header
+ * The data is a stream of records, each starting at a multiple of {@link RECORD_ALIGN_BYTES} (64) from
+ * the start of the data area (32 bytes into a cache line: see "Where records sit"): an 8-byte prefix whose first word is the record's *stamp*, a 48-byte frame header
  * (`lib/protocol.ts`), its payload ({@link frameLength} bytes), then padding to the next multiple of
  * 64. A record's payload may wrap around the end of the data area (its prefix and header never do:
  * the area is a multiple of 64 bytes).
@@ -146,7 +148,8 @@ export function ringDataBytes(regionBytes: number): number {
 }
 
 /**
- * Writes a fresh, empty ring into `region` (its data area is the rest of the region, a power of two).
+ * Writes a fresh, empty ring into `region` (a region of {@link ringRegionBytes}`(D)` bytes for a data
+ * area of `D`, a power of two).
  * Call before the region is announced to the consumer.
  */
 export function initRing(region: Region): void {

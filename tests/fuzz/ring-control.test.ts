@@ -13,7 +13,7 @@ import { isVmcommError } from '../../lib/errors.js';
 import { Inbox, INBOX_DESCRIPTOR_MAX_BYTES, INBOX_HEADER_BYTES, INBOX_SLOT_BYTES, InboxSender, inboxBytes, initInbox } from '../../lib/ring/inbox.js';
 import { Poller } from '../../lib/ring/poller.js';
 import { corrupt, type Region } from '../../lib/ring/region.js';
-import { initRing, RING_HEADER_BYTES, RingConsumer, RingProducer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
+import { initRing, RING_CONTROL_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer, ringDataBytes, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, FrameKind } from '../../lib/protocol.js';
 import { expectCode, guardProcess, runFuzz } from './fuzz.js';
 
@@ -41,10 +41,33 @@ function checkGuards(region: Region, where: string): void {
   }
 }
 
-/** Runs `f` (one call into the ring layer): it may return or throw CORRUPT, promptly. */
+/** The unused bytes of an initialized ring region (between the control words and the data area, and after the data area), filled with the guard byte. */
+function guardRingGaps(region: Region): void {
+  const all = new Uint8Array(region.sab, region.byteOffset, region.byteLength);
+  for (const [from, to] of ringGaps(region)) all.fill(GUARD, from, to);
+}
+
+/** The [from, to) byte ranges of a ring region that the ring layout leaves unused. */
+function ringGaps(region: Region): [number, number][] {
+  return [
+    [RING_CONTROL_BYTES, RING_HEADER_BYTES],
+    [RING_HEADER_BYTES + ringDataBytes(region.byteLength), region.byteLength],
+  ];
+}
+
+/** Throws when a byte outside `region`, or in one of its ring's unused gaps, changed. */
+function checkRingGuards(region: Region, where: string): void {
+  checkGuards(region, where);
+  const all = new Uint8Array(region.sab, region.byteOffset, region.byteLength);
+  for (const [from, to] of ringGaps(region)) {
+    for (let i = from; i < to; i++) if (all[i] !== GUARD) throw new Error(`${where}: unused byte ${i} of the ring region was written`);
+  }
+}
+
 /** CORRUPT throws seen by {@link call} (so a property can check that its garbage was noticed). */
 let corruptThrows = 0;
 
+/** Runs `f` (one call into the ring layer): it may return or throw CORRUPT, promptly. */
 function call<T>(where: string, f: () => T): { ok: true; value: T } | { ok: false } {
   const started = performance.now();
   try {
@@ -141,6 +164,7 @@ describe('fuzz: ring control words', () => {
       fc.property(ringCase, ({ dataBytes, start, ops }) => {
         const region = guarded(ringRegionBytes(dataBytes));
         initRing(region);
+        guardRingGaps(region);
         const ctl = new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES >> 2);
         Atomics.store(ctl, 32, start | 0);
         Atomics.store(ctl, 64, start | 0);
@@ -199,7 +223,7 @@ describe('fuzz: ring control words', () => {
               interfered = true;
               break;
           }
-          checkGuards(region, step.op);
+          checkRingGuards(region, step.op);
         }
         // Without interference the ring is exact: what was completed arrived, in order, intact.
         if (!interfered) {
@@ -251,7 +275,10 @@ describe('fuzz: ring control words', () => {
         const inboxRegion = guarded(inboxBytes(SLOTS));
         initInbox(inboxRegion, SLOTS);
         const rings = [guarded(ringRegionBytes(DATA)), guarded(ringRegionBytes(DATA))];
-        for (const r of rings) initRing(r);
+        for (const r of rings) {
+          initRing(r);
+          guardRingGaps(r);
+        }
         const producers = rings.map((r) => new RingProducer(r));
         const words = new Int32Array(inboxRegion.sab, inboxRegion.byteOffset, inboxRegion.byteLength >> 2);
         const sink = recordingSink(4 * DATA);
@@ -309,7 +336,7 @@ describe('fuzz: ring control words', () => {
           const ms = performance.now() - started;
           if (ms > CALL_BUDGET_MS) throw new Error(`${step.op} took ${ms.toFixed(1)} ms`);
           checkGuards(inboxRegion, `inbox after ${step.op}`);
-          for (const r of rings) checkGuards(r, `ring after ${step.op}`);
+          for (const r of rings) checkRingGuards(r, `ring after ${step.op}`);
         }
         seenInbox.reported += reported.length;
         seenInbox.attached += attached.size;

@@ -4,6 +4,7 @@
 // block handed to two contenders at once shows up as a failed mark. Reports what it saw.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Region } from '../../../lib/ring/region.js';
+import { RING_HEADER_BYTES } from '../../../lib/ring/spsc-ring.js';
 import type { RingBlock } from '../allocator.js';
 import { IvshmemRegion } from '../region.js';
 
@@ -63,7 +64,7 @@ let seed = d.worker * 7919 + 1;
 const random = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
 
 function letGo(ring: RingBlock): void {
-  const words = new Int32Array(ring.region.sab, ring.region.byteOffset + 512, 2);
+  const words = new Int32Array(ring.region.sab, ring.region.byteOffset + RING_HEADER_BYTES, 2);
   if (Atomics.load(words, 0) !== me) clobbered++;
   if (Atomics.compareExchange(owners, ring.index, me, 0) !== me) doubles++;
   if (!a!.releaseRing(ring)) doubles++;
@@ -79,7 +80,7 @@ if (a !== undefined && b !== undefined) {
     else {
       allocations++;
       if (Atomics.compareExchange(owners, ring.index, 0, me) !== 0) doubles++;
-      Atomics.store(new Int32Array(ring.region.sab, ring.region.byteOffset + 512, 2), 0, me);
+      Atomics.store(new Int32Array(ring.region.sab, ring.region.byteOffset + RING_HEADER_BYTES, 2), 0, me);
       held.push(ring);
     }
     while (held.length > d.hold || (held.length > 0 && random() < 0.3)) letGo(held.splice(Math.floor(random() * held.length), 1)[0]);

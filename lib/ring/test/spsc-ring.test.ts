@@ -1,9 +1,9 @@
 import { describe, expect, it, vi } from 'vitest';
 import { FRAME_HEADER_BYTES } from '../../protocol.js';
-import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer } from '../spsc-ring.js';
+import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_DATA_SKEW_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer, ringDataBytes, ringRegionBytes } from '../spsc-ring.js';
 import { bytes, header, recordingSink, ringRegion, runTsWorker, startAt } from './helpers.js';
 
-/** Prefix, header and payload, padded to a cache line. */
+/** Prefix, header and payload, padded to a multiple of 64. */
 const record = (n: number) => Math.ceil((RECORD_PREFIX_BYTES + FRAME_HEADER_BYTES + n) / RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
 
 /** Alternates flush and poll until the producer's queue is empty (bounded). */
@@ -16,6 +16,22 @@ function drain(p: RingProducer, c: RingConsumer, sink: ReturnType<typeof recordi
 }
 
 describe('spsc ring', () => {
+  it('lays the data area out 32 bytes into a cache line, in a region of whole lines', () => {
+    expect(RING_HEADER_BYTES % 64).toBe(RING_DATA_SKEW_BYTES);
+    expect(RING_DATA_SKEW_BYTES).toBe(32);
+    for (const d of [256, 4096, 1 << 20]) {
+      expect(ringRegionBytes(d) % 64).toBe(0);
+      expect(ringDataBytes(ringRegionBytes(d))).toBe(d);
+    }
+    // A record at stream position 64k starts 32 bytes into a line of a line-aligned region.
+    const region = ringRegion(256);
+    const p = new RingProducer(region);
+    p.send(header(8, 1), bytes(8, 1), undefined);
+    const stamp = new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, 1);
+    expect(stamp[0]).toBe((1 << 1) | 1);
+    expect((region.byteOffset + RING_HEADER_BYTES) % 64).toBe(32);
+  });
+
   it('carries frames across the wrap point at every record offset, in u32 stream positions too', () => {
     const D = 256;
     const starts = [...Array.from({ length: D / 64 }, (_, k) => k * 64), 2 ** 32 - 64, 2 ** 32 - 128, 2 ** 31];
@@ -186,6 +202,17 @@ describe('spsc ring', () => {
   describe('corrupt shared state → CORRUPT, no out-of-bounds access, no hang', () => {
     const ctlOf = (region: { sab: SharedArrayBuffer; byteOffset: number }) => new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES / 4);
     const CORRUPT = { name: 'VmcommError', code: 'CORRUPT' };
+
+    it('refuses a region of the previous layout (no skew, 512 + D bytes) with a valid-looking header', () => {
+      const sab = new SharedArrayBuffer(64 + 512 + 1024);
+      const region = { sab, byteOffset: 64, byteLength: 512 + 1024 };
+      const ctl = ctlOf(region);
+      Atomics.store(ctl, 0, 0x4752_4d56);
+      Atomics.store(ctl, 1, 3);
+      Atomics.store(ctl, 2, 1024);
+      expect(() => new RingConsumer(region)).toThrow(expect.objectContaining({ ...CORRUPT, message: expect.stringMatching(/1024 data bytes in a 1536-byte region/) }));
+      expect(() => new RingProducer(region)).toThrow(expect.objectContaining(CORRUPT));
+    });
 
     it('refuses a bad layout word', () => {
       for (const [word, value] of [
