@@ -16,11 +16,15 @@ import { performance } from 'node:perf_hooks';
  */
 export const POLLS_PER_SWEEP_CHECK = 64;
 
-/** Runs `sweep` every `everyMs`, from a timer or from polls, whichever comes first. */
+/**
+ * Runs `sweep` every `everyMs`, from a timer or from polls, whichever comes first; a run from either
+ * puts the next one a period later, so a program that both polls and yields does not sweep twice.
+ */
 export class PollSweep {
   private polls = 0;
   private due: number;
   private timer: NodeJS.Timeout | undefined;
+  private started = false;
 
   constructor(
     private readonly sweep: () => void,
@@ -32,17 +36,37 @@ export class PollSweep {
 
   /** Starts the timer (unreferenced: it keeps no process alive). Returns this. */
   start(): this {
-    this.timer ??= setInterval(() => this.run(), this.everyMs).unref();
+    if (!this.started) {
+      this.started = true;
+      this.arm(Math.max(0, this.due - this.now()));
+    }
     return this;
   }
 
   /** Stops the timer; {@link poll} still runs the sweep (a transport's sweep checks that it stopped). */
   stop(): void {
-    clearInterval(this.timer);
+    this.started = false;
+    clearTimeout(this.timer);
     this.timer = undefined;
   }
 
-  /** Runs the sweep now (the timer's call); the next one from {@link poll} is due `everyMs` later. */
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.fire, ms).unref();
+  }
+
+  /** The timer: runs the sweep if a poll did not run it meanwhile, then waits for the next due time. */
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    if (!this.started) return;
+    try {
+      if (this.now() >= this.due) this.run();
+    } finally {
+      // Armed again even if the sweep threw (as an interval would keep going), unless it stopped us.
+      if (this.started && this.timer === undefined) this.arm(Math.max(0, this.due - this.now()));
+    }
+  };
+
+  /** Runs the sweep now; the next one (from the timer or {@link poll}) is due `everyMs` later. */
   run(): void {
     this.due = this.now() + this.everyMs;
     this.sweep();

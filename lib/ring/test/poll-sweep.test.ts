@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { POLLS_PER_SWEEP_CHECK, PollSweep } from '../poll-sweep.js';
 
 describe('poll sweep', () => {
@@ -34,6 +34,32 @@ describe('poll sweep', () => {
     now = 900;
     for (let i = 0; i < POLLS_PER_SWEEP_CHECK; i++) s.poll();
     expect(sweeps).toBe(2);
+  });
+
+  it('a run from polls puts the timer’s next run a period later too (no second sweep in one period)', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      let now = 0;
+      let sweeps = 0;
+      const s = new PollSweep(() => sweeps++, 100, () => now).start();
+      now = 100;
+      for (let i = 0; i < POLLS_PER_SWEEP_CHECK; i++) s.poll();
+      expect(sweeps).toBe(1); // from a poll, at 100: the next is due at 200
+      vi.advanceTimersByTime(100); // the timer set for 100 fires: not due, it waits on
+      expect(sweeps).toBe(1);
+      now = 200;
+      vi.advanceTimersByTime(100);
+      expect(sweeps).toBe(2);
+      now = 300;
+      vi.advanceTimersByTime(100);
+      expect(sweeps).toBe(3);
+      s.stop();
+      now = 1000;
+      vi.advanceTimersByTime(1000);
+      expect(sweeps).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('start() runs the sweep from its timer; stop() ends that', async () => {
