@@ -183,7 +183,7 @@ export function openRegionHeader(region: Region, options: OpenOptions = {}): Reg
   const u = (byteOffset: number): number => image[W(byteOffset)] >>> 0;
   const storedChecksum = Atomics.load(head, W(HeaderField.CHECKSUM)) >>> 0;
   const version = u(HeaderField.VERSION);
-  if (version !== REGION_LAYOUT_VERSION) throw corrupt(`ivshmem region layout version ${version}, expected ${REGION_LAYOUT_VERSION} (formatted by another vmcomm version: format it again with \`vmcomm ivshmem create\`)`);
+  if (version !== REGION_LAYOUT_VERSION) throw corrupt(`ivshmem region layout version ${version}, expected ${REGION_LAYOUT_VERSION} (formatted by another vmcomm version: format it again, losing what it holds, with \`vmcomm ivshmem create --force --size <its size> <path>\`)`);
   const checksum = fnv1a(new Uint8Array(image.buffer));
   if (checksum !== storedChecksum) throw corrupt(`ivshmem region header checksum 0x${storedChecksum.toString(16)}, computed 0x${checksum.toString(16)}`);
   if (u(HeaderField.HEADER_BYTES) !== REGION_HEADER_BYTES) throw corrupt(`ivshmem region header of ${u(HeaderField.HEADER_BYTES)} bytes, expected ${REGION_HEADER_BYTES}`);

@@ -38,7 +38,7 @@ export class PollSweep {
   start(): this {
     if (!this.started) {
       this.started = true;
-      this.arm(Math.max(0, this.due - this.now()));
+      this.arm(this.due - this.now());
     }
     return this;
   }
@@ -50,8 +50,9 @@ export class PollSweep {
     this.timer = undefined;
   }
 
+  /** Arms the timer for `ms`: whole milliseconds rounded up (Node's timers count those, so it never fires before `due`), at most a period. */
   private arm(ms: number): void {
-    this.timer = setTimeout(this.fire, ms).unref();
+    this.timer = setTimeout(this.fire, Math.min(this.everyMs, Math.max(0, Math.ceil(ms)))).unref();
   }
 
   /** The timer: runs the sweep if a poll did not run it meanwhile, then waits for the next due time. */
@@ -59,10 +60,13 @@ export class PollSweep {
     this.timer = undefined;
     if (!this.started) return;
     try {
-      if (this.now() >= this.due) this.run();
+      const now = this.now();
+      if (now >= this.due) this.run();
+      // A clock that went back (an injected one) must not put the next sweep beyond a period.
+      else if (this.due - now > this.everyMs) this.due = now + this.everyMs;
     } finally {
       // Armed again even if the sweep threw (as an interval would keep going), unless it stopped us.
-      if (this.started && this.timer === undefined) this.arm(Math.max(0, this.due - this.now()));
+      if (this.started && this.timer === undefined) this.arm(this.due - this.now());
     }
   };
 

@@ -23,7 +23,8 @@
  * | 544 | bytes | data area, `D` bytes; byte `p` of the stream is at `544 + (p mod D)` | producer |
  * | 544 + `D` | 32 bytes | unused | nobody |
  *
- * The ring is empty when head = tail and full when head − tail = D (both mod 2^32). Head and tail are
+ * The ring is empty when head = tail and full when head − tail = D − 64 (both mod 2^32; see the
+ * stamps below for the 64 bytes kept free). Head and tail are
  * published with `Atomics.store` after the bytes they cover were written or read, and read with
  * `Atomics.load` before the bytes they cover, so data never races its index.
  *
@@ -36,10 +37,11 @@
  * ## Records
  *
  * The data is a stream of records, each starting at a multiple of {@link RECORD_ALIGN_BYTES} (64) from
- * the start of the data area (32 bytes into a cache line: see "Where records sit"): an 8-byte prefix whose first word is the record's *stamp*, a 48-byte frame header
- * (`lib/protocol.ts`), its payload ({@link frameLength} bytes), then padding to the next multiple of
- * 64. A record's payload may wrap around the end of the data area (its prefix and header never do:
- * the area is a multiple of 64 bytes).
+ * the start of the data area (32 bytes into a cache line: see "Where records sit"): an 8-byte prefix
+ * whose first word is the record's *stamp*, a 48-byte frame header (`lib/protocol.ts`), its payload
+ * ({@link frameLength} bytes), then padding to the next multiple of 64. A record's payload may wrap
+ * around the end of the data area (its prefix and header never do: the area is a multiple of 64
+ * bytes).
  *
  * The consumer learns that a record is there from its stamp, not from the head word: the stamp is
  * written with the header and a small payload, so the reader waits on the lines it will read anyway,
@@ -63,15 +65,15 @@
  * ## Where records sit
  *
  * The data area starts {@link RING_DATA_SKEW_BYTES} (32) bytes into a cache line, so in a region
- * that starts on a line (a page-aligned `shm` file or ivshmem BAR; `threads`' arena, which V8 places
- * 16 bytes into a page, puts records 48 bytes into a line) a record straddles two lines, and the word
- * the producer clears for the next record shares a line with the record's last bytes. Measured (this
- * machine in its slow "far" state, 8-byte ping-pong through the whole `shm` transport between two
- * pinned thread-ranks, fifteen rounds alternating the placements): records at the start of a line
- * 1.15–1.25 µs per half round trip, 16 bytes in 0.96–1.10, 32 in 0.97–1.05, 48 in 0.96–1.04; between
- * two processes (five rounds), at the start 1.04–1.11 µs, 32 in 0.86–0.90, 48 in 0.83–0.86. Bare rings (no transport around them) were within 5 % of each other at 0, 32 and 48
- * bytes and slowest at 16; 32 is good for both, and for the two base alignments above. Why a record at
- * the start of a line costs more is not understood (this VM has no hardware counters to ask).
+ * that starts on a line (a page-aligned `shm` file or ivshmem BAR) a record straddles two lines, and
+ * the word the producer clears for the next record shares a line with the record's last bytes. (In
+ * `threads`' arena, a large `SharedArrayBuffer` that this Node's allocator was seen to place 16 bytes
+ * into a page, records sit 48 bytes into a line.) On this machine, in the state where moving a line
+ * between the cores is slow, 8-byte messages through the whole `shm` transport took 15–20 % less time
+ * with records 16, 32 or 48 bytes into a line than at its start; bare rings with no transport around
+ * them were within 5 % at 0, 32 and 48 bytes and slowest at 16, so 32 suits both. The README's
+ * performance section has the measurements. Why a record at the start of a line costs more is not
+ * understood (this VM has no hardware counters to ask).
  *
  * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
  * as much as fits (pieces of at least `D`/4 unless less remains), publishes, and continues when the
@@ -97,7 +99,10 @@ import { SendQueue } from './send-queue.js';
 
 /** `'VMRG'` as a little-endian u32. */
 export const RING_MAGIC = 0x4752_4d56;
-/** The layout described in the module comment (2: records found by their stamps; 3: the data area skewed by {@link RING_DATA_SKEW_BYTES}). */
+/**
+ * The layout described in the module comment (2: records found by their stamps; 3: the data area
+ * skewed by {@link RING_DATA_SKEW_BYTES}).
+ */
 export const RING_LAYOUT_VERSION = 3;
 /** Bytes of control words at the start of a ring region. */
 export const RING_CONTROL_BYTES = 4 * CONTROL_STRIDE_BYTES;
@@ -545,8 +550,8 @@ export class RingConsumer extends RingSide {
    * on what the sink throws; either way the ring is unusable afterwards.
    */
   poll(sink: FrameSink, peer: number, maxFrames: number): number {
-    // At a record boundary, the stamp word says whether a record is there (one load, in the line the
-    // record's header is in); inside a streamed record, the head word says how far it goes.
+    // At a record boundary, the stamp word says whether a record is there (one load, in the record's
+    // first line); inside a streamed record, the head word says how far it goes.
     if (this.inFrame ? (Atomics.load(this.ctl, W_HEAD) >>> 0) === this.tail : Atomics.load(this.data32, (this.tail & this.mask) >> 2) === 0) return 0;
     return this.consume(sink, peer, maxFrames);
   }

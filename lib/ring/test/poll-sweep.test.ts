@@ -62,6 +62,32 @@ describe('poll sweep', () => {
     }
   });
 
+  it('the timer goes on after a sweep that threw, and ends when the sweep stops it', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      let now = 0;
+      let sweeps = 0;
+      let s: PollSweep | undefined;
+      s = new PollSweep(() => {
+        sweeps++;
+        if (sweeps === 1) throw new Error('a failing check');
+        if (sweeps === 3) s!.stop();
+      }, 100, () => now);
+      s.start();
+      now = 100;
+      expect(() => vi.advanceTimersByTime(100)).toThrow('a failing check');
+      expect(sweeps).toBe(1);
+      for (const t of [200, 300, 400, 500]) {
+        now = t;
+        vi.advanceTimersByTime(100);
+      }
+      expect(sweeps).toBe(3); // the third stopped it
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('start() runs the sweep from its timer; stop() ends that', async () => {
     let sweeps = 0;
     const s = new PollSweep(() => sweeps++, 5).start();

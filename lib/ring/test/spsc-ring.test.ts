@@ -23,13 +23,16 @@ describe('spsc ring', () => {
       expect(ringRegionBytes(d) % 64).toBe(0);
       expect(ringDataBytes(ringRegionBytes(d))).toBe(d);
     }
-    // A record at stream position 64k starts 32 bytes into a line of a line-aligned region.
+    // Records, at stream positions 64k, start 32 bytes into a line of a line-aligned region.
     const region = ringRegion(256);
+    expect(region.byteOffset % 64).toBe(0);
     const p = new RingProducer(region);
-    p.send(header(8, 1), bytes(8, 1), undefined);
-    const stamp = new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, 1);
-    expect(stamp[0]).toBe((1 << 1) | 1);
-    expect((region.byteOffset + RING_HEADER_BYTES) % 64).toBe(32);
+    for (let k = 0; k < 3; k++) {
+      p.send(header(8, k), bytes(8, k), undefined);
+      const at = region.byteOffset + RING_HEADER_BYTES + 64 * k;
+      expect(at % 64).toBe(32);
+      expect(new Int32Array(region.sab, at, 1)[0]).toBe(((k + 1) << 1) | 1);
+    }
   });
 
   it('carries frames across the wrap point at every record offset, in u32 stream positions too', () => {
@@ -203,7 +206,7 @@ describe('spsc ring', () => {
     const ctlOf = (region: { sab: SharedArrayBuffer; byteOffset: number }) => new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES / 4);
     const CORRUPT = { name: 'VmcommError', code: 'CORRUPT' };
 
-    it('refuses a region of the previous layout (no skew, 512 + D bytes) with a valid-looking header', () => {
+    it('refuses a region 64 bytes short of its data size (the size before layout 3, 512 + D) whatever its header says', () => {
       const sab = new SharedArrayBuffer(64 + 512 + 1024);
       const region = { sab, byteOffset: 64, byteLength: 512 + 1024 };
       const ctl = ctlOf(region);
@@ -335,55 +338,103 @@ describe('spsc ring', () => {
     });
   });
 
-  it('a reader that looks after every shared store of the producer finds the ring consistent: whole records, then a streamed one, in one flush', () => {
-    // Every point where a concurrent reader can see the producer's work is an Atomics.store (a plain
-    // write is not published before the next one). Reading after each of them is every interleaving a
-    // reader can meet, deterministically: for instance the one between a streamed record's stamp and
-    // the head word that says how far it goes (the head word must move first).
-    const D = 256;
-    const region = ringRegion(D);
-    const p = new RingProducer(region);
-    const c = new RingConsumer(region);
-    const sink = recordingSink();
-    const sizes = [8, 8, 8, 8, 20, 1000, 8, 300, 0, 8];
-    const dones: number[] = [];
-    // The first three fill the ring (3 × 64 = D − 64); the rest queue, whole records before streamed ones.
-    sizes.forEach((n, i) => p.send(header(n, i), bytes(n, i), () => dones.push(i)));
-    expect(p.queued).toBe(sizes.length - 3);
+  /**
+   * Runs `drive` with every `Atomics.store` that `acting()` says is one side's followed at once by
+   * `other()`: the other side acting at that point, as a concurrent thread may. An `Atomics.store` is
+   * where a side publishes (its plain writes before it become visible to the other side by then), so
+   * acting after each one visits every point where the published state changes, deterministically.
+   * Not while `other` runs (the other side's own stores do not trigger it).
+   */
+  function afterEveryStore(region: { sab: SharedArrayBuffer }, acting: () => boolean, other: () => void, drive: () => void): number {
     const store = Atomics.store;
-    // Only the producer's stores, and not while a read runs (the reader stores the tail word).
-    let flushing = false;
-    let reading = false;
-    let reads = 0;
+    let nested = false;
+    let calls = 0;
     const spy = vi.spyOn(Atomics, 'store').mockImplementation(((a: Int32Array, i: number, v: number) => {
       const r = store(a, i, v);
-      if (flushing && !reading && a.buffer === region.sab) {
-        reading = true;
+      if (!nested && acting() && a.buffer === region.sab) {
+        nested = true;
         try {
-          reads++;
-          c.poll(sink, 0, 1000);
+          calls++;
+          other();
         } finally {
-          reading = false;
+          nested = false;
         }
       }
       return r;
     }) as typeof Atomics.store);
     try {
-      c.poll(sink, 0, 1000);
-      for (let i = 0; i < 10_000 && (p.queued > 0 || c.available() > 0 || c.midFrame); i++) {
-        flushing = true;
-        p.flush();
-        flushing = false;
-        c.poll(sink, 0, 1000);
-      }
+      drive();
     } finally {
       spy.mockRestore();
     }
-    expect(reads).toBeGreaterThan(sizes.length);
+    return calls;
+  }
+
+  /** Frames of these payload sizes, each with its own bytes: whole records queued before streamed ones (D = 256). */
+  const MIXED = [8, 8, 8, 8, 20, 1000, 8, 300, 0, 8];
+
+  function expectIntact(sink: ReturnType<typeof recordingSink>, sizes: readonly number[], dones: readonly number[]): void {
     expect(sink.losses).toEqual([]);
     expect(dones).toEqual(sizes.map((_, i) => i));
     expect(sink.frames.map((f) => f.id)).toEqual(sizes.map((_, i) => i));
     sink.frames.forEach((f, i) => expect(Buffer.compare(f.data, bytes(sizes[i], i))).toBe(0));
+  }
+
+  it('a reader that polls at every point where the producer publishes finds the ring consistent: whole records, then streamed ones, in one flush; and trySend', () => {
+    // For instance between a streamed record's stamp and the head word that says how far it goes
+    // (the head word must move first).
+    const region = ringRegion(256);
+    const p = new RingProducer(region);
+    const c = new RingConsumer(region);
+    const sink = recordingSink();
+    const sizes = [...MIXED, 8, 16];
+    const dones: number[] = [];
+    // The first three fill the ring (3 × 64 = D − 64); the rest of MIXED queue.
+    MIXED.forEach((n, i) => p.send(header(n, i), bytes(n, i), () => dones.push(i)));
+    expect(p.queued).toBe(MIXED.length - 3);
+    let producing = false;
+    const reads = afterEveryStore(region, () => producing, () => c.poll(sink, 0, 1000), () => {
+      c.poll(sink, 0, 1000);
+      for (let i = 0; i < 10_000 && (p.queued > 0 || c.available() > 0 || c.midFrame); i++) {
+        producing = true;
+        p.flush();
+        producing = false;
+        c.poll(sink, 0, 1000);
+      }
+      // Frames that go in at once (trySend), with the reader looking after each store too.
+      for (let i = MIXED.length; i < sizes.length; i++) {
+        producing = true;
+        expect(p.trySend(header(sizes[i], i), bytes(sizes[i], i))).toBeGreaterThan(0);
+        producing = false;
+        dones.push(i);
+      }
+      c.poll(sink, 0, 1000);
+    });
+    expect(reads).toBeGreaterThan(sizes.length);
+    expectIntact(sink, sizes, dones);
+  });
+
+  it('a producer that writes at every point where the reader publishes never overwrites what the reader still copies', () => {
+    // The mirror case: the reader's tail store frees space, and a writer may fill it at once; a
+    // reader that released bytes before copying them out would deliver the next lap's bytes. Pieces
+    // of a quarter ring (1 KiB here) with the ring kept full: a freed piece is refilled past its start.
+    const region = ringRegion(4096);
+    const p = new RingProducer(region);
+    const c = new RingConsumer(region);
+    const sink = recordingSink();
+    const dones: number[] = [];
+    const sizes = [...MIXED, 20_000, 8, 9_000, 3_000, 0];
+    sizes.forEach((n, i) => p.send(header(n, i), bytes(n, i), () => dones.push(i)));
+    let reading = false;
+    const writes = afterEveryStore(region, () => reading, () => p.flush(), () => {
+      for (let i = 0; i < 10_000 && (p.queued > 0 || c.available() > 0 || c.midFrame); i++) {
+        reading = true;
+        c.poll(sink, 0, 1);
+        reading = false;
+      }
+    });
+    expect(writes).toBeGreaterThan(sizes.length);
+    expectIntact(sink, sizes, dones);
   });
 
   it('streams 16 MiB from a producer thread to this one intact (real concurrency)', async () => {
