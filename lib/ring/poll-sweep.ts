@@ -50,7 +50,10 @@ export class PollSweep {
     this.timer = undefined;
   }
 
-  /** Arms the timer for `ms`: whole milliseconds rounded up (Node's timers count those, so it never fires before `due`), at most a period. */
+  /**
+   * Arms the timer for `ms`, in whole milliseconds rounded up (Node's timers count those: it does not
+   * fire before `due` to find nothing due), and at most a period.
+   */
   private arm(ms: number): void {
     this.timer = setTimeout(this.fire, Math.min(this.everyMs, Math.max(0, Math.ceil(ms)))).unref();
   }

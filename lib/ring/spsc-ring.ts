@@ -24,9 +24,9 @@
  * | 544 + `D` | 32 bytes | unused | nobody |
  *
  * The ring is empty when head = tail and full when head − tail = D − 64 (both mod 2^32; see the
- * stamps below for the 64 bytes kept free). Head and tail are
- * published with `Atomics.store` after the bytes they cover were written or read, and read with
- * `Atomics.load` before the bytes they cover, so data never races its index.
+ * stamps below for the 64 bytes kept free). Head and tail are published with `Atomics.store` after
+ * the bytes they cover were written or read, and read with `Atomics.load` before the bytes they
+ * cover, so data never races its index.
  *
  * A blocked producer keeps polling while it is awake; the *producer waiting* word tells the consumer
  * that freeing space matters to it: after releasing space the consumer lowers the word and asks its
@@ -120,7 +120,7 @@ const RING_TRAILER_BYTES = 64 - RING_DATA_SKEW_BYTES;
 export const MIN_RING_DATA_BYTES = 256;
 /** The largest data area (head − tail must stay meaningful mod 2^32). */
 export const MAX_RING_DATA_BYTES = 2 ** 30;
-/** Records start at multiples of this within the data area: a small record takes a cache line's worth of bytes. */
+/** Records start at multiples of this within the data area (a small record takes a line's worth of bytes). */
 export const RECORD_ALIGN_BYTES = 64;
 /** Bytes before a record's frame header: the stamp word and a word left unused (keeps the header 8-aligned). */
 export const RECORD_PREFIX_BYTES = 8;
@@ -154,8 +154,7 @@ export function ringDataBytes(regionBytes: number): number {
 
 /**
  * Writes a fresh, empty ring into `region` (a region of {@link ringRegionBytes}`(D)` bytes for a data
- * area of `D`, a power of two).
- * Call before the region is announced to the consumer.
+ * area of `D`, a power of two). Call before the region is announced to the consumer.
  */
 export function initRing(region: Region): void {
   checkRegion(region, ringRegionBytes(MIN_RING_DATA_BYTES), 'initRing');
