@@ -51,8 +51,9 @@ export class PollSweep {
   }
 
   /**
-   * Arms the timer for `ms`, in whole milliseconds rounded up (Node's timers count those: it does not
-   * fire before `due` to find nothing due), and at most a period.
+   * Arms the timer for `ms` rounded up to whole milliseconds (what Node's timers count), at most a
+   * period. A timer can still fire a little before `due` (Node measures from its loop's cached time):
+   * it then finds nothing due and waits the rest.
    */
   private arm(ms: number): void {
     this.timer = setTimeout(this.fire, Math.min(this.everyMs, Math.max(0, Math.ceil(ms)))).unref();
