@@ -369,15 +369,13 @@ export class RingProducer extends RingSide {
         // (and every whole record stamped before it in this flush).
         this.head = head;
         Atomics.store(this.ctl, W_HEAD, head | 0);
-        if (starts) Atomics.store(this.data32, (at & this.mask) >> 2, stampOf(at, 0));
+        if (starts) this.storeStamp(at, 0);
         this.onPublish();
         continue;
       }
       if (starts) this.stamp(at, head, 1);
-      else {
-        // The last piece of a streamed record: the head store below publishes it, after the clear.
-        this.data32[(head & this.mask) >> 2] = 0;
-      }
+      // The last piece of a streamed record: the head store below publishes it, after the clear.
+      else this.clearStampWord(head);
       completed++;
       written = 0;
     }
@@ -448,7 +446,20 @@ export class RingProducer extends RingSide {
    * record, so a consumer that sees the stamp sees them.
    */
   private stamp(at: number, end: number, whole: 0 | 1): void {
-    this.data32[(end & this.mask) >> 2] = 0;
+    this.clearStampWord(end);
+    this.storeStamp(at, whole);
+  }
+
+  /**
+   * Clears the word at record boundary `pos`, where the next record's stamp will go: a plain store,
+   * published by the atomic store that follows it.
+   */
+  private clearStampWord(pos: number): void {
+    this.data32[(pos & this.mask) >> 2] = 0;
+  }
+
+  /** Publishes the stamp of the record at `at` (`whole`: written in full before it). */
+  private storeStamp(at: number, whole: 0 | 1): void {
     Atomics.store(this.data32, (at & this.mask) >> 2, stampOf(at, whole));
   }
 
