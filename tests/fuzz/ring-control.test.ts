@@ -16,6 +16,7 @@ import { corrupt, type Region } from '../../lib/ring/region.js';
 import { initRing, RING_CONTROL_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer, ringDataBytes, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
 import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, FrameKind } from '../../lib/protocol.js';
 import { expectCode, guardProcess, runFuzz } from './fuzz.js';
+import { startAt } from '../../lib/ring/test/helpers.js';
 
 guardProcess('ring-control');
 
@@ -165,12 +166,9 @@ describe('fuzz: ring control words', () => {
         const region = guarded(ringRegionBytes(dataBytes));
         initRing(region);
         guardRingGaps(region);
-        const ctl = new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES >> 2);
-        Atomics.store(ctl, 32, start | 0);
-        Atomics.store(ctl, 64, start | 0);
+        startAt(region, start);
+        const ctl = new Int32Array(region.sab, region.byteOffset, RING_CONTROL_BYTES >> 2);
         const data = new Uint8Array(region.sab, region.byteOffset + RING_HEADER_BYTES, dataBytes);
-        // A stream that got to `start` left the next record's stamp word clear (initRing clears it at 0).
-        new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES + (start & (dataBytes - 1)), 1)[0] = 0;
         const sink = recordingSink(4 * dataBytes);
         let producer: RingProducer | undefined = new RingProducer(region);
         let consumer: RingConsumer | undefined = new RingConsumer(region);
