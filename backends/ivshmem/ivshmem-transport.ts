@@ -25,7 +25,7 @@
  *
  * ## Progress and waiting
  *
- * `poll()` takes newly found rings, reads every ring (one atomic load each when idle) and flushes
+ * `poll()` takes newly found rings, reads every ring (two atomic loads each when idle) and flushes
  * channels that wait for space. Between the core's calls a `WaitingPolicy` polls from the event loop
  * for an adaptive budget, then the back-off sleeper (`backoff.ts`) yields, then sleeps on timers of
  * growing length: no peer can wake this rank across VMs.

@@ -23,7 +23,7 @@
  *
  * ## Progress and waiting
  *
- * `poll()` takes ring announcements, reads every announced ring (one atomic load each when idle),
+ * `poll()` takes ring announcements, reads every announced ring (two atomic loads each when idle),
  * continues single-copy reads, and flushes channels that wait (a full ring, an open descriptor, a
  * close). Between the core's calls a `WaitingPolicy` polls from the event loop for an adaptive budget,
  * then sleeps in a futex wait on the doorbell. When the host's ranks outnumber its cores, an empty

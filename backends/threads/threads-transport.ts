@@ -6,7 +6,7 @@
  * ## Progress and waiting
  *
  * `poll()` — what the core calls from `test()`, `iprobe()` and the spin of blocking waits — takes new
- * ring announcements, reads every announced ring (one atomic load each when idle) and writes what
+ * ring announcements, reads every announced ring (two atomic loads each when idle) and writes what
  * waits in blocked send queues. Between the core's calls a {@link WaitingPolicy} keeps polling from
  * the event loop for an adaptive budget, then sleeps with `Atomics.waitAsync` on this rank's doorbell
  * after raising its waiter flag. A sender publishes, then increments the doorbell and calls

@@ -3,9 +3,9 @@
  * and polls the rings it knows, with a fixed budget per call, round-robin so that no sender starves
  * (the progress loop of Open MPI's sm BTL, `mca_btl_sm_component_progress`, has the same shape).
  *
- * A call costs one atomic load for the inbox and one per ring while nothing arrives. A ring that
- * fails validation, or whose frame the sink rejects, is dropped and its peer reported lost; the other
- * rings go on.
+ * A call costs one atomic load for the inbox and two per ring while nothing arrives (the next
+ * record's stamp and its last word: see `RingConsumer.poll`). A ring that fails validation, or whose
+ * frame the sink rejects, is dropped and its peer reported lost; the other rings go on.
  *
  * @module
  */

@@ -35,6 +35,33 @@ describe('spsc ring', () => {
     }
   });
 
+  it('a reader waiting for a record loads its stamp and its last word, which sit in different cache lines', () => {
+    // The second load's result is unused: it must not be dropped as dead code (see RingConsumer.poll).
+    const region = ringRegion(256);
+    const p = new RingProducer(region);
+    const c = new RingConsumer(region);
+    const sink = recordingSink();
+    p.send(header(8, 0), bytes(8, 0), undefined);
+    c.poll(sink, 0, 10);
+    const load = Atomics.load;
+    const loaded: number[] = [];
+    const spy = vi.spyOn(Atomics, 'load').mockImplementation(((a: Int32Array, i: number) => {
+      if (a.buffer === region.sab) loaded.push(a.byteOffset + 4 * i);
+      return load(a, i);
+    }) as typeof Atomics.load);
+    try {
+      expect(c.poll(sink, 0, 10)).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    // The next record starts at stream position 64.
+    const stampAt = region.byteOffset + RING_HEADER_BYTES + 64;
+    const lastWordAt = stampAt + RECORD_ALIGN_BYTES - 4;
+    expect(loaded).toEqual([stampAt, lastWordAt]);
+    expect(Math.floor(stampAt / 64)).not.toBe(Math.floor(lastWordAt / 64));
+    expect(sink.frames.map((f) => f.id)).toEqual([0]);
+  });
+
   it('carries frames across the wrap point at every record offset, in u32 stream positions too', () => {
     const D = 256;
     const starts = [...Array.from({ length: D / 64 }, (_, k) => k * 64), 2 ** 32 - 64, 2 ** 32 - 128, 2 ** 31];
