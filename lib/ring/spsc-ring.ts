@@ -77,8 +77,8 @@
  *
  * Since a small record straddles two lines, a consumer waiting for one loads its last word along with
  * its stamp ({@link RingConsumer.poll}): both lines then come over together once the producer wrote
- * them, where the second used to follow only after the stamp was seen. In the state where moving a line
- * is slow, that took 2–8 % off most 8-byte half round trips through `shm` and `threads`, alternating
+ * them, where the second presumably followed only after the stamp was seen. In the state where moving a line
+ * is slow, that took 1–9 % off most 8-byte half round trips through `shm` and `threads`, alternating
  * with the reader that loaded the stamp alone (the README has the runs).
  *
  * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
@@ -571,8 +571,8 @@ export class RingConsumer extends RingSide {
     // At a record boundary, the stamp word says whether a record is there. The record's last word is
     // loaded too, result unused: a small record straddles two cache lines (see "Where records sit"),
     // and a load of the second issued with the stamp's brings both lines over together once the
-    // producer wrote them. Without it the second line was fetched only after the stamp was seen: one
-    // more crossing between the cores per message, by the measurements in the module comment.
+    // producer wrote them. Without it the second line is presumably fetched only after the stamp was
+    // seen, one more crossing between the cores per message: the measurements (module comment) fit.
     const at = this.tail & this.mask;
     const stamp = Atomics.load(this.data32, at >> 2);
     // Masked: a tail off the record grid (shared memory gone wrong) is refused by `consume`, not here.
