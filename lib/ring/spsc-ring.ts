@@ -77,9 +77,9 @@
  *
  * Since a small record straddles two lines, a consumer waiting for one loads its last word along with
  * its stamp ({@link RingConsumer.poll}): both lines then come over together once the producer wrote
- * them, where the second presumably followed only after the stamp was seen. In the state where moving a line
- * is slow, that took 1–9 % off most 8-byte half round trips through `shm` and `threads`, alternating
- * with the reader that loaded the stamp alone (the README has the runs).
+ * them, where the second presumably followed only after the stamp was seen. In the state where moving
+ * a line is slow, that took 1–9 % off most 8-byte half round trips through `shm` and `threads`,
+ * alternating with the reader that loaded the stamp alone (the README has the runs).
  *
  * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
  * as much as fits (pieces of at least `D`/4 unless less remains), publishes, and continues when the

@@ -36,7 +36,7 @@ describe('spsc ring', () => {
   });
 
   it('a reader waiting for a record loads its stamp and its last word, which sit in different cache lines', () => {
-    // The second load's result is unused: it must not be dropped as dead code (see RingConsumer.poll).
+    // The second load's result is unused: an edit must not drop it as dead code (see RingConsumer.poll).
     const region = ringRegion(256);
     const p = new RingProducer(region);
     const c = new RingConsumer(region);
