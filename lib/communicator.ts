@@ -1147,19 +1147,23 @@ let fixedLengthView: ArrayBufferView | undefined;
 let fixedLengthViewBefore: ArrayBufferView | undefined;
 
 function checkView(view: unknown, what: string): VmcommError | undefined {
+  // A remembered view that is not empty was checked already. (Only typed arrays are remembered, so
+  // `length` applies; an empty one, which may have been detached since, is checked again.)
+  if ((view === fixedLengthView || view === fixedLengthViewBefore) && (view as Uint8Array).length !== 0) return undefined;
   if (!ArrayBuffer.isView(view)) return invalidArgument(what, 'an ArrayBufferView (a typed array, Buffer or DataView)', view);
   if (view !== fixedLengthView && view !== fixedLengthViewBefore) {
     const buf = view.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
     if (buf.resizable === true || buf.growable === true) {
       return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a resizable buffer, which may shrink while in flight; copy it into a fixed-length one`);
     }
-    if (buf.byteLength <= REMEMBERED_BUFFER_BYTES) {
+    if (buf.byteLength <= REMEMBERED_BUFFER_BYTES && !(view instanceof DataView)) {
       fixedLengthViewBefore = fixedLengthView;
       fixedLengthView = view;
     }
   }
-  // `length` of a typed array (V8 11 does not inline `byteLength`, see `lib/engine.ts`); a DataView has only byteLength.
-  const empty = view instanceof DataView ? view.byteLength === 0 : (view as Uint8Array).length === 0;
+  // `length` of a typed array (V8 11 does not inline `byteLength`, see `lib/engine.ts`). A DataView
+  // has only byteLength, which throws once its buffer is detached: its buffer's (0 then) comes first.
+  const empty = view instanceof DataView ? view.buffer.byteLength === 0 || view.byteLength === 0 : (view as Uint8Array).length === 0;
   if (empty && !(view.buffer instanceof SharedArrayBuffer)) {
     try {
       new Uint8Array(view.buffer);

@@ -59,4 +59,23 @@ describe('views remembered by the argument checks', () => {
     const resizable = new Uint8Array(new ArrayBuffer(8, { maxByteLength: 16 }));
     await expect(a.sendBuffer(resizable, 1, 1)).rejects.toThrow(/resizable/);
   });
+
+  it('a remembered view whose buffer was transferred away since is refused, typed arrays and DataViews alike', async () => {
+    const [b0, b1] = createLocalJob(2);
+    worlds = await Promise.all([initWithBootstrap(b0, { backends: [memory()] }), initWithBootstrap(b1, { backends: [memory()] })]);
+    const [a, b] = worlds;
+    const src = new Uint8Array(8).fill(3);
+    const dst = new Uint8Array(8);
+    const view = new DataView(new ArrayBuffer(8));
+    for (let i = 0; i < 2; i++) {
+      await Promise.all([a.sendBuffer(src, 1, 1), b.recvBuffer(dst, 0, 1)]);
+      await Promise.all([a.sendBuffer(view, 1, 2), b.recvBuffer(new Uint8Array(8), 0, 2)]);
+    }
+    structuredClone(src.buffer, { transfer: [src.buffer] });
+    structuredClone(dst.buffer, { transfer: [dst.buffer] });
+    structuredClone(view.buffer, { transfer: [view.buffer] });
+    await expect(a.sendBuffer(src, 1, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/detached/) });
+    await expect(b.recvBuffer(dst, 0, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/detached/) });
+    await expect(a.sendBuffer(view, 1, 2)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/detached/) });
+  });
 });
