@@ -68,9 +68,10 @@ describe('views remembered by the argument checks', () => {
     const dst = new Uint8Array(8);
     const view = new DataView(new ArrayBuffer(8));
     for (let i = 0; i < 2; i++) {
-      await Promise.all([a.sendBuffer(src, 1, 1), b.recvBuffer(dst, 0, 1)]);
       await Promise.all([a.sendBuffer(view, 1, 2), b.recvBuffer(new Uint8Array(8), 0, 2)]);
+      await Promise.all([a.sendBuffer(src, 1, 1), b.recvBuffer(dst, 0, 1)]);
     }
+    // `src` and `dst` are the two views checked last: remembered.
     structuredClone(src.buffer, { transfer: [src.buffer] });
     structuredClone(dst.buffer, { transfer: [dst.buffer] });
     structuredClone(view.buffer, { transfer: [view.buffer] });
