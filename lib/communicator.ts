@@ -1136,7 +1136,9 @@ function bytesOf(view: ArrayBufferView): Uint8Array {
  * the same views message after message (often two: one to send from, one to receive into), and a
  * view's buffer, and whether it can resize, never change. Reading `view.buffer` calls into the runtime
  * and the two getters are not inlined either (together a tenth of a small message's cost), so they
- * run once per view while it stays one of the last two checked. Only views on buffers of at most
+ * run once per view while it stays one of the last two checked; a remembered non-empty typed array
+ * skips the whole check (a DataView, which has no `length`, is still checked for being empty, that
+ * is, maybe detached). Only views on buffers of at most
  * {@link REMEMBERED_BUFFER_BYTES} are remembered: a remembered view keeps its buffer alive until two
  * others are checked, and a program that sent from a gigabyte buffer once and dropped it must get
  * that memory back (a large message costs far more than the getters anyway).
@@ -1147,23 +1149,26 @@ let fixedLengthView: ArrayBufferView | undefined;
 let fixedLengthViewBefore: ArrayBufferView | undefined;
 
 function checkView(view: unknown, what: string): VmcommError | undefined {
-  // A remembered view that is not empty was checked already. (Only typed arrays are remembered, so
-  // `length` applies; an empty one, which may have been detached since, is checked again.)
-  if ((view === fixedLengthView || view === fixedLengthViewBefore) && (view as Uint8Array).length !== 0) return undefined;
+  // A remembered typed array that is not empty was checked already; an empty one may have been
+  // detached since, and a DataView has no `length` (`undefined > 0` is false): both are checked.
+  // (`undefined` is compared first: a slot not yet filled holds it.)
+  if (view !== undefined && (view === fixedLengthView || view === fixedLengthViewBefore) && (view as Uint8Array).length > 0) return undefined;
   if (!ArrayBuffer.isView(view)) return invalidArgument(what, 'an ArrayBufferView (a typed array, Buffer or DataView)', view);
   if (view !== fixedLengthView && view !== fixedLengthViewBefore) {
     const buf = view.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
     if (buf.resizable === true || buf.growable === true) {
       return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a resizable buffer, which may shrink while in flight; copy it into a fixed-length one`);
     }
-    if (buf.byteLength <= REMEMBERED_BUFFER_BYTES && !(view instanceof DataView)) {
+    if (buf.byteLength <= REMEMBERED_BUFFER_BYTES) {
       fixedLengthViewBefore = fixedLengthView;
       fixedLengthView = view;
     }
   }
   // `length` of a typed array (V8 11 does not inline `byteLength`, see `lib/engine.ts`). A DataView
-  // has only byteLength, which throws once its buffer is detached: its buffer's (0 then) comes first.
-  const empty = view instanceof DataView ? view.buffer.byteLength === 0 || view.byteLength === 0 : (view as Uint8Array).length === 0;
+  // (of any realm) has none, only byteLength, which throws once its buffer is detached: its
+  // buffer's (0 then) comes first.
+  const n = (view as Uint8Array).length as number | undefined;
+  const empty = n === undefined ? view.buffer.byteLength === 0 || view.byteLength === 0 : n === 0;
   if (empty && !(view.buffer instanceof SharedArrayBuffer)) {
     try {
       new Uint8Array(view.buffer);

@@ -4,8 +4,9 @@
  * (the progress loop of Open MPI's sm BTL, `mca_btl_sm_component_progress`, has the same shape).
  *
  * A call costs one atomic load for the inbox and two per ring while nothing arrives (the next
- * record's stamp and its last word: see `RingConsumer.poll`). A ring that fails validation, or whose
- * frame the sink rejects, is dropped and its peer reported lost; the other rings go on.
+ * record's stamp and its last word: see `RingConsumer.poll`; one, the head word, in the middle of a
+ * streamed record). A ring that fails validation, or whose frame the sink rejects, is dropped and its
+ * peer reported lost; the other rings go on.
  *
  * @module
  */

@@ -78,8 +78,9 @@
  * Since a small record straddles two lines, a consumer waiting for one loads its last word along with
  * its stamp ({@link RingConsumer.poll}): both lines then come over together once the producer wrote
  * them, where the second presumably followed only after the stamp was seen. In the state where moving
- * a line is slow, that took 1–9 % off most 8-byte half round trips through `shm` and `threads`,
- * alternating with the reader that loaded the stamp alone (the README has the runs).
+ * a line is slow, alternating with the reader that loaded the stamp alone, 8-byte half round trips
+ * through `shm` took 1–9 % less time in most pairs, through `threads` 1–20 % in 8 pairs of 10 (the
+ * README has the runs).
  *
  * A payload that does not fit the free space — or the whole ring — is *streamed*: the producer writes
  * as much as fits (pieces of at least `D`/4 unless less remains), publishes, and continues when the
@@ -575,7 +576,8 @@ export class RingConsumer extends RingSide {
     // seen, one more crossing between the cores per message: the measurements (module comment) fit.
     const at = this.tail & this.mask;
     const stamp = Atomics.load(this.data32, at >> 2);
-    // Masked: a tail off the record grid (shared memory gone wrong) is refused by `consume`, not here.
+    // Masked, so it stays in bounds from a tail off the record grid (shared memory gone wrong),
+    // which `consume` refuses once the word there is not 0.
     Atomics.load(this.data32, ((at + RECORD_ALIGN_BYTES - 4) & this.mask) >> 2);
     return stamp === 0 ? 0 : this.consume(sink, peer, maxFrames);
   }

@@ -5,7 +5,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Communicator } from '../../lib/communicator.js';
 import { createLocalJob } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
@@ -31,6 +31,21 @@ async function collected(ref: WeakRef<object>): Promise<boolean> {
 }
 
 describe('views remembered by the argument checks', () => {
+  it('a non-view checked before two views were remembered is INVALID_ARGUMENT, never a TypeError', async () => {
+    // A fresh copy of the modules: both remembered slots still hold `undefined`.
+    vi.resetModules();
+    const { createLocalJob: job } = await import('../../lib/local-bootstrap.js');
+    const { initWithBootstrap: start } = await import('../../lib/start-world.js');
+    const { memory: mem } = await import('../helpers/memory-transport.js');
+    const [b0, b1] = job(2);
+    worlds = await Promise.all([start(b0, { backends: [mem()] }), start(b1, { backends: [mem()] })]);
+    const [a] = worlds;
+    const r = a.isendBuffer(undefined as never, 1);
+    await expect(r).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(a.sendBuffer(undefined as never, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(a.irecvBuffer(undefined as never, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('a large buffer sent from and received into once can be collected', async () => {
     const [b0, b1] = createLocalJob(2);
     worlds = await Promise.all([initWithBootstrap(b0, { backends: [memory()] }), initWithBootstrap(b1, { backends: [memory()] })]);
@@ -75,8 +90,19 @@ describe('views remembered by the argument checks', () => {
     structuredClone(src.buffer, { transfer: [src.buffer] });
     structuredClone(dst.buffer, { transfer: [dst.buffer] });
     structuredClone(view.buffer, { transfer: [view.buffer] });
-    await expect(a.sendBuffer(src, 1, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/detached/) });
-    await expect(b.recvBuffer(dst, 0, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/detached/) });
-    await expect(a.sendBuffer(view, 1, 2)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/detached/) });
+    const detached = { code: 'INVALID_ARGUMENT', message: expect.stringMatching(/detached/) };
+    await expect(a.sendBuffer(src, 1, 1)).rejects.toMatchObject(detached);
+    await expect(b.recvBuffer(dst, 0, 1)).rejects.toMatchObject(detached);
+    await expect(a.sendBuffer(view, 1, 2)).rejects.toMatchObject(detached);
+    // DataViews remembered last (this realm's and another's) whose buffers go away.
+    const other = runInNewContext('new DataView(new ArrayBuffer(8))') as DataView;
+    for (const v of [new DataView(new ArrayBuffer(8)), other]) {
+      const into = new DataView(new ArrayBuffer(8));
+      await Promise.all([a.sendBuffer(v, 1, 3), b.recvBuffer(into, 0, 3)]);
+      structuredClone(v.buffer, { transfer: [v.buffer as ArrayBuffer] });
+      structuredClone(into.buffer, { transfer: [into.buffer] });
+      await expect(a.sendBuffer(v, 1, 3)).rejects.toMatchObject(detached);
+      await expect(b.recvBuffer(into, 0, 3)).rejects.toMatchObject(detached);
+    }
   });
 });

@@ -62,6 +62,16 @@ describe('spsc ring', () => {
     expect(sink.frames.map((f) => f.id)).toEqual([0]);
   });
 
+  it('that second load stays in the ring from a tail off the record grid, in the last line of the data area', () => {
+    // Shared memory gone wrong: a tail 4 bytes before the end. Unmasked, the record's "last word"
+    // would lie beyond the data area (a RangeError, not CORRUPT).
+    const D = 256;
+    const region = ringRegion(D);
+    startAt(region, D - 4);
+    const c = new RingConsumer(region);
+    expect(c.poll(recordingSink(), 0, 10)).toBe(0);
+  });
+
   it('carries frames across the wrap point at every record offset, in u32 stream positions too', () => {
     const D = 256;
     const starts = [...Array.from({ length: D / 64 }, (_, k) => k * 64), 2 ** 32 - 64, 2 ** 32 - 128, 2 ** 31];
