@@ -1138,10 +1138,10 @@ function bytesOf(view: ArrayBufferView): Uint8Array {
  * and the two getters are not inlined either (together a tenth of a small message's cost), so they
  * run once per view while it stays one of the last two checked; a remembered non-empty typed array
  * skips the whole check (a DataView, which has no `length`, is still checked for being empty, that
- * is, maybe detached). Only views on buffers of at most
- * {@link REMEMBERED_BUFFER_BYTES} are remembered: a remembered view keeps its buffer alive until two
- * others are checked, and a program that sent from a gigabyte buffer once and dropped it must get
- * that memory back (a large message costs far more than the getters anyway).
+ * is, maybe detached). Only views on buffers of at most {@link REMEMBERED_BUFFER_BYTES} are
+ * remembered: a remembered view keeps its buffer alive until two others are checked, and a program
+ * that sent from a gigabyte buffer once and dropped it must get that memory back (a large message
+ * costs far more than the getters anyway).
  */
 const REMEMBERED_BUFFER_BYTES = 1 << 20;
 let fixedLengthView: ArrayBufferView | undefined;
