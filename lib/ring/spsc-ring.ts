@@ -579,7 +579,7 @@ export class RingConsumer extends RingSide {
     // Masked, so it stays in bounds from a tail off the record grid (shared memory gone wrong),
     // which `consume` refuses once the word there is not 0.
     Atomics.load(this.data32, ((at + RECORD_ALIGN_BYTES - 4) & this.mask) >> 2);
-    return stamp === 0 ? 0 : this.consume(sink, peer, maxFrames);
+    return stamp === 0 ? 0 : this.consume(sink, peer, maxFrames, stamp);
   }
 
   /** Says that nothing more will be read. Idempotent. */
@@ -587,7 +587,8 @@ export class RingConsumer extends RingSide {
     Atomics.store(this.ctl, W_CONSUMER_CLOSED, 1);
   }
 
-  private consume(sink: FrameSink, peer: number, maxFrames: number): number {
+  /** `seen`: the stamp {@link poll} just loaded at `tail` (0: none), so the first record needs no second load. */
+  private consume(sink: FrameSink, peer: number, maxFrames: number, seen = 0): number {
     let tail = this.tail;
     // Bytes of the current record known to be published beyond `tail`: all of a whole record's, as
     // far as the head word says for a streamed one.
@@ -597,7 +598,9 @@ export class RingConsumer extends RingSide {
       if (!this.inFrame) {
         if (frames >= maxFrames) break;
         const at = tail & this.mask;
-        const stamp = Atomics.load(this.data32, at >> 2);
+        // A stamp seen stays until its record is released: the producer never writes unread bytes.
+        const stamp = seen !== 0 ? seen : Atomics.load(this.data32, at >> 2);
+        seen = 0;
         if (stamp === 0) break;
         if (stamp >>> 1 !== (tail >>> 6) + 1 || (at & (RECORD_ALIGN_BYTES - 1)) !== 0) throw corrupt(`the word at ring position ${tail} is ${stamp >>> 0}, neither 0 nor the stamp of a record there`);
         // The header is never split by the ring's end (records start on 64-byte boundaries of an area
