@@ -9,7 +9,7 @@ import type { Channel } from '../../../lib/backend.js';
 import { Op } from '../../../lib/index.js';
 import { createLocalJob } from '../../../lib/local-bootstrap.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES } from '../../../lib/protocol.js';
-import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_HEADER_BYTES, ringDataBytes } from '../../../lib/ring/spsc-ring.js';
+import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_CONTROL_BYTES, RING_HEADER_BYTES, ringDataBytes } from '../../../lib/ring/spsc-ring.js';
 import { initWithBootstrap } from '../../../lib/start-world.js';
 import { openRegionFile } from '../admin.js';
 import { deriveMacKey, IVSHMEM_MAC_ENV, MAC_INLINE_BYTES, MAC_RECORD_MAGIC, MacChannel, macFromEnv } from '../frame-mac.js';
@@ -37,7 +37,7 @@ function ringOf(job: HandJob, file: string, from: number, to: number): { data: U
   };
   const ring = region.rings.find(ref(from), ref(to))!;
   expect(ring).toBeDefined();
-  const ctl = new Int32Array(ring.region.sab, ring.region.byteOffset, RING_HEADER_BYTES >> 2);
+  const ctl = new Int32Array(ring.region.sab, ring.region.byteOffset, RING_CONTROL_BYTES >> 2);
   const data = new Uint8Array(ring.region.sab, ring.region.byteOffset + RING_HEADER_BYTES, ringDataBytes(ring.region.byteLength));
   return { data, head: () => Atomics.load(ctl, 32) >>> 0, setHead: (h) => Atomics.store(ctl, 32, h | 0) };
 }
@@ -346,7 +346,7 @@ describe.skipIf(addon === undefined)('frame MAC in a world: a forged frame', () 
       };
       const ringOf = (from: number, to: number) => {
         const ring = region.rings.find(ref(from), ref(to))!;
-        const ctl = new Int32Array(ring.region.sab, ring.region.byteOffset, RING_HEADER_BYTES >> 2);
+        const ctl = new Int32Array(ring.region.sab, ring.region.byteOffset, RING_CONTROL_BYTES >> 2);
         const data = new Uint8Array(ring.region.sab, ring.region.byteOffset + RING_HEADER_BYTES, ringDataBytes(ring.region.byteLength));
         return { data, at: (pos: number) => pos & (data.byteLength - 1), head: () => Atomics.load(ctl, 32) >>> 0, setHead: (h: number) => Atomics.store(ctl, 32, h | 0) };
       };

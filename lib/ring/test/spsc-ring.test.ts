@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { FRAME_HEADER_BYTES } from '../../protocol.js';
-import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_DATA_SKEW_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer, ringDataBytes, ringRegionBytes } from '../spsc-ring.js';
+import { RECORD_ALIGN_BYTES, RECORD_PREFIX_BYTES, RING_CONTROL_BYTES, RING_DATA_SKEW_BYTES, RING_HEADER_BYTES, RingConsumer, RingProducer, ringDataBytes, ringRegionBytes } from '../spsc-ring.js';
 import { bytes, header, recordingSink, ringRegion, runTsWorker, startAt } from './helpers.js';
 
 /** Prefix, header and payload, padded to a multiple of 64. */
@@ -240,7 +240,7 @@ describe('spsc ring', () => {
   });
 
   describe('corrupt shared state → CORRUPT, no out-of-bounds access, no hang', () => {
-    const ctlOf = (region: { sab: SharedArrayBuffer; byteOffset: number }) => new Int32Array(region.sab, region.byteOffset, RING_HEADER_BYTES / 4);
+    const ctlOf = (region: { sab: SharedArrayBuffer; byteOffset: number }) => new Int32Array(region.sab, region.byteOffset, RING_CONTROL_BYTES / 4);
     const CORRUPT = { name: 'VmcommError', code: 'CORRUPT' };
 
     it('refuses a region 64 bytes short of its data size (the size before layout 3, 512 + D) whatever its header says', () => {
