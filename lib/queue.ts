@@ -25,6 +25,14 @@ export class LinkedQueue<T> {
     return this.count;
   }
 
+  /**
+   * The oldest node, for a scan that follows `next` itself: a search that takes its test as
+   * arguments, not as a closure, allocates nothing (see `Matching.takePosted`).
+   */
+  get first(): QueueNode<T> | undefined {
+    return this.head;
+  }
+
   /** Appends `value`; returns its node (for {@link remove}). */
   push(value: T): QueueNode<T> {
     const node: QueueNode<T> = { value, prev: this.tail, next: undefined, linked: true };
