@@ -23,7 +23,7 @@ import type { Engine, PeerStats } from './engine.js';
 import type { PostedRecv, RecvMode } from './matching.js';
 import type { QueueNode } from './queue.js';
 import { FrameFlags } from './protocol.js';
-import { createRequest, Request, settledRequest, Settlement, waitSettled, type RequestControl, type Withdrawal } from './request.js';
+import { createRequest, Request, settledRequest, Settlement, waitSettled, waitStatus, type RequestControl, type Withdrawal } from './request.js';
 import { localityGroups, type LocalityLevel } from './locality.js';
 import type { World, WorldEvents } from './world.js';
 
@@ -242,7 +242,7 @@ export class Communicator {
     try {
       const bad = preflight(opts) ?? checkView(view, 'view');
       if (bad) return Promise.reject(bad);
-      return opts === undefined ? this.#receiveBlocking<Status>('buffer', bytesOf(view), source, tag) : this.#blocking(this.#startRecv<Status>('buffer', bytesOf(view), source, tag), opts);
+      return opts === undefined ? this.#receiveBufferBlocking(bytesOf(view), source, tag) : this.#blocking(this.#startRecv<Status>('buffer', bytesOf(view), source, tag), opts);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -869,10 +869,16 @@ export class Communicator {
     return this.#blocking(this.#startSend(bytes, dest, tag, flags, isObject), opts);
   }
 
-  /** A blocking receive without options (`recv`, `recvBuffer`): the posted receive is all there is, no request. */
+  /** A blocking receive of a value without options (`recv`): the posted receive is all there is, no request. */
   #receiveBlocking<T>(mode: RecvMode, bytes: Uint8Array | undefined, source: number, tag: number): Promise<T> {
     const r = this.#postRecv<T>(mode, bytes, source, tag, this.#context);
     return r instanceof VmcommError ? Promise.reject(r) : waitSettled(r, this.#world.engine, true);
+  }
+
+  /** {@link #receiveBlocking} into a buffer (`recvBuffer`): its value is a `Status` (see `waitStatus`). */
+  #receiveBufferBlocking(bytes: Uint8Array, source: number, tag: number): Promise<Status> {
+    const r = this.#postRecv<Status>('buffer', bytes, source, tag, this.#context);
+    return r instanceof VmcommError ? Promise.reject(r) : waitStatus(r, this.#world.engine);
   }
 
   #startRecv<T>(mode: RecvMode, bytes: Uint8Array | undefined, source: number, tag: number, context = this.#context): Request<T> {
@@ -1126,8 +1132,19 @@ class PostedReceive<T> extends Settlement<T> implements PostedRecv, Withdrawal {
 /** What a blocking send that completed at once returns: one settled promise for all of them. */
 const SENT: Promise<void> = Promise.resolve();
 
-/** The bytes of a checked view: a plain `Uint8Array` as it is (no new view per message), else a `Uint8Array` over the same memory. */
+/**
+ * The bytes of a view {@link checkView} accepted: those it remembered with the view, else
+ * {@link bytesOfView}. (The remembered case is a compare, not `view.constructor`: V8 11 compiled that
+ * read in `sendBuffer` as a generic property load, a call on every message.)
+ */
 function bytesOf(view: ArrayBufferView): Uint8Array {
+  if (view === fixedLengthView) return fixedLengthBytes!;
+  if (view === fixedLengthViewBefore) return fixedLengthBytesBefore!;
+  return bytesOfView(view);
+}
+
+/** A plain `Uint8Array` as it is (no new view per message), else a `Uint8Array` over the same memory. */
+function bytesOfView(view: ArrayBufferView): Uint8Array {
   return view.constructor === Uint8Array ? (view as Uint8Array) : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
@@ -1145,8 +1162,11 @@ function bytesOf(view: ArrayBufferView): Uint8Array {
  */
 const REMEMBERED_BUFFER_BYTES = 1 << 20;
 let fixedLengthView: ArrayBufferView | undefined;
-/** The one checked before {@link fixedLengthView}. */
+/** {@link bytesOfView} of {@link fixedLengthView}. */
+let fixedLengthBytes: Uint8Array | undefined;
+/** The one checked before {@link fixedLengthView}, and its bytes. */
 let fixedLengthViewBefore: ArrayBufferView | undefined;
+let fixedLengthBytesBefore: Uint8Array | undefined;
 
 function checkView(view: unknown, what: string): VmcommError | undefined {
   // A remembered typed array that is not empty was checked already; an empty one may have been
@@ -1154,15 +1174,13 @@ function checkView(view: unknown, what: string): VmcommError | undefined {
   // (`undefined` is compared first: a slot not yet filled holds it.)
   if (view !== undefined && (view === fixedLengthView || view === fixedLengthViewBefore) && (view as Uint8Array).length > 0) return undefined;
   if (!ArrayBuffer.isView(view)) return invalidArgument(what, 'an ArrayBufferView (a typed array, Buffer or DataView)', view);
+  let remember = false;
   if (view !== fixedLengthView && view !== fixedLengthViewBefore) {
     const buf = view.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
     if (buf.resizable === true || buf.growable === true) {
       return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a resizable buffer, which may shrink while in flight; copy it into a fixed-length one`);
     }
-    if (buf.byteLength <= REMEMBERED_BUFFER_BYTES) {
-      fixedLengthViewBefore = fixedLengthView;
-      fixedLengthView = view;
-    }
+    remember = buf.byteLength <= REMEMBERED_BUFFER_BYTES;
   }
   // `length` of a typed array (V8 11 does not inline `byteLength`, see `lib/engine.ts`). A DataView
   // (of any realm) has none, only byteLength, which throws once its buffer is detached: its
@@ -1175,6 +1193,13 @@ function checkView(view: unknown, what: string): VmcommError | undefined {
     } catch {
       return new VmcommError('INVALID_ARGUMENT', `${what} is backed by a detached ArrayBuffer (it was transferred)`);
     }
+  }
+  // Remembered once it passed (its bytes can only be taken from a buffer that is not detached).
+  if (remember) {
+    fixedLengthViewBefore = fixedLengthView;
+    fixedLengthBytesBefore = fixedLengthBytes;
+    fixedLengthView = view;
+    fixedLengthBytes = bytesOfView(view);
   }
   return undefined;
 }

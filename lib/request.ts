@@ -5,7 +5,7 @@
  */
 
 import { performance } from 'node:perf_hooks';
-import { VmcommError } from './errors.js';
+import { VmcommError, type Status } from './errors.js';
 
 /** What a request needs from the engine: progress without the event loop. */
 export interface ProgressEngine {
@@ -225,18 +225,42 @@ export function spinPoll(progress: ProgressEngine, done: () => boolean): void {
  * spins on `progress` first while `s` is pending and some transport makes progress synchronously.
  */
 export function waitSettled<T>(s: Settlement<T>, progress: ProgressEngine | undefined, reported: boolean): Promise<T> {
-  if (s.pending && progress?.polling) {
-    // The settlement spun on goes through a module variable, not a closure per wait; saved and
-    // restored, since a poll may settle work that waits in turn.
-    const outer = spinningOn;
-    spinningOn = s;
-    try {
-      spinPoll(progress, spunSettled);
-    } finally {
-      spinningOn = outer;
-    }
-  }
+  spinWhilePending(s, progress);
   return s.promised(reported);
+}
+
+/**
+ * {@link waitSettled} for a buffer receive, whose value is always a {@link Status} built by the
+ * engine: the same object literal, so one shape. `Promise.resolve` of an object must look up `then`
+ * on it — a generic property lookup, unless V8's optimizing compiler knows the object's shape at the
+ * call and can prove there is none (it then fulfils the promise directly, guarded by its checks on
+ * the prototype chain). A value read from a field has no known shape; reading one of its own
+ * fields first gives it one. Alternating with the plain `Promise.resolve`, 8-byte ping-pongs
+ * through `shm` took about 3 % less time (the README has the runs).
+ */
+export function waitStatus(s: Settlement<Status>, progress: ProgressEngine | undefined): Promise<Status> {
+  spinWhilePending(s, progress);
+  if (s.state !== FULFILLED || s.promise !== undefined) return s.promised(true);
+  const status = s.value!;
+  void status.bytes; // the shape check described above: keep it next to Promise.resolve
+  const promise = Promise.resolve(status);
+  s.reported = true;
+  s.promise = promise;
+  return promise;
+}
+
+/** The spin of {@link waitSettled}: polls while `s` is pending and some transport makes progress synchronously. */
+function spinWhilePending(s: { readonly pending: boolean }, progress: ProgressEngine | undefined): void {
+  if (!s.pending || !progress?.polling) return;
+  // The settlement spun on goes through a module variable, not a closure per wait; saved and
+  // restored, since a poll may settle work that waits in turn.
+  const outer = spinningOn;
+  spinningOn = s;
+  try {
+    spinPoll(progress, spunSettled);
+  } finally {
+    spinningOn = outer;
+  }
 }
 
 /** Builds a request and the control that settles it. */

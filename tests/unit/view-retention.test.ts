@@ -75,6 +75,32 @@ describe('views remembered by the argument checks', () => {
     await expect(a.sendBuffer(resizable, 1, 1)).rejects.toThrow(/resizable/);
   });
 
+  it('remembered views send and receive their own bytes, whatever their type and offset', async () => {
+    const [b0, b1] = createLocalJob(2);
+    worlds = await Promise.all([initWithBootstrap(b0, { backends: [memory()] }), initWithBootstrap(b1, { backends: [memory()] })]);
+    const [a, b] = worlds;
+    // Two views at offsets into larger buffers, checked alternately: from the second round on, both
+    // come from the remembered slots (one each), so a slot mixed up sends or fills the wrong bytes.
+    const from = new Float64Array(new ArrayBuffer(64), 16, 2);
+    const intoBuffer = new ArrayBuffer(40);
+    const into = new Float64Array(intoBuffer, 8, 2);
+    for (let i = 0; i < 4; i++) {
+      from.set([i + 0.5, -i]);
+      new Uint8Array(intoBuffer).fill(0xee);
+      await Promise.all([a.sendBuffer(from, 1, 1), b.recvBuffer(into, 0, 1)]);
+      expect([...into]).toEqual([i + 0.5, -i]);
+      expect([...new Uint8Array(intoBuffer, 0, 8), ...new Uint8Array(intoBuffer, 24, 16)].every((x) => x === 0xee)).toBe(true);
+    }
+    // A DataView at an offset and a plain Uint8Array, remembered in turn.
+    const dv = new DataView(new ArrayBuffer(24), 8, 8);
+    const got = new Uint8Array(8);
+    for (let i = 0; i < 3; i++) {
+      dv.setFloat64(0, 3.75 + i, true);
+      await Promise.all([a.sendBuffer(dv, 1, 2), b.recvBuffer(got, 0, 2)]);
+      expect(new DataView(got.buffer).getFloat64(0, true)).toBe(3.75 + i);
+    }
+  });
+
   it('a remembered view whose buffer was transferred away since is refused, typed arrays and DataViews alike', async () => {
     const [b0, b1] = createLocalJob(2);
     worlds = await Promise.all([initWithBootstrap(b0, { backends: [memory()] }), initWithBootstrap(b1, { backends: [memory()] })]);
