@@ -167,6 +167,14 @@ export class Engine implements FrameSink, ProgressEngine {
   private nextSendId = 1;
   private nextRecvId = 1;
   private pollers: Transport[] = [];
+  /**
+   * {@link pollers} split for {@link poll}'s call sites: the first one that spins (`shm`, `threads`,
+   * `ivshmem`) gets a call site of its own, the rest (`self`, a second one after a migration) share
+   * another. A call site that sees two functions is a generic call for V8 (its call feedback has no
+   * polymorphic state), one that sees one is inlined into the blocking spin.
+   */
+  private mainPoller: Transport | undefined = undefined;
+  private otherPollers: Transport[] = [];
   /** Some poller other than `self` (see {@link polling}). */
   private spins = false;
   private readonly scratch = emptyHeader();
@@ -199,6 +207,8 @@ export class Engine implements FrameSink, ProgressEngine {
   private setPollers(pollers: Transport[]): void {
     this.pollers = pollers;
     this.spins = pollers.some((t) => t.role !== 'self');
+    this.mainPoller = pollers.find((t) => t.role !== 'self');
+    this.otherPollers = pollers.filter((t) => t !== this.mainPoller);
   }
 
   /** Installs the per-peer plan once selection is done, then replays frames that came early. */
@@ -260,7 +270,9 @@ export class Engine implements FrameSink, ProgressEngine {
 
   /** Polls transports that progress synchronously. */
   poll(): void {
-    for (const t of this.pollers) t.poll!();
+    this.mainPoller?.poll!();
+    const others = this.otherPollers;
+    for (let i = 0; i < others.length; i++) others[i].poll!();
   }
 
   /** The traffic counters of every peer. */
