@@ -100,6 +100,9 @@ export function emptyHeader(): FrameHeader {
  */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/** The word of a header's payload length (offset 32, low word first) in {@link HeaderWords}' view. */
+export const HEADER_PAYLOAD_WORD = 32 >> 2;
+
 /** The word views of header buffers made by {@link newHeaderBuffer}. */
 const wordViews = new WeakMap<Uint8Array, Int32Array>();
 
@@ -158,8 +161,8 @@ export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
     w[7] = h.aux;
     // An Int32Array store keeps the low 32 bits (ToInt32 is exact below 2^53): no `%`, which on a
     // double is a slow x87 `fprem`.
-    w[8] = h.payloadBytes;
-    w[9] = Math.floor(h.payloadBytes / 0x1_0000_0000);
+    w[HEADER_PAYLOAD_WORD] = h.payloadBytes;
+    w[HEADER_PAYLOAD_WORD + 1] = Math.floor(h.payloadBytes / 0x1_0000_0000);
     w[10] = h.messageBytes;
     w[11] = Math.floor(h.messageBytes / 0x1_0000_0000);
     return out;
@@ -204,7 +207,7 @@ export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader 
     into.sendId = w[5] >>> 0;
     into.recvId = w[6] >>> 0;
     into.aux = w[7] >>> 0;
-    into.payloadBytes = length64(w[8], w[9]);
+    into.payloadBytes = length64(w[HEADER_PAYLOAD_WORD], w[HEADER_PAYLOAD_WORD + 1]);
     into.messageBytes = length64(w[10], w[11]);
   } else {
     if (bytes.byteLength < FRAME_HEADER_BYTES) throw corrupt(`a frame header is ${FRAME_HEADER_BYTES} bytes, got ${bytes.byteLength}`);

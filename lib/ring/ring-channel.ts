@@ -19,7 +19,7 @@
 
 import type { Channel, SendDone } from '../backend.js';
 import { VmcommError } from '../errors.js';
-import { FRAME_HEADER_BYTES, frameLength } from '../protocol.js';
+import { FRAME_HEADER_BYTES, frameLength, HEADER_PAYLOAD_WORD, HeaderWords } from '../protocol.js';
 import { InboxState, type InboxSender } from './inbox.js';
 import type { Region } from './region.js';
 import { RingProducer } from './spsc-ring.js';
@@ -293,9 +293,17 @@ export function refuse(done: SendDone | undefined, error: Error): void {
   if (done !== undefined) queueMicrotask(() => done(error));
 }
 
+/** The word view of the header buffer the core sends from (see {@link describes}). */
+const describedWords = new HeaderWords();
+
 /** Whether `header` is a whole frame header announcing exactly `payload`'s length (`.length`: see `lib/engine.ts`). */
 function describes(header: Uint8Array, payload: Uint8Array | undefined): boolean {
-  return header.length >= FRAME_HEADER_BYTES && announced(header) === (payload === undefined ? 0 : payload.length);
+  const n = payload === undefined ? 0 : payload.length;
+  // The core's header buffer (from `newHeaderBuffer`) is read as words: the length's two words
+  // against eight byte loads. Alternating the two, 8-byte shm half round trips took 2-4 % less time.
+  const w = describedWords.of(header);
+  if (w !== undefined && n <= 0x7fff_ffff) return w[HEADER_PAYLOAD_WORD] === n && w[HEADER_PAYLOAD_WORD + 1] === 0;
+  return header.length >= FRAME_HEADER_BYTES && announced(header) === n;
 }
 
 /** The payload length a header announces, or −1 when it is not a valid length. */

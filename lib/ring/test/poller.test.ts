@@ -4,6 +4,7 @@ import { Poller } from '../poller.js';
 import { PendingChannels, RingChannel } from '../ring-channel.js';
 import type { Region } from '../region.js';
 import { RING_HEADER_BYTES, RingConsumer, RingProducer, initRing, ringRegionBytes } from '../spsc-ring.js';
+import { emptyHeader, encodeHeader, FrameKind, newHeaderBuffer } from '../../protocol.js';
 import { bytes, header, recordingSink } from './helpers.js';
 
 /** An arena: one inbox at 0, then rings of `dataBytes`; descriptors are (offset u32, length u32). */
@@ -184,6 +185,24 @@ describe('ring channel', () => {
     const s = setup();
     const err = await new Promise<Error | undefined>((r) => s.channel.send(header(5), bytes(4, 0), r));
     expect(err).toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
+  it('trySend takes nothing whose header misdescribes its payload, from the word-view header buffer of the core or any other', () => {
+    const s = setup();
+    const words = newHeaderBuffer();
+    const h = { ...emptyHeader(), kind: FrameKind.EAGER, payloadBytes: 5, messageBytes: 5 };
+    encodeHeader(h, words);
+    expect(s.channel.trySend(words, bytes(4, 0))).toBe(false);
+    expect(s.channel.trySend(words, undefined)).toBe(false);
+    expect(s.channel.trySend(header(5), bytes(4, 0))).toBe(false);
+    // A length of 2^32 + 4 has the 4-byte payload's low word: the high word must be checked too.
+    encodeHeader({ ...h, payloadBytes: 2 ** 32 + 4, messageBytes: 2 ** 32 + 4 }, words);
+    expect(s.channel.trySend(words, bytes(4, 0))).toBe(false);
+    expect(s.channel.completed).toBe(0);
+    encodeHeader({ ...h, payloadBytes: 4, messageBytes: 4 }, words);
+    expect(s.channel.trySend(words, bytes(4, 7))).toBe(true);
+    s.poller.poll();
+    expect(s.sink.frames.map((f) => f.length)).toEqual([4]);
   });
 
   it('holds the announcement while the peer inbox is full and makes it once there is room', () => {
