@@ -100,6 +100,8 @@ export function emptyHeader(): FrameHeader {
  */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/** The word of a header's sequence number (offset 16) in {@link HeaderWords}' view. */
+export const HEADER_SEQ_WORD = 16 >> 2;
 /** The word of a header's payload length (offset 32, low word first) in {@link HeaderWords}' view. */
 export const HEADER_PAYLOAD_WORD = 32 >> 2;
 
@@ -155,7 +157,7 @@ export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
     w[1] = h.context;
     w[2] = h.source;
     w[3] = h.tag;
-    w[4] = h.seq;
+    w[HEADER_SEQ_WORD] = h.seq;
     w[5] = h.sendId;
     w[6] = h.recvId;
     w[7] = h.aux;
@@ -203,7 +205,7 @@ export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader 
     into.context = w[1] >>> 0;
     into.source = w[2];
     into.tag = w[3];
-    into.seq = w[4] >>> 0;
+    into.seq = w[HEADER_SEQ_WORD] >>> 0;
     into.sendId = w[5] >>> 0;
     into.recvId = w[6] >>> 0;
     into.aux = w[7] >>> 0;

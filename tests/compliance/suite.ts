@@ -194,6 +194,39 @@ export function backendSuite(s: BackendSetup): void {
       expect(await b.recv(ra, t1)).toBe('one');
     });
 
+    it('messages that each differ from the one before in one header field arrive as sent: tag, length, kind, communicator, source rank', async () => {
+      // Ring transports send a repeated message by rewriting only its sequence number: a field the
+      // shortcut missed would show here as a wrong tag, length, value, communicator or source. One
+      // message at a time, its receive posted first (blocking sends, within any credit window).
+      const t1 = tag();
+      const t2 = tag();
+      const dups = await Promise.all(comms.map((c) => c.dup()));
+      // Ranks reversed: a's rank in `rev` differs from its world rank when there are two.
+      const revs = await Promise.all(comms.map((c) => c.split(0, -c.rank)));
+      const [dupA, dupB, revA, revB] = [dups[0], dups[pairSize - 1], revs[0]!, revs[pairSize - 1]!];
+      const bytesOf = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => seed + i);
+      const one = async (to: Communicator, send: () => Promise<void>) => {
+        const into = new Uint8Array(8);
+        const r = to.irecvBuffer(into, ANY_SOURCE, ANY_TAG);
+        await send();
+        const st = await r;
+        return [st.source, st.tag, [...into.subarray(0, st.bytes)]];
+      };
+      expect(await one(b, () => a.sendBuffer(bytesOf(8, 1), rb, t1))).toEqual([ra, t1, [...bytesOf(8, 1)]]);
+      expect(await one(b, () => a.sendBuffer(bytesOf(8, 20), rb, t2))).toEqual([ra, t2, [...bytesOf(8, 20)]]);
+      expect(await one(b, () => a.sendBuffer(bytesOf(5, 40), rb, t2))).toEqual([ra, t2, [...bytesOf(5, 40)]]);
+      // A value whose encoding is 5 bytes too ('abcd' in msgpack): only the kind of message differs.
+      const m = b.recvMessage(ANY_SOURCE, ANY_TAG);
+      await a.send('abcd', rb, t2);
+      expect(await m).toEqual({ data: 'abcd', source: ra, tag: t2 });
+      expect(await one(b, () => a.sendBuffer(bytesOf(5, 50), rb, t2))).toEqual([ra, t2, [...bytesOf(5, 50)]]);
+      // Only the communicator differs (a dup keeps the ranks), then the communicator and the source.
+      expect(await one(dupB, () => dupA.sendBuffer(bytesOf(5, 60), rb, t2))).toEqual([ra, t2, [...bytesOf(5, 60)]]);
+      expect(await one(revB, () => revA.sendBuffer(bytesOf(5, 80), revB.rank, t2))).toEqual([revA.rank, t2, [...bytesOf(5, 80)]]);
+      expect(await one(b, () => a.sendBuffer(bytesOf(5, 100), rb, t2))).toEqual([ra, t2, [...bytesOf(5, 100)]]);
+      await Promise.all([...dups, ...revs].map((c) => c!.free()));
+    });
+
     it('cancel withdraws an unmatched receive, which then rejects with ABORTED; nothing is lost', async () => {
       const t = tag();
       const r = b.irecv(ra, t);
