@@ -244,6 +244,14 @@ export function frameLength(header: Uint8Array): number {
   return get64(header, 32);
 }
 
+/**
+ * {@link frameLength} of `header`, whose bytes `words` also views (a buffer from
+ * {@link newHeaderBuffer}): two word loads instead of eight byte loads, on a little-endian host.
+ */
+export function frameLengthOfWords(header: Uint8Array, words: Int32Array): number {
+  return LITTLE_ENDIAN ? length64(words[HEADER_PAYLOAD_WORD], words[HEADER_PAYLOAD_WORD + 1]) : get64(header, 32);
+}
+
 /** Lengths stay below 2^53 (the largest exact JavaScript integer): the high word's limit. */
 const MAX_LENGTH_HIGH_WORD = 0x1f_ffff;
 

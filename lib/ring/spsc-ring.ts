@@ -100,7 +100,7 @@
  */
 
 import type { FrameSink, SendDone } from '../backend.js';
-import { FRAME_HEADER_BYTES, frameLength, HeaderWords, newHeaderBuffer } from '../protocol.js';
+import { FRAME_HEADER_BYTES, frameLengthOfWords, HeaderWords, newHeaderBuffer } from '../protocol.js';
 import { checkRegion, CONTROL_STRIDE_BYTES, corrupt, isPowerOfTwo, type Region } from './region.js';
 import { SendQueue } from './send-queue.js';
 
@@ -608,7 +608,7 @@ export class RingConsumer extends RingSide {
         const d = this.data32;
         const h = this.header32;
         for (let i = 0, w = (at + RECORD_PREFIX_BYTES) >> 2; i < FRAME_HEADER_BYTES >> 2; i++, w++) h[i] = d[w];
-        const length = frameLength(this.header);
+        const length = frameLengthOfWords(this.header, h);
         const record = recordBytes(length);
         const whole = (stamp & 1) === 1;
         if (whole) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, FrameKind, newHeaderBuffer, type FrameHeader } from '../../lib/protocol.js';
+import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, frameLengthOfWords, FrameKind, newHeaderBuffer, type FrameHeader } from '../../lib/protocol.js';
 
 describe('frame header', () => {
   it('round-trips every field, including 64-bit lengths', () => {
@@ -49,6 +49,7 @@ describe('frame header', () => {
       expect(decodeHeader(words, emptyHeader())).toEqual(h);
       expect(decodeHeader(plain, emptyHeader())).toEqual(h);
       expect(frameLength(words)).toBe(h.payloadBytes);
+      expect(frameLengthOfWords(words, new Int32Array(words.buffer))).toBe(h.payloadBytes);
     }
   });
 
