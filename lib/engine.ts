@@ -411,19 +411,7 @@ export class Engine implements FrameSink, ProgressEngine {
       // The header of the last message sent here but for its sequence number (a message loop's case).
       w[HEADER_SEQ_WORD] = p.seqOut;
     } else {
-      const h = this.scratch;
-      h.kind = FrameKind.EAGER;
-      h.flags = flags;
-      h.context = context;
-      h.source = source;
-      h.tag = tag;
-      h.seq = p.seqOut;
-      h.sendId = 0;
-      h.recvId = 0;
-      h.aux = p.creditsMax;
-      h.payloadBytes = n;
-      h.messageBytes = n;
-      encodeHeader(h, this.nowHeader);
+      this.encodeEager(this.nowHeader, context, source, tag, flags, p.seqOut, p.creditsMax, n);
       this.nowLength = n;
       this.nowTag = tag;
       this.nowSource = source;
@@ -439,23 +427,28 @@ export class Engine implements FrameSink, ProgressEngine {
     return true;
   }
 
-  /** Puts a send on the wire: eager within credits, else an RTS (`sendId` 0: a new one). */
-  private emit(p: PeerState, dest: number, context: number, source: number, tag: number, flags: number, seq: number, bytes: Uint8Array, control: RequestControl<void>, resolveEarly: boolean, sendId: number): number {
+  /** Encodes into `out` the header of an EAGER frame carrying all `n` bytes of a message. */
+  private encodeEager(out: Uint8Array, context: number, source: number, tag: number, flags: number, seq: number, aux: number, n: number): void {
     const h = this.scratch;
+    h.kind = FrameKind.EAGER;
+    h.flags = flags;
     h.context = context;
     h.source = source;
     h.tag = tag;
-    h.flags = flags;
     h.seq = seq;
-    h.messageBytes = bytes.length;
-    h.aux = p.creditsMax;
+    h.sendId = 0;
     h.recvId = 0;
+    h.aux = aux;
+    h.payloadBytes = n;
+    h.messageBytes = n;
+    encodeHeader(h, out);
+  }
+
+  /** Puts a send on the wire: eager within credits, else an RTS (`sendId` 0: a new one). */
+  private emit(p: PeerState, dest: number, context: number, source: number, tag: number, flags: number, seq: number, bytes: Uint8Array, control: RequestControl<void>, resolveEarly: boolean, sendId: number): number {
     if (bytes.length <= p.eagerLimit && p.credits > 0) {
       p.credits--;
-      h.kind = FrameKind.EAGER;
-      h.sendId = 0;
-      h.payloadBytes = bytes.length;
-      encodeHeader(h, this.headerBytes);
+      this.encodeEager(this.headerBytes, context, source, tag, flags, seq, p.creditsMax, bytes.length);
       // Written in full at once (the common case for a small message): complete without a callback.
       if (p.endpoint.trySend(this.headerBytes, bytes)) {
         control.resolve();
@@ -479,9 +472,18 @@ export class Engine implements FrameSink, ProgressEngine {
       this.pendingSends.set(sendId, { peer: dest, bytes, control, context, withdrawn: false, announced: true });
     } else this.pendingSends.get(sendId)!.announced = true;
     p.rtsOut++;
+    const h = this.scratch;
     h.kind = FrameKind.RTS;
+    h.flags = flags;
+    h.context = context;
+    h.source = source;
+    h.tag = tag;
+    h.seq = seq;
     h.sendId = sendId;
+    h.recvId = 0;
+    h.aux = p.creditsMax;
     h.payloadBytes = 0;
+    h.messageBytes = bytes.length;
     encodeHeader(h, this.headerBytes);
     p.endpoint.send(this.headerBytes, undefined, (err) => err && this.failSend(sendId, this.asLost(dest, err)));
     return sendId;
