@@ -7,32 +7,40 @@
 // fraction of a millisecond apart see the same machine. Reports each build's median block time and
 // B/A, the median over rounds of B's block ÷ A's block (< 1: B faster), with its quartiles.
 //
-//   node bench/ab-builds.mjs DIR_A DIR_B [--rounds R] [--block N] [--warm W] [--size BYTES]
+//   node bench/ab-builds.mjs DIR_A DIR_B [--rounds R] [--block N] [--warm W] [--size BYTES] [--timeout S]
 //
 // DIR_A, DIR_B: vmcomm checkouts whose `dist/` and `build/` are built (`npm run build`, the addon).
 // A git worktree of another commit serves as one: `git worktree add /tmp/base REV`, then in it
 // `ln -s "$OLDPWD/node_modules" . && cp -r "$OLDPWD/build" . && npx tsc -p tsconfig.build.json`.
-// Needs 2 cores (the ranks are bound to cores 0 and 1) and the native addon.
+// Needs 2 cores (the ranks are bound to cores 0 and 1) and the native addon. A run that times out
+// (--timeout, default 300 s) or fails ends both ranks; shared-memory files they leave behind go with
+// `npx vmcomm clean`.
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const usage = 'usage: node bench/ab-builds.mjs DIR_A DIR_B [--rounds R] [--block N] [--warm W] [--size BYTES]';
+const usage = 'usage: node bench/ab-builds.mjs DIR_A DIR_B [--rounds R] [--block N] [--warm W] [--size BYTES] [--timeout S]';
+const OPTIONS = { '--rounds': 'rounds', '--block': 'block', '--warm': 'warm', '--size': 'size', '--timeout': 'timeout' };
 
 function parse(argv) {
   const dirs = [];
-  const o = { rounds: 2000, block: 100, warm: 4000, size: 8 };
+  const o = { rounds: 2000, block: 100, warm: 4000, size: 8, timeout: 300 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const key = { '--rounds': 'rounds', '--block': 'block', '--warm': 'warm', '--size': 'size' }[a];
+    if (a === '--help' || a === '-h') {
+      console.log(usage);
+      process.exit(0);
+    }
+    const key = OPTIONS[a];
     if (key === undefined) {
+      if (a.startsWith('-')) throw new Error(`unknown option ${a}; ${usage}`);
       dirs.push(a);
       continue;
     }
     const v = Number(argv[++i]);
-    if (!Number.isInteger(v) || v < (key === 'size' || key === 'warm' ? 0 : 1)) throw new Error(`${a} takes a whole number, got ${argv[i]}`);
+    if (!Number.isInteger(v) || v < (key === 'size' || key === 'warm' ? 0 : 1)) throw new Error(`${a} takes a whole number${key === 'size' || key === 'warm' ? '' : ' ≥ 1'}, got ${argv[i]}`);
     o[key] = v;
   }
   if (dirs.length !== 2) throw new Error(usage);
@@ -54,6 +62,16 @@ if (process.argv[2] !== '--rank') {
   const jobs = o.dirs.map(() => ({ id: `ab-${randomBytes(6).toString('hex')}`, secret: randomBytes(32), rounds: new Map() }));
   const self = fileURLToPath(import.meta.url);
   const ranks = [0, 1].map((r) => fork(self, ['--rank', String(r), JSON.stringify(o)], { serialization: 'advanced', stdio: 'inherit' }));
+  const endAll = () => {
+    for (const k of ranks) if (k.exitCode === null && k.signalCode === null) k.kill();
+  };
+  // A build that deadlocks would leave both ranks waiting for each other: a deadline ends the run.
+  const deadline = setTimeout(() => {
+    console.error(`ab-builds: no result within ${o.timeout} s (--timeout); ending the ranks`);
+    endAll();
+  }, o.timeout * 1000);
+  // Sending to a rank that has just ended raises 'error' here: the run is over then.
+  const ignoreGone = () => undefined;
   // The bootstrap exchange of each world goes through this process (one allgather per round name).
   for (const k of ranks) {
     k.on('message', (m) => {
@@ -63,22 +81,24 @@ if (process.argv[2] !== '--rank') {
       round.values[m.rank] = m.value;
       if (++round.n < 2) return;
       job.rounds.delete(m.round);
-      for (const kk of ranks) kk.send({ build: m.build, round: m.round, values: round.values });
+      for (const kk of ranks) if (kk.connected) kk.send({ build: m.build, round: m.round, values: round.values }, ignoreGone);
     });
+    k.on('error', endAll);
   }
-  for (const k of ranks) k.send({ jobs: jobs.map((j) => ({ id: j.id, secret: j.secret })) });
+  for (const k of ranks) k.send({ jobs: jobs.map((j) => ({ id: j.id, secret: j.secret })) }, ignoreGone);
   const codes = await Promise.all(
     ranks.map(
       (k) =>
         new Promise((resolve) =>
           k.on('exit', (code, signal) => {
             // A rank that failed leaves the other waiting for it: end that one too.
-            if (code !== 0) for (const other of ranks) if (other !== k && other.exitCode === null) other.kill();
+            if (code !== 0) endAll();
             resolve(code ?? (signal ? 1 : 0));
           }),
         ),
     ),
   );
+  clearTimeout(deadline);
   process.exit(codes.some((c) => c !== 0) ? 1 : 0);
 } else {
   const rank = Number(process.argv[3]);

@@ -236,7 +236,7 @@ export function waitSettled<T>(s: Settlement<T>, progress: ProgressEngine | unde
  * call and can prove there is none (it then fulfils the promise directly, guarded by its checks on
  * the prototype chain). A value read from a field has no known shape; reading one of its own
  * fields first gives it one. Alternating with the plain `Promise.resolve`, 8-byte ping-pongs
- * through `shm` took about 3 % less time (the README has the runs).
+ * through `shm` took 3–6 % less time (README, "On this machine", fourteenth session).
  */
 export function waitStatus(s: Settlement<Status>, progress: ProgressEngine | undefined): Promise<Status> {
   spinWhilePending(s, progress);

@@ -293,14 +293,17 @@ export function refuse(done: SendDone | undefined, error: Error): void {
   if (done !== undefined) queueMicrotask(() => done(error));
 }
 
-/** The word view of the header buffer the core sends from (see {@link describes}). */
+/**
+ * The word view of the header buffer the core sent from last (see {@link describes}): it sends from
+ * two (`Engine.sendNow`'s and the rest's), so a switch between them costs one lookup.
+ */
 const describedWords = new HeaderWords();
 
 /** Whether `header` is a whole frame header announcing exactly `payload`'s length (`.length`: see `lib/engine.ts`). */
 function describes(header: Uint8Array, payload: Uint8Array | undefined): boolean {
   const n = payload === undefined ? 0 : payload.length;
   // The core's header buffer (from `newHeaderBuffer`) is read as words: the length's two words
-  // against eight byte loads. Alternating the two, 8-byte shm half round trips took 2-4 % less time.
+  // against eight byte loads. Alternating the two, 8-byte shm half round trips took about 1 % less time.
   const w = describedWords.of(header);
   if (w !== undefined && n <= 0x7fff_ffff) return w[HEADER_PAYLOAD_WORD] === n && w[HEADER_PAYLOAD_WORD + 1] === 0;
   return header.length >= FRAME_HEADER_BYTES && announced(header) === n;

@@ -195,8 +195,10 @@ export function backendSuite(s: BackendSetup): void {
     });
 
     it('messages that each differ from the one before in one header field arrive as sent: tag, length, kind, communicator, source rank', async () => {
-      // Ring transports send a repeated message by rewriting only its sequence number: a field the
-      // shortcut missed would show here as a wrong tag, length, value, communicator or source. One
+      // Ring transports send a repeated message by rewriting only its sequence number: a tag, kind or
+      // communicator the shortcut missed would show here as a wrong tag, value or communicator. (A
+      // missed length is also refused by the channel's own check, and the source follows from the
+      // communicator; the peer's credit window, also in the header, is not varied here.) One
       // message at a time, its receive posted first (blocking sends, within any credit window).
       const t1 = tag();
       const t2 = tag();

@@ -51,6 +51,11 @@ describe('frame header', () => {
       expect(frameLength(words)).toBe(h.payloadBytes);
       expect(frameLengthOfWords(words, new Int32Array(words.buffer))).toBe(h.payloadBytes);
     }
+    // 2^53 and beyond cannot be a length: refused by both readers alike.
+    const big = newHeaderBuffer();
+    new Int32Array(big.buffer)[9] = 0x20_0000;
+    expect(() => frameLength(big)).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
+    expect(() => frameLengthOfWords(big, new Int32Array(big.buffer))).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
   });
 
   it('rejects a wrong version, an unknown kind and impossible lengths as CORRUPT', () => {
