@@ -83,6 +83,8 @@ interface EarlyFrame {
 /** What to do when the frame in progress from a peer is complete. */
 interface InboundFrame {
   readonly header: FrameHeader;
+  /** The word view of the peer's header buffer (one per peer: see `decodeHeader`). */
+  readonly words: HeaderWords;
   posted: PostedRecv | undefined;
   pendingRecv: PendingRecv | undefined;
   data: Uint8Array | undefined;
@@ -689,8 +691,8 @@ export class Engine implements FrameSink, ProgressEngine {
       this.early.push({ peer, header, data, committed: false });
       return data;
     }
-    const f = (this.inbound[peer] ??= { header: emptyHeader(), posted: undefined, pendingRecv: undefined, data: undefined });
-    const h = decodeHeader(bytes, f.header);
+    const f = (this.inbound[peer] ??= { header: emptyHeader(), words: new HeaderWords(), posted: undefined, pendingRecv: undefined, data: undefined });
+    const h = decodeHeader(bytes, f.header, f.words);
     f.posted = undefined;
     f.pendingRecv = undefined;
     f.data = undefined;

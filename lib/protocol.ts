@@ -189,10 +189,12 @@ export function encodeHeader(h: FrameHeader, out: Uint8Array): Uint8Array {
 
 /**
  * Reads and validates a header into `into`. Throws `CORRUPT` for a wrong version, an unknown kind, or
- * lengths beyond 2^53 (no JavaScript buffer could hold them).
+ * lengths beyond 2^53 (no JavaScript buffer could hold them). `words` remembers the word view of the
+ * last buffer it was asked about: a caller that decodes several peers' headers, each from a buffer
+ * of its own, passes one per peer, so that a hit is a compare and not a `WeakMap` lookup.
  */
-export function decodeHeader(bytes: Uint8Array, into: FrameHeader): FrameHeader {
-  const w = decodeWords.of(bytes);
+export function decodeHeader(bytes: Uint8Array, into: FrameHeader, words: HeaderWords = decodeWords): FrameHeader {
+  const w = words.of(bytes);
   let kind: number;
   if (w !== undefined) {
     const w0 = w[0];

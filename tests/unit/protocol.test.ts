@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, frameLengthOfWords, FrameKind, newHeaderBuffer, type FrameHeader } from '../../lib/protocol.js';
+import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, frameLength, frameLengthOfWords, FrameKind, HeaderWords, newHeaderBuffer, type FrameHeader } from '../../lib/protocol.js';
 
 describe('frame header', () => {
   it('round-trips every field, including 64-bit lengths', () => {
@@ -28,6 +28,7 @@ describe('frame header', () => {
     const length = () => [0, 1, 8, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1][Math.floor(rand() * 8)] ?? 0;
     const words = newHeaderBuffer();
     const plain = new Uint8Array(FRAME_HEADER_BYTES);
+    const own = new HeaderWords();
     for (let i = 0; i < 2000; i++) {
       const message = rand() < 0.5 ? length() : Math.floor(rand() * 2 ** 53);
       const h: FrameHeader = {
@@ -48,6 +49,9 @@ describe('frame header', () => {
       expect(Array.from(words)).toEqual(Array.from(plain));
       expect(decodeHeader(words, emptyHeader())).toEqual(h);
       expect(decodeHeader(plain, emptyHeader())).toEqual(h);
+      // Through a caller's own word cache, which last saw the other buffer (a hit, then a miss).
+      expect(decodeHeader(words, emptyHeader(), own)).toEqual(h);
+      expect(decodeHeader(plain, emptyHeader(), own)).toEqual(h);
       expect(frameLength(words)).toBe(h.payloadBytes);
       expect(frameLengthOfWords(words, new Int32Array(words.buffer))).toBe(h.payloadBytes);
     }
