@@ -34,6 +34,7 @@
  */
 
 import type { BackendComponents, CardFields, CardValue, Channel, FrameSink, LocalityCard, Transport } from '../../lib/backend.js';
+import { forgetAtExit, goneAtExit } from '../../lib/exit-hook.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { Poller } from '../../lib/ring/poller.js';
 import { corrupt } from '../../lib/ring/region.js';
@@ -113,10 +114,6 @@ const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 /** Members of other jobs are judged at most this often (a pass reads every slot and block entry). */
 const REGION_WATCH_MS = 1_000;
 const NO_DESCRIPTOR = new Uint8Array(0);
-
-/** Transports of this thread that have not stopped: the `exit` hook frees their slots. */
-const live = new Set<IvshmemTransport>();
-let exitHooked = false;
 
 /** The ivshmem transport of one world. Build it with `ivshmem(init)(components)`. */
 export class IvshmemTransport implements Transport {
@@ -220,8 +217,7 @@ export class IvshmemTransport implements Transport {
   private activate(addon: NativeAddon): void {
     this.addon = addon;
     this.unavailableReason = undefined;
-    live.add(this);
-    hookExit();
+    goneAtExit(this);
     const checkMs = Math.min(1_000, Math.max(this.options.heartbeatMs, this.options.peerTimeoutMs / 20));
     this.watches = new PollSweep(() => this.watchPeers(), checkMs).start();
     this.macWanted = this.options.mac || macFromEnv(process.env);
@@ -606,7 +602,7 @@ export class IvshmemTransport implements Transport {
 
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
-    live.delete(this);
+    forgetAtExit(this);
     this.watches?.stop();
     this.watches = undefined;
     this.policy?.stop();
@@ -932,12 +928,4 @@ function parseCardRegions(fields: unknown): CardRegion[] | undefined {
 
 function sameRef(a: MemberRef, b: MemberRef): boolean {
   return a.slot === b.slot && a.generation === b.generation;
-}
-
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  process.on('exit', () => {
-    for (const t of live) t.gone();
-  });
 }

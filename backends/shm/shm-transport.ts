@@ -25,9 +25,10 @@
  *
  * `poll()` takes ring announcements, reads every announced ring (two atomic loads each when idle),
  * continues single-copy reads, and flushes channels that wait (a full ring, an open descriptor, a
- * close). Between the core's calls a `WaitingPolicy` polls from the event loop for an adaptive budget,
- * then sleeps in a futex wait on the doorbell. When the host's ranks outnumber its cores, an empty
- * poll of the wait loop calls `sched_yield`, so a rank that has work gets the core.
+ * close): `lib/ring/ring-progress.ts`, shared with threads. Between the core's calls a
+ * `WaitingPolicy` polls from the event loop for an adaptive budget, then sleeps in a futex wait on
+ * the doorbell. When the host's ranks outnumber its cores, an empty poll (the core's or the wait
+ * loop's) calls `sched_yield`, so a rank that has work gets the core.
  *
  * @module
  */
@@ -36,6 +37,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { BackendComponents, CardFields, Channel, LocalityCard, Transport } from '../../lib/backend.js';
+import { forgetAtExit, goneAtExit } from '../../lib/exit-hook.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { parseShmFileName, shmFileBase, shmInboxName, shmJobToken, shmRingName } from '../../lib/launch/shm-files.js';
 import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes, initInbox, MAX_INBOX_SLOTS, MIN_INBOX_SLOTS, newAnnouncement } from '../../lib/ring/inbox.js';
@@ -43,7 +45,8 @@ import { Poller } from '../../lib/ring/poller.js';
 import { PendingChannels } from '../../lib/ring/ring-channel.js';
 import { corrupt, isPowerOfTwo, nextPowerOfTwo, type Region } from '../../lib/ring/region.js';
 import { initRing, RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
-import { chooseWaiting, Progress, WaitingPolicy } from '../../lib/ring/waiting.js';
+import { chooseWaiting, type WaitingPolicy } from '../../lib/ring/waiting.js';
+import { RingProgress } from '../../lib/ring/ring-progress.js';
 import { tryLoadNative, type NativeAddon, type NativeWaiter } from '../native/native.js';
 import { SingleCopySink } from '../../lib/ring/single-copy-sink.js';
 import { SingleCopyChannel, singleCopyCounts, type SingleCopyCounts } from '../../lib/ring/single-copy-channel.js';
@@ -102,10 +105,6 @@ const PEER_SWEEP_MS = 500;
 /** Ring-file names are ASCII, and at most the inbox's descriptor size. */
 const NAME_CHAR = /^[\x21-\x7e]+$/;
 
-/** Transports of this thread that have not stopped: the `exit` hook marks them gone. */
-const live = new Set<ShmTransport>();
-let exitHooked = false;
-
 /** The shm transport of one world. Build it with `shm(init)(components)`. */
 export class ShmTransport implements Transport {
   readonly name = 'shm';
@@ -142,6 +141,8 @@ export class ShmTransport implements Transport {
   private readonly pendingChannels = new PendingChannels<SingleCopyChannel>();
   private cmaSink: SingleCopySink | undefined;
   private poller: Poller | undefined;
+  /** The looks at everything this rank reads, for `poll()` and the wait loop (built at addPeers). */
+  private looks: RingProgress | undefined;
   private policy: WaitingPolicy | undefined;
   private yieldOnEmpty = false;
   /** Checks of collectives waiting on cells, called on every poll (`lib/ring/collective-cells.ts`). */
@@ -219,8 +220,7 @@ export class ShmTransport implements Transport {
     this.pidns = addon.pidNamespaceId();
     // Under Yama's ptrace_scope 1, peers of the same user may then read this process (single copy).
     if (this.cmaAllowed) addon.allowPtrace();
-    live.add(this);
-    hookExit();
+    goneAtExit(this);
     return {
       name: file.name,
       nonce: Buffer.from(this.nonce).toString('hex'),
@@ -317,7 +317,17 @@ export class ShmTransport implements Transport {
       canSchedYield: true,
     });
     this.yieldOnEmpty = waiting.schedYield;
-    this.policy = new WaitingPolicy(() => this.progress(), futexSleeper({
+    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.looks = new RingProgress({
+      poller: this.poller,
+      copies: this.cmaSink,
+      copyBytesPerLook: CMA_BYTES_PER_POLL,
+      pending: this.pendingChannels,
+      watchers: this.watchers,
+      yieldCpu: waiting.schedYield ? () => addon.schedYield() : undefined,
+      sweeps: this.sweeps,
+    });
+    this.policy = this.looks.startWaiting(futexSleeper({
       inbox,
       sab: this.inboxFile!.sab,
       doorbellByteOffset: DOORBELL_BYTE,
@@ -331,8 +341,6 @@ export class ShmTransport implements Transport {
       defer: setImmediate,
       now: () => performance.now(),
     });
-    this.policy.start();
-    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS).start();
   }
 
   /** Reports every served peer that died without closing its inbox (see {@link PEER_SWEEP_MS}). */
@@ -413,46 +421,8 @@ export class ShmTransport implements Transport {
 
   /** Makes progress without the event loop; returns the frames delivered (see the module comment). */
   poll(): number {
-    const poller = this.poller;
-    if (poller === undefined) return 0;
-    const cma = this.cmaSink!;
-    const readsBefore = cma.counts.reads;
-    let frames = poller.poll();
-    if (this.watchers.size > 0) frames += this.watchers.run();
-    if (cma.active > 0) cma.pump(CMA_BYTES_PER_POLL);
-    frames += cma.counts.reads - readsBefore;
-    if (this.pendingChannels.size > 0) this.pendingChannels.flushAll();
-    if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
-    // A blocking wait spins on this: with more ranks than cores, give the core to a rank with work.
-    else if (frames === 0 && this.yieldOnEmpty) this.addon!.schedYield();
-    this.sweeps?.poll();
-    return frames;
-  }
-
-  /**
-   * One look at everything, for the wait loop ({@link Progress}): frames delivered (single-copy
-   * reads included) and sends completed; else {@link Progress.MOVED} when only bytes moved (a
-   * streamed piece, part of a single-copy read, a blocked channel writing on). With more ranks than
-   * cores, an empty look ends with `sched_yield`, so a rank that has work gets the core.
-   */
-  private progress(): number {
-    const poller = this.poller;
-    if (poller === undefined) return Progress.NONE;
-    const cma = this.cmaSink!;
-    const readsBefore = cma.counts.reads;
-    let delivered = poller.poll();
-    if (this.watchers.size > 0) delivered += this.watchers.run();
-    let moved = poller.moved;
-    if (cma.active > 0 && cma.pump(CMA_BYTES_PER_POLL) > 0) moved = true;
-    delivered += cma.counts.reads - readsBefore;
-    if (this.pendingChannels.size > 0) {
-      if (this.pendingChannels.flushAll() > 0) moved = true;
-      delivered += this.pendingChannels.completed;
-    }
-    if (delivered > 0) return delivered;
-    if (moved) return Progress.MOVED;
-    if (this.yieldOnEmpty) this.addon!.schedYield();
-    return Progress.NONE;
+    const looks = this.looks;
+    return looks === undefined ? 0 : looks.poll();
   }
 
   /**
@@ -481,7 +451,7 @@ export class ShmTransport implements Transport {
 
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
-    live.delete(this);
+    forgetAtExit(this);
     this.sweeps?.stop();
     this.policy?.stop();
     this.waiter?.close();
@@ -595,12 +565,4 @@ export class ShmTransport implements Transport {
       this.components.logger?.warn(`vmcomm:shm: sink.lost(${peer}) threw: ${(err as Error).message}`);
     }
   }
-}
-
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  process.on('exit', () => {
-    for (const t of live) t.gone();
-  });
 }

@@ -7,7 +7,7 @@
  *
  * `poll()` — what the core calls from `test()`, `iprobe()` and the spin of blocking waits — takes new
  * ring announcements, reads every announced ring (two atomic loads each when idle) and writes what
- * waits in blocked send queues. Between the core's calls a {@link WaitingPolicy} keeps polling from
+ * waits in blocked send queues (`lib/ring/ring-progress.ts`, shared with shm). Between the core's calls a {@link WaitingPolicy} keeps polling from
  * the event loop for an adaptive budget, then sleeps with `Atomics.waitAsync` on this rank's doorbell
  * after raising its waiter flag. A sender publishes, then increments the doorbell and calls
  * `Atomics.notify` only when that flag is up. A pending `waitAsync` does not keep Node alive; the
@@ -46,6 +46,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import type { BackendComponents, CardFields, Channel, LocalityCard, Transport } from '../../lib/backend.js';
+import { forgetAtExit, goneAtExit } from '../../lib/exit-hook.js';
 import { VmcommError, invalidArgument } from '../../lib/errors.js';
 import { DOORBELL_WORD, Inbox, InboxSender, InboxState, inboxBytes, STATE_WORD } from '../../lib/ring/inbox.js';
 import { Poller } from '../../lib/ring/poller.js';
@@ -55,7 +56,8 @@ import { SingleCopyChannel, singleCopyCounts, type SingleCopyCounts } from '../.
 import { SingleCopyControl } from '../../lib/ring/single-copy-control.js';
 import { PIECE_BYTES, SingleCopySink } from '../../lib/ring/single-copy-sink.js';
 import { RingConsumer, ringRegionBytes } from '../../lib/ring/spsc-ring.js';
-import { chooseWaiting, Progress, WaitingPolicy, type Sleeper } from '../../lib/ring/waiting.js';
+import { chooseWaiting, type Sleeper, type WaitingPolicy } from '../../lib/ring/waiting.js';
+import { RingProgress } from '../../lib/ring/ring-progress.js';
 import { CellWatchers, COLLECTIVE_CELLS, type CellPlace, type RegionCollectiveCells } from '../../lib/ring/collective-cells.js';
 import { tryLoadNative, type NativeAddon } from '../native/native.js';
 import { Arena, cellOffset, controlOf, decodeRingDescriptor, encodeRingDescriptor, ringsStart } from './arena.js';
@@ -89,10 +91,6 @@ function floorPowerOfTwo(n: number): number {
   return p;
 }
 
-/** Transports of this thread that have not stopped: the `exit` hook marks their inboxes gone. */
-const live = new Set<ThreadsTransport>();
-let exitHooked = false;
-
 /** The threads transport of one world. Build it with `threads(init)(components)`. */
 export class ThreadsTransport implements Transport {
   readonly name = 'threads';
@@ -121,6 +119,8 @@ export class ThreadsTransport implements Transport {
   /** Checks of collectives waiting on cells, called on every poll (`lib/ring/collective-cells.ts`). */
   private readonly watchers = new CellWatchers();
   private poller: Poller | undefined;
+  /** The looks at everything this rank reads, for `poll()` and the wait loop (built at addPeers). */
+  private looks: RingProgress | undefined;
   private policy: WaitingPolicy | undefined;
   /** Poll once per event-loop turn instead of spinning (decided at addPeers). */
   private yieldMode = false;
@@ -193,8 +193,7 @@ export class ThreadsTransport implements Transport {
       this.directory.close();
       return this.unavailable((error as Error).message);
     }
-    live.add(this);
-    hookExit();
+    goneAtExit(this);
     // The addon is optional here: with it, large payloads go by single copy, and a terminated thread
     // still marks its inbox gone (see the module comment).
     this.pins = tryLoadNative().addon;
@@ -280,11 +279,21 @@ export class ThreadsTransport implements Transport {
       inboxBroken: (error) => this.components.logger?.warn(`vmcomm:threads: this rank's inbox failed validation: ${error.message}`),
     }, { framesPerPoll: this.options.pollFramesPerCall });
     this.chooseWaiting(peers);
+    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS);
+    this.looks = new RingProgress({
+      poller: this.poller,
+      copies: this.singleCopySink,
+      copyBytesPerLook: PIECE_BYTES,
+      pending: this.pending,
+      watchers: this.watchers,
+      yieldCpu: this.schedYield,
+      sweeps: this.sweeps,
+    });
     // While a channel waits on its reader, or a single-copy read on its writer, sleep at most
     // READER_CHECK_MS, else IDLE_SLEEP_MS: a peer that is gone rings no doorbell, and the checks run
     // from the poll (a sleep already under way keeps its own timeout, so the idle one is finite too).
     const waitingOnPeer = () => this.pending.size > 0 || (this.singleCopySink?.active ?? 0) > 0;
-    this.policy = new WaitingPolicy(() => this.progress(), doorbellSleeper(inbox, () => (waitingOnPeer() ? READER_CHECK_MS : IDLE_SLEEP_MS)), {
+    this.policy = this.looks.startWaiting(doorbellSleeper(inbox, () => (waitingOnPeer() ? READER_CHECK_MS : IDLE_SLEEP_MS)), {
       spinBudgetNs: this.options.spinBudgetNs,
       minSpinNs: this.options.minSpinNs,
       maxSpinNs: this.options.maxSpinNs,
@@ -293,8 +302,6 @@ export class ThreadsTransport implements Transport {
       defer: setImmediate,
       now: () => performance.now(),
     });
-    this.policy.start();
-    this.sweeps = new PollSweep(() => this.sweepPeers(), PEER_SWEEP_MS).start();
   }
 
   /** Reports every served peer whose inbox says its thread ended without stopping. */
@@ -384,48 +391,8 @@ export class ThreadsTransport implements Transport {
 
   /** Makes progress without the event loop; returns the frames delivered (see the module comment). */
   poll(): number {
-    const poller = this.poller;
-    if (poller === undefined) return 0;
-    const copies = this.singleCopySink;
-    const readsBefore = copies?.counts.reads ?? 0;
-    let frames = poller.poll();
-    if (this.watchers.size > 0) frames += this.watchers.run();
-    if (copies !== undefined) {
-      if (copies.active > 0) copies.pump(PIECE_BYTES);
-      frames += copies.counts.reads - readsBefore;
-    }
-    if (this.pending.size > 0) this.pending.flushAll();
-    if (frames > 0 && this.policy!.state === 'sleeping') this.policy!.wakeUp();
-    // A blocking wait spins on this: with more thread-ranks than cores, give the core to one with work.
-    else if (frames === 0) this.schedYield?.();
-    this.sweeps?.poll();
-    return frames;
-  }
-
-  /**
-   * One look at everything, for the wait loop: frames delivered and sends completed, or
-   * {@link Progress.MOVED}; an empty look ends with `sched_yield` when thread-ranks outnumber cores.
-   */
-  private progress(): number {
-    const poller = this.poller;
-    if (poller === undefined) return Progress.NONE;
-    const copies = this.singleCopySink;
-    const readsBefore = copies?.counts.reads ?? 0;
-    let delivered = poller.poll();
-    if (this.watchers.size > 0) delivered += this.watchers.run();
-    let moved = poller.moved;
-    if (copies !== undefined) {
-      if (copies.active > 0 && copies.pump(PIECE_BYTES) > 0) moved = true;
-      delivered += copies.counts.reads - readsBefore;
-    }
-    if (this.pending.size > 0 && this.pending.flushAll() > 0) {
-      delivered += this.pending.completed;
-      moved = true;
-    }
-    if (delivered > 0) return delivered;
-    if (moved) return Progress.MOVED;
-    this.schedYield?.();
-    return Progress.NONE;
+    const looks = this.looks;
+    return looks === undefined ? 0 : looks.poll();
   }
 
   /**
@@ -454,7 +421,7 @@ export class ThreadsTransport implements Transport {
 
   private async shutdown(): Promise<void> {
     await this.starting?.catch(() => undefined);
-    live.delete(this);
+    forgetAtExit(this);
     this.sweeps?.stop();
     this.policy?.stop();
     this.directory?.close();
@@ -530,12 +497,4 @@ function doorbellSleeper(inbox: Inbox, timeoutMs: () => number): Sleeper {
       else queueMicrotask(wake);
     },
   };
-}
-
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  process.on('exit', () => {
-    for (const t of live) t.gone();
-  });
 }

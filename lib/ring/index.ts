@@ -10,6 +10,7 @@
  * - `ring-channel.ts` — a core `Channel` over a ring and the peer's inbox.
  * - `poller.ts` — polls announced rings with a budget, round-robin.
  * - `waiting.ts` — spin (or yield), then sleep.
+ * - `ring-progress.ts` — one look at everything a rank reads (shm's and threads' `poll()` and wait loop).
  * - `collective-cells.ts` — cells in each rank's region for the shared-memory collectives.
  * - `single-copy-control.ts`, `single-copy-sink.ts`, `single-copy-channel.ts` — large payloads copied
  *   once, from the sender's memory into the receiver's target, behind a gate in the ring.
@@ -24,6 +25,7 @@ export * from './inbox.js';
 export * from './ring-channel.js';
 export * from './poller.js';
 export * from './waiting.js';
+export * from './ring-progress.js';
 export * from './collective-cells.js';
 export * from './single-copy-control.js';
 export * from './single-copy-sink.js';
