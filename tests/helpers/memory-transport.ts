@@ -17,6 +17,8 @@ export interface MemoryInit {
   eagerCredits?: number;
   /** Offer collective cells (`Transport.collectiveCells`) of this many payload bytes; default none. */
   cellBytes?: number;
+  /** Give channels the small-frame fast path (`Channel.trySend`), as the ring transports have; default not. */
+  trySend?: boolean;
 }
 
 /** Per job: the transports on the bus that offer cells (to wake), and the cells' memory by `key:rank`. */
@@ -93,6 +95,14 @@ class MemoryChannel implements Channel {
   }
   async close(): Promise<void> {
     if (this.queue.length) this.flush();
+  }
+}
+
+/** A {@link MemoryChannel} with the fast path: the frame is taken at once (its payload copied), as by `send`. */
+class FastMemoryChannel extends MemoryChannel {
+  trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
+    this.send(header, payload?.slice(), undefined);
+    return true;
   }
 }
 
@@ -174,7 +184,7 @@ export class MemoryTransport implements Transport {
     if (!ch) {
       const sink = this.bus.get(peer);
       if (!sink) throw new Error(`rank ${peer} is not on the bus`);
-      this.channels.set(peer, (ch = new MemoryChannel(this.c.rank, sink)));
+      this.channels.set(peer, (ch = new (this.init.trySend ? FastMemoryChannel : MemoryChannel)(this.c.rank, sink)));
       this.connected.push(peer);
     }
     return ch;

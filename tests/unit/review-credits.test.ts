@@ -45,3 +45,36 @@ describe('review: credit windows', () => {
     expect(await stillEager(a, 1, b, 2)).toBe(true);
   });
 });
+
+describe('review: the window a sender advertises per peer', () => {
+  // Engine.sendNow reuses the last header but for its sequence number when a message looks like the
+  // last one; the window it advertises (the header's aux) is per peer, so a message to a peer with
+  // another window must not take the last one's. Rank 0 has a window of 2 towards rank 1 and 64
+  // towards rank 2; ranks 1 and 2 keep 64. If rank 1 read 64 as rank 0's window, it would return
+  // credits in batches of 32, rank 0 would run dry after two messages and stay rendezvous.
+  it('a message like the last one but to a peer with another window carries that peer\'s window', async () => {
+    // Both with the fast path (Channel.trySend), which sendNow needs.
+    const narrow = memory({ name: 'narrow', priority: 90, eagerLimitBytes: 1024, trySend: true, reaches: (self, peer) => self + peer === 1 });
+    const wide = memory({ name: 'wide', priority: 10, eagerLimitBytes: 1024, trySend: true });
+    const [b0, b1, b2] = createLocalJob(3);
+    const comms = await Promise.all([
+      initWithBootstrap(b0, { backends: [narrow, wide], only: ['narrow', 'wide'], eagerCredits: { narrow: 2, wide: 64 } }),
+      initWithBootstrap(b1, { backends: [narrow, wide], only: ['narrow', 'wide'], eagerCredits: 64 }),
+      initWithBootstrap(b2, { backends: [narrow, wide], only: ['narrow', 'wide'], eagerCredits: 64 }),
+    ]);
+    worlds.push(comms);
+    const [a, b, c] = comms;
+    expect(a.transportOf(1)).toBe('narrow');
+    expect(a.transportOf(2)).toBe('wide');
+    const into = new Uint8Array(8);
+    for (let i = 0; i < 20; i++) {
+      const atC = c.irecvBuffer(new Uint8Array(8), 0, 1);
+      const atB = b.irecvBuffer(into, 0, 1);
+      // Same length, tag, context and kind: only the peer (and its window) differs.
+      await a.sendBuffer(new Uint8Array(8), 2, 1);
+      await a.sendBuffer(new Uint8Array(8), 1, 1);
+      await Promise.all([atB, atC]);
+    }
+    expect(await stillEager(a, 1, b, 2)).toBe(true);
+  });
+});
