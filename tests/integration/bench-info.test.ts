@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, vmcomm } from '../helpers/processes.js';
+import { tryLoadNative } from '../../backends/native/native.js';
 import { parseSizes, sizesOf, type BenchResult } from '../../lib/launch/bench-protocol.js';
 import { parseNameList, planJobs } from '../../lib/launch/bench-command.js';
 import { renderRatios, renderTables } from '../../lib/launch/bench-report.js';
@@ -100,6 +101,27 @@ describe('vmcomm bench --quick (a subset)', () => {
       expect(out.stdout).toBe('');
     }
   });
+});
+
+describe.skipIf(tryLoadNative().addon === undefined)('bench/wake-after-idle.ts', () => {
+  it('prints a row per gap with the baseline, vmcomm and their ratio', async () => {
+    const out = await vmcomm(['run', '-n', '2', 'bench/wake-after-idle.ts', '--gaps', '0.01,0.3', '--rounds', '8'], undefined, 120_000);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toMatch(/^# wake after idle: .*shm defaults; 8 rounds per gap in 4 blocks each; medians\)$/m);
+    const rows = out.stdout.split('\n').filter((l) => /^\s+[\d.]+ ms /.test(l));
+    expect(rows.map((r) => r.trim().split(/\s+/)[0])).toEqual(['0.01', '0.3']);
+    for (const row of rows) {
+      const [, , base, vm, ratio] = row.trim().split(/\s+/).map(Number);
+      for (const x of [base, vm, ratio]) expect(x).toBeGreaterThan(0);
+      expect(ratio).toBeCloseTo(vm / base, 1);
+    }
+  }, 130_000);
+
+  it('refuses a bad option with the usage', async () => {
+    const out = await vmcomm(['run', '-n', '2', 'bench/wake-after-idle.ts', '--rounds', '2'], undefined, 60_000);
+    expect(out.code).not.toBe(0);
+    expect(out.stderr).toContain('--rounds takes a whole number ≥ 5, got 2');
+  }, 70_000);
 });
 
 describe('vmcomm info', () => {
