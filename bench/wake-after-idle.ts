@@ -4,22 +4,27 @@
 // loop's adaptive budget, `shm({ minSpinNs, spinBudgetNs, maxSpinNs })`) sleeps in a futex on a
 // thread of the addon, which wakes the event loop. Rank 0 computes (spins) for a gap, then sends 8
 // bytes; rank 1, waiting in `recvBuffer` all that time, answers at once; rank 0 times send → answer.
-// The baseline, in the same two processes and alternating with it in blocks: rank 1 sleeps in
-// the addon's waiter on a word of a /dev/shm page and, woken, stores the answer from the callback
-// (no vmcomm); rank 0 stores the word, calls `futexWake`, and spins on the answer. The ratio is
-// vmcomm's median round trip ÷ the baseline's, per gap.
+// Three kinds of round trip, in the same two processes, alternating in blocks:
+// - baseline: rank 1 sleeps in the addon's waiter on a word of a /dev/shm page and, woken, stores
+//   the answer from the callback (no vmcomm); rank 0 stores the word, calls `futexWake`, and spins
+//   on the answer;
+// - vmcomm, spinning: rank 0 waits for the answer by polling `test()` of an `irecvBuffer`, so only
+//   rank 1 sleeps, as in the baseline; the ratio is this one's median ÷ the baseline's;
+// - vmcomm, recvBuffer: rank 0 waits the ordinary way, so it may go to sleep too before the answer
+//   comes (its wait loop's budget shrinks after long sleeps) and pay a second wake-up.
 //
 //   npx vmcomm run -n 2 --bind-to core bench/wake-after-idle.ts [--gaps 0.01,0.5,5,20] [--rounds 60] [--min-spin-us U]
 //
-// --min-spin-us: shm's minSpinNs (and spinBudgetNs) in µs, to see what spinning longer buys (and
-// costs: the wait loop holds the event loop that long before sleeping). Needs the native addon.
+// --min-spin-us: shm's spinBudgetNs and minSpinNs (and maxSpinNs, at least 200 µs) in µs, to see
+// what spinning longer buys (and costs: the wait loop holds the event loop that long before
+// sleeping). Needs the native addon.
 import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { init, VmcommError } from 'vmcomm';
 import { shm } from '../dist/backends/shm/index.js';
 import { tryLoadNative } from '../dist/backends/native/native.js';
 
-const usage = 'usage: npx vmcomm run -n 2 --bind-to core bench/wake-after-idle.ts [--gaps MS,MS,...] [--rounds N] [--min-spin-us U]';
+const usage = 'usage: npx vmcomm run -n 2 --bind-to core bench/wake-after-idle.ts [--gaps MS,MS,...] [--rounds N ≥ 5] [--min-spin-us U]';
 
 function parse(argv: string[]): { gaps: number[]; rounds: number; minSpinUs: number | undefined } {
   const o = { gaps: [0.01, 0.5, 5, 20], rounds: 60, minSpinUs: undefined as number | undefined };
@@ -27,7 +32,7 @@ function parse(argv: string[]): { gaps: number[]; rounds: number; minSpinUs: num
     const a = argv[i];
     const v = argv[++i];
     if (a === '--gaps') {
-      o.gaps = (v ?? '').split(',').map(Number);
+      o.gaps = v === undefined || v === '' ? [] : v.split(',').map((g) => (g.trim() === '' ? NaN : Number(g)));
       if (o.gaps.length === 0 || o.gaps.some((g) => !Number.isFinite(g) || g < 0 || g > 1000)) throw new VmcommError('INVALID_ARGUMENT', `--gaps takes milliseconds in 0…1000, comma-separated, got ${v}; ${usage}`);
     } else if (a === '--rounds') {
       o.rounds = Number(v);
@@ -51,11 +56,20 @@ const hr = (): number => Number(process.hrtime.bigint()) / 1000; // µs
 
 // The baseline's page: rank 0 creates it, rank 1 maps it by name (both see the same /dev/shm).
 const path = await comm.bcast(comm.rank === 0 ? `/dev/shm/vmcomm-wake-bench-${randomBytes(8).toString('hex')}` : '', 0);
+const removePage = (): void => {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Removed already.
+  }
+};
+// Removed as soon as rank 1 has it mapped, and by rank 0's exit should anything fail before.
+if (comm.rank === 0) process.on('exit', removePage);
 const sab = comm.rank === 0 ? addon.createSharedFile(path, 4096) : undefined;
 await comm.barrier();
 const page = sab ?? addon.openSharedFile(path, 4096);
 await comm.barrier();
-if (comm.rank === 0) unlinkSync(path);
+if (comm.rank === 0) removePage();
 const words = new Int32Array(page);
 const waiter = addon.createWaiter();
 
@@ -101,13 +115,20 @@ async function baseline(gap: number): Promise<number> {
   return 0;
 }
 
-/** One vmcomm round trip to a rank waiting in recvBuffer (rank 0's time, µs). */
-async function viaVmcomm(gap: number): Promise<number> {
+/**
+ * One vmcomm round trip to a rank waiting in recvBuffer (rank 0's time, µs): rank 0 waits for the
+ * answer spinning on `test()` (`spin`), or in `recvBuffer`.
+ */
+async function viaVmcomm(gap: number, spin: boolean): Promise<number> {
   if (comm.rank === 0) {
     busy(gap);
     const t0 = hr();
     await comm.sendBuffer(buf, peer, 2);
-    await comm.recvBuffer(buf, peer, 2);
+    if (spin) {
+      const answer = comm.irecvBuffer(buf, peer, 2);
+      while (!answer.test());
+      await answer;
+    } else await comm.recvBuffer(buf, peer, 2);
     return hr() - t0;
   }
   await comm.recvBuffer(buf, peer, 2);
@@ -119,39 +140,38 @@ const median = (xs: number[]): number => {
   const s = xs.slice().sort((a, b) => a - b);
   return s[s.length >> 1];
 };
-// Blocks of rounds alternate between the two (the machine's state drifts). Between blocks both
-// ranks pause with their event loops free, longer than the wait loop spins, so it is asleep before
-// a baseline block: a wait loop still spinning would hold the event loop the baseline's wake needs.
-const BLOCKS = 4;
-const settleMs = Math.ceil(2 * (spin.maxSpinNs ?? 200_000) / 1e6) + 5;
+// Blocks of rounds alternate between the kinds (the machine's state drifts), in a rotating order.
+// Before each block both ranks pause with their event loops free, longer than the wait loop spins,
+// so it is asleep when the block starts: a wait loop still spinning would hold the event loop the
+// baseline's wake needs.
+const BLOCKS = 6;
+const KINDS = ['baseline', 'spinning', 'recvBuffer'] as const;
+const settleMs = Math.ceil((2 * (spin.maxSpinNs ?? 200_000)) / 1e6) + 5;
 const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, settleMs));
+const perBlock = Math.ceil(o.rounds / BLOCKS);
 const rows: string[] = [];
 for (const gap of o.gaps) {
-  const base: number[] = [];
-  const vm: number[] = [];
-  const perBlock = Math.ceil(o.rounds / BLOCKS);
+  const times: Record<(typeof KINDS)[number], number[]> = { baseline: [], spinning: [], recvBuffer: [] };
   for (let block = 0; block < BLOCKS; block++) {
-    // Which goes first alternates.
-    for (const which of block % 2 === 0 ? ['base', 'vm'] : ['vm', 'base']) {
+    for (let k = 0; k < KINDS.length; k++) {
+      const kind = KINDS[(block + k) % KINDS.length];
       await comm.barrier();
       await settle();
-      for (let r = 0; r < perBlock; r++) {
-        if (which === 'base') base.push(await baseline(gap));
-        else vm.push(await viaVmcomm(gap));
-      }
+      for (let r = 0; r < perBlock; r++) times[kind].push(kind === 'baseline' ? await baseline(gap) : await viaVmcomm(gap, kind === 'spinning'));
     }
   }
   if (comm.rank === 0) {
-    const b = median(base);
-    const v = median(vm);
-    rows.push(`  ${String(gap).padStart(6)} ms   ${b.toFixed(1).padStart(8)}   ${v.toFixed(1).padStart(8)}   ${(v / b).toFixed(2).padStart(5)}`);
+    const [b, v, w] = KINDS.map((kind) => median(times[kind]));
+    const cell = (x: number): string => x.toFixed(1).padStart(14);
+    rows.push(`${`${gap} ms`.padStart(10)}${cell(b)}${cell(v)}${(v / b).toFixed(2).padStart(8)}${cell(w)}`);
   }
 }
 waiter.close();
 if (comm.rank === 0) {
-  const policy = o.minSpinUs === undefined ? 'shm defaults' : `shm minSpinNs = spinBudgetNs = ${o.minSpinUs * 1000}`;
-  console.log(`# wake after idle: 8-byte round trip to a rank waiting in recvBuffer while its peer computed for a gap (${policy}; ${Math.ceil(o.rounds / BLOCKS) * BLOCKS} rounds per gap in ${BLOCKS} blocks each; medians)`);
-  console.log('      gap    baseline µs   vmcomm µs   ratio');
+  const policy = o.minSpinUs === undefined ? 'shm defaults' : `shm spinBudgetNs = minSpinNs = ${spin.minSpinNs}, maxSpinNs = ${spin.maxSpinNs}`;
+  console.log(`# wake after idle: 8-byte round trip to a rank waiting in recvBuffer while its peer computed for a gap (${policy}; ${perBlock * BLOCKS} rounds per gap and kind, in ${BLOCKS} blocks; medians)`);
+  console.log('# baseline: a bare futex sleep in the addon\'s waiter; spinning: rank 0 polls test() for the answer (ratio = spinning ÷ baseline); recvBuffer: rank 0 waits in recvBuffer');
+  console.log(`${'gap'.padStart(10)}${'baseline µs'.padStart(14)}${'spinning µs'.padStart(14)}${'ratio'.padStart(8)}${'recvBuffer µs'.padStart(14)}`);
   console.log(rows.join('\n'));
 }
 await comm.finalize();

@@ -7,7 +7,9 @@
  * @module
  */
 
-/** What the hook calls: synchronous (what it throws is dropped: a process that exits cannot report it). */
+import { writeSync } from 'node:fs';
+
+/** What the hook calls: synchronous; what it throws is written to stderr, and the others still run. */
 export interface GoneAtExit {
   gone(): void;
 }
@@ -24,8 +26,14 @@ export function goneAtExit(t: GoneAtExit): void {
     for (const x of live) {
       try {
         x.gone();
-      } catch {
-        // One transport's failure must not keep the others from marking themselves gone.
+      } catch (error) {
+        // One transport's failure must not keep the others from marking themselves gone. Said
+        // synchronously: nothing asynchronous runs any more.
+        try {
+          writeSync(2, `vmcomm: marking a transport gone at exit failed: ${(error as Error)?.stack ?? String(error)}\n`);
+        } catch {
+          // stderr is closed: nothing more can be said.
+        }
       }
     }
   });

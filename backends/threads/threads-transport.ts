@@ -7,9 +7,9 @@
  *
  * `poll()` — what the core calls from `test()`, `iprobe()` and the spin of blocking waits — takes new
  * ring announcements, reads every announced ring (two atomic loads each when idle) and writes what
- * waits in blocked send queues (`lib/ring/ring-progress.ts`, shared with shm). Between the core's calls a {@link WaitingPolicy} keeps polling from
- * the event loop for an adaptive budget, then sleeps with `Atomics.waitAsync` on this rank's doorbell
- * after raising its waiter flag. A sender publishes, then increments the doorbell and calls
+ * waits in blocked send queues (`lib/ring/ring-progress.ts`, shared with shm). Between the core's
+ * calls a {@link WaitingPolicy} keeps polling from the event loop for an adaptive budget, then
+ * sleeps with `Atomics.waitAsync` on this rank's doorbell after raising its waiter flag. A sender publishes, then increments the doorbell and calls
  * `Atomics.notify` only when that flag is up. A pending `waitAsync` does not keep Node alive; the
  * core's own handle (from `init()` to `finalize()`) does.
  *

@@ -21,8 +21,9 @@
  *   through a ring) it keeps polling, up to `maxSpinNs` per turn, without counting that as idle.
  * - **Spin or yield** ({@link chooseWaiting}). With a core per rank, a turn *spins*: it polls until
  *   progress or the budget is spent. When the host's ranks outnumber its cores, spinning steals the
- *   CPU from the rank that would make progress: the transport's `progress` then ends every empty
- *   poll with `sched_yield` (the addon's), so the turn still spins but hands the core to a rank with
+ *   CPU from the rank that would make progress: the transport's `progress` (for shm and threads,
+ *   `RingProgress.progress` in `ring-progress.ts`) then ends every empty poll with `sched_yield` (the
+ *   addon's), so the turn still spins but hands the core to a rank with
  *   work between polls — and so does the core's own blocking wait, which spins on the transport's
  *   `poll()`. Where `sched_yield` is not at hand, or a peer shares this very thread (and so can only
  *   progress when this one returns), a turn instead polls *once* and yields back to the event loop
@@ -41,7 +42,7 @@
  *   became stale (the core polled and found work meanwhile) is reused by the next one.
  *
  * Pure: no Node APIs (the clock and the scheduler are injected; `sched_yield` happens inside the
- * transport's `progress`).
+ * transport's `progress`, for shm and threads `RingProgress.progress`).
  *
  * @module
  */

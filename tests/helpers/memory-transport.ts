@@ -100,8 +100,16 @@ class MemoryChannel implements Channel {
 
 /** A {@link MemoryChannel} with the fast path: the frame is taken at once (its payload copied), as by `send`. */
 class FastMemoryChannel extends MemoryChannel {
+  constructor(
+    from: number,
+    to: FrameSink,
+    private readonly owner: MemoryTransport,
+  ) {
+    super(from, to);
+  }
   trySend(header: Uint8Array, payload: Uint8Array | undefined): boolean {
     this.send(header, payload?.slice(), undefined);
+    this.owner.fastSends++;
     return true;
   }
 }
@@ -117,6 +125,8 @@ export class MemoryTransport implements Transport {
   readonly watchers: (() => boolean)[] = [];
   /** How many collectiveCells() gave out (for assertions). */
   cellsGiven = 0;
+  /** Frames taken by the fast path (`trySend`, with the `trySend` option). */
+  fastSends = 0;
   private watchScheduled = false;
   private channels = new Map<number, MemoryChannel>();
   constructor(
@@ -128,6 +138,10 @@ export class MemoryTransport implements Transport {
     this.eagerLimitBytes = init.eagerLimitBytes ?? 4096;
     this.eagerCredits = init.eagerCredits ?? 8;
     if (init.cellBytes !== undefined) this.collectiveCells = (key, members) => this.cellsFor(key, members);
+  }
+  /** This transport's rank (for assertions). */
+  get rank(): number {
+    return this.c.rank;
   }
   /** Per job and transport name: two memory transports in one world keep their own. */
   private get busKey(): string {
@@ -184,7 +198,7 @@ export class MemoryTransport implements Transport {
     if (!ch) {
       const sink = this.bus.get(peer);
       if (!sink) throw new Error(`rank ${peer} is not on the bus`);
-      this.channels.set(peer, (ch = new (this.init.trySend ? FastMemoryChannel : MemoryChannel)(this.c.rank, sink)));
+      this.channels.set(peer, (ch = this.init.trySend ? new FastMemoryChannel(this.c.rank, sink, this) : new MemoryChannel(this.c.rank, sink)));
       this.connected.push(peer);
     }
     return ch;

@@ -104,24 +104,32 @@ describe('vmcomm bench --quick (a subset)', () => {
 });
 
 describe.skipIf(tryLoadNative().addon === undefined)('bench/wake-after-idle.ts', () => {
-  it('prints a row per gap with the baseline, vmcomm and their ratio', async () => {
-    const out = await vmcomm(['run', '-n', '2', 'bench/wake-after-idle.ts', '--gaps', '0.01,0.3', '--rounds', '8'], undefined, 120_000);
+  it('prints a row per gap: the baseline, vmcomm with rank 0 spinning, their ratio, and vmcomm through recvBuffer', async () => {
+    const out = await vmcomm(['run', '-n', '2', 'bench/wake-after-idle.ts', '--gaps', '0.01,0.3', '--rounds', '12'], undefined, 120_000);
     expect(out.code, out.stderr).toBe(0);
-    expect(out.stdout).toMatch(/^# wake after idle: .*shm defaults; 8 rounds per gap in 4 blocks each; medians\)$/m);
+    expect(out.stdout).toMatch(/^# wake after idle: .*shm defaults; 12 rounds per gap and kind, in 6 blocks; medians\)$/m);
     const rows = out.stdout.split('\n').filter((l) => /^\s+[\d.]+ ms /.test(l));
     expect(rows.map((r) => r.trim().split(/\s+/)[0])).toEqual(['0.01', '0.3']);
     for (const row of rows) {
-      const [, , base, vm, ratio] = row.trim().split(/\s+/).map(Number);
-      for (const x of [base, vm, ratio]) expect(x).toBeGreaterThan(0);
-      expect(ratio).toBeCloseTo(vm / base, 1);
+      const cells = row.trim().split(/\s+/);
+      expect(cells).toHaveLength(6);
+      const [, , base, spinning, ratio, recvBuffer] = cells.map(Number);
+      for (const x of [base, spinning, ratio, recvBuffer]) expect(x).toBeGreaterThan(0);
+      expect(ratio).toBeCloseTo(spinning / base, 1);
     }
   }, 130_000);
 
-  it('refuses a bad option with the usage', async () => {
-    const out = await vmcomm(['run', '-n', '2', 'bench/wake-after-idle.ts', '--rounds', '2'], undefined, 60_000);
-    expect(out.code).not.toBe(0);
-    expect(out.stderr).toContain('--rounds takes a whole number ≥ 5, got 2');
-  }, 70_000);
+  it('refuses bad options with the usage', async () => {
+    for (const [args, message] of [
+      [['--rounds', '2'], '--rounds takes a whole number ≥ 5, got 2'],
+      [['--gaps', ''], '--gaps takes milliseconds in 0…1000, comma-separated, got '],
+      [['--gaps', '1,,2'], '--gaps takes milliseconds in 0…1000, comma-separated, got 1,,2'],
+    ] as const) {
+      const out = await vmcomm(['run', '-n', '2', 'bench/wake-after-idle.ts', ...args], undefined, 60_000);
+      expect(out.code, args.join(' ')).not.toBe(0);
+      expect(out.stderr).toContain(message);
+    }
+  }, 190_000);
 });
 
 describe('vmcomm info', () => {

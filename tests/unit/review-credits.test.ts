@@ -75,6 +75,11 @@ describe('review: the window a sender advertises per peer', () => {
       await a.sendBuffer(new Uint8Array(8), 1, 1);
       await Promise.all([atB, atC]);
     }
+    // The messages above went by sendNow's fast path (else nothing here tested its reused header): all
+    // but the first to each peer, sent while its channel opened.
+    const fast = (f: typeof narrow) => f.instances.find((t) => t.rank === 0)!.fastSends;
+    expect(fast(narrow)).toBeGreaterThanOrEqual(19);
+    expect(fast(wide)).toBeGreaterThanOrEqual(19);
     expect(await stillEager(a, 1, b, 2)).toBe(true);
   });
 });

@@ -49,6 +49,7 @@ function parts(opts: { copies?: boolean; yieldCpu?: boolean } = {}) {
   return {
     state,
     copies,
+    sweeps,
     pending,
     watchers,
     looks,
@@ -147,6 +148,7 @@ describe('RingProgress', () => {
       expect(policy.state).toBe('polling');
     } finally {
       policy.stop();
+      p.sweeps.stop();
     }
   });
 
