@@ -4,7 +4,8 @@
  *
  * - a **doorbell** word that a peer increments (then wakes the owner) when the owner is asleep;
  * - a **waiter** flag that the owner raises just before it sleeps, so peers wake it only then
- *   (a wake costs a system call or an event-loop task; a flag check costs a load);
+ *   (a wake costs a system call or an event-loop task; a flag check costs a load); the peer that
+ *   wakes it lowers the flag, so one wake-up serves every peer;
  * - a **state** word: open, closed (the owner stopped cleanly) or gone (its thread ended without
  *   stopping), which a peer waiting for space in a ring checks;
  * - an **announcement queue** (multi-producer, single-consumer, fixed size): a peer that opens a ring
@@ -26,7 +27,7 @@
  * | 12 | u32 | descriptor bytes per slot ({@link INBOX_DESCRIPTOR_MAX_BYTES}) | owner, once |
  * | 128 | i32 | state: {@link InboxState} | owner (and its exit hook) |
  * | 256 | i32 | doorbell (incremented, wrapping) | peers |
- * | 384 | i32 | waiter flag (1 = asleep or about to be) | owner |
+ * | 384 | i32 | waiter flag (1 = asleep or about to be) | owner (raises, lowers); the peer that wakes it (lowers) |
  * | 512 | u32 | enqueue position (claimed by compare-and-swap) | peers |
  * | 640 + 128·i | slot i: u32 sequence, i32 from (rank), u32 descriptor length, u32 reserved, 96 descriptor bytes, 16 spare | peers, owner |
  *
@@ -38,8 +39,12 @@
  *
  * Owner: raise waiter → read doorbell (the token) → poll everything once more → sleep until the
  * doorbell differs from the token. Peer: publish (ring head or announcement) → if waiter is raised,
- * increment the doorbell and wake. All of these are sequentially consistent `Atomics` operations, so
- * either the owner's last poll sees the data or the peer sees the flag (Dekker's argument).
+ * lower it (compare-and-swap: one peer wins), increment the doorbell and wake. All of these are
+ * sequentially consistent `Atomics` operations, so either the owner's last poll sees the data or
+ * the peer sees the flag (Dekker's argument). A peer that finds the flag lowered by another peer
+ * publishes without ringing: the owner, woken by that other peer, polls everything once more
+ * before it raises the flag again, and that poll comes after this peer's publication, or its next
+ * raise of the flag comes before this peer's load of it.
  *
  * @module
  */
@@ -260,11 +265,18 @@ export class InboxSender extends InboxView {
 
   /**
    * Call after publishing something the owner must see. When the owner is (about to be) asleep,
-   * increments the doorbell and returns true: the caller then wakes it (`Atomics.notify`, a futex).
-   * Otherwise returns false at the cost of one load.
+   * lowers its waiter flag, increments the doorbell and returns true: the caller then wakes it
+   * (`Atomics.notify`, a futex). Otherwise returns false at the cost of one load.
+   *
+   * Only the peer whose compare-and-swap lowers the flag rings: the owner is woken once, however
+   * many peers publish, or how many frames one peer publishes, before it is up again. Without
+   * that, every frame sent while the owner took its time to wake (tens to hundreds of µs here)
+   * cost the sender a wake-up system call: 18–31 for a burst of 32 frames. The others need not
+   * ring: the woken owner polls every ring before it sleeps again (module comment).
    */
   ring(): boolean {
     if (Atomics.load(this.words, W_WAITER) === 0) return false;
+    if (Atomics.compareExchange(this.words, W_WAITER, 1, 0) !== 1) return false;
     Atomics.add(this.words, DOORBELL_WORD, 1);
     return true;
   }

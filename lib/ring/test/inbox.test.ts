@@ -64,6 +64,25 @@ describe('inbox', () => {
     expect(Atomics.load(owner.words, DOORBELL_WORD)).toBe(token + 2);
   });
 
+  it('rings once per sleep: the peer that rings lowers the flag, and later frames (from it or others) do not ring until the owner sleeps again', () => {
+    const region = inboxRegion(4);
+    const owner = new Inbox(region);
+    const a = new InboxSender(region);
+    const b = new InboxSender(region);
+    const token = owner.prepareToSleep();
+    expect(a.ring()).toBe(true);
+    expect(a.ring()).toBe(false);
+    expect(b.ring()).toBe(false);
+    expect(Atomics.load(owner.words, DOORBELL_WORD)).toBe(token + 1);
+    // Woken, the owner polls, finds nothing more, and goes back to sleep: the next frame rings again.
+    owner.clearWaiter();
+    const next = owner.prepareToSleep();
+    expect(next).toBe(token + 1);
+    expect(b.ring()).toBe(true);
+    expect(a.ring()).toBe(false);
+    expect(Atomics.load(owner.words, DOORBELL_WORD)).toBe(token + 2);
+  });
+
   it('publishes the owner state; an unknown state reads as gone', () => {
     const region = inboxRegion(2);
     const owner = new Inbox(region);
