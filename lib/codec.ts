@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Buffer } from 'node:buffer';
 import { Packr, Unpackr } from 'msgpackr';
 import { VmcommError } from './errors.js';
 
@@ -51,8 +52,10 @@ export class ValueCodec {
   decode<T>(bytes: Uint8Array): T {
     if (bytes.byteLength === 0) return undefined as T;
     try {
-      // Through a Buffer view (no copy): msgpackr then tells Buffers (bin) from Uint8Arrays (typed ext).
-      return this.unpackr.unpack(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as T;
+      // Through a Buffer (a view, no copy, unless it is one already): msgpackr then tells Buffers
+      // (bin) from Uint8Arrays (typed ext).
+      const source = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return this.unpackr.unpack(source) as T;
     } catch (cause) {
       throw new VmcommError('CORRUPT', `a received value could not be decoded (${(cause as Error).message})`, { cause });
     }

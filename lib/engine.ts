@@ -11,6 +11,7 @@
  * @module
  */
 
+import { Buffer } from 'node:buffer';
 import type { Channel, FrameSink, Transport } from './backend.js';
 import type { ValueCodec } from './codec.js';
 import { Endpoint, type RetiredChannel, type SwitchMarker } from './endpoint.js';
@@ -88,7 +89,17 @@ interface InboundFrame {
   posted: PostedRecv | undefined;
   pendingRecv: PendingRecv | undefined;
   data: Uint8Array | undefined;
+  /**
+   * Where a small encoded value for a receive already posted lands: decoded at commit, before the
+   * peer's next frame begins, so one buffer per peer serves every such message. Made at the first;
+   * `scratchView` is its view of the last length used (the decoder keeps its DataView on it).
+   */
+  scratch: Buffer | undefined;
+  scratchView: Buffer | undefined;
 }
+
+/** Encoded values up to this size, for a receive already posted, land in the peer's scratch buffer. */
+const SCRATCH_VALUE_BYTES = 1024;
 
 interface PeerState {
   readonly endpoint: Endpoint;
@@ -691,7 +702,7 @@ export class Engine implements FrameSink, ProgressEngine {
       this.early.push({ peer, header, data, committed: false });
       return data;
     }
-    const f = (this.inbound[peer] ??= { header: emptyHeader(), words: new HeaderWords(), posted: undefined, pendingRecv: undefined, data: undefined });
+    const f = (this.inbound[peer] ??= { header: emptyHeader(), words: new HeaderWords(), posted: undefined, pendingRecv: undefined, data: undefined, scratch: undefined, scratchView: undefined });
     const h = decodeHeader(bytes, f.header, f.words);
     f.posted = undefined;
     f.pendingRecv = undefined;
@@ -708,7 +719,20 @@ export class Engine implements FrameSink, ProgressEngine {
           const dst = posted.bytes ?? new Uint8Array(0);
           return h.payloadBytes < dst.length ? dst.subarray(0, h.payloadBytes) : dst;
         }
-        return h.payloadBytes > 0 ? (f.data = new Uint8Array(h.payloadBytes)) : undefined;
+        const n = h.payloadBytes;
+        if (n === 0) return undefined;
+        if ((h.flags & FrameFlags.OBJECT) === 0) return (f.data = new Uint8Array(n)); // the program's bytes: its own
+        // An encoded value is only decoded. For a posted receive, a small one goes into the peer's
+        // scratch buffer (decoded at commit); else into a Buffer from Node's pool (no allocation of its
+        // own when small). Not a small Uint8Array: that lives in V8's heap, and the decoder's view of
+        // its buffer had V8 allocate and copy one (malloc and free per message: a quarter of the time
+        // a value sent and received took).
+        if (posted !== undefined && n <= SCRATCH_VALUE_BYTES) {
+          let view = f.scratchView;
+          if (view === undefined || view.length !== n) view = f.scratchView = (f.scratch ??= Buffer.allocUnsafeSlow(SCRATCH_VALUE_BYTES)).subarray(0, n);
+          return (f.data = view);
+        }
+        return (f.data = Buffer.allocUnsafe(n));
       }
       case FrameKind.DATA: {
         const pr = this.pendingRecvs.get(h.recvId);

@@ -7,6 +7,8 @@ import type { Communicator } from '../../lib/communicator.js';
 import { createLocalJob } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
 import { memory } from '../helpers/memory-transport.js';
+import type { Transport } from '../../lib/backend.js';
+import { threads } from '../../backends/threads/index.js';
 import { within, sleep, finalizeAfterEach } from '../helpers/settle.js';
 
 
@@ -60,5 +62,59 @@ describe('review: sendrecv with bad arguments', () => {
       recovered = again.status === 'fulfilled' ? again.value : undefined;
     }
     expect(recovered).toBe('reply');
+  });
+});
+
+describe('sendrecv and received values over a transport that polls', () => {
+  /** Two worlds on this thread over `threads`, and a count of the first one's transport polls. */
+  async function polled(): Promise<{ a: Communicator; b: Communicator; polls: () => number }> {
+    const made: Transport[] = [];
+    const base = threads({ allowSameThread: true });
+    const factory = Object.assign((c: Parameters<typeof base>[0]) => {
+      const t = base(c);
+      made.push(t);
+      return t;
+    }, { transportName: 'threads' as const });
+    const [a, b] = track(await Promise.all(createLocalJob(2).map((x) => initWithBootstrap(x, { backends: [factory], only: ['threads'] }))));
+    const t = made.find((m) => (m as unknown as { components: { rank: number } }).components.rank === 0)!;
+    let count = 0;
+    const poll = t.poll!.bind(t);
+    t.poll = () => {
+      count++;
+      return poll();
+    };
+    return { a, b, polls: () => count };
+  }
+
+  it('a sendrecv whose halves complete within their own spin does not spin again', async () => {
+    const { a, b, polls } = await polled();
+    // Warm: the rings open on first use.
+    await b.send('hello', 0, 1);
+    expect(await a.sendrecv('hi', 1, 1, 2, 1)).toBe('hello');
+    expect(await b.recv(0, 2)).toBe('hi');
+    await b.send(5, 0, 1);
+    const before = polls();
+    expect(await a.sendrecv(7, 1, 1, 2, 1)).toBe(5);
+    // The receive half finds the message at its first poll. The request over both halves settles
+    // only from their promises' callbacks: a spin on it never ends early, and polled at least
+    // POLLS_PER_CLOCK_READ (16) times before it first looked at the clock.
+    expect(polls() - before).toBeLessThanOrEqual(3);
+    expect(await b.recv(0, 2)).toBe(7);
+  });
+
+  it('values received one after another from one peer are their own memory (small ones land in one buffer per peer)', async () => {
+    const { a, b } = await polled();
+    const values = [new Uint8Array([1, 2, 3, 4]), Buffer.from([5, 6, 7, 8]), new Float64Array([0.5, 1.5]), { s: 'abcd', n: [1, 2] }, 'wxyz'];
+    const later = [new Uint8Array([9, 9, 9, 9]), Buffer.from([9, 9, 9, 9]), new Float64Array([9, 9]), { s: 'zzzz', n: [9, 9] }, '9999'];
+    const got: unknown[] = [];
+    for (const v of [...values, ...later]) {
+      const r = b.irecv(0, 1); // posted first: the path through the peer's buffer
+      await a.send(v, 1, 1);
+      got.push(await r);
+    }
+    expect(got.slice(0, values.length)).toEqual(values);
+    expect(got.slice(values.length)).toEqual(later);
+    expect(got[1]).toBeInstanceOf(Buffer);
+    expect(got[2]).toBeInstanceOf(Float64Array);
   });
 });
