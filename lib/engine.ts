@@ -723,16 +723,17 @@ export class Engine implements FrameSink, ProgressEngine {
         if (n === 0) return undefined;
         if ((h.flags & FrameFlags.OBJECT) === 0) return (f.data = new Uint8Array(n)); // the program's bytes: its own
         // An encoded value is only decoded. For a posted receive, a small one goes into the peer's
-        // scratch buffer (decoded at commit); else into a Buffer from Node's pool (no allocation of its
-        // own when small). Not a small Uint8Array: that lives in V8's heap, and the decoder's view of
-        // its buffer had V8 allocate and copy one (malloc and free per message: a quarter of the time
-        // a value sent and received took).
+        // scratch buffer (decoded at commit); else into a Buffer of its own memory. Not a small
+        // Uint8Array: that lives in V8's heap, and the decoder's view of its buffer had V8 allocate
+        // and copy one (malloc and free per message: a quarter of the time a value sent and received
+        // took). Not a slice of Node's Buffer pool either: a value that waits for its receive would
+        // keep a whole 8 KiB block of the pool alive.
         if (posted !== undefined && n <= SCRATCH_VALUE_BYTES) {
           let view = f.scratchView;
           if (view === undefined || view.length !== n) view = f.scratchView = (f.scratch ??= Buffer.allocUnsafeSlow(SCRATCH_VALUE_BYTES)).subarray(0, n);
           return (f.data = view);
         }
-        return (f.data = Buffer.allocUnsafe(n));
+        return (f.data = Buffer.allocUnsafeSlow(n));
       }
       case FrameKind.DATA: {
         const pr = this.pendingRecvs.get(h.recvId);

@@ -37,14 +37,16 @@
  *
  * ## Sleeping without lost wake-ups
  *
- * Owner: raise waiter → read doorbell (the token) → poll everything once more → sleep until the
+ * Owner: read doorbell (the token) → raise waiter → poll everything once more → sleep until the
  * doorbell differs from the token. Peer: publish (ring head or announcement) → if waiter is raised,
  * lower it (compare-and-swap: one peer wins), increment the doorbell and wake. All of these are
  * sequentially consistent `Atomics` operations, so either the owner's last poll sees the data or
- * the peer sees the flag (Dekker's argument). A peer that finds the flag lowered by another peer
- * publishes without ringing: the owner, woken by that other peer, polls everything once more
- * before it raises the flag again, and that poll comes after this peer's publication, or its next
- * raise of the flag comes before this peer's load of it.
+ * the peer sees the flag (Dekker's argument). A peer that finds the flag down publishes without
+ * ringing. The flag is down either because the owner is awake (it raises the flag before it sleeps
+ * again, and its last poll after that sees the publication) or because another peer lowered it
+ * after the owner raised it; that peer's increment comes after the owner read its token, so the
+ * owner's sleep ends at once or is woken, and the owner raises the flag and polls again before it
+ * sleeps.
  *
  * @module
  */
@@ -210,10 +212,20 @@ export class Inbox extends InboxView {
     return true;
   }
 
-  /** Raises the waiter flag and returns the doorbell's value: poll once more, then sleep on it. */
+  /**
+   * Returns the doorbell's value and raises the waiter flag: poll once more, then sleep on it.
+   *
+   * The value is read before the flag goes up. A peer rings only while the flag is up, so any ring
+   * that lowers this flag comes after the read and the sleep on the value returns at once. Read
+   * after, a peer could lower the flag and ring in between: the value would include that ring, the
+   * last poll need not show anything (the ring may be for an announcement of an empty ring, or for
+   * a frame this rank already read), and this rank would sleep with its flag down, so that no later
+   * frame rang either, until the sleep's timeout.
+   */
   prepareToSleep(): number {
+    const token = Atomics.load(this.words, DOORBELL_WORD);
     Atomics.store(this.words, W_WAITER, 1);
-    return Atomics.load(this.words, DOORBELL_WORD);
+    return token;
   }
 
   /** Lowers the waiter flag (awake: peers need not wake this side). */
@@ -272,7 +284,10 @@ export class InboxSender extends InboxView {
    * many peers publish, or how many frames one peer publishes, before it is up again. Without
    * that, every frame sent while the owner took its time to wake (tens to hundreds of µs here)
    * cost the sender a wake-up system call: 18–31 for a burst of 32 frames. The others need not
-   * ring: the woken owner polls every ring before it sleeps again (module comment).
+   * ring: the woken owner polls every ring before it sleeps again (module comment). The price: a
+   * peer killed between its compare-and-swap and its wake leaves the owner asleep until the sleep
+   * times out (every sleep has a timeout, `backends/shm/sleeper.ts`), where another peer's frame
+   * would have woken it before.
    */
   ring(): boolean {
     if (Atomics.load(this.words, W_WAITER) === 0) return false;

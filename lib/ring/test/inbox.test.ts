@@ -64,6 +64,34 @@ describe('inbox', () => {
     expect(Atomics.load(owner.words, DOORBELL_WORD)).toBe(token + 2);
   });
 
+  it('reads the sleep token before it raises the waiter flag (a peer that rings in between must change the token)', () => {
+    const region = inboxRegion(2);
+    const owner = new Inbox(region);
+    const order: string[] = [];
+    const load = Atomics.load;
+    const store = Atomics.store;
+    const doorbell = Atomics.load(owner.words, DOORBELL_WORD);
+    try {
+      Atomics.load = ((ta: Int32Array, i: number) => {
+        if (ta === owner.words && i === DOORBELL_WORD) order.push('read doorbell');
+        return load(ta, i);
+      }) as typeof Atomics.load;
+      Atomics.store = ((ta: Int32Array, i: number, v: number) => {
+        if (ta === owner.words && v === 1) order.push(`store 1 at ${i}`);
+        return store(ta, i, v);
+      }) as typeof Atomics.store;
+      expect(owner.prepareToSleep()).toBe(doorbell);
+    } finally {
+      Atomics.load = load;
+      Atomics.store = store;
+    }
+    expect(order[0]).toBe('read doorbell');
+    expect(order).toHaveLength(2);
+    // The second step raised the flag: a peer's ring now lowers it and changes the doorbell.
+    expect(new InboxSender(region).ring()).toBe(true);
+    expect(Atomics.load(owner.words, DOORBELL_WORD)).not.toBe(doorbell);
+  });
+
   it('rings once per sleep: the peer that rings lowers the flag, and later frames (from it or others) do not ring until the owner sleeps again', () => {
     const region = inboxRegion(4);
     const owner = new Inbox(region);
