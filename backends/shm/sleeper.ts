@@ -1,9 +1,10 @@
 /**
  * The shm transport's {@link Sleeper} for the ring layer's `WaitingPolicy`: a futex wait on this
  * rank's inbox doorbell, slept by the addon's waiter thread so the event loop never blocks. A peer
- * that publishes while the waiter flag is up increments the doorbell and calls `futexWake` on the
- * same word of its own mapping of the file (a shared futex: any process that maps it can wake it);
- * the waiter thread then runs the policy's wake-up on this rank's event loop.
+ * that publishes while the waiter flag is up lowers it (one peer per sleep: `lib/ring/inbox.ts`),
+ * increments the doorbell and calls `futexWake` on the same word of its own mapping of the file (a
+ * shared futex: any process that maps it can wake it); the waiter thread then runs the policy's
+ * wake-up on this rank's event loop.
  *
  * Every wait has a timeout, so that a rank waiting on a peer that died without a word (SIGKILL) gets
  * to check it (`lib/ring/single-copy-channel.ts`): short while a channel waits on its reader, long when idle.

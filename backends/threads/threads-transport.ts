@@ -9,9 +9,10 @@
  * ring announcements, reads every announced ring (two atomic loads each when idle) and writes what
  * waits in blocked send queues (`lib/ring/ring-progress.ts`, shared with shm). Between the core's
  * calls a {@link WaitingPolicy} keeps polling from the event loop for an adaptive budget, then
- * sleeps with `Atomics.waitAsync` on this rank's doorbell after raising its waiter flag. A sender publishes, then increments the doorbell and calls
- * `Atomics.notify` only when that flag is up. A pending `waitAsync` does not keep Node alive; the
- * core's own handle (from `init()` to `finalize()`) does.
+ * sleeps with `Atomics.waitAsync` on this rank's doorbell after raising its waiter flag. A sender
+ * publishes, then, only when that flag is up, lowers it, increments the doorbell and calls
+ * `Atomics.notify` (one sender per sleep: `lib/ring/inbox.ts`). A pending `waitAsync` does not keep
+ * Node alive; the core's own handle (from `init()` to `finalize()`) does.
  *
  * When the process hosts more thread-ranks than it has cores, an empty poll calls `sched_yield` (the
  * native addon's, loaded for this if it is built), so a thread-rank that has work gets the core — in

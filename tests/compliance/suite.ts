@@ -198,8 +198,9 @@ export function backendSuite(s: BackendSetup): void {
       // Ring transports send a repeated message by rewriting only its sequence number: a tag, kind or
       // communicator the shortcut missed would show here as a wrong tag, value or communicator. (A
       // missed length is also refused by the channel's own check, and the source follows from the
-      // communicator; the peer's credit window, also in the header, is not varied here.) One
-      // message at a time, its receive posted first (blocking sends, within any credit window).
+      // communicator; the peer's credit window, also in the header, is varied in
+      // tests/unit/review-credits.test.ts, which needs two transports.) One message at a time, its
+      // receive posted first (blocking sends, within any credit window).
       const t1 = tag();
       const t2 = tag();
       const dups = await Promise.all(comms.map((c) => c.dup()));
