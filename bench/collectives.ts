@@ -1,5 +1,5 @@
 // Collective latency, OSU-style (osu_allreduce, osu_bcast, osu_barrier, osu_reduce, osu_allgather,
-// osu_gather): per call, after a time-based warm-up; "typical" is the median of per-block medians
+// osu_gather): per call, after a warm-up (bench/warm-up.ts, warmUpRanks); "typical" is the median of per-block medians
 // (blocks of 100 calls for small messages, 10 for large), reported as the median over rounds with the
 // min–max of rounds; by default each case runs all its rounds in turn, as OSU runs each size
 // (`--order interleaved`: round by round). Every rank checks what it receives against the exact
@@ -17,6 +17,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { init, Op } from 'vmcomm';
 import { tryLoadNative } from '../dist/backends/native/native.js';
 import { BIND_CPUS, hostCores } from '../dist/lib/launch/binding.js';
+import { warmUpRanks } from './warm-up.js';
 
 const comm = await init();
 const { rank, size } = comm;
@@ -177,13 +178,8 @@ const cases: Case[] = [
   },
 ];
 
-/** Time-based warm-up of one case (rank 0 decides, so every rank makes the same number of calls). */
-async function warmUp(c: Case): Promise<void> {
-  for (let go = true, t0 = Date.now(); go; ) {
-    for (let i = 0; i < 20; i++) await c.run();
-    go = (await comm.bcast(rank === 0 ? Date.now() - t0 < (quick ? 200 : 600) : undefined, 0)) as boolean;
-  }
-}
+/** Warm-up of one case: at least 0.6 s of each rank's time on a core, then until the time per call settles. */
+const warmUp = (c: Case): Promise<void> => warmUpRanks(comm, quick ? 200 : 600, c.run);
 
 /** One round of a case: the slowest rank's median of block medians, µs per call. */
 async function measure(c: Case): Promise<number> {

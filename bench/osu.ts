@@ -15,10 +15,12 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, isMainThread, workerData, type MessagePort } from 'node:worker_threads';
 import { init, Op, type Communicator } from 'vmcomm';
+import { hostCores } from '../dist/lib/launch/binding.js';
 import {
   BENCH_EVENT_PREFIX,
   OSU_WINDOW,
   formatBytes,
+  ranksPerCore,
   sizesOf,
   unitOf,
   type BenchBaseline,
@@ -129,6 +131,8 @@ for (const baseline of plan.baselines) {
 emit({ type: 'start', backend: plan.backend, ranks: size, threads, transport: size > 1 ? comm.transportOf(rank === 0 ? 1 : 0) : 'self', binding, impls: impls.map((i) => i.name) });
 
 // ---- the measurements
+// With more ranks than cores, each rank runs part of the time: its warm-up takes that much longer.
+const crowding = ranksPerCore(size, hostCores());
 const total = plan.patterns.reduce((n, p) => n + sizesOf(p, plan.sizes).length * impls.length, 0);
 let done = 0;
 for (const pattern of plan.patterns) {
@@ -138,7 +142,7 @@ for (const pattern of plan.patterns) {
   if (pattern === 'mbw_mr' && size < 2) continue;
   // Warm-up on the smallest size and a middle one (all code paths of small and large messages).
   const mid = sizes.find((s) => s >= 65536) ?? sizes[sizes.length - 1];
-  for (const impl of impls) await warmUp(comm, [iterationOf(comm, pattern, impl, sizes[0]), iterationOf(comm, pattern, impl, mid)], plan.warmupMs);
+  for (const impl of impls) await warmUp(comm, [iterationOf(comm, pattern, impl, sizes[0]), iterationOf(comm, pattern, impl, mid)], plan.warmupMs, crowding);
   for (const bytes of sizes) {
     emit({ type: 'progress', done, total, what: `${pattern}${pattern === 'barrier' ? '' : ` ${formatBytes(bytes)}`}` });
     const steps = impls.map((impl) => iterationOf(comm, pattern, impl, bytes));

@@ -1,5 +1,7 @@
-// Time-based warm-up shared by the two-process benchmarks.
+// Warm-ups shared by the benchmarks: time-based for two pinned processes, until settled for all ranks.
 import type { Communicator } from 'vmcomm';
+import { ranksPerCore, warmUpSettled } from '../dist/lib/launch/bench-protocol.js';
+import { hostCores } from '../dist/lib/launch/binding.js';
 
 /**
  * Runs `fn` until `ms` milliseconds have passed on rank 0 (so the JIT and adaptive waiting settle).
@@ -12,5 +14,32 @@ export async function warmUp(comm: Communicator, peer: number, ms: number, fn: (
     const more = comm.rank === 0 ? Date.now() - t0 < ms : true;
     const go = await comm.sendrecv(more, peer, peer, 9, 9);
     if (!(comm.rank === 0 ? more : go)) break;
+  }
+}
+
+/**
+ * Runs `fn` on every rank until rank 0 has run it for at least `ms` of its own time on a core and
+ * the time per call has settled (`warmUpSettled`, capped as `vmcomm bench` caps it). With more ranks
+ * than cores a rank runs only part of the wall clock, so that takes longer: eight ranks on two cores
+ * warmed up for 0.6 s still ran the message path's first TurboFan code (README, "On this machine").
+ * Rank 0 decides after each batch and broadcasts the next batch's size (0: done), so every rank makes
+ * the same calls; the batches grow to about a twentieth of the warm-up.
+ */
+export async function warmUpRanks(comm: Communicator, ms: number, fn: () => Promise<unknown>): Promise<void> {
+  const crowding = ranksPerCore(comm.size, hostCores());
+  const batchMs = (crowding * Math.max(ms, 100)) / 20;
+  const perCall: number[] = [];
+  const t0 = performance.now();
+  for (let n = 20; ; ) {
+    const tb = performance.now();
+    for (let i = 0; i < n; i++) await fn();
+    let next = 0;
+    if (comm.rank === 0) {
+      const now = performance.now();
+      perCall.push((now - tb) / n);
+      if (!warmUpSettled(perCall, now - t0, ms, crowding)) next = Math.max(1, Math.min(n * 4, Math.round((n * batchMs) / Math.max(now - tb, 1e-3))));
+    }
+    n = (await comm.bcast(next, 0)) as number;
+    if (n === 0) return;
   }
 }

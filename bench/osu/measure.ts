@@ -94,15 +94,16 @@ async function run(it: Iteration, n: number): Promise<number> {
 /**
  * Warm-up: `steps` in turn (a small and a large size, say) for at least `ms` on rank 0, then until
  * the time per iteration has settled (`warmUpSettled`: the JIT has optimized the loop), so the JIT
- * and vmcomm's adaptive waiting settle before anything is measured.
+ * and vmcomm's adaptive waiting settle before anything is measured. `crowding` (ranks per core,
+ * `ranksPerCore`) stretches both bounds: a rank that shares its core runs only part of the time.
  */
-export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms: number): Promise<void> {
+export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms: number, crowding = 1): Promise<void> {
   const t0 = performance.now();
   // Each step's time per iteration, batch by batch: a large size's would hide a small one's JIT.
   const perIteration = steps.map((): number[] => []);
   // Batches of n iterations of each step, n grown by rank 0 so a batch lasts ~1/20 of the warm-up
   // (of 0.1 s at least: single iterations would time noise, not the loop).
-  const batchMs = Math.max(ms, 100) / 20;
+  const batchMs = (crowding * Math.max(ms, 100)) / 20;
   let n = 1;
   for (let batch = 0; ; batch++) {
     const tb = performance.now();
@@ -115,7 +116,7 @@ export async function warmUp(comm: Communicator, steps: readonly Iteration[], ms
     let next: number | undefined;
     if (comm.rank === 0) {
       const now = performance.now();
-      const settled = perIteration.every((times) => warmUpSettled(times, now - t0, ms));
+      const settled = perIteration.every((times) => warmUpSettled(times, now - t0, ms, crowding));
       next = settled ? 0 : Math.max(1, Math.min(n * 4, Math.round((n * batchMs) / Math.max(now - tb, 1e-3))));
     }
     n = await comm.bcast(next, 0);

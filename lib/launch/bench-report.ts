@@ -243,7 +243,7 @@ export function renderHeader(doc: BenchDocument): string {
   const out = [
     `# vmcomm bench ${doc.version} — OSU-style micro-benchmarks${s.quick ? ' (--quick: few sizes, short warm-up; for smoke tests, not for numbers)' : ''}`,
     `# ${m.cpus} CPUs (${m.model})${m.hypervisor === undefined ? '' : `, ${m.hypervisor} VM`}, ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}; load average ${m.loadAverage.toFixed(2)} at start`,
-    `# ${s.ranks} ranks; warm-up per pattern and implementation ≥ ${s.warmupMs / 1000} s, until the time per iteration settles (≤ ${warmUpCapMs(s.warmupMs) / 1000} s); ${s.rounds} rounds per size, implementations interleaved;` +
+    `# ${s.ranks} ranks; warm-up per pattern and implementation ≥ ${s.warmupMs / 1000} s, until the time per iteration settles (≤ ${warmUpCapMs(s.warmupMs) / 1000} s; both of a rank's time on a core, longer when ranks outnumber cores); ${s.rounds} rounds per size, implementations interleaved;` +
       ` typical = median over rounds of each round's median of block medians`,
   ];
   for (const job of doc.jobs) {

@@ -1,6 +1,6 @@
 // When the bench's warm-up may end: at least --warmup, then until the time per iteration settles.
 import { describe, expect, it } from 'vitest';
-import { warmUpCapMs, warmUpSettled } from '../../../lib/launch/bench-protocol.js';
+import { ranksPerCore, warmUpCapMs, warmUpSettled } from '../../../lib/launch/bench-protocol.js';
 
 /** µs per iteration of successive warm-up batches, measured here (2 thread-ranks, 8-byte ping-pong). */
 const TRACE = [121.8, 69.1, 235.6, 28.7, 245.0, 21.7, 28.7, 42.9, 16.45, 11.5, 7.11, 1.17, 1.13, 0.92, 1.15, 1.17, 0.78];
@@ -40,5 +40,23 @@ describe('warmUpSettled', () => {
     expect(warmUpCapMs(100)).toBe(1000);
     expect(warmUpCapMs(0)).toBe(0);
     expect(warmUpSettled([5], 0.1, 0)).toBe(true);
+  });
+
+  it('with more ranks than cores, the minimum and the cap are a rank\'s share of the wall clock', () => {
+    const flat = [1, 1, 1, 1];
+    // Eight ranks on two cores: 0.1 s of a rank's time takes 0.4 s of wall clock.
+    const crowding = ranksPerCore(8, 2);
+    expect(crowding).toBe(4);
+    expect(warmUpSettled(flat, 399, 100, crowding)).toBe(false);
+    expect(warmUpSettled(flat, 400, 100, crowding)).toBe(true);
+    expect(warmUpSettled([50, 10, 2], 4 * warmUpCapMs(100) - 1, 100, crowding)).toBe(false);
+    expect(warmUpSettled([50, 10, 2], 4 * warmUpCapMs(100), 100, crowding)).toBe(true);
+  });
+
+  it('ranks per core is at least 1 and copes with a core count of 0', () => {
+    expect(ranksPerCore(2, 2)).toBe(1);
+    expect(ranksPerCore(1, 8)).toBe(1);
+    expect(ranksPerCore(3, 2)).toBe(1.5);
+    expect(ranksPerCore(4, 0)).toBe(4);
   });
 });
