@@ -480,7 +480,7 @@ const benchOptions: readonly OptionSpec[] = [
   { key: 'size', flags: ['-n', '-np', '--np'], value: 'N', help: 'ranks per job (default 2; baselines need 2; mbw_mr pairs rank i with i + N/2)' },
   { key: 'bindTo', flags: ['--bind-to'], value: 'core|none', help: 'pin each rank to a core of its own (needs ranks ≤ cores and the addon; default none)' },
   { key: 'rounds', flags: ['--rounds'], value: 'N', help: `measurements per size and implementation, interleaved (default ${BENCH_DEFAULTS.full.rounds})` },
-  { key: 'warmup', flags: ['--warmup'], value: 'SECONDS', help: `warm-up per pattern and implementation, at least (default ${BENCH_DEFAULTS.full.warmupMs / 1000}); it goes on until the time per iteration settles, up to 5 times as long (at least 1 s)` },
+  { key: 'warmup', flags: ['--warmup'], value: 'SECONDS', help: `warm-up per pattern and implementation, at least (default ${BENCH_DEFAULTS.full.warmupMs / 1000}); it goes on until the time per iteration settles, up to 5 times as long (at least 1 s); both count a rank's time on a core, so with more ranks than cores they take that much longer` },
   {
     key: 'timeout',
     flags: ['--timeout'],
