@@ -1,7 +1,8 @@
 // A 1-double allreduce built from point-to-point messages (recursive doubling, with the usual fold of
 // the ranks beyond a power of two), timed per call: what an application's own exchange pattern costs
 // through send/recv when ranks outnumber cores. Issue 4 measured its "8 ranks on 2 cores" target
-// with it until the collectives landed (now `bench/collectives.ts`): `npx vmcomm run -n 8 bench/allreduce-p2p.ts`.
+// with it until the collectives landed (now `bench/collectives.ts`):
+//   npx vmcomm run -n 8 bench/allreduce-p2p.ts
 // Reference measured on this machine (issue 4): Open MPI (yielding) 98 µs, MPICH (busy-polling) 60,000 µs.
 import { init } from 'vmcomm';
 import { warmUpRanks } from './warm-up.js';
@@ -33,7 +34,8 @@ async function allreduce(x: number): Promise<number> {
 }
 
 const expected = (size * (size + 1)) / 2;
-// At least 0.5 s of each rank's time on a core, then until the time per call settles.
+// At least 0.5 s (0.2 s with --quick) of a rank's estimated time on a core, then until the time per
+// call settles.
 await warmUpRanks(comm, quick ? 200 : 500, () => allreduce(rank + 1));
 const rounds = quick ? 3 : 7;
 const iters = quick ? 100 : 500;

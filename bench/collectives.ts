@@ -1,9 +1,9 @@
 // Collective latency, OSU-style (osu_allreduce, osu_bcast, osu_barrier, osu_reduce, osu_allgather,
-// osu_gather): per call, after a warm-up (bench/warm-up.ts, warmUpRanks); "typical" is the median of per-block medians
-// (blocks of 100 calls for small messages, 10 for large), reported as the median over rounds with the
-// min–max of rounds; by default each case runs all its rounds in turn, as OSU runs each size
-// (`--order interleaved`: round by round). Every rank checks what it receives against the exact
-// expected value (integers in float64).
+// osu_gather): per call, after a warm-up until the time per call settles (`warmUpRanks` in
+// bench/warm-up.ts); "typical" is the median of per-block medians (blocks of 100 calls for small
+// messages, 10 for large), reported as the median over rounds with the min–max of rounds; by default
+// each case runs all its rounds in turn, as OSU runs each size (`--order interleaved`: round by
+// round). Every rank checks what it receives against the exact expected value (integers in float64).
 //   npx vmcomm run -n 2 bench/collectives.ts [--quick]         2 ranks (shm between processes)
 //   npx vmcomm run -n 8 bench/collectives.ts [--quick]         8 ranks on this 2-core machine
 //   VMCOMM_COLL_ALLREDUCE=ring npx vmcomm run -n 4 …           force an algorithm
@@ -178,7 +178,10 @@ const cases: Case[] = [
   },
 ];
 
-/** Warm-up of one case: at least 0.6 s of each rank's time on a core, then until the time per call settles. */
+/**
+ * Warm-up of one case: at least 0.6 s (0.2 s with --quick) of a rank's estimated time on a core, then
+ * until the time per call settles (with eight ranks on two cores: 2.4–12 s of wall clock).
+ */
 const warmUp = (c: Case): Promise<void> => warmUpRanks(comm, quick ? 200 : 600, c.run);
 
 /** One round of a case: the slowest rank's median of block medians, µs per call. */

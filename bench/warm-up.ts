@@ -18,15 +18,19 @@ export async function warmUp(comm: Communicator, peer: number, ms: number, fn: (
 }
 
 /**
- * Runs `fn` on every rank until rank 0 has run it for at least `ms` of its own time on a core and
- * the time per call has settled (`warmUpSettled`, capped as `vmcomm bench` caps it). With more ranks
- * than cores a rank runs only part of the wall clock, so that takes longer: eight ranks on two cores
- * warmed up for 0.6 s still ran the message path's first TurboFan code (README, "On this machine").
- * Rank 0 decides after each batch and broadcasts the next batch's size (0: done), so every rank makes
- * the same calls; the batches grow to about a twentieth of the warm-up.
+ * Runs `fn` on every rank until it has run for at least `ms` of a rank's time on a core and the time
+ * per call has settled (`warmUpSettled`, capped as `vmcomm bench` caps it). A rank's time on a core
+ * is estimated as the wall clock divided by the ranks per core of rank 0's host: with more ranks than
+ * cores each runs only part of the wall clock, and eight ranks on two cores warmed up for 0.6 s of it
+ * still ran the message path's first TurboFan code (README, "Against C MPI"). Rank 0 decides after
+ * each batch and broadcasts the next batch's size (0: done), so every rank makes the same calls; the
+ * batches grow to about a twentieth of the warm-up.
  */
 export async function warmUpRanks(comm: Communicator, ms: number, fn: () => Promise<unknown>): Promise<void> {
-  const crowding = ranksPerCore(comm.size, hostCores());
+  // Ranks on this host, not in the job: a job across hosts crowds each host with its own share.
+  const host = await comm.splitByLocality('host');
+  const crowding = ranksPerCore(host.size, hostCores());
+  await host.free();
   const batchMs = (crowding * Math.max(ms, 100)) / 20;
   const perCall: number[] = [];
   const t0 = performance.now();
@@ -39,7 +43,7 @@ export async function warmUpRanks(comm: Communicator, ms: number, fn: () => Prom
       perCall.push((now - tb) / n);
       if (!warmUpSettled(perCall, now - t0, ms, crowding)) next = Math.max(1, Math.min(n * 4, Math.round((n * batchMs) / Math.max(now - tb, 1e-3))));
     }
-    n = (await comm.bcast(next, 0)) as number;
+    n = await comm.bcast(next, 0);
     if (n === 0) return;
   }
 }

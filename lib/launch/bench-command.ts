@@ -472,7 +472,7 @@ class ProgressBar {
 // The subcommand
 
 const benchOptions: readonly OptionSpec[] = [
-  { key: 'quick', flags: ['--quick'], help: `a short run for smoke tests: sizes ${QUICK_BENCH_SIZES.map(formatBytes).join(', ')}, ${BENCH_DEFAULTS.quick.rounds} rounds, warm-up ≥ 0.1 s` },
+  { key: 'quick', flags: ['--quick'], help: `a short run for smoke tests: sizes ${QUICK_BENCH_SIZES.map(formatBytes).join(', ')}, ${BENCH_DEFAULTS.quick.rounds} rounds, warm-up ≥ 0.1 s (as --warmup counts it)` },
   { key: 'patterns', flags: ['--patterns'], value: 'LIST', help: `what to run (default all): ${BENCH_PATTERNS.join(',')}; also as arguments` },
   { key: 'backends', flags: ['--backends'], value: 'LIST', help: `vmcomm transports to measure (default all): ${BENCH_BACKENDS.join(',')}` },
   { key: 'baselines', flags: ['--baselines'], value: 'LIST', help: `baselines to measure beside them: ${BENCH_BASELINES.join(',')}, or none (default: those of the backends measured)` },

@@ -220,11 +220,12 @@ export function ranksPerCore(ranks: number, cores: number): number {
  * last must be within that of the best batch so far (a plateau before tier-up is well above it once
  * the best batch ran optimized code; a preempted batch breaks agreement for a few batches only).
  *
- * The minimum and the cap are a rank's time on a core: with more ranks than cores, each rank runs a
- * share of the wall clock, and the JIT counts what a rank ran. Eight ranks on this machine's two cores
- * settled only after 2–4 s (an 8-rank point-to-point allreduce took 590, 340, 230 and then 215 µs per
- * call over consecutive 2,000-call rounds, TurboFan still compiling the message path in the first),
- * where 0.6 s of wall clock had measured them.
+ * The minimum and the cap are a rank's time on a core, estimated as the wall clock divided by the
+ * ranks per core: with more ranks than cores each rank runs a share of the wall clock, and the JIT
+ * counts what a rank ran. Eight ranks on this machine's two cores settled only after 2–4 s of wall
+ * clock (an 8-rank point-to-point allreduce took 590, 340, 230 and then 215 µs per call over
+ * consecutive 2,000-call rounds, TurboFan still compiling the message path in the first), where
+ * 0.6 s of wall clock had measured them.
  *
  * @param perIterationMs the time per iteration of each batch so far, oldest first
  * @param elapsedMs the warm-up's wall-clock time so far
