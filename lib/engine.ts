@@ -113,6 +113,10 @@ interface PeerState {
   peerWindow: number;
   /** Next sequence number to that peer. */
   seqOut: number;
+  /**
+   * The sequence number the peer's next message must have at least (see {@link Engine.inSequence}).
+   */
+  seqIn: number;
   /** RTS sent to the peer and not answered yet: the records this rank holds in its unexpected queue at most. */
   rtsOut: number;
   /** Sends waiting for the rendezvous window, in order (every later send to the peer waits behind them). */
@@ -247,6 +251,7 @@ export class Engine implements FrameSink, ProgressEngine {
       creditsOwed: 0,
       peerWindow: plan.eagerCredits,
       seqOut: 0,
+      seqIn: 0,
       rtsOut: 0,
       backlog: [],
       lost: undefined,
@@ -711,8 +716,10 @@ export class Engine implements FrameSink, ProgressEngine {
       case FrameKind.EAGER: {
         // An eager payload is allocated before it arrives: a length above what the sender may send
         // eagerly (both ends of a pair use the same limit) is corrupt, not an allocation to make.
-        const limit = this.peers[peer].eagerLimit;
+        const p = this.peers[peer];
+        const limit = p.eagerLimit;
         if (h.payloadBytes > limit) throw eagerTooLong(peer, h.payloadBytes, limit);
+        this.inSequence(p, peer, h.seq);
         const posted = this.matching(h.context).takePosted(h.source, h.tag);
         f.posted = posted;
         if (posted?.mode === 'buffer') {
@@ -757,8 +764,24 @@ export class Engine implements FrameSink, ProgressEngine {
         throw new VmcommError('CORRUPT', `rank ${peer} sent a PATH frame where only messages are expected`, { peer });
       default:
         if (h.payloadBytes !== 0) throw new VmcommError('CORRUPT', `a control frame (kind ${h.kind}) from rank ${peer} carries ${h.payloadBytes} bytes`);
+        if (h.kind === FrameKind.RTS) this.inSequence(this.peers[peer], peer, h.seq);
         return undefined;
     }
+  }
+
+  /**
+   * Checks that a message (EAGER or RTS) from `peer` comes after the last one: every message takes
+   * the next sequence number of its pair when it is sent, and channels and the ordered inbound layer
+   * keep frames in order, so an older number is a frame delivered twice or out of order —
+   * `CORRUPT`, which closes the channel. A gap is not checked: a send withdrawn (timeout, abort)
+   * while it waited for the rendezvous window never reaches the wire, and its number is not reused.
+   */
+  private inSequence(p: PeerState, peer: number, seq: number): void {
+    const ahead = (seq - p.seqIn) >>> 0;
+    if (ahead >= 0x80000000) {
+      throw new VmcommError('CORRUPT', `rank ${peer} sent message number ${seq} after number ${(p.seqIn - 1) >>> 0}: a frame delivered twice or out of order`, { peer });
+    }
+    p.seqIn = (seq + 1) >>> 0;
   }
 
   commit(peer: number): void {

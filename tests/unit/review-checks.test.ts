@@ -95,9 +95,11 @@ describe('review checks: credits never leak', () => {
     const codec = new ValueCodec();
     const engine = new Engine(1, 2, codec, { peerLost: () => undefined });
     engine.ready(plans);
+    let seq = 0;
     const deliver = (payload: Uint8Array) => {
       const h = emptyHeader();
       h.kind = FrameKind.EAGER;
+      h.seq = seq++;
       h.flags = FrameFlags.OBJECT;
       h.tag = 3;
       h.payloadBytes = h.messageBytes = payload.byteLength;
