@@ -773,8 +773,11 @@ export class Engine implements FrameSink, ProgressEngine {
    * Checks that a message (EAGER or RTS) from `peer` comes after the last one: every message takes
    * the next sequence number of its pair when it is sent, and channels and the ordered inbound layer
    * keep frames in order, so an older number is a frame delivered twice or out of order —
-   * `CORRUPT`, which closes the channel. A gap is not checked: a send withdrawn (timeout, abort)
-   * while it waited for the rendezvous window never reaches the wire, and its number is not reused.
+   * `CORRUPT`, thrown to the transport that delivered it, which closes its channel and reports the
+   * peer lost. (A frame replayed after a switch of transports, or one that came before selection,
+   * is replayed by the ordered inbound layer, which reports the loss as for any frame it finds
+   * corrupt.) A gap is not checked: a send withdrawn (timeout, abort) while it waited for the
+   * rendezvous window never reaches the wire, and its number is not reused.
    */
   private inSequence(p: PeerState, peer: number, seq: number): void {
     const ahead = (seq - p.seqIn) >>> 0;

@@ -188,13 +188,26 @@ export interface StreamFrame {
   readonly mutations: readonly Mutation[];
 }
 
-/** A stream of frames, some mutated, as the bytes a peer writes. */
+/**
+ * A stream of frames, some mutated, as the bytes a peer writes. Messages (EAGER, RTS) mostly carry
+ * the pair's next sequence number, as a real peer's do: the core refuses one older than the last
+ * (CORRUPT), so random numbers would end most streams at their second message. One in eight keeps
+ * the number it was drawn with, which may be older.
+ */
 export function frameStream(o: { sources: readonly number[]; contexts: readonly number[]; maxPayload: number; maxFrames: number }): fc.Arbitrary<StreamFrame[]> {
   const frame = fc.record({
     spec: frameSpec(o),
     mutations: fc.oneof({ weight: 2, arbitrary: fc.constant([] as Mutation[]) }, { weight: 3, arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }) }),
+    inSequence: fc.oneof({ weight: 7, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
   });
-  return fc.array(frame, { minLength: 1, maxLength: o.maxFrames });
+  return fc.array(frame, { minLength: 1, maxLength: o.maxFrames }).map((frames) => {
+    let next = 0;
+    return frames.map(({ spec, mutations, inSequence }): StreamFrame => {
+      const { kind } = spec.header;
+      if (!inSequence || (kind !== FrameKind.EAGER && kind !== FrameKind.RTS)) return { spec, mutations };
+      return { spec: { header: { ...spec.header, seq: next++ }, payload: spec.payload }, mutations };
+    });
+  });
 }
 
 /** The bytes of a stream. */

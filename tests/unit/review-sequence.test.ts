@@ -84,4 +84,21 @@ describe('message sequence numbers', () => {
     }
     await Promise.all(sends);
   });
+
+  it('the fast send path (one header reused, its number rewritten) numbers each pair on its own', async () => {
+    const plugin = memory({ eagerLimitBytes: 64, eagerCredits: 4, trySend: true });
+    const [a, b, c] = track(await Promise.all(createLocalJob(3).map((x) => initWithBootstrap(x, { backends: [plugin], only: ['memory'] }))));
+    const out = new Uint8Array(8);
+    const got = { 1: new Uint8Array(8), 2: new Uint8Array(8) };
+    // Blocking sends of the same shape to two peers in turn: the second peer's numbers start at 0
+    // while the first's go on; a reused header with the other pair's number would be refused.
+    for (let i = 0; i < 200; i++) {
+      const dest = i % 3 === 0 ? 2 : 1;
+      out.fill(i & 0xff);
+      await a.sendBuffer(out, dest, 6);
+      const r = dest === 1 ? b : c;
+      await r.recvBuffer(got[dest], 0, 6);
+      expect(got[dest][7]).toBe(i & 0xff);
+    }
+  });
 });
