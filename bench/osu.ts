@@ -132,6 +132,7 @@ emit({ type: 'start', backend: plan.backend, ranks: size, threads, transport: si
 
 // ---- the measurements
 // With more ranks than cores, each rank runs part of the time: its warm-up takes that much longer.
+// (`vmcomm bench` starts every rank of a job on this host.)
 const crowding = ranksPerCore(size, hostCores());
 const total = plan.patterns.reduce((n, p) => n + sizesOf(p, plan.sizes).length * impls.length, 0);
 let done = 0;

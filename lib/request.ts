@@ -211,11 +211,10 @@ export interface Withdrawal {
  * When the host's ranks outnumber its cores, every empty poll is a `sched_yield` that may return
  * only after other ranks ran (0.1–0.3 ms with eight ranks on two cores here), so this spin then
  * lasts up to {@link POLLS_PER_CLOCK_READ} + 1 yields (the clock is first read after the 17th poll)
- * rather than its budget. That is deliberate: with
- * the clock read after every poll, the waits fell through to the wait loop, slept more, and eight
- * ranks on two cores took 1.4–1.8× as long per point-to-point or shared-memory allreduce
- * (sixteenth session). The price: an application's timer due meanwhile can be late by those
- * yields, a few milliseconds at worst.
+ * rather than its budget. That is deliberate: with the clock read after every poll, the waits fell
+ * through to the wait loop, slept more, and eight ranks on two cores took 1.4–1.8× as long per
+ * point-to-point or shared-memory allreduce (sixteenth session). The price: an application's timer
+ * due meanwhile can be late by those yields, a few milliseconds at worst.
  */
 export function spinPoll(progress: ProgressEngine, done: () => boolean): void {
   // One poll before the clock is read: in a tight exchange the first one often completes the wait.
