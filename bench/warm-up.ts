@@ -1,7 +1,8 @@
 // Warm-ups shared by the benchmarks: time-based for two pinned processes, until settled for all ranks.
 import type { Communicator } from 'vmcomm';
-import { ranksPerCore, warmUpSettled } from '../dist/lib/launch/bench-protocol.js';
+import { ranksPerCore } from '../dist/lib/launch/bench-protocol.js';
 import { hostCores } from '../dist/lib/launch/binding.js';
+import { warmUp as warmUpUntilSettled } from './osu/measure.js';
 
 /**
  * Runs `fn` until `ms` milliseconds have passed on rank 0 (so the JIT and adaptive waiting settle).
@@ -19,31 +20,16 @@ export async function warmUp(comm: Communicator, peer: number, ms: number, fn: (
 
 /**
  * Runs `fn` on every rank until it has run for at least `ms` of a rank's time on a core and the time
- * per call has settled (`warmUpSettled`, capped as `vmcomm bench` caps it). A rank's time on a core
- * is estimated as the wall clock divided by the ranks per core of rank 0's host: with more ranks than
- * cores each runs only part of the wall clock, and eight ranks on two cores warmed up for 0.6 s of it
- * still ran the message path's first TurboFan code (README, "Against C MPI"). Rank 0 decides after
- * each batch and broadcasts the next batch's size (0: done), so every rank makes the same calls; the
- * batches grow to about a twentieth of the warm-up.
+ * per call has settled: `vmcomm bench`'s warm-up (`warmUp` in bench/osu/measure.ts) with `fn` as its
+ * one step. A rank's time on a core is estimated as the wall clock divided by the ranks per core of
+ * rank 0's host: with more ranks than cores each runs only part of the wall clock, and eight ranks on
+ * two cores warmed up for 0.6 s of it still ran the message path's first TurboFan code (README,
+ * "Against C MPI").
  */
 export async function warmUpRanks(comm: Communicator, ms: number, fn: () => Promise<unknown>): Promise<void> {
   // Ranks on this host, not in the job: a job across hosts crowds each host with its own share.
   const host = await comm.splitByLocality('host');
   const crowding = ranksPerCore(host.size, hostCores());
   await host.free();
-  const batchMs = (crowding * Math.max(ms, 100)) / 20;
-  const perCall: number[] = [];
-  const t0 = performance.now();
-  for (let n = 20; ; ) {
-    const tb = performance.now();
-    for (let i = 0; i < n; i++) await fn();
-    let next = 0;
-    if (comm.rank === 0) {
-      const now = performance.now();
-      perCall.push((now - tb) / n);
-      if (!warmUpSettled(perCall, now - t0, ms, crowding)) next = Math.max(1, Math.min(n * 4, Math.round((n * batchMs) / Math.max(now - tb, 1e-3))));
-    }
-    n = await comm.bcast(next, 0);
-    if (n === 0) return;
-  }
+  await warmUpUntilSettled(comm, [{ step: fn }], ms, crowding);
 }

@@ -24,8 +24,9 @@
  *   CPU from the rank that would make progress: the transport's `progress` (for shm and threads,
  *   `RingProgress.progress` in `ring-progress.ts`) then ends every empty poll with `sched_yield` (the
  *   addon's), so the turn still spins but hands the core to a rank with work between polls — and
- *   so does the core's own blocking wait, which spins on the transport's `poll()`. Where `sched_yield` is not at hand, or a peer shares this very thread (and so can only
- *   progress when this one returns), a turn instead polls *once* and yields back to the event loop
+ *   so does the core's own blocking wait, which spins on the transport's `poll()`. Where
+ *   `sched_yield` is not at hand, or a peer shares this very thread (and so can only progress when
+ *   this one returns), a turn instead polls *once* and yields back to the event loop
  *   ({@link WaitingOptions.yieldBetweenPolls}) until the budget is spent, and the budget never grows
  *   beyond `maxYieldNs`: there, a wake-up costs less than the time slices that polling ranks take
  *   from the rank that has work.
