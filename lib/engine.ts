@@ -707,6 +707,12 @@ export class Engine implements FrameSink, ProgressEngine {
       this.early.push({ peer, header, data, committed: false });
       return data;
     }
+    const p = this.peers[peer];
+    // Nothing more is taken from a lost peer: its loss may have come from elsewhere (the launcher, a
+    // frame found corrupt when the ordered inbound layer replayed it, a drain that timed out) while
+    // this transport's channel stayed open. Thrown back, the loss closes that channel as any frame
+    // refused does, and an ANY_SOURCE receive never takes a frame of a stream already given up.
+    if (p.lost !== undefined) throw p.lost;
     const f = (this.inbound[peer] ??= { header: emptyHeader(), words: new HeaderWords(), posted: undefined, pendingRecv: undefined, data: undefined, scratch: undefined, scratchView: undefined });
     const h = decodeHeader(bytes, f.header, f.words);
     f.posted = undefined;
@@ -716,7 +722,6 @@ export class Engine implements FrameSink, ProgressEngine {
       case FrameKind.EAGER: {
         // An eager payload is allocated before it arrives: a length above what the sender may send
         // eagerly (both ends of a pair use the same limit) is corrupt, not an allocation to make.
-        const p = this.peers[peer];
         const limit = p.eagerLimit;
         if (h.payloadBytes > limit) throw eagerTooLong(peer, h.payloadBytes, limit);
         this.inSequence(p, peer, h.seq);
@@ -764,7 +769,7 @@ export class Engine implements FrameSink, ProgressEngine {
         throw new VmcommError('CORRUPT', `rank ${peer} sent a PATH frame where only messages are expected`, { peer });
       default:
         if (h.payloadBytes !== 0) throw new VmcommError('CORRUPT', `a control frame (kind ${h.kind}) from rank ${peer} carries ${h.payloadBytes} bytes`);
-        if (h.kind === FrameKind.RTS) this.inSequence(this.peers[peer], peer, h.seq);
+        if (h.kind === FrameKind.RTS) this.inSequence(p, peer, h.seq);
         return undefined;
     }
   }
@@ -776,7 +781,7 @@ export class Engine implements FrameSink, ProgressEngine {
    * `CORRUPT`, thrown to the transport that delivered it, which closes its channel and reports the
    * peer lost. (A frame replayed after a switch of transports, or one that came before selection,
    * is replayed by the ordered inbound layer, which reports the loss as for any frame it finds
-   * corrupt.) A gap is not checked: a send withdrawn (timeout, abort) while it waited for the
+   * corrupt; {@link begin} then refuses what the current channel still brings.) A gap is not checked: a send withdrawn (timeout, abort) while it waited for the
    * rendezvous window never reaches the wire, and its number is not reused.
    */
   private inSequence(p: PeerState, peer: number, seq: number): void {

@@ -64,6 +64,11 @@ export class FakeEngine {
     this.losses.push({ peer, error });
   }
 
+  /** The loss of `peer` recorded first, as the real engine keeps it (the layer refuses such a peer's frames). */
+  lostError(peer: number): Error | undefined {
+    return this.losses.find((l) => l.peer === peer)?.error;
+  }
+
   payloadLimit(_peer: number, h: FrameHeader): number {
     return h.kind === FrameKind.EAGER ? this.eagerLimit : 0;
   }
