@@ -552,7 +552,8 @@ export class IvshmemTransport implements Transport {
     const waiter = this.waiter;
     if (waiter !== undefined) {
       try {
-        waiter.wait(this.sleepWord, 0, 0, ms, () => fn());
+        // 'failed' cannot be on this private word, but if it were, its timer still runs: a timer then.
+        waiter.wait(this.sleepWord, 0, 0, ms, (result) => (result === 'failed' ? setTimeout(fn, ms).unref() : fn()));
         return;
       } catch {
         // Closed (stopping) or busy: a timer instead.

@@ -66,8 +66,13 @@ export interface NativeCapability {
   readonly ivshmemDoorbell: boolean;
 }
 
-/** How an armed {@link NativeWaiter.wait} ended. */
-export type NativeWaitResult = 'woken' | 'not-equal' | 'timed-out' | 'cancelled';
+/**
+ * How an armed {@link NativeWaiter.wait} ended. `'failed'`: the kernel refused the wait for a reason
+ * that would recur (the errno comes with it: `EFAULT` for a word whose page is gone, as past the end of
+ * a file another process shrank, or in memory a shared futex cannot use, such as a PCI BAR) — do not
+ * re-arm on the same word, sleep another way.
+ */
+export type NativeWaitResult = 'woken' | 'not-equal' | 'timed-out' | 'cancelled' | 'failed';
 
 /** The options of {@link NativeAddon.lockFile}. All are required: locking is never implicit. */
 export interface NativeLockOptions {
@@ -311,10 +316,10 @@ export interface NativeWaiter {
    * @param expected The value to sleep on, an integer in [−2^31, 2^32 − 1] (−1 and 0xffffffff are the same word).
    * @param timeoutMs Milliseconds (fractions allowed) from now; −1 or `Infinity` = no timeout.
    * @param callback `'woken'` (a wake arrived), `'not-equal'` (the word differed when the thread went
-   *   to sleep), `'timed-out'` or `'cancelled'`.
+   *   to sleep), `'timed-out'`, `'cancelled'` or `'failed'` (then `errno` says why; 0 otherwise).
    * @throws {@link NativeError} `EBUSY` when a wait is armed, `EBADF` when closed, or a bad argument.
    */
-  wait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number, callback: (result: NativeWaitResult) => void): void;
+  wait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number, callback: (result: NativeWaitResult, errno: number) => void): void;
 
   /**
    * Cancels the armed wait (a flag, then a wake of the thread): its callback gets `'cancelled'`, unless

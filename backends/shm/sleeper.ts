@@ -30,6 +30,9 @@ export interface FutexSleeperOptions {
   readonly timeoutMs: () => number;
 }
 
+/** The longest sleep after the kernel refused a futex wait: a doorbell rung meanwhile waits this long at most. */
+const FAILED_WAIT_MS = 10;
+
 /** A {@link Sleeper} over a futex on the inbox doorbell. */
 export function futexSleeper(options: FutexSleeperOptions): Sleeper {
   const { inbox, sab, doorbellByteOffset, waiter, timeoutMs } = options;
@@ -39,7 +42,12 @@ export function futexSleeper(options: FutexSleeperOptions): Sleeper {
     sleep: (token, wake) => {
       const timeout = timeoutMs();
       try {
-        waiter.wait(sab, doorbellByteOffset, token, timeout, () => wake());
+        // 'failed': the kernel refused the wait on the doorbell, and would again at once. A timer
+        // instead, short (a doorbell rung meanwhile is not heard), never a loop of re-arming.
+        waiter.wait(sab, doorbellByteOffset, token, timeout, (result) => {
+          if (result === 'failed') setTimeout(wake, timeout < 0 ? FAILED_WAIT_MS : Math.min(timeout, FAILED_WAIT_MS)).unref();
+          else wake();
+        });
       } catch {
         // The waiter was closed (the transport is stopping) or refused: poll again later instead.
         setTimeout(wake, timeout < 0 ? 1_000 : timeout).unref();

@@ -97,7 +97,12 @@ timespec AddMs(timespec t, double ms) {
 }
 
 enum class State { kIdle, kArmed, kWaiting, kDone };
-enum class Result { kWoken, kNotEqual, kTimedOut, kCancelled };
+// kFailed: the kernel refused the wait for a reason that would recur on every retry (EFAULT: the word's
+// page is gone, as past the end of a file another process shrank, or memory a shared futex cannot key,
+// such as a PCI BAR; EINVAL, ENOSYS, EPERM). Reported as such, with the errno, so the caller stops
+// re-arming: reported as a spurious wake it would re-arm and fail again at once, a busy loop through
+// the event loop.
+enum class Result { kWoken, kNotEqual, kTimedOut, kCancelled, kFailed };
 
 const char* ResultName(Result r) {
   switch (r) {
@@ -105,6 +110,7 @@ const char* ResultName(Result r) {
     case Result::kNotEqual: return "not-equal";
     case Result::kTimedOut: return "timed-out";
     case Result::kCancelled: return "cancelled";
+    case Result::kFailed: return "failed";
   }
   return "woken";
 }
@@ -302,11 +308,13 @@ class Waiter {
         forever = forever_;
         deadline = deadline_;
       }
-      Result result = use_waitv_ ? WaitVector(word, expected, forever, deadline) : WaitSliced(word, expected, forever, deadline);
+      int error = 0;
+      Result result = use_waitv_ ? WaitVector(word, expected, forever, deadline, error) : WaitSliced(word, expected, forever, deadline, error);
       {
         std::lock_guard<std::mutex> lock(mutex_);
         if (quit_) return;
         result_ = result;
+        result_errno_ = error;
         state_ = State::kDone;
       }
       // napi_closing only while the environment tears down; then nobody waits for the result.
@@ -314,7 +322,8 @@ class Waiter {
     }
   }
 
-  Result WaitVector(uint32_t* word, uint32_t expected, bool forever, const timespec& deadline) {
+  // `error`: the errno of a kFailed result.
+  Result WaitVector(uint32_t* word, uint32_t expected, bool forever, const timespec& deadline, int& error) {
     WaitvEntry entries[2] = {
         {expected, reinterpret_cast<uintptr_t>(word), kFutex2SizeU32, 0},  // shared: other processes wake it
         {0, reinterpret_cast<uintptr_t>(&cancel_word_), kFutex2SizeU32 | kFutex2Private, 0},
@@ -328,12 +337,14 @@ class Waiter {
         case EAGAIN: return cancel_word_.load() != 0 ? Result::kCancelled : Result::kNotEqual;
         case ETIMEDOUT: return Result::kTimedOut;
         case EINTR: continue;
-        default: return Result::kWoken;  // unexpected: report a spurious wake; the caller re-checks its word
+        default:
+          error = errno;
+          return Result::kFailed;
       }
     }
   }
 
-  Result WaitSliced(uint32_t* word, uint32_t expected, bool forever, const timespec& deadline) {
+  Result WaitSliced(uint32_t* word, uint32_t expected, bool forever, const timespec& deadline, int& error) {
     for (;;) {
       if (cancel_word_.load() != 0) return Result::kCancelled;
       timespec now = Now();
@@ -353,7 +364,9 @@ class Waiter {
         case EAGAIN: return cancel_word_.load() != 0 ? Result::kCancelled : Result::kNotEqual;
         case ETIMEDOUT:
         case EINTR: continue;
-        default: return Result::kWoken;
+        default:
+          error = errno;
+          return Result::kFailed;
       }
     }
   }
@@ -363,12 +376,14 @@ class Waiter {
     Waiter* self = static_cast<Waiter*>(context);
     if (env == nullptr) return;  // the environment is going away
     Result result;
+    int result_errno;
     napi_ref callback, wrapper;
     std::shared_ptr<v8::BackingStore> store;
     {
       std::lock_guard<std::mutex> lock(self->mutex_);
       if (self->state_ != State::kDone) return;  // closed meanwhile
       result = self->result_;
+      result_errno = self->result_errno_;
       callback = self->callback_;
       wrapper = self->self_;
       self->callback_ = self->self_ = nullptr;
@@ -377,19 +392,20 @@ class Waiter {
     }
     store.reset();
     napi_unref_threadsafe_function(env, self->tsfn_);
-    napi_value fn = nullptr, arg, undefined;
+    napi_value fn = nullptr, argv[2], undefined;
     napi_get_reference_value(env, callback, &fn);
     napi_delete_reference(env, callback);
     napi_delete_reference(env, wrapper);
     if (fn == nullptr) return;
     napi_get_undefined(env, &undefined);
-    napi_create_string_utf8(env, ResultName(result), NAPI_AUTO_LENGTH, &arg);
+    napi_create_string_utf8(env, ResultName(result), NAPI_AUTO_LENGTH, &argv[0]);
+    napi_create_int32(env, result_errno, &argv[1]);
     // The callback may arm the next wait. A throw is an uncaught exception, as from any event-loop
     // callback (Node 20 would otherwise only warn, DEP0168, unless run with
     // --force-node-api-uncaught-exceptions-policy).
     // (While a worker terminates, JS cannot run: nothing is pending then, and nothing is reported.)
     bool pending = false;
-    if (napi_call_function(env, undefined, fn, 1, &arg, nullptr) != napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    if (napi_call_function(env, undefined, fn, 2, argv, nullptr) != napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && pending) {
       napi_value error;
       if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
     }
@@ -411,6 +427,7 @@ class Waiter {
   State state_ = State::kIdle;
   bool quit_ = false;
   Result result_ = Result::kWoken;
+  int result_errno_ = 0;  // of a kFailed result_
   std::shared_ptr<v8::BackingStore> store_;  // keeps the word's memory mapped while the thread sleeps on it
   uint32_t* word_ = nullptr;
   uint32_t expected_ = 0;

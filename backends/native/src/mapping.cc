@@ -75,15 +75,23 @@ napi_value NewSab(napi_env env, const std::shared_ptr<v8::BackingStore>& store) 
 // The store of the live mapping of (dev, ino) that covers `length` bytes, or maps `fd` afresh and
 // registers it. Returns an empty pointer with `err` set when mmap fails.
 std::shared_ptr<v8::BackingStore> MapOnce(int fd, const struct stat& st, size_t length, int& err) {
-  std::shared_ptr<v8::BackingStore> store;  // declared first: released after the lock (its deleter locks)
+  // Both declared before the lock, so both are released after it: dropping the last reference runs
+  // the deleter, which takes the lock (a std::mutex, not recursive: released under it, it deadlocks
+  // when a view over the cached mapping died meanwhile).
+  std::shared_ptr<v8::BackingStore> store;
+  std::shared_ptr<v8::BackingStore> unsuitable;
   Registry& registry = TheRegistry();
   std::lock_guard<std::mutex> lock(registry.mutex);
   auto key = std::make_pair(st.st_dev, st.st_ino);
   auto it = registry.entries.find(key);
   if (it != registry.entries.end()) {
     store = it->second.store.lock();
-    if (store && it->second.mapping->length >= length) return store;
-    store.reset();
+    size_t cached = it->second.mapping->length;
+    // Reused when it covers the request, and, for a regular file, no more than the file has now: a
+    // file another process shrank would leave bytes of the cached mapping past its end (SIGBUS).
+    bool within_file = !S_ISREG(st.st_mode) || static_cast<off_t>(cached) <= st.st_size;
+    if (store && cached >= length && within_file) return store;
+    unsuitable = std::move(store);
   }
   void* address = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (address == MAP_FAILED) {

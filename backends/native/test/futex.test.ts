@@ -1,3 +1,4 @@
+import { truncateSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -35,6 +36,7 @@ interface WorkerMessage {
   cma?: boolean;
   mechanism?: string;
   result?: NativeWaitResult;
+  errno?: number;
   value?: number;
 }
 
@@ -212,6 +214,30 @@ describe.skipIf(addon === undefined)('NativeWaiter in worker threads (context-aw
     expect(await waitFor(newWaiter(), sab, 0, 1, -1)).toBe('not-equal');
   });
 
+  it("ends with 'failed' and the errno when the kernel refuses the wait, not with a spurious 'woken' to re-arm in a loop", async () => {
+    // A word whose page is past the end of a file another process shrank: the kernel cannot key a
+    // shared futex there (EFAULT). The word itself is never touched here (SIGBUS).
+    const file = shmPath('futex-efault');
+    const sab = native().createSharedFile(file, 2 * 4096);
+    truncateSync(file, 4096);
+    const result = await new Promise<[NativeWaitResult, number]>((resolve) => newWaiter().wait(sab, 4096, 0, 10_000, (r, errno) => resolve([r, errno])));
+    expect(result).toEqual(['failed', 14]);
+    // An accepted wait says errno 0.
+    const ok = await new Promise<[NativeWaitResult, number]>((resolve) => newWaiter().wait(sab, 0, 1, 10_000, (r, errno) => resolve([r, errno])));
+    expect(ok).toEqual(['not-equal', 0]);
+  });
+
+  it('refuses its methods on objects that are not waiters, without touching them', () => {
+    const { wait, cancel, close } = Object.getPrototypeOf(newWaiter()) as Record<string, (...args: unknown[]) => unknown>;
+    // V8 checks the receiver against the class (napi_define_class gives methods a signature), so an
+    // object another Node-API addon wrapped never reaches napi_unwrap either ("Illegal invocation").
+    for (const self of [{}, Object.create(Object.getPrototypeOf(newWaiter()) as object), 7]) {
+      expect(() => close.call(self)).toThrow(TypeError);
+      expect(() => cancel.call(self)).toThrow(TypeError);
+      expect(() => wait.call(self, new SharedArrayBuffer(4), 0, 0, 1, () => {})).toThrow(TypeError);
+    }
+  });
+
   it('uses the FUTEX_WAIT fallback when VMCOMM_FUTEX_WAITV=0: woken, and cancelled', async () => {
     const env = { ...process.env, VMCOMM_FUTEX_WAITV: '0' };
     const sab = new SharedArrayBuffer(4);
@@ -230,6 +256,15 @@ describe.skipIf(addon === undefined)('NativeWaiter in worker threads (context-aw
     expect((await timed.next()).armed).toBe(true);
     expect(await timed.next()).toMatchObject({ result: 'timed-out' });
     expect(await timed.exited).toBe(0);
+
+    // A refused wait ends 'failed' there too (the word's page is past the end of the file).
+    const file = shmPath('futex-efault-sliced');
+    const shrunk = native().createSharedFile(file, 2 * 4096);
+    truncateSync(file, 4096);
+    const failed = startWorker({ sab: shrunk, byteOffset: 4096, timeoutMs: 10_000 }, env);
+    expect((await failed.next()).armed).toBe(true);
+    expect(await failed.next()).toMatchObject({ result: 'failed', errno: 14, mechanism: 'futex' });
+    expect(await failed.exited).toBe(0);
   });
 });
 

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statfsSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync, statSync, symlinkSync, truncateSync, unlinkSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { addon, ensureDist, native, removeCreated, runFixture, shmPath } from './helpers.js';
 
@@ -72,6 +72,17 @@ describe.skipIf(addon === undefined)('shared files', () => {
     expect(mappingsOf(file)).toHaveLength(1);
     expect(() => native().openSharedFile(file, 8193)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
     expect(mappingsOf(file)).toHaveLength(1);
+  });
+
+  it('does not hand out a cached mapping that reaches past the end of a file someone shrank (SIGBUS there)', () => {
+    const file = shmPath('shrunk');
+    const long = native().createSharedFile(file, 3 * 4096);
+    truncateSync(file, 4096); // another process's doing; `long`'s last two pages are now past the end
+    const fresh = native().openSharedFile(file);
+    expect(fresh.byteLength).toBe(4096);
+    new Int32Array(fresh)[0] = 77; // the same pages where both still reach
+    expect(new Int32Array(long)[0]).toBe(77);
+    expect(mappingsOf(file)).toHaveLength(2);
   });
 
   it('shares the memory with another process that maps the same file', async () => {
