@@ -113,6 +113,8 @@ export class ThreadsTransport implements Transport {
   private readonly pending = new PendingChannels<SingleCopyChannel>();
   /** Rings this rank reads, by producer: their single-copy control blocks. */
   private readonly inbound = new Map<number, SingleCopyControl>();
+  /** The consumer side of each peer's ring to this rank, to close it when the peer is lost. */
+  private readonly consumers = new Map<number, RingConsumer>();
   /** The native addon, when it is built: its pins (single copy; see the module comment) and `sched_yield`. */
   private pins: NativeAddon | undefined;
   /** Turns single-copy descriptors into the frames they stand for (absent without the addon). */
@@ -469,7 +471,9 @@ export class ThreadsTransport implements Transport {
     const { arena, slots, ringBytes } = link.info;
     const ring = decodeRingDescriptor(descriptor, arena, slots, ringBytes);
     this.inbound.set(from, new SingleCopyControl(controlOf(ring)));
-    return new RingConsumer(ring);
+    const consumer = new RingConsumer(ring);
+    this.consumers.set(from, consumer);
+    return consumer;
   }
 
   private lost(peer: number, error: Error): void {
@@ -478,7 +482,10 @@ export class ThreadsTransport implements Transport {
     this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
     // Nothing more is read from it: a producer there that waits on us (a full ring, a descriptor this
     // rank gave up) learns so (RingChannel and SingleCopyChannel check the consumer's side), as in shm.
+    // Closed here, not only by the poller's detach: when the poller dropped the ring itself (a frame
+    // it could not deliver), detach no longer finds it, and a live producer would wait on forever.
     this.poller?.detach(peer);
+    this.consumers.get(peer)?.close();
     try {
       (this.singleCopySink ?? this.components.sink).lost(peer, error);
     } catch (err) {

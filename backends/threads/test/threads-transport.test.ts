@@ -231,6 +231,32 @@ describe('threads channels', () => {
     await a.stop();
   });
 
+  it('a frame the reader’s sink refuses: the ring is closed for its sender, whose frames that no longer fit fail with PEER_LOST (no wait forever)', async () => {
+    const { a, b, sinks } = await pair({ ringBytes: 4096 });
+    // The engine refuses a frame by throwing (CORRUPT, or a peer it lost already); here any of 777 bytes.
+    const { begin } = sinks[1].s;
+    sinks[1].s.begin = (peer, h) => {
+      if (frameLength(h) === 777) throw new Error('refused by the engine');
+      return begin(peer, h);
+    };
+    const ab = await a.connect(1);
+    const results: (Error | undefined)[] = [];
+    const refused = frame(777);
+    ab.send(refused.header, refused.payload, (e) => results.push(e));
+    for (let k = 0; k < 300 && sinks[1].lost.length === 0; k++) await new Promise((r) => setTimeout(r, 2));
+    expect(sinks[1].lost.map((l) => l.peer)).toEqual([0]);
+    // The sender is alive and keeps sending: the ring fills and nobody reads it any more.
+    for (let i = 0; i < 10; i++) {
+      const f = frame(1000, i);
+      ab.send(f.header, f.payload, (e) => results.push(e));
+    }
+    for (let k = 0; k < 500 && results.length < 11; k++) await new Promise((r) => setTimeout(r, 2));
+    expect(results).toHaveLength(11);
+    expect(results.filter((e) => e !== undefined)).not.toHaveLength(0);
+    for (const e of results.filter((x) => x !== undefined)) expect(e).toMatchObject({ name: 'VmcommError', code: 'PEER_LOST', peer: 1 });
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it('a channel that fails on its sender’s side: the reader gets what was finished, then reports the sender lost (its sweep)', async () => {
     const { a, b, sinks } = await pair({ ringBytes: 4096 });
     const ab = await a.connect(1);
