@@ -7,7 +7,7 @@
  * @module
  */
 
-import { fstatSync, statSync, unlinkSync } from 'node:fs';
+import { fstatSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { VmcommError } from '../../lib/errors.js';
 import type { NativeAddon } from '../native/native.js';
@@ -90,6 +90,13 @@ export function createOwnedFile(addon: NativeAddon, directory: string, name: str
       if (fstatSync(fd).ino === statSync(file).ino) return new OwnedFile(addon, file, sab, fd);
     } catch (error) {
       lastError = error;
+      if ((error as { code?: string }).code !== 'ENOENT') {
+        // Not a sweep (EMFILE, ENOMEM…): trying again would only meet our own file (EEXIST). Nobody
+        // else makes this name (its part per job is unguessable), so what is there is ours: removed.
+        if (fd >= 0) addon.unlockFile(fd);
+        rmSync(file, { force: true });
+        throw new VmcommError('UNSUPPORTED', `cannot lock the shared-memory file ${file}: ${(error as Error).message}`, { cause: error });
+      }
     }
     if (fd >= 0) addon.unlockFile(fd);
   }

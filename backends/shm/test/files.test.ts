@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseShmFileName, shmFileBase, shmInboxName, shmJobToken, shmRankPrefix, shmRingName, sweepStaleShmFiles } from '../../../lib/launch/shm-files.js';
 import { lines, vmcomm } from '../../../tests/helpers/processes.js';
+import { createOwnedFile } from '../files.js';
 import { addon, ensureDist, finalizeAll, ROOT, shmFiles, startJob } from './helpers.js';
 
 /** A child process that holds an exclusive lock on `file` until its stdin closes. */
@@ -137,6 +138,21 @@ describe.skipIf(addon === undefined)('the stale-file sweep', () => {
     const after = await sweepStaleShmFiles({ directory: dir });
     expect(after.removed).toEqual([held]);
     expect(after.failed).toEqual([]);
+  });
+
+  it('a file created but not lockable (EMFILE, not a sweep) is removed, and the lock’s error is what is thrown', () => {
+    const real = addon!;
+    const emfile = Object.assign(new Error('EMFILE: too many open files, flock'), { code: 'EMFILE' });
+    const failing = Object.create(real, {
+      lockFile: {
+        value: () => {
+          throw emfile;
+        },
+      },
+    }) as typeof real;
+    const file = path.join(dir, name(4, 'inbox'));
+    expect(() => createOwnedFile(failing, dir, name(4, 'inbox'), 4096)).toThrow(expect.objectContaining({ name: 'VmcommError', code: 'UNSUPPORTED', cause: emfile }));
+    expect(existsSync(file)).toBe(false);
   });
 
   it('says why when the directory cannot be listed', async () => {
