@@ -352,10 +352,14 @@ export class ShmTransport implements Transport {
       if (this.dead.has(peer)) continue;
       const link = this.links.get(peer);
       if (link === undefined) continue;
-      const state = link.inbox.state;
+      let state = link.inbox.state;
       // CLOSED: it finalized (not a failure). GONE: it exited without finalize.
       if (state === InboxState.CLOSED) continue;
       if (state === InboxState.OPEN && holderAlive(addon, link.inboxPath)) continue;
+      // A peer that finalizes stores CLOSED, then removes its inbox and drops the lock: all of that may
+      // have happened between the load above and the lock check, so look again — else a clean finalize
+      // would be reported as a death, and what it sent before and this rank has not read refused.
+      if (state === InboxState.OPEN && (state = link.inbox.state) === InboxState.CLOSED) continue;
       this.lost(
         peer,
         new VmcommError('PEER_LOST', `rank ${peer} (pid ${link.pid}) ${state === InboxState.GONE ? 'exited without finalize' : 'died (its shm inbox lock was released without a close)'}`, { peer }),
