@@ -517,6 +517,8 @@ export class RingConsumer extends RingSide {
   private targetAt = 0;
   /** Streamed payloads are copied and released in pieces of at most this many bytes (`D`/4). */
   private readonly pieceBytes: number;
+  /** The most bytes of a streamed payload one {@link poll} copies (8 `D`, as a producer's flush writes). */
+  private readonly pollLimitBytes: number;
   /** A private copy of the current header: the sink never sees shared memory change under it. */
   /** Handed to the sink's `begin`: a header buffer the core decodes by words. */
   private readonly header = newHeaderBuffer();
@@ -531,6 +533,7 @@ export class RingConsumer extends RingSide {
     super(region, 'RingConsumer');
     this.tail = this.readIndices()[1];
     this.pieceBytes = this.dataBytes >> 2;
+    this.pollLimitBytes = Math.min(8 * this.dataBytes, 2 ** 31);
   }
 
   /** Stream position of the next byte to read (changes when the ring is read). */
@@ -594,6 +597,7 @@ export class RingConsumer extends RingSide {
     // far as the head word says for a streamed one.
     let avail = this.inFrame ? (this.whole ? this.recordLeft : this.published(tail)) : 0;
     let frames = 0;
+    let streamed = 0;
     for (;;) {
       if (!this.inFrame) {
         if (frames >= maxFrames) break;
@@ -650,6 +654,10 @@ export class RingConsumer extends RingSide {
         if (this.recordLeft > 0) {
           // Streaming: free the piece at once so the producer can refill while we copy the next.
           this.release(tail);
+          // Bounded per call: with a producer that keeps up, a large message would otherwise stream
+          // through one poll, holding the event loop (timers, I/O) and every other ring until its end.
+          // The next poll goes on where this one stopped (the record stays in progress).
+          if (!this.whole && (streamed += n) >= this.pollLimitBytes) break;
           continue;
         }
       }

@@ -474,7 +474,7 @@ describe('spsc ring', () => {
     expectIntact(sink, sizes, dones);
   });
 
-  it('streams 16 MiB from a producer thread to this one intact (real concurrency)', async () => {
+  it('streams 16 MiB from a producer thread to this one intact (real concurrency), a bounded part per poll', async () => {
     const D = 64 * 1024;
     const region = ringRegion(D);
     const n = 16 * 1024 * 1024 + 13;
@@ -485,12 +485,18 @@ describe('spsc ring', () => {
     try {
       const t0 = performance.now();
       const deadline = Date.now() + 60_000;
+      // The most one poll read: bounded (8 D of a streamed payload, plus the piece that passed the
+      // bound and the small records around it) however fast the producer refills.
+      let most = 0;
       while (sink.frames.length < 4 && Date.now() < deadline) {
+        const before = c.position;
         c.poll(sink, 1, 100);
+        most = Math.max(most, (c.position - before) >>> 0);
         if (c.producerWantsWake) c.producerWantsWake = false;
         if (c.available() === 0) await new Promise((r) => setImmediate(r));
       }
       expect(await result).toBe('sent');
+      expect(most).toBeLessThanOrEqual(8 * D + D / 4 + 1024);
       console.log(`16 MiB through a 64 KiB ring between two threads: ${(performance.now() - t0).toFixed(0)} ms (worker start included)`);
       expect(sink.frames.map((f) => f.length)).toEqual([100, n, 0, 7]);
       const expected = bytes(n, 3 + 1);
