@@ -413,6 +413,9 @@ export class ShmTransport implements Transport {
       writer: this.cmaAllowed && link.cma ? cmaWriter(addon, this.options.cmaMinBytes, link.pid) : undefined,
       needsFlush: (c) => {
         this.pendingChannels.add(c);
+        // Only a poll flushes it: a rank asleep would poll only when its sleep times out (up to a
+        // second when idle) unless some peer rang its doorbell meanwhile (as in threads).
+        if (this.policy?.state === 'sleeping') this.policy.wakeUp();
       },
       lost: (p, error) => this.lost(p, error),
       readerAlive: () => holderAlive(addon, link.inboxPath),
