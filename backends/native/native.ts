@@ -123,7 +123,9 @@ export interface NativeAddon {
    * Creates the file (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode exactly 0600 whatever the umask), allocates all
    * of it with `posix_fallocate` (so a full tmpfs fails here with `ENOSPC` rather than with SIGBUS on
    * first touch), maps it `MAP_SHARED` and returns a SharedArrayBuffer over the whole mapping. On any
-   * failure the new file is removed again.
+   * failure the new file is removed again. On `ENOSPC` or `ENOMEM` it first collects garbage once and
+   * tries again: files already removed keep their memory while a mapping of them lives, and V8 does
+   * not count shared memory towards collecting (so does {@link openSharedFile} on `ENOMEM`).
    *
    * @param path Where to create it, e.g. `/dev/shm/vmcomm-<job>-<random>`; must not exist.
    * @param bytes Its size, an integer in [1, 2^53 − 1].
@@ -337,7 +339,8 @@ export interface NativeWaiter {
    * Stops and joins the thread and frees everything. An armed wait is dropped without its callback
    * (cancel first if the callback must run). Idempotent; afterwards `wait` throws `EBADF`. Done
    * automatically when the waiter is garbage-collected or its isolate ends (a worker exits or is
-   * terminated).
+   * terminated). With the `'futex'` mechanism, a close that lands just before the thread enters the
+   * kernel waits for that slice to end (at most 100 ms); `'futex_waitv'` never waits.
    */
   close(): void;
 }

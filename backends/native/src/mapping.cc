@@ -118,6 +118,23 @@ LockedFds& TheLockedFds() {
   return *locked;
 }
 
+// The memory of a file already removed stays allocated while a mapping of it lives, and a mapping
+// lives until the last SharedArrayBuffer over it is collected — which nothing prompts: V8 counts shared
+// memory as none of its own. A process that starts and finalizes worlds one after another can so fill
+// a tmpfs (ENOSPC) or its address space (ENOMEM) with memory nobody uses. On those errors, collect
+// once (a full, synchronous GC; the deleters munmap) and try again.
+bool WorthCollecting(int err) { return err == ENOSPC || err == ENOMEM; }
+
+void CollectUnreachableMappings() { v8::Isolate::GetCurrent()->LowMemoryNotification(); }
+
+int Allocate(int fd, double bytes) {
+  int err;
+  do {
+    err = posix_fallocate(fd, 0, static_cast<off_t>(bytes));  // returns the error; EINTR on a signal
+  } while (err == EINTR);
+  return err;
+}
+
 bool GetBytes(napi_env env, const Args& args, size_t i, double& bytes) {
   return GetInteger(env, args, i, "bytes", 1, kMaxBytes, bytes);
 }
@@ -137,15 +154,20 @@ napi_value CreateSharedFile(napi_env env, napi_callback_info info) {
     return ThrowErrno(env, err, syscall, path, detail);
   };
   if (fchmod(fd, 0600) != 0) return fail(errno, "fchmod");  // exactly 0600 whatever the umask
-  int err;
-  do {
-    err = posix_fallocate(fd, 0, static_cast<off_t>(bytes));  // returns the error; EINTR on a signal
-  } while (err == EINTR);
+  int err = Allocate(fd, bytes);
+  if (WorthCollecting(err)) {
+    CollectUnreachableMappings();
+    err = Allocate(fd, bytes);
+  }
   if (err != 0) return fail(err, "posix_fallocate", err == ENOSPC ? "the file system cannot hold the requested bytes" : "");
   struct stat st;
   if (fstat(fd, &st) != 0) return fail(errno, "fstat");
   err = 0;
   std::shared_ptr<v8::BackingStore> store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
+  if (!store && WorthCollecting(err)) {
+    CollectUnreachableMappings();
+    store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
+  }
   if (!store) return fail(err, "mmap");
   close(fd);  // the mapping keeps the file
   return NewSab(env, store);
@@ -186,6 +208,10 @@ napi_value OpenSharedFile(napi_env env, napi_callback_info info) {
   }
   int err = 0;
   std::shared_ptr<v8::BackingStore> store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
+  if (!store && WorthCollecting(err)) {
+    CollectUnreachableMappings();
+    store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
+  }
   close(fd);
   if (!store) return ThrowErrno(env, err, "mmap", path);
   return NewSab(env, store);

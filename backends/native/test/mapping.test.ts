@@ -1,4 +1,7 @@
-import { existsSync, readFileSync, statfsSync, statSync, symlinkSync, truncateSync, unlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, truncateSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { addon, ensureDist, native, removeCreated, runFixture, shmPath } from './helpers.js';
 
@@ -112,6 +115,37 @@ describe.skipIf(addon === undefined)('shared files', () => {
     new Uint32Array(sab)[0] = 0xdeadbeef;
     expect(new Uint32Array(sab)[0]).toBe(0xdeadbeef);
     expect(() => native().openSharedFile(file)).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  });
+
+  it('collects mappings nobody holds any more before it reports ENOSPC: files removed but still mapped do not fill a tmpfs', (context) => {
+    // A tmpfs of its own, 4 MiB, so that filling it is safe: needs root (mount); skipped elsewhere.
+    if (process.getuid?.() !== 0) {
+      console.log('skipped: mounting a small tmpfs needs root');
+      context.skip();
+      return;
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), 'vmcomm-test-tmpfs-'));
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]);
+    if (mounted.status !== 0) {
+      rmSync(dir, { recursive: true, force: true });
+      console.log(`skipped: cannot mount a tmpfs (${mounted.stderr?.toString().trim() || mounted.error?.message})`);
+      context.skip();
+      return;
+    }
+    try {
+      // What a world's finalize leaves: a 3 MiB file, removed, its mapping unreachable but not yet
+      // collected. Each next 3 MiB file fits only once that memory is given back.
+      const world = (i: number) => {
+        const file = path.join(dir, `world-${i}`);
+        new Uint8Array(native().createSharedFile(file, 3 << 20))[7] = i;
+        unlinkSync(file);
+      };
+      for (let i = 0; i < 4; i++) expect(() => world(i), `world ${i}`).not.toThrow();
+    } finally {
+      // Lazily: the last world's mapping may not be collected yet (the mount is busy until it is).
+      spawnSync('umount', ['-l', dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('fails at creation with ENOSPC when the tmpfs cannot hold the file, and leaves no file behind', (context) => {
