@@ -122,6 +122,11 @@ interface PeerState {
   /** Sends waiting for the rendezvous window, in order (every later send to the peer waits behind them). */
   readonly backlog: QueuedSend[];
   lost: VmcommError | undefined;
+  /**
+   * Set when what the peer sends can no longer be trusted or ordered (see {@link Engine.lost}):
+   * nothing more from it is matched.
+   */
+  refused: VmcommError | undefined;
   readonly stats: PeerStats;
 }
 
@@ -255,6 +260,7 @@ export class Engine implements FrameSink, ProgressEngine {
       rtsOut: 0,
       backlog: [],
       lost: undefined,
+      refused: undefined,
       stats: { peer, transport: plan.transport.name, messagesSent: 0, bytesSent: 0, messagesReceived: 0, bytesReceived: 0, switches: 0 },
     }));
     this.setPollers([...new Set(plans.map((p) => p.transport))].filter((t) => typeof t.poll === 'function'));
@@ -382,6 +388,11 @@ export class Engine implements FrameSink, ProgressEngine {
   /** The error a send to / receive from `peer` fails with, if the peer is lost. */
   lostError(peer: number): VmcommError | undefined {
     return this.peers[peer]?.lost;
+  }
+
+  /** Why `peer`'s frames are refused, if its stream was given up (see {@link lost}). */
+  refusedError(peer: number): VmcommError | undefined {
+    return this.peers[peer]?.refused;
   }
 
   // ---------------------------------------------------------------- sending
@@ -708,11 +719,11 @@ export class Engine implements FrameSink, ProgressEngine {
       return data;
     }
     const p = this.peers[peer];
-    // Nothing more is taken from a lost peer: its loss may have come from elsewhere (the launcher, a
-    // frame found corrupt when the ordered inbound layer replayed it, a drain that timed out) while
-    // this transport's channel stayed open. Thrown back, the loss closes that channel as any frame
-    // refused does, and an ANY_SOURCE receive never takes a frame of a stream already given up.
-    if (p.lost !== undefined) throw p.lost;
+    // Nothing more is taken from a peer whose stream was given up (CORRUPT, or a switch whose frames
+    // never came): the verdict may have come from elsewhere — the ordered inbound layer replaying a
+    // frame, the drain watchdog — while this transport's channel stayed open. Thrown back, it closes
+    // that channel as any frame refused does, so an ANY_SOURCE receive never takes such a frame.
+    if (p.refused !== undefined) throw p.refused;
     const f = (this.inbound[peer] ??= { header: emptyHeader(), words: new HeaderWords(), posted: undefined, pendingRecv: undefined, data: undefined, scratch: undefined, scratchView: undefined });
     const h = decodeHeader(bytes, f.header, f.words);
     f.posted = undefined;
@@ -781,8 +792,9 @@ export class Engine implements FrameSink, ProgressEngine {
    * `CORRUPT`, thrown to the transport that delivered it, which closes its channel and reports the
    * peer lost. (A frame replayed after a switch of transports, or one that came before selection,
    * is replayed by the ordered inbound layer, which reports the loss as for any frame it finds
-   * corrupt; {@link begin} then refuses what the current channel still brings.) A gap is not checked: a send withdrawn (timeout, abort) while it waited for the
-   * rendezvous window never reaches the wire, and its number is not reused.
+   * corrupt; {@link begin} then refuses what the current channel still brings.) A gap is not
+   * checked: a send withdrawn (timeout, abort) while it waited for the rendezvous window never
+   * reaches the wire, and its number is not reused.
    */
   private inSequence(p: PeerState, peer: number, seq: number): void {
     const ahead = (seq - p.seqIn) >>> 0;
@@ -908,7 +920,13 @@ export class Engine implements FrameSink, ProgressEngine {
     f.data = undefined;
   }
 
-  lost(peer: number, error: Error): void {
+  /**
+   * `peer` is lost: what depends on it fails. With `streamBroken` — implied by `CORRUPT` and `AUTH` —
+   * its stream is given up too: its later frames are refused ({@link begin}). Otherwise (it died, its
+   * channel broke) the frames it finished writing are still delivered: a message it sent before it
+   * died can still be received.
+   */
+  lost(peer: number, error: Error, streamBroken = false): void {
     if (this.closing) return;
     if (this.early) {
       // Not ready: no peer state yet. Kept for ready(), so the loss is not forgotten.
@@ -917,8 +935,9 @@ export class Engine implements FrameSink, ProgressEngine {
     }
     const p = this.peers[peer];
     if (!p) return;
-    if (p.lost) return;
     const err = this.asLost(peer, error);
+    if (streamBroken || err.code === 'CORRUPT' || err.code === 'AUTH') p.refused ??= err;
+    if (p.lost) return;
     p.lost = err;
     p.endpoint.fail(err);
     // In-progress inbound frame. An ANY_SOURCE receive it had taken goes back to waiting for the others.

@@ -138,9 +138,9 @@ export class OrderedInbound {
       p.live = t;
       return this.engine.begin(peer, bytes);
     }
-    // A lost peer's frames are refused here too (held or PATH ones): see Engine.begin.
-    const lost = this.engine.lostError(peer);
-    if (lost !== undefined) throw lost;
+    // Frames of a peer whose stream was given up are refused here too (held or PATH ones): see Engine.begin.
+    const refused = this.engine.refusedError(peer);
+    if (refused !== undefined) throw refused;
     const h = decodeHeader(bytes, this.scratch);
     const limit = this.limitFor(peer, t, h);
     if (h.payloadBytes > limit) {

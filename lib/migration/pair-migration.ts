@@ -156,6 +156,7 @@ export class PairMigration implements InboundHooks {
             `rank ${peer} was lost: the pair left ${t.name} (${left.reason}) but the peer's switch marker never came through it within ${Math.round(DRAIN_TIMEOUT_MS / 1000)} s, so what it sent there cannot be delivered`,
             { peer },
           ),
+          true, // what comes after the missing frames would overtake them
         );
       }
     });

@@ -71,11 +71,14 @@ class MemoryCells implements CollectiveCells {
 class MemoryChannel implements Channel {
   private queue: { header: Uint8Array; payload: Uint8Array | undefined; done: SendDone | undefined }[] = [];
   private scheduled = false;
+  /** What the receiver threw at a frame: nothing more is delivered. */
+  private broken: Error | undefined;
   constructor(
     private readonly from: number,
     private readonly to: FrameSink,
   ) {}
   send(header: Uint8Array, payload: Uint8Array | undefined, done?: SendDone): void {
+    if (this.broken !== undefined) return done?.(this.broken);
     this.queue.push({ header: header.slice(0, FRAME_HEADER_BYTES), payload, done });
     if (!this.scheduled) {
       this.scheduled = true;
@@ -87,9 +90,22 @@ class MemoryChannel implements Channel {
     const batch = this.queue;
     this.queue = [];
     for (const f of batch) {
-      const target = this.to.begin(this.from, f.header);
-      if (target && f.payload) target.set(f.payload.subarray(0, target.byteLength));
-      this.to.commit(this.from);
+      if (this.broken !== undefined) {
+        f.done?.(this.broken);
+        continue;
+      }
+      try {
+        const target = this.to.begin(this.from, f.header);
+        if (target && f.payload) target.set(f.payload.subarray(0, target.byteLength));
+        this.to.commit(this.from);
+      } catch (error) {
+        // As a real transport does with a frame its receiver refuses: the channel breaks, and the
+        // receiver reports the sender lost.
+        this.broken = error as Error;
+        f.done?.(this.broken);
+        this.to.lost(this.from, this.broken);
+        continue;
+      }
       f.done?.();
     }
   }

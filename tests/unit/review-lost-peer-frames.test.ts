@@ -1,9 +1,11 @@
 /**
- * Once a peer is lost, nothing more from it is matched. A loss can come from elsewhere than the
- * channel that still delivers the peer's frames: the launcher, a frame the ordered inbound layer
- * found corrupt when it replayed it after a switch of transports, a drain that timed out. The
- * engine then refuses the peer's next frame (it throws the loss back at the transport, which closes
- * that channel), so an ANY_SOURCE receive never takes a frame of a stream already given up.
+ * Once a peer's stream is given up — found CORRUPT, or a switch whose frames never came — nothing
+ * more from it is matched, even when the verdict came from elsewhere than the channel that still
+ * delivers its frames (the ordered inbound layer replaying a frame after a switch of transports,
+ * the drain watchdog). The engine refuses the peer's next frame (it throws the verdict back at the
+ * transport, which closes that channel), so an ANY_SOURCE receive never takes such a frame. A peer
+ * that merely died (the launcher says so) is different: the frames it finished writing are intact,
+ * and still delivered.
  */
 import { describe, expect, it } from 'vitest';
 import type { Channel, FrameSink, Transport } from '../../lib/backend.js';
@@ -55,19 +57,41 @@ function world() {
   return { e, a, b, sink: (t: Transport) => sinks.get(t)! };
 }
 
+/** Hands `e` a whole frame from `peer`. */
+function deliverTo(e: Engine, peer: number, f: ReturnType<typeof message>): void {
+  const target = e.begin(peer, f.header);
+  if (target !== undefined && f.payload !== undefined) target.set(f.payload.subarray(0, target.length));
+  e.commit(peer);
+}
+
 describe('frames from a lost peer', () => {
-  it('after the launcher reported the peer lost, its next frame is refused with that loss and matches nothing', () => {
+  it('a CORRUPT verdict from elsewhere: the peer’s next frame is refused with it and matches nothing', () => {
     const e = engine();
-    const loss = new VmcommError('PEER_LOST', 'rank 0 was lost: killed by SIGKILL', { peer: 0 });
-    e.lost(0, loss);
+    const verdict = new VmcommError('CORRUPT', 'rank 0 sent message number 3 after number 5', { peer: 0 });
+    e.lost(0, verdict);
     const r = anySource(e);
-    expect(() => e.begin(0, message(0, 0).header)).toThrow(loss);
+    expect(() => e.begin(0, message(0, 0).header)).toThrow(verdict);
     expect(r.state).toBe('pending');
     // Another peer's message still matches it.
-    const target = e.begin(2, message(2, 0, 9).header);
-    target?.set([42]);
-    e.commit(2);
+    deliverTo(e, 2, message(2, 0, 9));
     expect(r.value).toMatchObject({ source: 2, tag: 9 });
+  });
+
+  it('a stream given up for another reason (the drain watchdog: frames that never came) is refused too', () => {
+    const e = engine();
+    e.lost(0, new VmcommError('PEER_LOST', 'the switch marker never came', { peer: 0 }), true);
+    expect(() => e.begin(0, message(0, 0).header)).toThrow(expect.objectContaining({ code: 'PEER_LOST' }));
+  });
+
+  it('a peer that died (the launcher says so): what it finished writing is still delivered, a receive posted for it alone fails', () => {
+    const e = engine();
+    e.lost(0, new VmcommError('PEER_LOST', 'rank 0 was lost: killed by SIGKILL', { peer: 0 }));
+    const r = anySource(e);
+    deliverTo(e, 0, message(0, 0, 4));
+    expect(r.value).toMatchObject({ source: 0, tag: 4 });
+    const [request, control] = createRequest<unknown>(undefined);
+    e.receive(CONTEXT, { source: 0, tag: ANY_TAG, mode: 'value', bytes: undefined, control }, (x) => x);
+    expect(request.error).toMatchObject({ code: 'PEER_LOST' });
   });
 
   it('a frame found corrupt when replayed after a switch ends the peer, and the new channel’s later frames are refused', () => {
@@ -84,8 +108,9 @@ describe('frames from a lost peer', () => {
     // through it: refused, thrown at b (which then closes its channel), and not matched.
     expect(() => deliver(sink(b), 0, message(0, 1))).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
     expect(r.state).toBe('pending');
-    // Held and negotiation frames of the lost peer are refused as well.
+    // Held and negotiation frames of the peer are refused as well.
     expect(() => deliver(sink(a), 0, message(0, 2))).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
+    expect(() => deliver(sink(a), 0, marker(2, 'a'))).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
     // Peer 2 is not concerned.
     deliver(sink(a), 2, message(2, 0, 9));
     expect(r.value).toMatchObject({ source: 2, tag: 9 });

@@ -64,8 +64,8 @@ export class FakeEngine {
     this.losses.push({ peer, error });
   }
 
-  /** The loss of `peer` recorded first, as the real engine keeps it (the layer refuses such a peer's frames). */
-  lostError(peer: number): Error | undefined {
+  /** Frames of a peer this fake was told about are refused (the real engine: only a stream given up). */
+  refusedError(peer: number): Error | undefined {
     return this.losses.find((l) => l.peer === peer)?.error;
   }
 
