@@ -560,12 +560,13 @@ export class ShmTransport implements Transport {
   }
 
   private lost(peer: number, error: Error): void {
+    // Nothing more is read from it: a producer that waits for space in our ring learns so. Also on a
+    // second report: the ring may be one the peer announced after the first.
+    this.inbound.get(peer)?.consumer.close();
     // Once per peer, whoever noticed (a sweep, a channel, a single-copy read).
     if (this.dead.has(peer)) return;
     this.dead.add(peer);
     this.components.logger?.debug(`vmcomm:shm: lost rank ${peer}: ${error.message}`);
-    // Nothing more is read from it: a producer that waits for space in our ring learns so.
-    this.inbound.get(peer)?.consumer.close();
     try {
       (this.cmaSink ?? this.components.sink).lost(peer, error);
     } catch (err) {

@@ -477,15 +477,16 @@ export class ThreadsTransport implements Transport {
   }
 
   private lost(peer: number, error: Error): void {
-    if (this.lostPeers.has(peer)) return;
-    this.lostPeers.add(peer);
-    this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
     // Nothing more is read from it: a producer there that waits on us (a full ring, a descriptor this
     // rank gave up) learns so (RingChannel and SingleCopyChannel check the consumer's side), as in shm.
     // Closed here, not only by the poller's detach: when the poller dropped the ring itself (a frame
     // it could not deliver), detach no longer finds it, and a live producer would wait on forever.
-    this.poller?.detach(peer);
+    // Also on a second report: the ring may be one the peer announced after the first.
     this.consumers.get(peer)?.close();
+    if (this.lostPeers.has(peer)) return;
+    this.lostPeers.add(peer);
+    this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
+    this.poller?.detach(peer);
     try {
       (this.singleCopySink ?? this.components.sink).lost(peer, error);
     } catch (err) {
