@@ -43,7 +43,8 @@ export function futexSleeper(options: FutexSleeperOptions): Sleeper {
       const timeout = timeoutMs();
       try {
         // 'failed': the kernel refused the wait on the doorbell, and would again at once. A timer
-        // instead, short (a doorbell rung meanwhile is not heard), never a loop of re-arming.
+        // instead, short (a doorbell rung meanwhile is not heard): the next sleep tries the futex
+        // again, at most every 10 ms, where re-arming at once was a busy loop.
         waiter.wait(sab, doorbellByteOffset, token, timeout, (result) => {
           if (result === 'failed') setTimeout(wake, timeout < 0 ? FAILED_WAIT_MS : Math.min(timeout, FAILED_WAIT_MS)).unref();
           else wake();

@@ -349,7 +349,18 @@ class Waiter {
       if (cancel_word_.load() != 0) return Result::kCancelled;
       timespec now = Now();
       if (!forever && !Before(now, deadline)) {
-        return __atomic_load_n(word, __ATOMIC_SEQ_CST) == expected ? Result::kTimedOut : Result::kNotEqual;
+        // Compared by the kernel, not read here: a word whose page is gone (a shrunk file) is EFAULT
+        // there and SIGBUS here.
+        timespec zero{0, 0};
+        if (Futex(word, FUTEX_WAIT, expected, &zero) == 0) return cancel_word_.load() != 0 ? Result::kCancelled : Result::kWoken;
+        switch (errno) {
+          case ETIMEDOUT:
+          case EINTR: return Result::kTimedOut;
+          case EAGAIN: return Result::kNotEqual;
+          default:
+            error = errno;
+            return Result::kFailed;
+        }
       }
       timespec end = AddMs(now, kSliceMs);
       if (!forever && Before(deadline, end)) end = deadline;

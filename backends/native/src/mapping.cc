@@ -122,7 +122,8 @@ LockedFds& TheLockedFds() {
 // lives until the last SharedArrayBuffer over it is collected — which nothing prompts: V8 counts shared
 // memory as none of its own. A process that starts and finalizes worlds one after another can so fill
 // a tmpfs (ENOSPC) or its address space (ENOMEM) with memory nobody uses. On those errors, collect
-// once (a full, synchronous GC; the deleters munmap) and try again.
+// once (a full, synchronous GC of the calling isolate: its unreachable SharedArrayBuffers go, and a
+// mapping no other isolate still uses is unmapped) and try again.
 bool WorthCollecting(int err) { return err == ENOSPC || err == ENOMEM; }
 
 void CollectUnreachableMappings() { v8::Isolate::GetCurrent()->LowMemoryNotification(); }

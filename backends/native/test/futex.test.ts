@@ -222,6 +222,9 @@ describe.skipIf(addon === undefined)('NativeWaiter in worker threads (context-aw
     truncateSync(file, 4096);
     const result = await new Promise<[NativeWaitResult, number]>((resolve) => newWaiter().wait(sab, 4096, 0, 10_000, (r, errno) => resolve([r, errno])));
     expect(result).toEqual(['failed', 14]);
+    // Also when the timeout has passed before the thread waits (the kernel compares, never this process).
+    const expired = await new Promise<[NativeWaitResult, number]>((resolve) => newWaiter().wait(sab, 4096, 0, 0, (r, errno) => resolve([r, errno])));
+    expect(expired).toEqual(['failed', 14]);
     // An accepted wait says errno 0.
     const ok = await new Promise<[NativeWaitResult, number]>((resolve) => newWaiter().wait(sab, 0, 1, 10_000, (r, errno) => resolve([r, errno])));
     expect(ok).toEqual(['not-equal', 0]);
@@ -265,6 +268,11 @@ describe.skipIf(addon === undefined)('NativeWaiter in worker threads (context-aw
     expect((await failed.next()).armed).toBe(true);
     expect(await failed.next()).toMatchObject({ result: 'failed', errno: 14, mechanism: 'futex' });
     expect(await failed.exited).toBe(0);
+    // A timeout already over when the thread takes the wait: compared by the kernel, not read here (SIGBUS).
+    const expired = startWorker({ sab: shrunk, byteOffset: 4096, timeoutMs: 0 }, env);
+    expect((await expired.next()).armed).toBe(true);
+    expect(await expired.next()).toMatchObject({ result: 'failed', errno: 14, mechanism: 'futex' });
+    expect(await expired.exited).toBe(0);
   });
 });
 
