@@ -474,6 +474,48 @@ describe('spsc ring', () => {
     expectIntact(sink, sizes, dones);
   });
 
+  it('one poll copies at most 8 D of a streamed payload, however far ahead the producer is', async () => {
+    const D = 16 * 1024;
+    const region = ringRegion(D);
+    const n = 4 * 1024 * 1024;
+    const ctl = new Int32Array(region.sab, region.byteOffset, RING_CONTROL_BYTES >> 2);
+    const [HEAD, TAIL] = [128 >> 2, 256 >> 2];
+    // A target slow enough that the producer (another thread) has refilled the ring by the time each
+    // piece is copied (or 2 ms passed): a consumer that never stopped between pieces would read the
+    // whole message in one poll.
+    class SlowTarget extends Uint8Array {
+      override set(src: ArrayLike<number>, offset?: number): void {
+        super.set(src, offset);
+        const until = performance.now() + 2;
+        while (((Atomics.load(ctl, HEAD) - Atomics.load(ctl, TAIL)) >>> 0) < D / 2 && performance.now() < until);
+      }
+    }
+    const into = new SlowTarget(n);
+    const sink = recordingSink((len) => (len === n ? into : new Uint8Array(len)));
+    const c = new RingConsumer(region);
+    const { result, worker } = runTsWorker<string>('lib/ring/test/worker-producer.ts', { region, frames: [n], seed: 5 });
+    try {
+      const deadline = Date.now() + 60_000;
+      let most = 0;
+      let polls = 0;
+      while (sink.frames.length < 1 && Date.now() < deadline) {
+        const before = c.position;
+        c.poll(sink, 1, 100);
+        polls++;
+        most = Math.max(most, (c.position - before) >>> 0);
+        if (c.producerWantsWake) c.producerWantsWake = false;
+        if (c.available() === 0) await new Promise((r) => setImmediate(r));
+      }
+      expect(await result).toBe('sent');
+      expect(Buffer.compare(into, bytes(n, 5))).toBe(0);
+      // 8 D, the piece that crossed it, and the record's head.
+      expect(most).toBeLessThanOrEqual(8 * D + D / 4 + 64);
+      expect(polls).toBeGreaterThanOrEqual(n / (8 * D + D / 4 + 64));
+    } finally {
+      await worker.terminate();
+    }
+  }, 120_000);
+
   it('streams 16 MiB from a producer thread to this one intact (real concurrency), a bounded part per poll', async () => {
     const D = 64 * 1024;
     const region = ringRegion(D);
