@@ -358,7 +358,7 @@ export class ShmTransport implements Transport {
       if (state === InboxState.OPEN && holderAlive(addon, link.inboxPath)) continue;
       // A peer that finalizes stores CLOSED, then removes its inbox and drops the lock: all of that may
       // have happened between the load above and the lock check, so look again — else a clean finalize
-      // would be reported as a death, and what it sent before and this rank has not read refused.
+      // would be reported as a death (receives posted for it would fail, its communicators be revoked).
       if (state === InboxState.OPEN && (state = link.inbox.state) === InboxState.CLOSED) continue;
       this.lost(
         peer,

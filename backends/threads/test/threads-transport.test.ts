@@ -233,7 +233,7 @@ describe('threads channels', () => {
 
   it('a frame the reader’s sink refuses: the ring is closed for its sender, whose frames that no longer fit fail with PEER_LOST (no wait forever)', async () => {
     const { a, b, sinks } = await pair({ ringBytes: 4096 });
-    // The engine refuses a frame by throwing (CORRUPT, or a peer it lost already); here any of 777 bytes.
+    // The engine refuses a frame by throwing (CORRUPT, or a peer whose stream it gave up); here any of 777 bytes.
     const { begin } = sinks[1].s;
     sinks[1].s.begin = (peer, h) => {
       if (frameLength(h) === 777) throw new Error('refused by the engine');
