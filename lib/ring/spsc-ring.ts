@@ -200,6 +200,14 @@ abstract class RingSide {
   protected readonly data: Uint8Array;
   /** The data area as words: headers (4-byte aligned, records are 8-aligned) move a word at a time. */
   protected readonly data32: Int32Array;
+  /** A streamed payload moves in pieces of at most this many bytes (`D`/4; the last may be shorter). */
+  protected readonly pieceBytes: number;
+  /**
+   * The most bytes of a streamed payload one call moves, so that neither side holds its thread for a
+   * whole large message (8 `D`): a producer's {@link RingProducer.flush} writes about this much, a
+   * consumer's {@link RingConsumer.poll} copies at most this much.
+   */
+  protected readonly streamLimitBytes: number;
 
   constructor(region: Region, what: string) {
     checkRegion(region, ringRegionBytes(MIN_RING_DATA_BYTES), what);
@@ -217,6 +225,8 @@ abstract class RingSide {
     this.mask = dataBytes - 1;
     this.data = new Uint8Array(region.sab, region.byteOffset + RING_HEADER_BYTES, dataBytes);
     this.data32 = new Int32Array(region.sab, region.byteOffset + RING_HEADER_BYTES, dataBytes >> 2);
+    this.pieceBytes = dataBytes >> 2;
+    this.streamLimitBytes = Math.min(8 * dataBytes, 2 ** 31);
   }
 
   /** Reads head and tail and checks that they describe at most a full ring. */
@@ -246,10 +256,6 @@ export class RingProducer extends RingSide {
   /** True while a flush calls dones (a done that sends again must not reuse {@link completedDones}). */
   private callingDones = false;
   private blocked = false;
-  /** A streamed payload moves in pieces of this many bytes (`D`/4; the last may be shorter). */
-  private readonly pieceBytes: number;
-  /** One {@link flush} writes at most about this much (8 `D`). */
-  private readonly flushLimitBytes: number;
 
   /**
    * @param onPublish called after head moved (before any `done`): the place to wake the consumer.
@@ -260,8 +266,6 @@ export class RingProducer extends RingSide {
   ) {
     super(region, 'RingProducer');
     [this.head, this.tail] = this.readIndices();
-    this.pieceBytes = this.dataBytes >> 2;
-    this.flushLimitBytes = Math.min(8 * this.dataBytes, 2 ** 31);
   }
 
   /** Frames not yet fully in the ring. */
@@ -341,7 +345,7 @@ export class RingProducer extends RingSide {
     let written = q.frontWritten;
     // Bounded: with a fast consumer a huge payload could otherwise stream in one call, holding the
     // event loop; the next flush continues.
-    const limit = this.flushLimitBytes;
+    const limit = this.streamLimitBytes;
     while (completed < q.length && ((head - start) >>> 0) < limit) {
       const slot = q.slotAt(completed);
       const payload = q.payloadAtSlot(slot);
@@ -515,10 +519,6 @@ export class RingConsumer extends RingSide {
   private recordLeft = 0;
   private target: Uint8Array | undefined;
   private targetAt = 0;
-  /** Streamed payloads are copied and released in pieces of at most this many bytes (`D`/4). */
-  private readonly pieceBytes: number;
-  /** The most bytes of a streamed payload one {@link poll} copies (8 `D`, as a producer's flush writes). */
-  private readonly pollLimitBytes: number;
   /** A private copy of the current header: the sink never sees shared memory change under it. */
   /** Handed to the sink's `begin`: a header buffer the core decodes by words. */
   private readonly header = newHeaderBuffer();
@@ -532,8 +532,6 @@ export class RingConsumer extends RingSide {
   constructor(region: Region) {
     super(region, 'RingConsumer');
     this.tail = this.readIndices()[1];
-    this.pieceBytes = this.dataBytes >> 2;
-    this.pollLimitBytes = Math.min(8 * this.dataBytes, 2 ** 31);
   }
 
   /** Stream position of the next byte to read (changes when the ring is read). */
@@ -657,7 +655,7 @@ export class RingConsumer extends RingSide {
           // Bounded per call: with a producer that keeps up, a large message would otherwise stream
           // through one poll, holding the event loop (timers, I/O) and every other ring until its end.
           // The next poll goes on where this one stopped (the record stays in progress).
-          if (!this.whole && (streamed += n) >= this.pollLimitBytes) break;
+          if (!this.whole && (streamed += n) >= this.streamLimitBytes) break;
           continue;
         }
       }
