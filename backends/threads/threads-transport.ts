@@ -111,10 +111,8 @@ export class ThreadsTransport implements Transport {
   private served = new Set<number>();
   private readonly channels = new Map<number, SingleCopyChannel>();
   private readonly pending = new PendingChannels<SingleCopyChannel>();
-  /** Rings this rank reads, by producer: their single-copy control blocks. */
-  private readonly inbound = new Map<number, SingleCopyControl>();
-  /** The consumer side of each peer's ring to this rank, to close it when the peer is lost. */
-  private readonly consumers = new Map<number, RingConsumer>();
+  /** Rings this rank reads, by producer: their single-copy control blocks, and their consumers (closed when the peer is lost). */
+  private readonly inbound = new Map<number, { readonly control: SingleCopyControl; readonly consumer: RingConsumer }>();
   /** The native addon, when it is built: its pins (single copy; see the module comment) and `sched_yield`. */
   private pins: NativeAddon | undefined;
   /** Turns single-copy descriptors into the frames they stand for (absent without the addon). */
@@ -270,7 +268,7 @@ export class ThreadsTransport implements Transport {
       sink = this.singleCopySink = new SingleCopySink(sink, pinReader(this.pins), {
         pidOf: () => process.pid,
         allowed: (peer) => this.links.has(peer),
-        control: (peer) => this.inbound.get(peer),
+        control: (peer) => this.inbound.get(peer)?.control,
         wakeProducer: (peer) => this.wake(peer, true),
         fail: (peer, error) => this.lost(peer, error),
       });
@@ -470,9 +468,8 @@ export class ThreadsTransport implements Transport {
     if (link === undefined) throw new VmcommError('CORRUPT', `rank ${from} announced a ring but is not a proven thread of this process`);
     const { arena, slots, ringBytes } = link.info;
     const ring = decodeRingDescriptor(descriptor, arena, slots, ringBytes);
-    this.inbound.set(from, new SingleCopyControl(controlOf(ring)));
     const consumer = new RingConsumer(ring);
-    this.consumers.set(from, consumer);
+    this.inbound.set(from, { control: new SingleCopyControl(controlOf(ring)), consumer });
     return consumer;
   }
 
@@ -482,7 +479,7 @@ export class ThreadsTransport implements Transport {
     // Closed here, not only by the poller's detach: when the poller dropped the ring itself (a frame
     // it could not deliver), detach no longer finds it, and a live producer would wait on forever.
     // Also on a second report: the ring may be one the peer announced after the first.
-    this.consumers.get(peer)?.close();
+    this.inbound.get(peer)?.consumer.close();
     if (this.lostPeers.has(peer)) return;
     this.lostPeers.add(peer);
     this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
