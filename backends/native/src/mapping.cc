@@ -128,6 +128,15 @@ bool WorthCollecting(int err) { return err == ENOSPC || err == ENOMEM; }
 
 void CollectUnreachableMappings() { v8::Isolate::GetCurrent()->LowMemoryNotification(); }
 
+// MapOnce, and once more after collecting when the address space ran out. (Not inside MapOnce: the
+// collection runs deleters, which take the registry lock MapOnce holds.)
+std::shared_ptr<v8::BackingStore> MapCollecting(int fd, const struct stat& st, size_t length, int& err) {
+  std::shared_ptr<v8::BackingStore> store = MapOnce(fd, st, length, err);
+  if (store || !WorthCollecting(err)) return store;
+  CollectUnreachableMappings();
+  return MapOnce(fd, st, length, err);
+}
+
 int Allocate(int fd, double bytes) {
   int err;
   do {
@@ -164,11 +173,7 @@ napi_value CreateSharedFile(napi_env env, napi_callback_info info) {
   struct stat st;
   if (fstat(fd, &st) != 0) return fail(errno, "fstat");
   err = 0;
-  std::shared_ptr<v8::BackingStore> store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
-  if (!store && WorthCollecting(err)) {
-    CollectUnreachableMappings();
-    store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
-  }
+  std::shared_ptr<v8::BackingStore> store = MapCollecting(fd, st, static_cast<size_t>(bytes), err);
   if (!store) return fail(err, "mmap");
   close(fd);  // the mapping keeps the file
   return NewSab(env, store);
@@ -208,11 +213,7 @@ napi_value OpenSharedFile(napi_env env, napi_callback_info info) {
     bytes = size;
   }
   int err = 0;
-  std::shared_ptr<v8::BackingStore> store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
-  if (!store && WorthCollecting(err)) {
-    CollectUnreachableMappings();
-    store = MapOnce(fd, st, static_cast<size_t>(bytes), err);
-  }
+  std::shared_ptr<v8::BackingStore> store = MapCollecting(fd, st, static_cast<size_t>(bytes), err);
   close(fd);
   if (!store) return ThrowErrno(env, err, "mmap", path);
   return NewSab(env, store);
