@@ -8,28 +8,20 @@
  * and still delivered.
  */
 import { describe, expect, it } from 'vitest';
-import type { Channel, FrameSink, Transport } from '../../lib/backend.js';
-import { ValueCodec } from '../../lib/codec.js';
+import type { FrameSink, Transport } from '../../lib/backend.js';
 import { ANY_SOURCE, ANY_TAG } from '../../lib/constants.js';
-import { Engine, type PeerPlan } from '../../lib/engine.js';
+import type { Engine } from '../../lib/engine.js';
 import { VmcommError } from '../../lib/errors.js';
 import type { PostedRecv } from '../../lib/matching.js';
 import { OrderedInbound } from '../../lib/migration/ordered-inbound.js';
 import { FrameKind } from '../../lib/protocol.js';
 import { createRequest } from '../../lib/request.js';
-import { deliver, fakeTransport, frame, marker } from './migration/inbound-fakes.js';
+import { deliver, fakeTransport, frame, marker, readyEngine } from './migration/inbound-fakes.js';
 
 const CONTEXT = 0;
 
 /** An engine of rank 1 of 3 whose channels accept everything. */
-function engine(): Engine {
-  const channel: Channel = { send: (_h, _p, done) => done?.(), close: async () => undefined };
-  const t: Transport = { ...fakeTransport('fake', 1, async () => channel) };
-  const plans: PeerPlan[] = [0, 1, 2].map(() => ({ transport: t, eagerLimitBytes: 64, eagerCredits: 8 }));
-  const e = new Engine(1, 3, new ValueCodec(), { peerLost: () => undefined });
-  e.ready(plans);
-  return e;
-}
+const engine = (): Engine => readyEngine(1, 3);
 
 /** An eager message from `peer` (its world rank, also its communicator rank) with sequence number `seq`. */
 const message = (peer: number, seq: number, tag = 5) => frame(FrameKind.EAGER, tag, [seq & 0xff], { source: peer, seq });
@@ -57,13 +49,6 @@ function world() {
   return { e, a, b, sink: (t: Transport) => sinks.get(t)! };
 }
 
-/** Hands `e` a whole frame from `peer`. */
-function deliverTo(e: Engine, peer: number, f: ReturnType<typeof message>): void {
-  const target = e.begin(peer, f.header);
-  if (target !== undefined && f.payload !== undefined) target.set(f.payload.subarray(0, target.length));
-  e.commit(peer);
-}
-
 describe('frames from a lost peer', () => {
   it('a CORRUPT verdict from elsewhere: the peer’s next frame is refused with it and matches nothing', () => {
     const e = engine();
@@ -73,7 +58,7 @@ describe('frames from a lost peer', () => {
     expect(() => e.begin(0, message(0, 0).header)).toThrow(verdict);
     expect(r.state).toBe('pending');
     // Another peer's message still matches it.
-    deliverTo(e, 2, message(2, 0, 9));
+    deliver(e, 2, message(2, 0, 9));
     expect(r.value).toMatchObject({ source: 2, tag: 9 });
   });
 
@@ -87,7 +72,7 @@ describe('frames from a lost peer', () => {
     const e = engine();
     e.lost(0, new VmcommError('PEER_LOST', 'rank 0 was lost: killed by SIGKILL', { peer: 0 }));
     const r = anySource(e);
-    deliverTo(e, 0, message(0, 0, 4));
+    deliver(e, 0, message(0, 0, 4));
     expect(r.value).toMatchObject({ source: 0, tag: 4 });
     const [request, control] = createRequest<unknown>(undefined);
     e.receive(CONTEXT, { source: 0, tag: ANY_TAG, mode: 'value', bytes: undefined, control }, (x) => x);

@@ -7,24 +7,16 @@
  * (tests/unit/rendezvous-window.test.ts covers that end to end).
  */
 import { describe, expect, it } from 'vitest';
-import type { Channel, Transport } from '../../lib/backend.js';
-import { ValueCodec } from '../../lib/codec.js';
-import { Engine, type PeerPlan } from '../../lib/engine.js';
+import type { Engine } from '../../lib/engine.js';
 import { emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameKind } from '../../lib/protocol.js';
 import { createLocalJob } from '../../lib/local-bootstrap.js';
 import { initWithBootstrap } from '../../lib/start-world.js';
 import { memory } from '../helpers/memory-transport.js';
 import { finalizeAfterEach } from '../helpers/settle.js';
+import { readyEngine } from './migration/inbound-fakes.js';
 
 /** An engine of rank 1 of 2 whose channels accept everything. */
-function engine(): Engine {
-  const channel: Channel = { send: (_h, _p, done) => done?.(), close: async () => undefined };
-  const t: Transport = { name: 'fake', priority: 1, role: 'local', eagerLimitBytes: 64, eagerCredits: 8, start: async () => ({}), probe: () => true, addPeers: () => undefined, connect: async () => channel, stop: async () => undefined };
-  const plans: PeerPlan[] = [0, 1].map(() => ({ transport: t, eagerLimitBytes: 64, eagerCredits: 8 }));
-  const e = new Engine(1, 2, new ValueCodec(), { peerLost: () => undefined });
-  e.ready(plans);
-  return e;
-}
+const engine = (): Engine => readyEngine(1, 2);
 
 /** Hands `e` one frame of `kind` from rank 0 with sequence number `seq`. */
 function deliver(e: Engine, kind: FrameKind, seq: number): void {
