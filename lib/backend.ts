@@ -212,6 +212,18 @@ export interface Transport {
    */
   poll?(): number;
   /**
+   * Optional, sync: the core gave up `peer`'s frame in progress on this transport — begun, not yet
+   * committed — because the peer was lost and someone else said so (the launcher, a verdict on
+   * another transport), so the receive it was landing in has been settled or handed back. Write
+   * nothing more into the target `begin` returned, and deliver nothing more from `peer` (a later
+   * message must not be matched where this one was dropped): as if the sink's `begin` had thrown
+   * `error` for that frame — close the inbound side, and report `lost` if the transport would.
+   * A transport whose frames never span calls (each `begin` and its `commit` in one synchronous
+   * step, as `self`) needs none; one without it may go on writing a payload into memory the program
+   * got back.
+   */
+  abandonFrame?(peer: number, error: Error): void;
+  /**
    * Optional (migration): the card fields this transport would publish now, or `undefined` when it
    * cannot take new pairs (a revoked region). Its `probe` then accepts peers' fields of the same shape.
    */

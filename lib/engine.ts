@@ -134,6 +134,11 @@ interface PeerState {
 export interface EngineHooks {
   /** A peer was lost (channel broke, or the launcher said so). */
   peerLost(peer: number, error: VmcommError): void;
+  /**
+   * `peer` was lost while a frame of it was in progress: the transport delivering that frame must
+   * stop (`Transport.abandonFrame`) before its receive is settled. Called before {@link peerLost}.
+   */
+  abandonFrame?(peer: number, error: VmcommError): void;
 }
 
 /** Per-pair settings the world derives from the chosen transport and the options. */
@@ -943,6 +948,10 @@ export class Engine implements FrameSink, ProgressEngine {
     // In-progress inbound frame. An ANY_SOURCE receive it had taken goes back to waiting for the others.
     const f = this.inbound[peer];
     if (f) {
+      // Its transport would go on writing the payload into the target begin handed out — the buffer
+      // of the receive settled below, which the program may reuse at once. Stopped first; it then
+      // delivers nothing more from this peer, so no later message is matched where this one was dropped.
+      if (f.posted !== undefined || f.pendingRecv !== undefined || f.data !== undefined) this.hooks.abandonFrame?.(peer, err);
       if (f.posted && f.posted.source < 0) this.requeue(f.header.context, f.posted);
       else f.posted?.control.reject(err);
       f.pendingRecv?.posted.control.reject(err);

@@ -87,6 +87,7 @@ export class World {
         for (const c of this.communicators) c.peerLost(peer, error);
         this.emit('peer:lost', { peer, error });
       },
+      abandonFrame: (peer, error) => this.migration.inbound.abandonLive(peer, error),
     });
     this.logger = debugLogger(options.env, bootstrap.rank);
     // Told later, from the event loop: a switch happens deep inside frame processing, where a

@@ -595,6 +595,15 @@ export class IvshmemTransport implements Transport {
     return Progress.NONE;
   }
 
+  /**
+   * The core gave up `peer`'s frame in progress (see `Transport.abandonFrame`): its ring is read no
+   * more. (After a first report nothing of the peer is polled: {@link lost} detached its ring and
+   * stopped finding new ones.)
+   */
+  abandonFrame(peer: number, error: Error): void {
+    this.lost(peer, error);
+  }
+
   /** Stops reading and writing, and leaves every region (slot and rings freed). Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown();

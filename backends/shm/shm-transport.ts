@@ -450,6 +450,17 @@ export class ShmTransport implements Transport {
     return this.watchers.cells(members, rank, placeOf, (peer) => this.wake(peer, true));
   }
 
+  /**
+   * The core gave up `peer`'s frame in progress (see `Transport.abandonFrame`): its ring is read no
+   * more — also when the sweep had reported the peer dead and left the ring for what it finished — and
+   * a single-copy read into the frame's target stops.
+   */
+  abandonFrame(peer: number, error: Error): void {
+    this.poller?.detach(peer);
+    this.cmaSink?.drop(peer);
+    this.lost(peer, error);
+  }
+
   /** Stops the wait loop, closes the inbox and the rings, wakes the peers, removes the files. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown();

@@ -112,9 +112,10 @@ export class FrameReader {
     this.consume(bytes, 0, bytes.byteLength);
   }
 
-  /** No more handler calls, whatever arrives (the connection is being torn down). */
+  /** No more handler calls, and nothing more into a frame's target, whatever arrives (the connection is being torn down). */
   stop(): void {
     this.stopped = true;
+    this.target = undefined;
   }
 
   private consume(src: Uint8Array, at: number, end: number): void {

@@ -266,6 +266,11 @@ export class TcpEndpoint implements Channel, ReadHandler, FrameHandler {
     this.resolveClosing?.();
   }
 
+  /** The core gave up the frame being read (`Transport.abandonFrame`): drop the connection as broken. */
+  abandon(error: Error): void {
+    this.fail(error);
+  }
+
   /** The connection broke: stop reading, destroy the socket, report `lost` once. */
   private fail(cause: unknown): void {
     if (this.state === LOST) return;

@@ -182,6 +182,14 @@ export class TcpTransport implements Transport {
     return s.connecting;
   }
 
+  /**
+   * The core gave up `peer`'s frame in progress (see `Transport.abandonFrame`): the connection is
+   * dropped, so no read lands in the frame's target any more.
+   */
+  abandonFrame(peer: number, error: Error): void {
+    this.slots.get(peer)?.channel?.abandon(error);
+  }
+
   /** Closes every channel gracefully and the listener. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown();

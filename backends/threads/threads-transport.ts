@@ -414,6 +414,16 @@ export class ThreadsTransport implements Transport {
     return this.watchers.cells(members, rank, placeOf, (peer) => this.wake(peer, true));
   }
 
+  /**
+   * The core gave up `peer`'s frame in progress (see `Transport.abandonFrame`): its ring is read no
+   * more, and a single-copy read into the frame's target stops.
+   */
+  abandonFrame(peer: number, error: Error): void {
+    this.poller?.detach(peer);
+    this.singleCopySink?.drop(peer);
+    this.lost(peer, error);
+  }
+
   /** Stops the wait loop, closes the inbox and the rings, wakes whoever might wait on us. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown();

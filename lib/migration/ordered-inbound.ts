@@ -124,6 +124,19 @@ export class OrderedInbound {
     p.heldBytes = 0;
   }
 
+  /**
+   * The engine gave up `peer`'s frame in progress straight into it (the peer was lost from
+   * elsewhere): the transport writing it stops (`Transport.abandonFrame`). Held frames land in
+   * buffers of this layer's own, which {@link forget} drops.
+   */
+  abandonLive(peer: number, error: Error): void {
+    const p = this.peers[peer];
+    const t = p?.live;
+    if (t === undefined) return;
+    p.live = undefined;
+    t.abandonFrame?.(peer, error);
+  }
+
   private peer(peer: number): PeerInbound {
     const p = this.peers[peer];
     if (p === undefined) throw new VmcommError('CORRUPT', `a transport delivered a frame from rank ${peer}, which is not in this world`);

@@ -121,6 +121,12 @@ export class Poller {
         e.consumer.producerWantsWake = false;
         this.hooks.wakeProducer(e.peer);
       }
+      // A frame delivered can detach another ring (its peer given up from elsewhere: see
+      // Transport.abandonFrame): this round's list is stale, the next call starts afresh.
+      if (this.entries !== entries) {
+        this.next = 0;
+        return delivered;
+      }
     }
     // Spent: the next call starts after the last ring served; else rotate by one.
     this.next = budget === 0 ? i : start + 1 === n ? 0 : start + 1;

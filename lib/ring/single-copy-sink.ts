@@ -277,9 +277,14 @@ export class SingleCopySink implements FrameSink {
   }
 
   lost(peer: number, error: Error): void {
+    this.drop(peer);
+    this.inner.lost(peer, error);
+  }
+
+  /** Drops `peer`'s single-copy frame in progress, if any (the core gave it up: `Transport.abandonFrame`). */
+  drop(peer: number): void {
     const p = this.peers[peer];
     if (p !== undefined) this.abandon(peer, p);
-    this.inner.lost(peer, error);
   }
 
   /**

@@ -19,9 +19,8 @@ import { describeRegionFile, formatRegionFile } from '../../backends/ivshmem/adm
 import { ivshmem } from '../../backends/ivshmem/index.js';
 import { ensureIvshmemDist } from '../../backends/ivshmem/test/dist.js';
 import { tryLoadNative } from '../../backends/native/native.js';
-import { createLocalJob } from '../../lib/local-bootstrap.js';
-import { initWithBootstrap } from '../../lib/start-world.js';
 import { finish, lines, ROOT, VMCOMM } from '../helpers/processes.js';
+import { localWorlds } from '../helpers/local-worlds.js';
 import { backendSuite } from './suite.js';
 
 const addon = tryLoadNative().addon;
@@ -49,7 +48,7 @@ if (addon !== undefined) {
         progressesInTest: true,
         async setup(size) {
           const backend = ivshmem({ regions: [REGION], mac });
-          return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['ivshmem'], eagerLimitBytes: 4096, eagerCredits: 16 })));
+          return localWorlds(size, { backends: [backend], only: ['ivshmem'], eagerLimitBytes: 4096, eagerCredits: 16 });
         },
       });
     });

@@ -1,5 +1,4 @@
-import { initWithBootstrap } from '../../lib/start-world.js';
-import { createLocalJob } from '../../lib/local-bootstrap.js';
+import { localWorlds } from '../helpers/local-worlds.js';
 import { backendSuite } from './suite.js';
 
 // A world of one: every message is a message to oneself.
@@ -9,6 +8,6 @@ backendSuite({
   eagerLimitBytes: 256 * 1024,
   progressesInTest: true,
   async setup(size) {
-    return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b)));
+    return localWorlds(size);
   },
 });

@@ -1,6 +1,5 @@
 import { shm } from '../../backends/shm/index.js';
-import { createLocalJob } from '../../lib/local-bootstrap.js';
-import { initWithBootstrap } from '../../lib/start-world.js';
+import { localWorlds } from '../helpers/local-worlds.js';
 import { backendSuite } from './suite.js';
 
 // Ranks as worlds in this process, every pair over shm files in /dev/shm (the processes case is
@@ -14,7 +13,7 @@ backendSuite({
   progressesInTest: true,
   async setup(size) {
     const backend = shm({ ringBytes: 16 * 1024, cmaMinBytes: 256 * 1024 });
-    return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['shm'], eagerLimitBytes: 4096, eagerCredits: 16 })));
+    return localWorlds(size, { backends: [backend], only: ['shm'], eagerLimitBytes: 4096, eagerCredits: 16 });
   },
 });
 
@@ -27,6 +26,6 @@ backendSuite({
   largestBytes: 16 * 1024 * 1024,
   async setup(size) {
     const backend = shm({ ringBytes: 16 * 1024, cma: false });
-    return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['shm'], eagerLimitBytes: 4096, eagerCredits: 16 })));
+    return localWorlds(size, { backends: [backend], only: ['shm'], eagerLimitBytes: 4096, eagerCredits: 16 });
   },
 });

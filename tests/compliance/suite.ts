@@ -10,6 +10,8 @@ import type { Communicator } from '../../lib/communicator.js';
 import type { Status } from '../../lib/errors.js';
 import { waitAll, waitAny, type Request } from '../../lib/request.js';
 import { pattern, same } from '../helpers/bytes.js';
+import { reportLost } from '../helpers/local-worlds.js';
+import { within } from '../helpers/settle.js';
 
 
 /** What a backend's spec provides. */
@@ -29,6 +31,12 @@ export interface BackendSetup {
    * memory and `self`, DESIGN section 3); a socket needs the event loop. Default false.
    */
   readonly progressesInTest?: boolean;
+  /**
+   * Whether a large payload arrives over several polls or reads (rings, sockets) rather than in the
+   * call that began its frame. Then a peer reported lost elsewhere while one arrives is tested
+   * (`Transport.abandonFrame`). Default true.
+   */
+  readonly framesSpanPolls?: boolean;
 }
 
 /** Calls `test()` on each request, never yielding, until all completed or `ms` passed; whether they did. */
@@ -390,6 +398,57 @@ export function backendSuite(s: BackendSetup): void {
         expect(mine.value).toBe('to myself');
       } finally {
         await finalizeAll(comms);
+      }
+    });
+  });
+
+  describe(`compliance: ${s.transport} peer lost while its message lands`, () => {
+    if (s.maxSize < 2 || s.framesSpanPolls === false) {
+      it.skip(`skipped: ${s.transport} ${s.maxSize < 2 ? 'has no peer' : 'delivers a frame in the call that begins it'}, so no frame is ever half in`, () => {});
+      return;
+    }
+
+    it('the launcher reports the sender dead mid-message: the receive rejects PEER_LOST, its buffer is written no more, the send settles', async () => {
+      const comms = await s.setup(2);
+      const [a, b] = comms;
+      try {
+        const n = 16 * 1024 * 1024;
+        const data = new Uint8Array(n).fill(0x5a);
+        // Up to a few tries: a message may go through whole between two looks.
+        let caught: { into: Uint8Array; recv: Request<Status>; send: Request<void> } | undefined;
+        for (let attempt = 0; attempt < 5 && caught === undefined; attempt++) {
+          const into = new Uint8Array(n);
+          const recv = b.irecvBuffer(into, 0, 500 + attempt);
+          const send = a.isendBuffer(data, 1, 500 + attempt);
+          for (let step = 0; ; step++) {
+            send.test();
+            if (recv.test()) break;
+            // Partly in: rings and sockets fill from the start, a cooperative single copy also from the middle.
+            if (into[0] !== 0 || into[n >> 1] !== 0) {
+              caught = { into, recv, send };
+              break;
+            }
+            if (step % 8 === 7) await new Promise((r) => setImmediate(r));
+          }
+          if (caught === undefined) await send;
+        }
+        expect(caught, 'never saw a message half in').toBeDefined();
+        const { into, recv, send } = caught!;
+        reportLost(b, 0, 'killed in a test');
+        await expect(recv).rejects.toMatchObject({ code: 'PEER_LOST' });
+        const seen = into.slice();
+        // Both sides go on: nothing more may land in the settled receive's buffer.
+        const until = performance.now() + 300;
+        while (performance.now() < until) {
+          send.test();
+          b.iprobe();
+          await new Promise((r) => setImmediate(r));
+        }
+        expect(same(into, seen)).toBe(true);
+        // The sender learns that nothing more is read (or its last bytes were out already).
+        expect((await within(send, 10_000)).status).not.toBe('pending');
+      } finally {
+        await Promise.all(comms.map((c) => within(c.finalize(), 5000)));
       }
     });
   });

@@ -1,5 +1,4 @@
-import { initWithBootstrap } from '../../lib/start-world.js';
-import { createLocalJob } from '../../lib/local-bootstrap.js';
+import { localWorlds } from '../helpers/local-worlds.js';
 import { backendSuite } from './suite.js';
 
 // Ranks as worlds in this process, every pair over loopback TCP. A small eager limit makes the
@@ -9,6 +8,6 @@ backendSuite({
   maxSize: 8,
   eagerLimitBytes: 4096,
   async setup(size) {
-    return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { only: ['tcp'], eagerLimitBytes: 4096, eagerCredits: 16 })));
+    return localWorlds(size, { only: ['tcp'], eagerLimitBytes: 4096, eagerCredits: 16 });
   },
 });

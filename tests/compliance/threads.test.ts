@@ -1,6 +1,5 @@
 import { threads } from '../../backends/threads/index.js';
-import { createLocalJob } from '../../lib/local-bootstrap.js';
-import { initWithBootstrap } from '../../lib/start-world.js';
+import { localWorlds } from '../helpers/local-worlds.js';
 import { backendSuite } from './suite.js';
 
 // Ranks as worlds in this process and on this one thread, every pair over threads rings (same-thread
@@ -13,6 +12,6 @@ backendSuite({
   progressesInTest: true,
   async setup(size) {
     const backend = threads({ allowSameThread: true, ringBytes: 16 * 1024 });
-    return Promise.all(createLocalJob(size).map((b) => initWithBootstrap(b, { backends: [backend], only: ['threads'], eagerLimitBytes: 4096, eagerCredits: 16 })));
+    return localWorlds(size, { backends: [backend], only: ['threads'], eagerLimitBytes: 4096, eagerCredits: 16 });
   },
 });

@@ -5,7 +5,9 @@
  * the drain watchdog). The engine refuses the peer's next frame (it throws the verdict back at the
  * transport, which closes that channel), so an ANY_SOURCE receive never takes such a frame. A peer
  * that merely died (the launcher says so) is different: the frames it finished writing are intact,
- * and still delivered.
+ * and still delivered — but a frame it was still writing when the loss was reported is abandoned:
+ * the transport delivering it is told to stop before the receive settles (the compliance suite
+ * checks every transport does).
  */
 import { describe, expect, it } from 'vitest';
 import type { FrameSink, Transport } from '../../lib/backend.js';
@@ -16,7 +18,7 @@ import type { PostedRecv } from '../../lib/matching.js';
 import { OrderedInbound } from '../../lib/migration/ordered-inbound.js';
 import { FrameKind } from '../../lib/protocol.js';
 import { createRequest } from '../../lib/request.js';
-import { deliver, fakeTransport, frame, marker, readyEngine } from './migration/inbound-fakes.js';
+import { deliver, deliverLater, fakeTransport, frame, marker, readyEngine } from './migration/inbound-fakes.js';
 
 const CONTEXT = 0;
 
@@ -46,7 +48,7 @@ function world() {
   });
   inbound.start([a, a, a]);
   const sinks = new Map<Transport, FrameSink>([a, b].map((t) => [t, inbound.sinkFor(() => t)]));
-  return { e, a, b, sink: (t: Transport) => sinks.get(t)! };
+  return { e, a, b, inbound, sink: (t: Transport) => sinks.get(t)! };
 }
 
 describe('frames from a lost peer', () => {
@@ -77,6 +79,38 @@ describe('frames from a lost peer', () => {
     const [request, control] = createRequest<unknown>(undefined);
     e.receive(CONTEXT, { source: 0, tag: ANY_TAG, mode: 'value', bytes: undefined, control }, (x) => x);
     expect(request.error).toMatchObject({ code: 'PEER_LOST' });
+  });
+
+  it('a loss reported from elsewhere while a frame is half in: its transport is told to stop before the receive settles; none in progress, nothing to stop', () => {
+    const calls: string[] = [];
+    const [request, control] = createRequest<unknown>(undefined);
+    const e = readyEngine(1, 3, undefined, {
+      peerLost: (peer) => calls.push(`lost ${peer}`),
+      abandonFrame: (peer, error) => calls.push(`abandon ${peer} ${error.code}, receive ${request.state}`),
+    });
+    const into = new Uint8Array(4);
+    e.receive(CONTEXT, { source: 0, tag: 5, mode: 'buffer', bytes: into, control }, (x) => x);
+    deliverLater(e, 0, frame(FrameKind.EAGER, 5, [1, 2, 3, 4], { source: 0, seq: 0 })); // begun, payload still coming
+    deliver(e, 2, message(2, 0, 9)); // peer 2's frames are whole
+    e.lost(0, new VmcommError('PEER_LOST', 'rank 0 was lost: killed', { peer: 0 }));
+    e.lost(2, new VmcommError('PEER_LOST', 'rank 2 was lost: killed', { peer: 2 }));
+    expect(calls).toEqual(['abandon 0 PEER_LOST, receive pending', 'lost 0', 'lost 2']);
+    expect(request.error).toMatchObject({ code: 'PEER_LOST' });
+  });
+
+  it('the ordered inbound layer passes the abandon to the transport whose frame went straight to the engine, not for held frames', () => {
+    const { e, a, b, sink, inbound } = world();
+    const abandoned: string[] = [];
+    a.abandonFrame = (peer) => abandoned.push(`a ${peer}`);
+    b.abandonFrame = (peer) => abandoned.push(`b ${peer}`);
+    const [, control] = createRequest<unknown>(undefined);
+    e.receive(CONTEXT, { source: 0, tag: 5, mode: 'buffer', bytes: new Uint8Array(4), control }, (x) => x);
+    deliverLater(sink(a), 0, frame(FrameKind.EAGER, 5, [1, 2, 3, 4], { source: 0, seq: 0 }));
+    deliverLater(sink(b), 2, message(2, 0)); // held: b is not rank 2's transport yet
+    inbound.abandonLive(2, new Error('x'));
+    inbound.abandonLive(0, new Error('x'));
+    inbound.abandonLive(0, new Error('x')); // once: the frame is no longer live
+    expect(abandoned).toEqual(['a 0']);
   });
 
   it('a frame found corrupt when replayed after a switch ends the peer, and the new channel’s later frames are refused', () => {

@@ -2,7 +2,7 @@
 // that records what reaches it, transports that are plain objects, and frame builders.
 import type { Channel, FrameSink, SendDone, Transport } from '../../../lib/backend.js';
 import { ValueCodec } from '../../../lib/codec.js';
-import { Engine, type PeerPlan } from '../../../lib/engine.js';
+import { Engine, type EngineHooks, type PeerPlan } from '../../../lib/engine.js';
 import type { InboundHooks } from '../../../lib/migration/ordered-inbound.js';
 import { encodePath, PathStep, type PathFrame } from '../../../lib/migration/path-frames.js';
 import { decodeHeader, emptyHeader, encodeHeader, FRAME_HEADER_BYTES, FrameKind, type FrameHeader } from '../../../lib/protocol.js';
@@ -131,11 +131,16 @@ export function fakeTransport(name: string, priority: number, connect?: (peer: n
  * A real engine of rank `rank` of `size`, ready, every pair on one transport whose channels accept
  * every frame: for tests of what the engine does with the frames it is handed (it is a FrameSink).
  */
-export function readyEngine(rank: number, size: number, limits: { eagerLimitBytes: number; eagerCredits: number } = { eagerLimitBytes: 64, eagerCredits: 8 }): Engine {
+export function readyEngine(
+  rank: number,
+  size: number,
+  limits: { eagerLimitBytes: number; eagerCredits: number } = { eagerLimitBytes: 64, eagerCredits: 8 },
+  hooks: EngineHooks = { peerLost: () => undefined },
+): Engine {
   const channel: Channel = { send: (_h, _p, done) => done?.(), close: async () => undefined };
   const t: Transport = { ...fakeTransport('fake', 1, async () => channel), ...limits };
   const plans: PeerPlan[] = Array.from({ length: size }, () => ({ transport: t, ...limits }));
-  const e = new Engine(rank, size, new ValueCodec(), { peerLost: () => undefined });
+  const e = new Engine(rank, size, new ValueCodec(), hooks);
   e.ready(plans);
   return e;
 }
