@@ -130,6 +130,8 @@ export class IvshmemTransport implements Transport {
   private readonly links = new Map<number, PeerLink>();
   private served = new Set<number>();
   private readonly outbound = new Map<number, OutboundChannel>();
+  /** The ring channel under each outbound channel (the MAC channel wraps it): what the sweep checks. */
+  private readonly rings = new Map<number, RingChannel>();
   /** The consumer side of each peer's ring to this rank, once found. */
   private readonly inbound = new Map<number, RingConsumer>();
   private readonly lostPeers = new Set<number>();
@@ -468,6 +470,7 @@ export class IvshmemTransport implements Transport {
     else if (out !== undefined) await out.close();
     if (this.links.get(peer) !== link) return; // lost or stopped meanwhile
     this.outbound.delete(peer);
+    this.rings.delete(peer);
     this.links.delete(peer);
     this.served.delete(peer);
     this.poller?.detach(peer, true);
@@ -540,6 +543,7 @@ export class IvshmemTransport implements Transport {
     }
     const channel: OutboundChannel = mac ?? ring;
     this.outbound.set(peer, channel);
+    this.rings.set(peer, ring);
     return channel;
   }
 
@@ -692,6 +696,7 @@ export class IvshmemTransport implements Transport {
     if (this.stopping !== undefined) return;
     const t = performance.now();
     this.rejoinRestored();
+    for (const ring of this.rings.values()) ring.sweepReader();
     for (const a of this.attached) {
       if (!a.joined) continue;
       let beat: ReturnType<RegionMember['beat']>;
@@ -845,7 +850,7 @@ export class IvshmemTransport implements Transport {
     this.poller?.detach(peer, touchRing);
     // Also when the poller dropped the ring itself (it failed validation): a producer blocked on it
     // learns that nothing more is read, instead of waiting for its own verdict on this rank.
-    if (touchRing) this.inbound.get(peer)?.close();
+    if (touchRing) this.inbound.get(peer)?.close(true);
     this.discovery?.drop(peer);
     for (const a of this.attached) a.liveness.forget(peer);
     try {

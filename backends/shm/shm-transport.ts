@@ -348,6 +348,7 @@ export class ShmTransport implements Transport {
     const addon = this.addon;
     if (addon === undefined || this.stopping !== undefined) return;
     this.poller?.sweepFailed();
+    for (const o of this.outbound.values()) o.channel.sweepReader();
     for (const peer of this.served) {
       if (this.dead.has(peer)) continue;
       const link = this.links.get(peer);
@@ -573,7 +574,7 @@ export class ShmTransport implements Transport {
   private lost(peer: number, error: Error): void {
     // Nothing more is read from it: a producer that waits for space in our ring learns so. Also on a
     // second report: the ring may be one the peer announced after the first.
-    this.inbound.get(peer)?.consumer.close();
+    this.inbound.get(peer)?.consumer.close(true);
     // Once per peer, whoever noticed (a sweep, a channel, a single-copy read).
     if (this.dead.has(peer)) return;
     this.dead.add(peer);

@@ -309,6 +309,7 @@ export class ThreadsTransport implements Transport {
   private sweepPeers(): void {
     if (this.stopping !== undefined) return;
     this.poller?.sweepFailed();
+    for (const channel of this.channels.values()) channel.sweepReader();
     for (const peer of this.served) {
       if (this.lostPeers.has(peer) || this.links.get(peer)?.inbox.state !== InboxState.GONE) continue;
       this.lost(peer, new VmcommError('PEER_LOST', `rank ${peer} ended without finalizing (its thread is gone)`, { peer }));
@@ -489,7 +490,7 @@ export class ThreadsTransport implements Transport {
     // Closed here, not only by the poller's detach: when the poller dropped the ring itself (a frame
     // it could not deliver), detach no longer finds it, and a live producer would wait on forever.
     // Also on a second report: the ring may be one the peer announced after the first.
-    this.inbound.get(peer)?.consumer.close();
+    this.inbound.get(peer)?.consumer.close(true);
     if (this.lostPeers.has(peer)) return;
     this.lostPeers.add(peer);
     this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);

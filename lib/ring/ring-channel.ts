@@ -161,6 +161,17 @@ export class RingChannel implements Channel {
     return this.producer.consumerClosed;
   }
 
+  /**
+   * For a transport's periodic sweep: fails the channel (`PEER_LOST`) when its reader gave the ring up
+   * while it runs on (`RingConsumer.close(true)`). Checked only when blocked otherwise: a send that
+   * waits for the reader's answer (a rendezvous CTS, credits) and writes nothing meanwhile would wait
+   * forever. One load.
+   */
+  sweepReader(): void {
+    if (this.failure !== undefined || this.closing !== undefined || !this.producer.consumerDropped) return;
+    this.fail(readerDropped(this.peer));
+  }
+
   /** Delivers what is queued (needs `flush()` calls), then marks the ring closed. Idempotent. */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;
@@ -207,6 +218,7 @@ export class RingChannel implements Channel {
   private checkPeer(): void {
     const state = this.options.peerInbox.state;
     if (state === InboxState.OPEN && !this.producer.consumerClosed) return;
+    if (this.producer.consumerDropped) return this.fail(readerDropped(this.peer));
     const why = state === InboxState.GONE ? 'its thread ended without finalizing' : 'it finalized and reads no more';
     this.fail(new VmcommError('PEER_LOST', `rank ${this.peer} cannot receive: ${why}`, { peer: this.peer }));
   }
@@ -286,6 +298,11 @@ export class PendingChannels<C extends FlushableChannel = RingChannel> {
   clear(): void {
     this.channels = [];
   }
+}
+
+/** The reader gave this rank's ring up while it runs on. */
+function readerDropped(peer: number): VmcommError {
+  return new VmcommError('PEER_LOST', `rank ${peer} stopped reading this rank's ring (it refused a frame from this rank, or was told this rank is gone)`, { peer });
 }
 
 /** Fails a send without throwing: `done(error)` on a microtask, never inside `send()`. */

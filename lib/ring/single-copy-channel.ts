@@ -328,6 +328,11 @@ export class SingleCopyChannel implements Channel {
     if (report) this.options.lost(this.peer, error);
   }
 
+  /** For a transport's periodic sweep: see {@link RingChannel.sweepReader} (the ring's failure fails this channel). */
+  sweepReader(): void {
+    this.ring.sweepReader();
+  }
+
   /** Waiting on the reader: is it still there? */
   private checkReader(): void {
     const now = this.options.now();

@@ -66,6 +66,20 @@ describe.skipIf(addon === undefined)('ivshmem transport', () => {
     expect(heartbeatMembers()).toBe(0);
   });
 
+  it('a reader that gives the ring up while both run: its sender, which sends nothing more, learns it from its sweep', async () => {
+    const file = regionFile();
+    const job = await handJob(2, () => ({ regions: [file] }));
+    jobs.push(job);
+    expect(await select(job)).toEqual(new Set(['0-1']));
+    const [a, b] = job.transports;
+    const ab = await a.connect(1);
+    ab.send(frame(new Uint8Array([1, 2, 3])), new Uint8Array([1, 2, 3]));
+    await until(() => job.sinks[1].frames.length === 1);
+    b.abandonFrame(0, new Error('given up in a test'));
+    await until(() => job.sinks[0].losses.length > 0, 5_000, 'the sender to report its reader lost');
+    expect(job.sinks[0].losses).toEqual([{ peer: 1, error: expect.objectContaining({ code: 'PEER_LOST', message: expect.stringContaining("stopped reading this rank's ring") }) }]);
+  });
+
   it('refuses a card whose slot does not hold that peer, another job, another region, garbage, and itself', async () => {
     const file = regionFile();
     const other = regionFile();

@@ -61,4 +61,21 @@ describe.skipIf(addon === undefined)('shm peer liveness', () => {
     );
     expect(outcome).toBe('TIMEOUT');
   });
+
+  it('a live sender whose reader gave its ring up learns it from its sweep: a rendezvous send waiting for its CTS fails PEER_LOST', async () => {
+    job = await startJob(2, {}, { eagerLimitBytes: 1024 });
+    const [a, b] = job.comms;
+    await Promise.all([a.send('ring opened', 1, 8), b.recv(0, 8)]);
+    // Rank 1 gives rank 0 up while both run (what a refused frame, or a loss reported while a frame
+    // of rank 0 was half in, does there): rank 0's ring is read no more.
+    job.transports[1].abandonFrame(0, new Error('given up in a test'));
+    // Its RTS fits the ring, so nothing blocks: only the sweep can tell it no CTS will come.
+    const started = performance.now();
+    const outcome = await a.sendBuffer(new Uint8Array(64 * 1024), 1, 9).then(
+      () => 'sent',
+      (e: unknown) => (isVmcommError(e) ? e.code : String(e)),
+    );
+    expect(outcome).toBe('PEER_LOST');
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
 });

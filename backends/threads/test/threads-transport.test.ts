@@ -257,6 +257,27 @@ describe('threads channels', () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it('a reader that gives the ring up while both run: its sender learns it from its sweep, also when it sends nothing more; a reader that stops does not look like one', async () => {
+    const { a, b, sinks } = await pair({ ringBytes: 4096 });
+    const ab = await a.connect(1);
+    const f = frame(100, 1);
+    ab.send(f.header, f.payload);
+    for (let k = 0; k < 300 && sinks[1].frames.length === 0; k++) await new Promise((r) => setTimeout(r, 2));
+    expect(sinks[1].frames).toHaveLength(1);
+    b.abandonFrame(0, new Error('given up in a test'));
+    for (let k = 0; k < 300 && sinks[0].lost.length === 0; k++) await new Promise((r) => setTimeout(r, 10));
+    expect(sinks[0].lost).toEqual([{ peer: 1, error: expect.objectContaining({ code: 'PEER_LOST', message: expect.stringContaining("stopped reading this rank's ring") }) }]);
+    // The same pair shape, where the reader stops instead: its sender reports nothing.
+    const other = await pair({ ringBytes: 4096 });
+    const cd = await other.a.connect(1);
+    cd.send(f.header, f.payload);
+    for (let k = 0; k < 300 && other.sinks[1].frames.length === 0; k++) await new Promise((r) => setTimeout(r, 2));
+    await other.b.stop();
+    await new Promise((r) => setTimeout(r, 1_200)); // two sweeps
+    expect(other.sinks[0].lost).toEqual([]);
+    await Promise.all([a.stop(), b.stop(), other.a.stop()]);
+  });
+
   it('a channel that fails on its sender’s side: the reader gets what was finished, then reports the sender lost (its sweep)', async () => {
     const { a, b, sinks } = await pair({ ringBytes: 4096 });
     const ab = await a.connect(1);

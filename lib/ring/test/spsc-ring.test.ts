@@ -226,6 +226,17 @@ describe('spsc ring', () => {
     expect(sink.frames.map((f) => f.id)).toEqual([1, 2, 3]);
   });
 
+  it('a consumer that gives the ring up is told from one that closed it, and a later close does not hide it', () => {
+    const region = ringRegion(256);
+    const p = new RingProducer(region);
+    const closed = new RingConsumer(region);
+    closed.close();
+    expect([p.consumerClosed, p.consumerDropped]).toEqual([true, false]);
+    closed.close(true);
+    closed.close();
+    expect([p.consumerClosed, p.consumerDropped]).toEqual([true, true]);
+  });
+
   it('failQueued fails waiting frames with the error, once each', () => {
     const region = ringRegion(256);
     const p = new RingProducer(region);
