@@ -214,7 +214,7 @@ export interface Transport {
   /**
    * Optional, sync: the core gave up `peer`'s frame in progress on this transport — begun, not yet
    * committed — because the peer was lost and someone else said so (the launcher, a verdict on
-   * another transport), so the receive it was landing in has been settled or handed back. Write
+   * another transport), and the receive it was landing in is settled (or handed back) next. Write
    * nothing more into the target `begin` returned, and deliver nothing more from `peer` (a later
    * message must not be matched where this one was dropped): as if the sink's `begin` had thrown
    * `error` for that frame — close the inbound side, and report `lost` if the transport would.

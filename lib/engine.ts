@@ -942,21 +942,15 @@ export class Engine implements FrameSink, ProgressEngine {
     if (!p) return;
     const err = this.asLost(peer, error);
     if (streamBroken || err.code === 'CORRUPT' || err.code === 'AUTH') p.refused ??= err;
-    if (p.lost) return;
-    p.lost = err;
-    p.endpoint.fail(err);
-    // In-progress inbound frame. An ANY_SOURCE receive it had taken goes back to waiting for the others.
-    const f = this.inbound[peer];
-    if (f) {
-      // Its transport would go on writing the payload into the target begin handed out — the buffer
-      // of the receive settled below, which the program may reuse at once. Stopped first; it then
-      // delivers nothing more from this peer, so no later message is matched where this one was dropped.
-      if (f.posted !== undefined || f.pendingRecv !== undefined || f.data !== undefined) this.hooks.abandonFrame?.(peer, err);
-      if (f.posted && f.posted.source < 0) this.requeue(f.header.context, f.posted);
-      else f.posted?.control.reject(err);
-      f.pendingRecv?.posted.control.reject(err);
-      this.inbound[peer] = undefined;
+    const first = p.lost === undefined;
+    if (first) {
+      p.lost = err;
+      p.endpoint.fail(err);
     }
+    // Also on a later report: a frame begun since the first (its channel still delivered) that its
+    // transport now gives up would otherwise never settle its receive.
+    this.dropInboundFrame(peer, p.lost!);
+    if (!first) return;
     this.earlyInProgress.delete(peer);
     // Rendezvous announcements of the lost peer can never deliver their data.
     for (const m of this.contexts.values()) m.dropRtsFrom(peer);
@@ -968,6 +962,30 @@ export class Engine implements FrameSink, ProgressEngine {
     }
     this.checkIdle();
     this.hooks.peerLost(peer, err);
+  }
+
+  /**
+   * The frame of `peer` in progress, if any, is dropped: the receive it had taken fails, or (an
+   * ANY_SOURCE one) goes back to waiting for the others.
+   */
+  private dropInboundFrame(peer: number, err: VmcommError): void {
+    const f = this.inbound[peer];
+    if (!f) return;
+    // First: the transport told to stop below reports the loss, and that report comes back here.
+    this.inbound[peer] = undefined;
+    if (f.posted !== undefined || f.pendingRecv !== undefined || f.data !== undefined) {
+      // Its transport would go on writing the payload into the target begin handed out — the buffer
+      // of the receive settled below, which the program may reuse at once. Stopped first; it then
+      // delivers nothing more from this peer, so no later message is matched where this one was dropped.
+      try {
+        this.hooks.abandonFrame?.(peer, err);
+      } catch {
+        // A transport that fails to stop: the receive must settle all the same.
+      }
+    }
+    if (f.posted && f.posted.source < 0) this.requeue(f.header.context, f.posted);
+    else f.posted?.control.reject(err);
+    f.pendingRecv?.posted.control.reject(err);
   }
 
   /** Rejects the posted receives of `context` that wait on `source` specifically. */

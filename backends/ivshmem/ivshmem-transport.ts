@@ -850,7 +850,7 @@ export class IvshmemTransport implements Transport {
     this.poller?.detach(peer, touchRing);
     // Also when the poller dropped the ring itself (it failed validation): a producer blocked on it
     // learns that nothing more is read, instead of waiting for its own verdict on this rank.
-    if (touchRing) this.inbound.get(peer)?.close(true);
+    if (touchRing) this.inbound.get(peer)?.close(this.stopping === undefined); // given up while running: see shm's lost()
     this.discovery?.drop(peer);
     for (const a of this.attached) a.liveness.forget(peer);
     try {

@@ -453,8 +453,7 @@ export class ShmTransport implements Transport {
 
   /**
    * The core gave up `peer`'s frame in progress (see `Transport.abandonFrame`): its ring is read no
-   * more — also when the sweep had reported the peer dead and left the ring for what it finished — and
-   * a single-copy read into the frame's target stops.
+   * more, and a single-copy read into the frame's target stops.
    */
   abandonFrame(peer: number, error: Error): void {
     this.poller?.detach(peer);
@@ -572,9 +571,14 @@ export class ShmTransport implements Transport {
   }
 
   private lost(peer: number, error: Error): void {
-    // Nothing more is read from it: a producer that waits for space in our ring learns so. Also on a
-    // second report: the ring may be one the peer announced after the first.
-    this.inbound.get(peer)?.consumer.close(true);
+    const consumer = this.inbound.get(peer)?.consumer;
+    // The producer learns that this rank gave it up: a live one waiting for space, or for an answer,
+    // fails (RingChannel.sweepReader). Marked so only while running (at stop it is a close). Also on
+    // a second report: the ring may be one the peer announced after the first.
+    consumer?.close(this.stopping === undefined);
+    // The ring stays polled, so what a dead peer finished writing is still delivered — but not the
+    // rest of a record half read: the engine gives that frame and its receive up.
+    if (consumer?.midFrame === true) this.poller?.detach(peer);
     // Once per peer, whoever noticed (a sweep, a channel, a single-copy read).
     if (this.dead.has(peer)) return;
     this.dead.add(peer);

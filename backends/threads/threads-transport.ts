@@ -490,7 +490,7 @@ export class ThreadsTransport implements Transport {
     // Closed here, not only by the poller's detach: when the poller dropped the ring itself (a frame
     // it could not deliver), detach no longer finds it, and a live producer would wait on forever.
     // Also on a second report: the ring may be one the peer announced after the first.
-    this.inbound.get(peer)?.consumer.close(true);
+    this.inbound.get(peer)?.consumer.close(this.stopping === undefined); // given up while running: see shm's lost()
     if (this.lostPeers.has(peer)) return;
     this.lostPeers.add(peer);
     this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);

@@ -113,10 +113,15 @@ export class OrderedInbound {
     return (this.peers[peer]?.held.get(transport)?.length ?? 0) > 0;
   }
 
-  /** Forgets what is held for `peer` (the peer was lost: nothing of it will be delivered). */
-  forget(peer: number): void {
+  /**
+   * Forgets what is held for `peer` (the peer was lost, `error` says why: nothing of it will be
+   * delivered), and has the transport of a frame in progress straight into the engine stop it
+   * ({@link abandonLive}) — its receive is about to settle.
+   */
+  forget(peer: number, error: Error): void {
     const p = this.peers[peer];
     if (p === undefined) return;
+    this.abandonLive(peer, error);
     p.held.clear();
     p.inProgress.clear();
     p.live = undefined;
@@ -226,7 +231,7 @@ export class OrderedInbound {
       this.drain(peer, p);
     } catch (error) {
       const t = p.current!;
-      this.forget(peer);
+      this.forget(peer, error as Error);
       this.hooks.lost(t, peer, error as Error);
     }
   }

@@ -148,16 +148,13 @@ export class PairMigration implements InboundHooks {
           continue;
         }
         pair.leaving.delete(t);
-        this.inbound.forget(peer);
-        this.engine.lost(
-          peer,
-          new VmcommError(
-            'PEER_LOST',
-            `rank ${peer} was lost: the pair left ${t.name} (${left.reason}) but the peer's switch marker never came through it within ${Math.round(DRAIN_TIMEOUT_MS / 1000)} s, so what it sent there cannot be delivered`,
-            { peer },
-          ),
-          true, // what comes after the missing frames would overtake them
+        const error = new VmcommError(
+          'PEER_LOST',
+          `rank ${peer} was lost: the pair left ${t.name} (${left.reason}) but the peer's switch marker never came through it within ${Math.round(DRAIN_TIMEOUT_MS / 1000)} s, so what it sent there cannot be delivered`,
+          { peer },
         );
+        this.inbound.forget(peer, error);
+        this.engine.lost(peer, error, true); // true: what comes after the missing frames would overtake them
       }
     });
     if (!waiting && this.watchdog !== undefined) {
@@ -316,7 +313,7 @@ export class PairMigration implements InboundHooks {
   peerLost(peer: number, error: Error): void {
     const pair = this.pairs[peer];
     const current = [this.engine.transportOf(peer), this.inbound.currentOf(peer).transport];
-    this.inbound.forget(peer);
+    this.inbound.forget(peer, error);
     if (pair === undefined) return;
     pair.negotiation = undefined;
     pair.leaving.clear();

@@ -302,7 +302,7 @@ export class PendingChannels<C extends FlushableChannel = RingChannel> {
 
 /** The reader gave this rank's ring up while it runs on. */
 function readerDropped(peer: number): VmcommError {
-  return new VmcommError('PEER_LOST', `rank ${peer} stopped reading this rank's ring (it refused a frame from this rank, or was told this rank is gone)`, { peer });
+  return new VmcommError('PEER_LOST', `rank ${peer} stopped reading this rank's ring: it gave this rank up (it refused a frame, or found or was told this rank is lost)`, { peer });
 }
 
 /** Fails a send without throwing: `done(error)` on a microtask, never inside `send()`. */

@@ -247,20 +247,26 @@ export class SingleCopyChannel implements Channel {
    * the write fails (the reader then reads that half itself). Returns the bytes written.
    */
   private help(f: InFlight, writer: PayloadWriter): number {
-    const req = this.options.control.helpRequest(f.token);
+    const control = this.options.control;
+    // Claimed for this piece: a reader that gives the frame up meanwhile waits for the piece to end.
+    const req = control.claimHelp(f.token);
     if (req === undefined) return 0;
-    if (req.from + req.length > f.payload.byteLength || req.length === 0) throw corruptHelp(this.peer, req.from, req.length, f.payload.byteLength);
-    const n = Math.min(req.length - f.helpWritten, PIECE_BYTES);
     let result: HelpResult | undefined;
     let wrote = 0;
     try {
-      const at = req.from + f.helpWritten;
-      wrote = writer.write(req.handle, at, f.payload.subarray(at, at + n));
-      if (!(wrote > 0)) result = HelpResult.FAILED;
-      else if ((f.helpWritten += wrote) >= req.length) result = HelpResult.WRITTEN;
-    } catch {
-      // EPERM, ESRCH, EFAULT…: the reader reads this half itself (and finds any real trouble there).
-      result = HelpResult.FAILED;
+      if (req.from + req.length > f.payload.byteLength || req.length === 0) throw corruptHelp(this.peer, req.from, req.length, f.payload.byteLength);
+      const n = Math.min(req.length - f.helpWritten, PIECE_BYTES);
+      try {
+        const at = req.from + f.helpWritten;
+        wrote = writer.write(req.handle, at, f.payload.subarray(at, at + n));
+        if (!(wrote > 0)) result = HelpResult.FAILED;
+        else if ((f.helpWritten += wrote) >= req.length) result = HelpResult.WRITTEN;
+      } catch {
+        // EPERM, ESRCH, EFAULT…: the reader reads this half itself (and finds any real trouble there).
+        result = HelpResult.FAILED;
+      }
+    } finally {
+      control.releaseHelp(f.token);
     }
     if (result !== undefined) {
       f.helpWritten = -1;

@@ -8,7 +8,7 @@
  * |---|---|---|---|
  * | 0 | i32 | token of the last descriptor the consumer finished | consumer |
  * | 4 | i32 | how it finished ({@link CopyResult}) | consumer |
- * | 8 | i32 | cooperative copy: token of the descriptor whose tail the producer is asked to write (0 once the request ended) | consumer |
+ * | 8 | i32 | cooperative copy: token of the descriptor whose tail the producer is asked to write (0 once the request ended); bit 30 set while the producer writes a piece | consumer; the bit by the producer, by compare-and-swap |
  * | 12 | u64 | … the target's handle (an address, a pin: the transport's {@link PayloadReader}) | consumer |
  * | 20 | u64 | … the tail's offset, in the payload and in the target alike | consumer |
  * | 28 | u64 | … the tail's length | consumer |
@@ -44,6 +44,10 @@ const W_HELP_DONE = 9;
 const W_HELP_RESULT = 10;
 const W_FATE = 11;
 const FATE_TOKEN_MASK = 0x3fff_ffff;
+/** In the help token word: the producer is writing a piece into the target (see {@link SingleCopyControl.claimHelp}). */
+const WRITING = 0x4000_0000;
+/** How long a consumer that withdraws a request waits for a piece being written (the producer may have died mid-piece). */
+export const WITHDRAW_WAIT_MS = 250;
 
 /** The largest token; the one after it is 1. */
 export const MAX_TOKEN = FATE_TOKEN_MASK;
@@ -142,22 +146,45 @@ export class SingleCopyControl {
 
   /**
    * Consumer: ends the request for descriptor `token` — answered, or withdrawn (the frame was given
-   * up or refused: the producer stops before its next piece). Cleared to 0, never a token: a request
-   * left standing would pass for that of a later descriptor with the same token once tokens wrap (a
-   * producer would write into a target released long before).
+   * up or refused). Cleared to 0, never a token: a request left standing would pass for that of a
+   * later descriptor with the same token once tokens wrap (a producer would write into a target
+   * released long before). A piece the producer is writing at that moment ({@link claimHelp}) is
+   * waited for — afterwards nothing more lands in the target, so a receive given up can settle and
+   * its buffer be reused — for at most {@link WITHDRAW_WAIT_MS} (a producer that died mid-piece never
+   * finishes it). Returns false when that wait ran out: a piece may still land.
    */
-  withdrawHelp(token: number): void {
-    if (Atomics.load(this.w, W_HELP_TOKEN) === token) Atomics.store(this.w, W_HELP_TOKEN, 0);
+  withdrawHelp(token: number): boolean {
+    const w = this.w;
+    let until = 0;
+    for (;;) {
+      const v = Atomics.compareExchange(w, W_HELP_TOKEN, token, 0);
+      if (v !== (token | WRITING)) return true; // ended now, or before
+      const now = performance.now();
+      if (until === 0) until = now + WITHDRAW_WAIT_MS;
+      else if (now > until) return false;
+    }
   }
 
-  /** Producer: the tail the consumer asked for descriptor `token`, if it asked. */
-  helpRequest(token: number): HelpRequest | undefined {
+  /**
+   * Producer: the tail the consumer asked for descriptor `token`, if it asked — claimed for one piece:
+   * the consumer cannot withdraw the request until {@link releaseHelp}, so the piece written meanwhile
+   * never lands in a target the consumer has given back. Every claim is released.
+   */
+  claimHelp(token: number): HelpRequest | undefined {
     const w = this.w;
-    if (Atomics.load(w, W_HELP_TOKEN) !== token) return undefined;
+    if (Atomics.compareExchange(w, W_HELP_TOKEN, token, token | WRITING) !== token) return undefined;
     const from = loadU64(w, W_HELP_FROM);
     const length = loadU64(w, W_HELP_LENGTH);
-    if (from > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt('a cooperative-copy request beyond 2^53');
+    if (from > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER)) {
+      this.releaseHelp(token);
+      throw corrupt('a cooperative-copy request beyond 2^53');
+    }
     return { handle: loadU64(w, W_HELP_HANDLE), from: Number(from), length: Number(length) };
+  }
+
+  /** Producer: the piece claimed by {@link claimHelp} is written (or failed): the consumer may withdraw. */
+  releaseHelp(token: number): void {
+    Atomics.compareExchange(this.w, W_HELP_TOKEN, token | WRITING, token);
   }
 
   /** Producer: the tail of descriptor `token` is done, as `result` says. */

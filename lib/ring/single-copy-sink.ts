@@ -33,8 +33,9 @@
  * While it waits for that, each poll reads nothing from the producer's memory, which fails (`ESRCH`)
  * once a threads producer is gone (its pins went with its thread; for shm a read of nothing is no
  * system call, and the transport's inbox-lock sweep reports a dead process instead). A consumer that
- * gives a frame up withdraws the request; the producer checks it before each piece, and one that
- * fails says its half FAILED.
+ * gives a frame up withdraws the request; the producer claims it for each piece it writes
+ * (`SingleCopyControl.claimHelp`), so the withdrawal waits for a piece under way and nothing lands in
+ * the target after it; a producer whose write fails says its half FAILED.
  *
  * **A send that fails** while its payload is being copied (the producer's channel fails: its caller is
  * told, and may reuse the buffer) races the consumer's delivery, and one compare-and-swap on the
@@ -461,8 +462,8 @@ export class SingleCopySink implements FrameSink {
     this.counts.refusals++;
     this.refused.add(peer);
     p.state = State.FALLBACK;
-    // A half the producer was asked to write: withdrawn (the fallback frame brings it all); a piece
-    // under way may still land, and the fallback frame overwrites it.
+    // A half the producer was asked to write: withdrawn (the fallback frame brings it all), after a
+    // piece under way (so it cannot land over the fallback frame's bytes).
     if (p.helping) p.control!.withdrawHelp(p.token);
     p.helping = false;
     this.releaseTarget(p);
@@ -479,20 +480,19 @@ export class SingleCopySink implements FrameSink {
       const p = this.peers[peer];
       if (p === undefined) continue;
       this.abandon(peer, p);
-      // Dropped with the transport: a producer's piece still under way (≤ 2 MiB into a shm target)
-      // is the window left after a stop.
+      // Dropped with the transport: a producer's piece still under way after the withdrawal's wait
+      // ran out (≤ 2 MiB into a shm target) is the window left after a stop.
       p.abandoned = undefined;
     }
   }
 
   /** Drops `p`'s frame in progress: withdraws a half asked of the producer, releases the target. */
   private abandon(peer: number, p: PeerCopy): void {
-    // The producer checks the request before each piece it writes: once withdrawn, at most the piece
-    // it is writing lands in the target (a pinned one stays valid for it).
-    if (p.helping) {
-      p.control?.withdrawHelp(p.token);
-      if (this.reader.handlesHoldMemory !== true) p.abandoned = p.target;
-    }
+    // The producer claims the request for each piece it writes, and the withdrawal waits for a piece
+    // under way: afterwards nothing lands in the target, which the core then hands back. Unless the
+    // wait ran out (a producer that died mid-piece, or is stuck): then its piece may still land, and
+    // the target stays referenced (a pinned one stays valid by itself).
+    if (p.helping && p.control?.withdrawHelp(p.token) === false && this.reader.handlesHoldMemory !== true) p.abandoned = p.target;
     p.state = State.IDLE;
     p.begun = Begun.PASS;
     p.target = undefined;

@@ -18,7 +18,7 @@
  * | 256 | u32 | **tail**: bytes released by the consumer since creation, mod 2^32 | consumer |
  * | 384 | u32 | producer waiting for space (1): raised by a blocked producer, lowered by the consumer when it frees space and wakes it | both |
  * | 388 | u32 | producer closed (1): nothing more will be published; (2): its channel failed, so a frame it left unfinished never completes | producer |
- * | 392 | u32 | consumer closed (1): nothing more will be read; (2): it gave the ring up while running (a frame refused, the producer reported lost), so nothing sent will be answered | consumer |
+ * | 392 | u32 | consumer closed (1): nothing more will be read; (2): it gave the producer up while running (refused a frame, found or was told the producer is lost): whatever it still reads, nothing sent will be answered | consumer |
  * | 512 | 32 bytes | unused ({@link RING_DATA_SKEW_BYTES}: see "Where records sit") | nobody |
  * | 544 | bytes | data area, `D` bytes; byte `p` of the stream is at `544 + (p mod D)` | producer |
  * | 544 + `D` | 32 bytes | unused | nobody |
@@ -589,9 +589,10 @@ export class RingConsumer extends RingSide {
   }
 
   /**
-   * Says that nothing more will be read. `dropped`: the reader gave the ring up while it runs on (it
-   * refused a frame, or its producer was reported lost), so the producer cannot take it for a close at
-   * finalize and fails what waits for an answer. Idempotent; a drop is never turned back into a close.
+   * Says that nothing more will be read. `dropped`: the reader gave the producer up while it runs on
+   * (it refused a frame, or found or was told that the producer is lost), so the producer cannot take
+   * it for a close at finalize and fails what waits for an answer. Idempotent; a drop is never turned
+   * back into a close.
    */
   close(dropped = false): void {
     if (dropped) Atomics.store(this.ctl, W_CONSUMER_CLOSED, 2);

@@ -98,6 +98,29 @@ describe('frames from a lost peer', () => {
     expect(request.error).toMatchObject({ code: 'PEER_LOST' });
   });
 
+  it('a frame begun after the peer was lost, given up on a later report (its transport’s own): its receive settles instead of waiting forever', () => {
+    const [request, control] = createRequest<unknown>(undefined);
+    const e = engine();
+    e.lost(0, new VmcommError('PEER_LOST', 'rank 0 was lost: killed', { peer: 0 }));
+    // What rank 0 finished writing is still delivered: this ANY_SOURCE receive takes its message…
+    e.receive(CONTEXT, { source: ANY_SOURCE, tag: 5, mode: 'buffer', bytes: new Uint8Array(4), control }, (x) => x);
+    deliverLater(e, 0, frame(FrameKind.EAGER, 5, [1, 2, 3, 4], { source: 0, seq: 0 }));
+    // …whose payload never ends: the transport reports the pair broken.
+    e.lost(0, new Error('the ring broke mid-record'));
+    expect(request.state).toBe('pending'); // back to waiting for the other senders
+    deliver(e, 2, frame(FrameKind.EAGER, 5, [9, 9, 9, 9], { source: 2, seq: 0 }));
+    expect(request.value).toMatchObject({ source: 2, tag: 5 });
+  });
+
+  it('forgetting a lost peer stops the transport of its frame in progress, before the loss is reported (the replay verdict, the drain watchdog)', () => {
+    const { a, inbound, sink } = world();
+    const abandoned: string[] = [];
+    a.abandonFrame = (peer, error) => abandoned.push(`a ${peer}: ${error.message}`);
+    deliverLater(sink(a), 0, frame(FrameKind.EAGER, 5, [1, 2, 3, 4], { source: 0, seq: 0 }));
+    inbound.forget(0, new Error('verdict'));
+    expect(abandoned).toEqual(['a 0: verdict']);
+  });
+
   it('the ordered inbound layer passes the abandon to the transport whose frame went straight to the engine, not for held frames', () => {
     const { e, a, b, sink, inbound } = world();
     const abandoned: string[] = [];

@@ -54,6 +54,30 @@ describe('poller', () => {
     expect(lost).toEqual([]);
   });
 
+  it('a frame whose delivery detaches another ring ends the round: the detached ring delivers nothing more', () => {
+    const a = arena(2, 4096);
+    const sink = recordingSink();
+    const sender = new InboxSender(a.inbox);
+    const producers = [0, 1].map((i) => {
+      initRing(a.ring(i));
+      return new RingProducer(a.ring(i));
+    });
+    for (const [i, p] of producers.entries()) p.send(header(4, i * 100), bytes(4, 0), undefined);
+    sender.announce(10, a.descriptorOf(a.ring(0)));
+    sender.announce(11, a.descriptorOf(a.ring(1)));
+    const poller = new Poller(new Inbox(a.inbox), sink, { attach: a.attach, wakeProducer: () => undefined, lost: () => undefined, inboxBroken: () => undefined });
+    // Rank 10's frame has rank 11 given up (what Transport.abandonFrame does from the engine).
+    const commit = sink.commit.bind(sink);
+    sink.commit = (peer) => {
+      commit(peer);
+      if (peer === 10) poller.detach(11);
+    };
+    poller.poll();
+    poller.poll();
+    expect(sink.frames.map((f) => f.peer)).toEqual([10]);
+    expect(poller.peers).toEqual([10]);
+  });
+
   it('a budget smaller than the rings still reaches every ring over successive polls', () => {
     const a = arena(4, 4096);
     const sink = recordingSink();

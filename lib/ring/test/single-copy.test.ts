@@ -8,10 +8,17 @@ import type { FrameSink } from '../../backend.js';
 import { emptyHeader, encodeHeader, FrameKind, frameLength } from '../../protocol.js';
 import { Inbox, InboxSender, inboxBytes, initInbox } from '../inbox.js';
 import { SingleCopyChannel } from '../single-copy-channel.js';
-import { Fate, MAX_TOKEN, nextToken, SINGLE_COPY_CONTROL_BYTES, SingleCopyControl } from '../single-copy-control.js';
+import { Fate, MAX_TOKEN, nextToken, SINGLE_COPY_CONTROL_BYTES, SingleCopyControl, WITHDRAW_WAIT_MS } from '../single-copy-control.js';
 import { HELP_MIN_BYTES, PIECE_BYTES, SingleCopySink, type PayloadReader } from '../single-copy-sink.js';
 import { initRing, RingConsumer, ringRegionBytes } from '../spsc-ring.js';
 import { pattern, same } from '../../../tests/helpers/bytes.js';
+
+/** The cooperative-copy request for `token`, as a producer would find it (claimed and released at once). */
+function peekHelp(control: SingleCopyControl, token: number) {
+  const req = control.claimHelp(token);
+  if (req !== undefined) control.releaseHelp(token);
+  return req;
+}
 
 const PRODUCER_PID = 4242;
 const CONSUMER_PID = 4343;
@@ -191,7 +198,7 @@ describe('single copy, the protocol', () => {
     expect(h.kernel.targetsReleased).toBe(1); // the target's handle, once the sender wrote its half
     expect(h.kernel.released).toBe(1);
     expect(h.lost).toEqual([]);
-    expect(h.control.helpRequest(1)).toBeUndefined(); // answered: the request ended (tokens wrap)
+    expect(peekHelp(h.control, 1)).toBeUndefined(); // answered: the request ended (tokens wrap)
   });
 
   it('cooperative copy: when the kernel refuses the sender’s write, the reader reads that half itself', () => {
@@ -312,26 +319,41 @@ describe('single copy, the protocol', () => {
   it('a finished or withdrawn cooperative copy leaves no request or answer that a later descriptor with its token (after the wrap) could take for its own', () => {
     const control = new SingleCopyControl({ sab: new SharedArrayBuffer(SINGLE_COPY_CONTROL_BYTES), byteOffset: 0, byteLength: SINGLE_COPY_CONTROL_BYTES });
     control.askHelp(7, 0x1000n, 4096, 4096);
-    expect(control.helpRequest(7)).toEqual({ handle: 0x1000n, from: 4096, length: 4096 });
+    expect(peekHelp(control, 7)).toEqual({ handle: 0x1000n, from: 4096, length: 4096 });
     control.helped(7, 1); // WRITTEN
     expect(control.helpOutcome(7)).toBe(1);
     control.withdrawHelp(7); // the consumer took the answer
-    expect(control.helpRequest(7)).toBeUndefined(); // a producer with token 7 again finds no request
-    expect(control.helpRequest(6)).toBeUndefined(); // nor one with any other token (no token is left behind)
+    expect(peekHelp(control, 7)).toBeUndefined(); // a producer with token 7 again finds no request
+    expect(peekHelp(control, 6)).toBeUndefined(); // nor one with any other token (no token is left behind)
     control.askHelp(7, 0x2000n, 0, 8192); // a later descriptor with the same token
     expect(control.helpOutcome(7)).toBe(0); // the old answer does not pass for its own
     control.withdrawHelp(7);
-    expect(control.helpRequest(7)).toBeUndefined();
+    expect(peekHelp(control, 7)).toBeUndefined();
+  });
+
+  it('a withdrawal waits for the piece the sender has claimed; one that never ends is given up after a bound, and says so', () => {
+    const control = new SingleCopyControl({ sab: new SharedArrayBuffer(SINGLE_COPY_CONTROL_BYTES), byteOffset: 0, byteLength: SINGLE_COPY_CONTROL_BYTES });
+    control.askHelp(3, 0x1000n, 0, 4096);
+    expect(control.claimHelp(3)).toEqual({ handle: 0x1000n, from: 0, length: 4096 }); // the sender writes a piece…
+    expect(control.claimHelp(3)).toBeUndefined(); // (one claim at a time)
+    const t0 = performance.now();
+    expect(control.withdrawHelp(3)).toBe(false); // …and never ends it (it died mid-piece): the reader stops waiting
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(WITHDRAW_WAIT_MS - 1);
+    control.releaseHelp(3); // the piece ends after all
+    expect(control.withdrawHelp(3)).toBe(true);
+    expect(control.claimHelp(3)).toBeUndefined(); // withdrawn: no further piece
+    control.releaseHelp(3); // a release without a claim changes nothing
+    expect(control.claimHelp(3)).toBeUndefined();
   });
 
   it('a refused descriptor withdraws the half it had asked the sender for', () => {
     const h = harness({ ringBytes: 1 << 21 }); // the fallback frame moves the payload through the ring
     const s = h.send(pattern(HELP_MIN_BYTES * 2, 20));
     h.consumer.poll(h.sink, 0, 16); // the reader asks for the second half and reads the first
-    expect(h.control.helpRequest(1)).toBeDefined();
+    expect(peekHelp(h.control, 1)).toBeDefined();
     h.kernel.refuse = true;
     h.sink.pump(PIECE_BYTES); // its next read of nothing is refused: the payload comes through the ring
-    expect(h.control.helpRequest(1)).toBeUndefined();
+    expect(peekHelp(h.control, 1)).toBeUndefined();
     expect(h.sink.active).toBe(1); // open, waiting for the fallback frame
     h.channel.flush(); // the sender sees the refusal and writes the payload into the ring (it fits)
     h.consumer.poll(h.sink, 0, 16); // the fallback frame: delivered, and no longer open
