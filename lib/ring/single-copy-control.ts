@@ -172,7 +172,9 @@ export class SingleCopyControl {
    */
   claimHelp(token: number): HelpRequest | undefined {
     const w = this.w;
-    if (Atomics.compareExchange(w, W_HELP_TOKEN, token, token | WRITING) !== token) return undefined;
+    // A load first: a producer polls this while its descriptor is open, and a compare-and-swap that
+    // fails still takes the cache line from the reader, which polls the same block for the answer.
+    if (Atomics.load(w, W_HELP_TOKEN) !== token || Atomics.compareExchange(w, W_HELP_TOKEN, token, token | WRITING) !== token) return undefined;
     const from = loadU64(w, W_HELP_FROM);
     const length = loadU64(w, W_HELP_LENGTH);
     if (from > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER)) {
