@@ -136,7 +136,8 @@ export interface EngineHooks {
   peerLost(peer: number, error: VmcommError): void;
   /**
    * `peer` was lost while a frame of it was in progress: the transport delivering that frame must
-   * stop (`Transport.abandonFrame`) before its receive is settled. Called before {@link peerLost}.
+   * stop (`Transport.abandonFrame`) before its receive is settled. On the first report, called before
+   * {@link peerLost}; also on a later one, for a frame begun since (then without `peerLost`).
    */
   abandonFrame?(peer: number, error: VmcommError): void;
 }
@@ -929,7 +930,9 @@ export class Engine implements FrameSink, ProgressEngine {
    * `peer` is lost: what depends on it fails. With `streamBroken` — implied by `CORRUPT` and `AUTH` —
    * its stream is given up too: its later frames are refused ({@link begin}). Otherwise (it died, its
    * channel broke) the frames it finished writing are still delivered: a message it sent before it
-   * died can still be received.
+   * died can still be received — except one still arriving when a report comes (this one or a later
+   * one, whoever makes it): that frame is dropped, its transport told to stop, and with it what
+   * follows on that channel.
    */
   lost(peer: number, error: Error, streamBroken = false): void {
     if (this.closing) return;

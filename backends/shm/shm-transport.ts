@@ -298,7 +298,7 @@ export class ShmTransport implements Transport {
       wakeProducer: (peer) => this.wake(peer, true),
       fail: (peer, error) => {
         this.poller?.detach(peer);
-        this.lost(peer, error);
+        this.lost(peer, error, true); // a single-copy frame was open: reported even after a first report
       },
     });
     this.poller = new Poller(inbox, this.cmaSink, {
@@ -570,17 +570,24 @@ export class ShmTransport implements Transport {
     return consumer;
   }
 
-  private lost(peer: number, error: Error): void {
+  /** `cut`: a frame of `peer` in progress was given up here (the engine holds a receive for it). */
+  private lost(peer: number, error: Error, cut = false): void {
     const consumer = this.inbound.get(peer)?.consumer;
     // The producer learns that this rank gave it up: a live one waiting for space, or for an answer,
     // fails (RingChannel.sweepReader). Marked so only while running (at stop it is a close). Also on
     // a second report: the ring may be one the peer announced after the first.
     consumer?.close(this.stopping === undefined);
     // The ring stays polled, so what a dead peer finished writing is still delivered — but not the
-    // rest of a record half read: the engine gives that frame and its receive up.
-    if (consumer?.midFrame === true) this.poller?.detach(peer);
-    // Once per peer, whoever noticed (a sweep, a channel, a single-copy read).
-    if (this.dead.has(peer)) return;
+    // rest of a record half read, nor a single copy under way: the engine gives that frame and its
+    // receive up.
+    if (consumer?.midFrame === true) {
+      this.poller?.detach(peer);
+      cut = true;
+    }
+    if (this.cmaSink?.isOpen(peer) === true) cut = true;
+    // Once per peer, whoever noticed (a sweep, a channel, a single-copy read) — and again for a frame
+    // begun since the first report and cut short here, whose receive would otherwise wait forever.
+    if (this.dead.has(peer) && !cut) return;
     this.dead.add(peer);
     this.components.logger?.debug(`vmcomm:shm: lost rank ${peer}: ${error.message}`);
     try {

@@ -270,7 +270,7 @@ export class ThreadsTransport implements Transport {
         allowed: (peer) => this.links.has(peer),
         control: (peer) => this.inbound.get(peer)?.control,
         wakeProducer: (peer) => this.wake(peer, true),
-        fail: (peer, error) => this.lost(peer, error),
+        fail: (peer, error) => this.lost(peer, error, true), // a single-copy frame was open
       });
     }
     this.poller = new Poller(inbox, sink, {
@@ -484,14 +484,19 @@ export class ThreadsTransport implements Transport {
     return consumer;
   }
 
-  private lost(peer: number, error: Error): void {
+  /** `cut`: a frame of `peer` in progress was given up here (the engine holds a receive for it). */
+  private lost(peer: number, error: Error, cut = false): void {
+    const consumer = this.inbound.get(peer)?.consumer;
     // Nothing more is read from it: a producer there that waits on us (a full ring, a descriptor this
-    // rank gave up) learns so (RingChannel and SingleCopyChannel check the consumer's side), as in shm.
-    // Closed here, not only by the poller's detach: when the poller dropped the ring itself (a frame
-    // it could not deliver), detach no longer finds it, and a live producer would wait on forever.
-    // Also on a second report: the ring may be one the peer announced after the first.
-    this.inbound.get(peer)?.consumer.close(this.stopping === undefined); // given up while running: see shm's lost()
-    if (this.lostPeers.has(peer)) return;
+    // rank gave up) learns so (RingChannel and SingleCopyChannel check the consumer's side), as in shm;
+    // marked given up only while running (at stop it is a close). Closed here, not only by the
+    // poller's detach: when the poller dropped the ring itself (a frame it could not deliver), detach
+    // no longer finds it, and a live producer would wait on forever. Also on a second report: the ring
+    // may be one the peer announced after the first.
+    consumer?.close(this.stopping === undefined);
+    if (consumer?.midFrame === true || this.singleCopySink?.isOpen(peer) === true) cut = true;
+    // Once per peer — and again for a frame of such a later ring cut short here (its receive waits on it).
+    if (this.lostPeers.has(peer) && !cut) return;
     this.lostPeers.add(peer);
     this.components.logger?.debug(`vmcomm:threads: lost rank ${peer}: ${error.message}`);
     this.poller?.detach(peer);

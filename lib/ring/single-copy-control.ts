@@ -151,7 +151,8 @@ export class SingleCopyControl {
    * released long before). A piece the producer is writing at that moment ({@link claimHelp}) is
    * waited for — afterwards nothing more lands in the target, so a receive given up can settle and
    * its buffer be reused — for at most {@link WITHDRAW_WAIT_MS} (a producer that died mid-piece never
-   * finishes it). Returns false when that wait ran out: a piece may still land.
+   * finishes it). Returns false when that wait ran out: the request is cleared all the same (the late
+   * release then changes nothing, and no further piece is claimed), but the piece under way may land.
    */
   withdrawHelp(token: number): boolean {
     const w = this.w;
@@ -161,7 +162,10 @@ export class SingleCopyControl {
       if (v !== (token | WRITING)) return true; // ended now, or before
       const now = performance.now();
       if (until === 0) until = now + WITHDRAW_WAIT_MS;
-      else if (now > until) return false;
+      else if (now > until) {
+        Atomics.compareExchange(w, W_HELP_TOKEN, token | WRITING, 0);
+        return false;
+      }
     }
   }
 

@@ -282,6 +282,12 @@ export class SingleCopySink implements FrameSink {
     this.inner.lost(peer, error);
   }
 
+  /** Whether a single-copy frame of `peer` is open (being read, or waiting for its fallback frame). */
+  isOpen(peer: number): boolean {
+    const p = this.peers[peer];
+    return p !== undefined && p.state !== State.IDLE;
+  }
+
   /** Drops `peer`'s single-copy frame in progress, if any (the core gave it up: `Transport.abandonFrame`). */
   drop(peer: number): void {
     const p = this.peers[peer];
@@ -462,8 +468,9 @@ export class SingleCopySink implements FrameSink {
     this.counts.refusals++;
     this.refused.add(peer);
     p.state = State.FALLBACK;
-    // A half the producer was asked to write: withdrawn (the fallback frame brings it all), after a
-    // piece under way (so it cannot land over the fallback frame's bytes).
+    // A half the producer was asked to write: withdrawn (the fallback frame brings it all). A claimed
+    // request cannot be cleared, so this waits for a piece under way (the producer sends the fallback
+    // frame only after it, so no piece lands over it either way).
     if (p.helping) p.control!.withdrawHelp(p.token);
     p.helping = false;
     this.releaseTarget(p);

@@ -2,6 +2,7 @@
 // by the shm transport itself within 2 s — also by a rank that only waits to receive from it, and
 // with no launcher to tell (these in-process worlds have none). A live, idle peer is never reported.
 import { afterEach, describe, expect, it } from 'vitest';
+import { ANY_SOURCE } from '../../../lib/constants.js';
 import { isVmcommError } from '../../../lib/errors.js';
 import { addon, finalizeAll, startJob, type ShmJob } from './helpers.js';
 
@@ -60,6 +61,30 @@ describe.skipIf(addon === undefined)('shm peer liveness', () => {
       (e: unknown) => (isVmcommError(e) ? e.code : String(e)),
     );
     expect(outcome).toBe('TIMEOUT');
+  });
+
+  it('a record of a peer already reported lost, cut short by a later report of the transport’s own: the ANY_SOURCE receive it had taken serves the others', async () => {
+    // An eager message four times the ring: it streams through it (a rendezvous one would wait for a
+    // CTS, which this rank no longer sends to a peer it lost).
+    job = await startJob(3, { ringBytes: 16 * 1024, cma: false }, { eagerLimitBytes: 64 * 1024 });
+    const [a, b, c] = job.comms;
+    await Promise.all([a.send('ring opened', 1, 8), b.recv(0, 8)]);
+    const reader = job.transports[1] as unknown as { lost(peer: number, error: Error): void };
+    // The sweep's first report (rank 0's process looks dead): its ring stays polled for what it finished.
+    reader.lost(0, new Error('first report'));
+    const n = 64 * 1024;
+    const into = new Uint8Array(n);
+    const recv = b.irecvBuffer(into, ANY_SOURCE, 9);
+    const send = a.isendBuffer(new Uint8Array(n).fill(7), 1, 9);
+    for (let step = 0; into[0] === 0; step++) {
+      send.test();
+      expect(recv.test()).toBe(false);
+      if (step % 8 === 7) await new Promise((r) => setImmediate(r));
+    }
+    // Half in; then a second report (its outbound channel failing, say): the record is cut short.
+    reader.lost(0, new Error('second report'));
+    await c.sendBuffer(new Uint8Array(4).fill(3), 1, 9);
+    expect(await recv).toEqual({ source: 2, tag: 9, bytes: 4 });
   });
 
   it('a live sender whose reader gave its ring up learns it from its sweep: a rendezvous send waiting for its CTS fails PEER_LOST', async () => {

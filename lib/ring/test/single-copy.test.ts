@@ -337,13 +337,18 @@ describe('single copy, the protocol', () => {
     expect(control.claimHelp(3)).toEqual({ handle: 0x1000n, from: 0, length: 4096 }); // the sender writes a piece…
     expect(control.claimHelp(3)).toBeUndefined(); // (one claim at a time)
     const t0 = performance.now();
-    expect(control.withdrawHelp(3)).toBe(false); // …and never ends it (it died mid-piece): the reader stops waiting
+    expect(control.withdrawHelp(3)).toBe(false); // …and never ends it (stuck, or died mid-piece): the reader stops waiting
     expect(performance.now() - t0).toBeGreaterThanOrEqual(WITHDRAW_WAIT_MS - 1);
-    control.releaseHelp(3); // the piece ends after all
-    expect(control.withdrawHelp(3)).toBe(true);
-    expect(control.claimHelp(3)).toBeUndefined(); // withdrawn: no further piece
-    control.releaseHelp(3); // a release without a claim changes nothing
-    expect(control.claimHelp(3)).toBeUndefined();
+    control.releaseHelp(3); // the piece ends after all: the request stays withdrawn
+    expect(control.claimHelp(3)).toBeUndefined(); // no further piece
+    // A piece that ends within the wait: the withdrawal returns once it is released (here before it is asked).
+    control.askHelp(4, 0x2000n, 0, 4096);
+    expect(control.claimHelp(4)).toBeDefined();
+    control.releaseHelp(4);
+    expect(control.withdrawHelp(4)).toBe(true);
+    expect(control.claimHelp(4)).toBeUndefined();
+    control.releaseHelp(4); // a release without a claim changes nothing
+    expect(control.claimHelp(4)).toBeUndefined();
   });
 
   it('a refused descriptor withdraws the half it had asked the sender for', () => {
