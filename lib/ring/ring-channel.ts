@@ -163,9 +163,9 @@ export class RingChannel implements Channel {
 
   /**
    * For a transport's periodic sweep: fails the channel (`PEER_LOST`) when its reader gave the ring up
-   * while it runs on (`RingConsumer.close(true)`). Checked only when blocked otherwise: a send that
-   * waits for the reader's answer (a rendezvous CTS, credits) and writes nothing meanwhile would wait
-   * forever. One load.
+   * while it runs on (`RingConsumer.close(true)`). The channel itself looks only when it is blocked,
+   * so without the sweep a send that waits for the reader's answer (a rendezvous CTS, credits) and
+   * writes nothing meanwhile would wait forever. One load.
    */
   sweepReader(): void {
     if (this.failure !== undefined || this.closing !== undefined || !this.producer.consumerDropped) return;
