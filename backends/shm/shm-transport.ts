@@ -453,11 +453,11 @@ export class ShmTransport implements Transport {
 
   /**
    * The core gave up `peer`'s frame in progress (see `Transport.abandonFrame`): its ring is read no
-   * more, and a single-copy read into the frame's target stops.
+   * more, and {@link lost} stops a single-copy read into the frame's target (reporting the peer again
+   * when it had been reported before).
    */
   abandonFrame(peer: number, error: Error): void {
     this.poller?.detach(peer);
-    this.cmaSink?.drop(peer);
     this.lost(peer, error);
   }
 

@@ -278,7 +278,8 @@ export class SingleCopySink implements FrameSink {
   }
 
   lost(peer: number, error: Error): void {
-    this.drop(peer);
+    const p = this.peers[peer];
+    if (p !== undefined) this.abandon(peer, p);
     this.inner.lost(peer, error);
   }
 
@@ -286,12 +287,6 @@ export class SingleCopySink implements FrameSink {
   isOpen(peer: number): boolean {
     const p = this.peers[peer];
     return p !== undefined && p.state !== State.IDLE;
-  }
-
-  /** Drops `peer`'s single-copy frame in progress, if any (the core gave it up: `Transport.abandonFrame`). */
-  drop(peer: number): void {
-    const p = this.peers[peer];
-    if (p !== undefined) this.abandon(peer, p);
   }
 
   /**
