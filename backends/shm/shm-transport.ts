@@ -348,6 +348,9 @@ export class ShmTransport implements Transport {
     const addon = this.addon;
     if (addon === undefined || this.stopping !== undefined) return;
     this.poller?.sweepFailed();
+    // A peer killed between claiming an announcement slot and filling it would hide every ring
+    // announced after it (inbox.ts, "A claim never filled").
+    this.inbox?.skipAbandoned(performance.now());
     for (const o of this.outbound.values()) o.channel.sweepReader();
     for (const peer of this.served) {
       if (this.dead.has(peer)) continue;

@@ -309,6 +309,9 @@ export class ThreadsTransport implements Transport {
   private sweepPeers(): void {
     if (this.stopping !== undefined) return;
     this.poller?.sweepFailed();
+    // A peer killed between claiming an announcement slot and filling it would hide every ring
+    // announced after it (inbox.ts, "A claim never filled").
+    this.inbox?.skipAbandoned(performance.now());
     for (const channel of this.channels.values()) channel.sweepReader();
     for (const peer of this.served) {
       if (this.lostPeers.has(peer) || this.links.get(peer)?.inbox.state !== InboxState.GONE) continue;

@@ -32,8 +32,22 @@
  * | 640 + 128·i | slot i: u32 sequence, i32 from (rank), u32 descriptor length, u32 reserved, 96 descriptor bytes, 16 spare | peers, owner |
  *
  * The queue is Vyukov's bounded queue: slot i starts with sequence i; a peer that claimed position p
- * (slot p mod S) fills it and stores sequence p + 1; the owner at position p takes the slot when its
- * sequence is p + 1 and gives it back with p + S. Any other sequence is `CORRUPT`.
+ * (slot p mod S) fills it and moves its sequence from p to p + 1 (compare-and-swap); the owner at
+ * position p takes the slot when its sequence is p + 1 and gives it back with p + S. Any other
+ * sequence is `CORRUPT`.
+ *
+ * ## A claim never filled
+ *
+ * A peer killed between its claim and its fill (a window of about 100 ns) would leave the owner
+ * waiting at that position for ever, and every announcement behind it — rings of live peers — unread:
+ * their frames would never be seen. So the owner gives such a slot up ({@link Inbox.skipAbandoned}):
+ * once a position has been claimed and not filled for {@link ANNOUNCEMENT_STALL_MS}, it moves the
+ * sequence from p to p + S itself and goes on. A claimant that was only stopped (a debugger, `SIGSTOP`)
+ * then finds its compare-and-swap refused and claims again ({@link InboxSender.announce}); what is
+ * left is a claimant stopped that long that resumes its copy exactly while another peer fills the
+ * same slot S positions later: that descriptor may then be mixed, which the transport's `attach`
+ * refuses (the ring's magic, bounds) and reports as that peer's loss. The owner does not know who
+ * claimed a skipped position; nothing else needs to (a dead announcer is reported by its liveness).
  *
  * ## Sleeping without lost wake-ups
  *
@@ -100,6 +114,11 @@ const S_LENGTH = 2;
 const S_DESCRIPTOR_BYTE = 16;
 /** Compare-and-swap attempts before `announce` gives up for now (only heavy contention or garbage). */
 const MAX_CLAIM_ATTEMPTS = 1_000;
+/**
+ * How long a position may stay claimed and unfilled before the owner gives it up (see "A claim never
+ * filled"): a fill takes well under a microsecond, so only a dead or stopped claimant takes this long.
+ */
+export const ANNOUNCEMENT_STALL_MS = 2_000;
 
 /** Bytes of an inbox with `slots` announcement slots. */
 export function inboxBytes(slots: number): number {
@@ -179,6 +198,9 @@ abstract class InboxView {
 export class Inbox extends InboxView {
   /** Next position to take (local: only the owner reads the queue). */
   private next = 0;
+  /** The position last seen claimed and unfilled by {@link skipAbandoned} (−1: none), and since when. */
+  private stalledAt = -1;
+  private stalledSince = 0;
 
   constructor(region: Region) {
     super(region, 'Inbox');
@@ -209,6 +231,33 @@ export class Inbox extends InboxView {
     out.length = length;
     Atomics.store(this.words, this.slotWord(slot, S_SEQ), (pos + this.slots) | 0);
     this.next = (pos + 1) >>> 0;
+    return true;
+  }
+
+  /**
+   * Gives up the next position if a peer claimed it and has not filled it for `stallMs` (see "A claim
+   * never filled" in the module comment): for a periodic sweep, with `now` in milliseconds. The first
+   * call that finds the position so only notes the time. Returns true when it skipped one (the
+   * announcements behind it are then ready to take).
+   */
+  skipAbandoned(now: number, stallMs = ANNOUNCEMENT_STALL_MS): boolean {
+    const pos = this.next;
+    const word = this.slotWord(pos & (this.slots - 1), S_SEQ);
+    // Claimed (the enqueue position moved past it) and still carrying the sequence of a free slot.
+    if (Atomics.load(this.words, word) !== (pos | 0) || Atomics.load(this.words, W_ENQUEUE) === (pos | 0)) {
+      this.stalledAt = -1;
+      return false;
+    }
+    if (this.stalledAt !== pos) {
+      this.stalledAt = pos;
+      this.stalledSince = now;
+      return false;
+    }
+    if (now - this.stalledSince < stallMs) return false;
+    // Filled meanwhile: the compare-and-swap fails and the next poll takes it as usual.
+    if (Atomics.compareExchange(this.words, word, pos | 0, (pos + this.slots) | 0) !== (pos | 0)) return false;
+    this.next = (pos + 1) >>> 0;
+    this.stalledAt = -1;
     return true;
   }
 
@@ -244,6 +293,11 @@ export class Inbox extends InboxView {
   }
 }
 
+/** What {@link InboxSender.claim} returns when the queue is full for now. */
+export const FULL = -1;
+/** What {@link InboxSender.claim} returns when another peer claimed the position first. */
+export const CONTENDED = -2;
+
 /** A peer's side of someone's inbox: announce rings, ring the doorbell. */
 export class InboxSender extends InboxView {
   constructor(region: Region) {
@@ -256,23 +310,41 @@ export class InboxSender extends InboxView {
    */
   announce(from: number, descriptor: Uint8Array): boolean {
     if (descriptor.byteLength > INBOX_DESCRIPTOR_MAX_BYTES) throw new RangeError(`a descriptor is at most ${INBOX_DESCRIPTOR_MAX_BYTES} bytes, got ${descriptor.byteLength}`);
-    const mask = this.slots - 1;
     for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
-      const pos = Atomics.load(this.words, W_ENQUEUE);
-      const slot = pos & mask;
-      const seq = Atomics.load(this.words, this.slotWord(slot, S_SEQ));
-      const diff = (seq - pos) | 0;
-      if (diff < 0) return false;
-      if (diff > 0) continue; // another peer claimed it; reload the position
-      if (Atomics.compareExchange(this.words, W_ENQUEUE, pos, (pos + 1) | 0) !== pos) continue;
-      const base = INBOX_HEADER_BYTES + slot * INBOX_SLOT_BYTES + S_DESCRIPTOR_BYTE;
-      for (let i = 0; i < descriptor.byteLength; i++) this.bytes[base + i] = descriptor[i];
-      Atomics.store(this.words, this.slotWord(slot, S_FROM), from);
-      Atomics.store(this.words, this.slotWord(slot, S_LENGTH), descriptor.byteLength);
-      Atomics.store(this.words, this.slotWord(slot, S_SEQ), (pos + 1) | 0);
-      return true;
+      const pos = this.claim();
+      if (pos === FULL) return false;
+      // A refused fill: the owner took this side for dead (it stalled for seconds); claim again.
+      if (pos !== CONTENDED && this.fill(pos, from, descriptor)) return true;
     }
     return false;
+  }
+
+  /**
+   * The first step of {@link announce}: claims the next position. Returns it, {@link FULL}, or
+   * {@link CONTENDED} (another peer claimed it first: try again). Separate for the tests, which stop
+   * between the two steps as a killed peer would.
+   */
+  claim(): number {
+    const pos = Atomics.load(this.words, W_ENQUEUE);
+    const seq = Atomics.load(this.words, this.slotWord(pos & (this.slots - 1), S_SEQ));
+    const diff = (seq - pos) | 0;
+    if (diff < 0) return FULL;
+    if (diff > 0) return CONTENDED; // another peer claimed it; reload the position
+    // Unsigned: a position is never one of the negative answers.
+    return Atomics.compareExchange(this.words, W_ENQUEUE, pos, (pos + 1) | 0) === pos ? pos >>> 0 : CONTENDED;
+  }
+
+  /**
+   * The second step of {@link announce}: fills the slot of claimed position `pos` and publishes it.
+   * False when the owner gave the position up meanwhile ({@link Inbox.skipAbandoned}).
+   */
+  fill(pos: number, from: number, descriptor: Uint8Array): boolean {
+    const slot = pos & (this.slots - 1);
+    const base = INBOX_HEADER_BYTES + slot * INBOX_SLOT_BYTES + S_DESCRIPTOR_BYTE;
+    for (let i = 0; i < descriptor.byteLength; i++) this.bytes[base + i] = descriptor[i];
+    Atomics.store(this.words, this.slotWord(slot, S_FROM), from);
+    Atomics.store(this.words, this.slotWord(slot, S_LENGTH), descriptor.byteLength);
+    return Atomics.compareExchange(this.words, this.slotWord(slot, S_SEQ), pos | 0, (pos + 1) | 0) === (pos | 0);
   }
 
   /**

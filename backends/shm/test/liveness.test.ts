@@ -52,6 +52,20 @@ describe.skipIf(addon === undefined)('shm peer liveness', () => {
     job = undefined;
   });
 
+  it('a peer killed between claiming a slot of an inbox and filling it does not hide the rings announced after it', async () => {
+    job = await startJob(3);
+    const [a, b, c] = job.comms;
+    // Rank 1 claims a slot in rank 0's inbox and "dies" before it fills it (its process lives on here,
+    // so it is not reported: only the slot stalls).
+    const links = (job.transports[1] as unknown as { links: Map<number, { inbox: { claim(): number } }> }).links;
+    expect(links.get(0)!.inbox.claim()).toBeGreaterThanOrEqual(0);
+    // Rank 2's first message to rank 0 announces its ring behind that claim: before rank 0 gave stalled
+    // claims up, it never looked at that ring and this receive timed out.
+    const [got] = await Promise.all([a.recv(2, 6, { timeout: 8_000 }), c.send('behind a dead claim', 0, 6)]);
+    expect(got).toBe('behind a dead claim');
+    await Promise.all([b.send('and the claimant itself', 0, 7), expect(a.recv(1, 7, { timeout: 8_000 })).resolves.toBe('and the claimant itself')]);
+  }, 20_000);
+
   it('a live peer that sends nothing for a while is not reported', async () => {
     job = await startJob(2);
     const [a] = job.comms;

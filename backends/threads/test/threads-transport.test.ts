@@ -315,6 +315,24 @@ describe('threads channels', () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it('a peer killed between claiming an announcement slot and filling it does not hide the rings announced after it', async () => {
+    const { a, b, sinks } = await pair();
+    // A third rank's claim in rank 1's inbox, never filled (what a kill in that window leaves).
+    const arena = (b as unknown as { arena: { sab: SharedArrayBuffer; plan: { slots: number } } }).arena;
+    expect(new InboxSender({ sab: arena.sab, byteOffset: 0, byteLength: inboxBytes(arena.plan.slots) }).claim()).toBe(0);
+    const ab = await a.connect(1);
+    const f = frame(8, 3);
+    ab.send(f.header, f.payload);
+    // Rank 1's sweep gives the claim up once it has stalled for ANNOUNCEMENT_STALL_MS; rank 0's ring,
+    // announced behind it, is then polled (it was never, before).
+    const until = performance.now() + 8_000;
+    while (sinks[1].frames.length === 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(sinks[1].frames.map((x) => [x.peer, [...x.data]])).toEqual([[0, [...f.payload]]]);
+    expect(sinks[1].lost).toEqual([]);
+    await ab.close();
+    await Promise.all([a.stop(), b.stop()]);
+  }, 15_000);
+
   it('connect refuses ranks it does not serve, and everything after stop', async () => {
     const { a, b } = await pair();
     await expect(a.connect(0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

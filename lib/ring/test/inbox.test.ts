@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DOORBELL_WORD, Inbox, INBOX_DESCRIPTOR_MAX_BYTES, InboxSender, InboxState, inboxBytes, initInbox, newAnnouncement } from '../inbox.js';
+import { ANNOUNCEMENT_STALL_MS, CONTENDED, DOORBELL_WORD, FULL, Inbox, INBOX_DESCRIPTOR_MAX_BYTES, InboxSender, InboxState, inboxBytes, initInbox, newAnnouncement } from '../inbox.js';
 import type { Region } from '../region.js';
 import { runTsWorker } from './helpers.js';
 
@@ -157,6 +157,65 @@ describe('inbox', () => {
     Atomics.store(words, 128, -7);
     Atomics.store(words, 160, 0x7fffffff); // slot sequence far ahead: looks claimed forever
     expect(peer.announce(0, descriptor(8, 0))).toBe(false);
+  });
+
+  it('a claim never filled (its peer killed in between) is given up after ANNOUNCEMENT_STALL_MS, and the announcements behind it are taken', () => {
+    const region = inboxRegion(4);
+    const owner = new Inbox(region);
+    const dead = new InboxSender(region);
+    const live = new InboxSender(region);
+    const a = newAnnouncement();
+    // Nothing claimed: an idle position is never given up, however long it stays so.
+    expect(owner.skipAbandoned(0)).toBe(false);
+    expect(owner.skipAbandoned(10 * ANNOUNCEMENT_STALL_MS)).toBe(false);
+    expect(dead.claim()).toBe(0);
+    expect(live.announce(7, descriptor(8, 7))).toBe(true);
+    expect(owner.take(a)).toBe(false); // stuck behind the claim
+    expect(owner.skipAbandoned(1_000)).toBe(false); // first seen: the clock starts
+    expect(owner.skipAbandoned(1_000 + ANNOUNCEMENT_STALL_MS - 1)).toBe(false);
+    expect(owner.skipAbandoned(1_000 + ANNOUNCEMENT_STALL_MS)).toBe(true);
+    expect(owner.take(a)).toBe(true);
+    expect(a.from).toBe(7);
+    expect([...a.descriptor.subarray(0, a.length)]).toEqual([...descriptor(8, 7)]);
+    // The claimant was only stopped: its fill is refused (nothing of it is taken) and it claims anew.
+    expect(dead.fill(0, 3, descriptor(8, 3))).toBe(false);
+    expect(owner.take(a)).toBe(false);
+    expect(dead.announce(3, descriptor(8, 3))).toBe(true);
+    expect(owner.take(a)).toBe(true);
+    expect(a.from).toBe(3);
+    // The skipped slot serves its next lap as usual.
+    for (let i = 0; i < 8; i++) {
+      expect(live.announce(i, descriptor(4, i))).toBe(true);
+      expect(owner.take(a)).toBe(true);
+      expect(a.from).toBe(i);
+    }
+  });
+
+  it('a claim filled late is taken, not given up: the stall clock restarts at every new stall', () => {
+    const region = inboxRegion(2);
+    const owner = new Inbox(region);
+    const slow = new InboxSender(region);
+    const a = newAnnouncement();
+    const pos = slow.claim();
+    expect(pos).toBe(0);
+    expect(owner.skipAbandoned(0)).toBe(false);
+    expect(slow.fill(pos, 5, descriptor(8, 5))).toBe(true);
+    expect(owner.skipAbandoned(10 * ANNOUNCEMENT_STALL_MS)).toBe(false);
+    expect(owner.take(a)).toBe(true);
+    expect(a.from).toBe(5);
+    // A second stall at the next position starts its own clock.
+    expect(slow.claim()).toBe(1);
+    expect(owner.skipAbandoned(20 * ANNOUNCEMENT_STALL_MS)).toBe(false);
+    expect(owner.skipAbandoned(21 * ANNOUNCEMENT_STALL_MS - 1)).toBe(false);
+    expect(owner.skipAbandoned(21 * ANNOUNCEMENT_STALL_MS)).toBe(true);
+    // Full and contended claims are told apart from positions.
+    const other = new InboxSender(region);
+    expect(other.claim()).toBe(2);
+    expect(other.claim()).toBe(3);
+    expect(other.claim()).toBe(FULL);
+    const words = new Int32Array(region.sab, region.byteOffset, region.byteLength / 4);
+    Atomics.store(words, 160, 9); // slot 0's sequence ahead of the enqueue position: someone else's
+    expect(other.claim()).toBe(CONTENDED);
   });
 
   it('collects announcements from several producer threads at once: each exactly once, per-producer order kept', async () => {
