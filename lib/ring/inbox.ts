@@ -29,7 +29,7 @@
  * | 256 | i32 | doorbell (incremented, wrapping) | peers |
  * | 384 | i32 | waiter flag (1 = asleep or about to be) | owner (raises, lowers); the peer that wakes it (lowers) |
  * | 512 | u32 | enqueue position (claimed by compare-and-swap) | peers |
- * | 640 + 128·i | slot i: u32 sequence, i32 from (rank), u32 descriptor length, u32 reserved, 96 descriptor bytes, 16 spare | peers, owner |
+ * | 640 + 128·i | slot i: u32 sequence, i32 from (rank), u32 descriptor length, u32 retired (1: see below), 96 descriptor bytes, 16 spare | peers, owner |
  *
  * The queue is Vyukov's bounded queue: slot i starts with sequence i; a peer that claimed position p
  * (slot p mod S) fills it and moves its sequence from p to p + 1 (compare-and-swap); the owner at
@@ -38,16 +38,24 @@
  *
  * ## A claim never filled
  *
- * A peer killed between its claim and its fill (a window of about 100 ns) would leave the owner
- * waiting at that position for ever, and every announcement behind it — rings of live peers — unread:
- * their frames would never be seen. So the owner gives such a slot up ({@link Inbox.skipAbandoned}):
- * once a position has been claimed and not filled for {@link ANNOUNCEMENT_STALL_MS}, it moves the
- * sequence from p to p + S itself and goes on. A claimant that was only stopped (a debugger, `SIGSTOP`)
- * then finds its compare-and-swap refused and claims again ({@link InboxSender.announce}); what is
- * left is a claimant stopped that long that resumes its copy exactly while another peer fills the
- * same slot S positions later: that descriptor may then be mixed, which the transport's `attach`
- * refuses (the ring's magic, bounds) and reports as that peer's loss. The owner does not know who
- * claimed a skipped position; nothing else needs to (a dead announcer is reported by its liveness).
+ * A peer killed between its claim and its fill (a window of about 100 ns, longer for a worker thread
+ * terminated at an interrupt check in the copy) would leave the owner waiting at that position for
+ * ever, and every announcement behind it — rings of live peers — unread: their frames would never be
+ * seen. So the owner gives such a position up ({@link Inbox.skipAbandoned}): once it has been claimed
+ * and not filled for {@link ANNOUNCEMENT_STALL_MS}, the owner *retires* its slot — stores 1 in the
+ * slot's retired word, then moves the sequence from p to p + S (compare-and-swap; a fill that won
+ * the race is taken as usual and the word cleared again) — and goes on.
+ *
+ * A retired slot is never written or read again: a peer whose claim reaches one moves the enqueue
+ * position past it without touching the slot (the retired word is set before the sequence says the
+ * slot is free, so no peer sees it free and not retired), and the owner steps over its positions once
+ * the enqueue position has passed them. So a claimant that was only stopped (a debugger, `SIGSTOP`)
+ * and resumes copies into a slot nobody reads; its compare-and-swap is refused and it claims again
+ * ({@link InboxSender.announce}). Reusing the slot instead would let such a claimant overwrite the
+ * announcement of the next peer to fill it. The price: the queue holds one announcement less per
+ * retired slot (only a job that lost peers in that window S times over would have none left; its
+ * announcements would then fail as on a full queue). The owner does not know who claimed a retired
+ * position; nothing needs to (a dead announcer is reported by its liveness).
  *
  * ## Sleeping without lost wake-ups
  *
@@ -69,8 +77,8 @@ import { checkRegion, CONTROL_STRIDE_BYTES, corrupt, isPowerOfTwo, type Region }
 
 /** `'VMIB'` as a little-endian u32. */
 export const INBOX_MAGIC = 0x4249_4d56;
-/** The layout described in the module comment. */
-export const INBOX_LAYOUT_VERSION = 1;
+/** The layout described in the module comment (2: slots can be retired). */
+export const INBOX_LAYOUT_VERSION = 2;
 /** Longest descriptor an announcement carries. */
 export const INBOX_DESCRIPTOR_MAX_BYTES = 96;
 /** Bytes before the first slot. */
@@ -111,6 +119,7 @@ const SLOT_WORDS = INBOX_SLOT_BYTES >> 2;
 const S_SEQ = 0;
 const S_FROM = 1;
 const S_LENGTH = 2;
+const S_RETIRED = 3;
 const S_DESCRIPTOR_BYTE = 16;
 /** Compare-and-swap attempts before `announce` gives up for now (only heavy contention or garbage). */
 const MAX_CLAIM_ATTEMPTS = 1_000;
@@ -201,6 +210,11 @@ export class Inbox extends InboxView {
   /** The position last seen claimed and unfilled by {@link skipAbandoned} (−1: none), and since when. */
   private stalledAt = -1;
   private stalledSince = 0;
+  /**
+   * Slots this owner retired (1), kept here as well as in shared memory: whether to step over one is
+   * never a peer's to say. Undefined until one is (the common case costs no check).
+   */
+  private retired: Uint8Array | undefined;
 
   constructor(region: Region) {
     super(region, 'Inbox');
@@ -208,6 +222,7 @@ export class Inbox extends InboxView {
 
   /** True when an announcement is ready (one atomic load). */
   pending(): boolean {
+    if (this.retired !== undefined) this.passRetired();
     return Atomics.load(this.words, this.slotWord(this.next & (this.slots - 1), S_SEQ)) === ((this.next + 1) | 0);
   }
 
@@ -216,6 +231,7 @@ export class Inbox extends InboxView {
    * whose sequence or length is impossible.
    */
   take(out: Announcement): boolean {
+    if (this.retired !== undefined) this.passRetired();
     const pos = this.next;
     const slot = pos & (this.slots - 1);
     const seq = Atomics.load(this.words, this.slotWord(slot, S_SEQ));
@@ -241,8 +257,10 @@ export class Inbox extends InboxView {
    * announcements behind it are then ready to take).
    */
   skipAbandoned(now: number, stallMs = ANNOUNCEMENT_STALL_MS): boolean {
+    if (this.retired !== undefined) this.passRetired();
     const pos = this.next;
-    const word = this.slotWord(pos & (this.slots - 1), S_SEQ);
+    const slot = pos & (this.slots - 1);
+    const word = this.slotWord(slot, S_SEQ);
     // Claimed (the enqueue position moved past it) and still carrying the sequence of a free slot.
     if (Atomics.load(this.words, word) !== (pos | 0) || Atomics.load(this.words, W_ENQUEUE) === (pos | 0)) {
       this.stalledAt = -1;
@@ -254,11 +272,33 @@ export class Inbox extends InboxView {
       return false;
     }
     if (now - this.stalledSince < stallMs) return false;
-    // Filled meanwhile: the compare-and-swap fails and the next poll takes it as usual.
-    if (Atomics.compareExchange(this.words, word, pos | 0, (pos + this.slots) | 0) !== (pos | 0)) return false;
+    // Retired before the sequence frees it for the next lap: a peer there must see both at once.
+    Atomics.store(this.words, this.slotWord(slot, S_RETIRED), 1);
+    if (Atomics.compareExchange(this.words, word, pos | 0, (pos + this.slots) | 0) !== (pos | 0)) {
+      // Filled meanwhile: taken as usual by the next poll (no peer can reach its next lap before).
+      Atomics.store(this.words, this.slotWord(slot, S_RETIRED), 0);
+      return false;
+    }
+    (this.retired ??= new Uint8Array(this.slots))[slot] = 1;
     this.next = (pos + 1) >>> 0;
     this.stalledAt = -1;
     return true;
+  }
+
+  /**
+   * Steps over the positions of retired slots that peers have passed (the enqueue position is beyond
+   * them), giving each slot's sequence on to its next lap as a take would, so that peers keep
+   * stepping over it.
+   */
+  private passRetired(): void {
+    const retired = this.retired!;
+    for (let k = 0; k < this.slots; k++) {
+      const pos = this.next;
+      const slot = pos & (this.slots - 1);
+      if (retired[slot] === 0 || Atomics.load(this.words, W_ENQUEUE) === (pos | 0)) return;
+      Atomics.store(this.words, this.slotWord(slot, S_SEQ), (pos + this.slots) | 0);
+      this.next = (pos + 1) >>> 0;
+    }
   }
 
   /**
@@ -295,7 +335,7 @@ export class Inbox extends InboxView {
 
 /** What {@link InboxSender.claim} returns when the queue is full for now. */
 export const FULL = -1;
-/** What {@link InboxSender.claim} returns when another peer claimed the position first. */
+/** What {@link InboxSender.claim} returns when another peer claimed the position first, or it was a retired slot's. */
 export const CONTENDED = -2;
 
 /** A peer's side of someone's inbox: announce rings, ring the doorbell. */
@@ -321,17 +361,21 @@ export class InboxSender extends InboxView {
 
   /**
    * The first step of {@link announce}: claims the next position. Returns it, {@link FULL}, or
-   * {@link CONTENDED} (another peer claimed it first: try again). Separate for the tests, which stop
-   * between the two steps as a killed peer would.
+   * {@link CONTENDED} (another peer claimed it first, or its slot is retired and it was passed: try
+   * again). Separate for the tests, which stop between the two steps as a killed peer would.
    */
   claim(): number {
     const pos = Atomics.load(this.words, W_ENQUEUE);
-    const seq = Atomics.load(this.words, this.slotWord(pos & (this.slots - 1), S_SEQ));
+    const slot = pos & (this.slots - 1);
+    const seq = Atomics.load(this.words, this.slotWord(slot, S_SEQ));
     const diff = (seq - pos) | 0;
     if (diff < 0) return FULL;
     if (diff > 0) return CONTENDED; // another peer claimed it; reload the position
+    const claimed = Atomics.compareExchange(this.words, W_ENQUEUE, pos, (pos + 1) | 0) === pos;
+    // A retired slot (see "A claim never filled"): its position is passed, never written.
+    if (Atomics.load(this.words, this.slotWord(slot, S_RETIRED)) !== 0) return CONTENDED;
     // Unsigned: a position is never one of the negative answers.
-    return Atomics.compareExchange(this.words, W_ENQUEUE, pos, (pos + 1) | 0) === pos ? pos >>> 0 : CONTENDED;
+    return claimed ? pos >>> 0 : CONTENDED;
   }
 
   /**

@@ -127,7 +127,8 @@ describe('inbox', () => {
     const CORRUPT = expect.objectContaining({ name: 'VmcommError', code: 'CORRUPT' });
     for (const [word, value] of [
       [0, 1],
-      [1, 2],
+      [1, 1], // the layout before slots could be retired
+      [1, 3],
       [2, 3],
       [2, 16],
       [3, 95],
@@ -183,12 +184,76 @@ describe('inbox', () => {
     expect(dead.announce(3, descriptor(8, 3))).toBe(true);
     expect(owner.take(a)).toBe(true);
     expect(a.from).toBe(3);
-    // The skipped slot serves its next lap as usual.
-    for (let i = 0; i < 8; i++) {
-      expect(live.announce(i, descriptor(4, i))).toBe(true);
-      expect(owner.take(a)).toBe(true);
-      expect(a.from).toBe(i);
+    // The retired slot is stepped over, lap after lap, and what a resumed claimant still writes into
+    // it is never read: three slots of four carry on, full at three.
+    for (let lap = 0; lap < 6; lap++) {
+      let sent = 0;
+      while (live.announce(10 + sent, descriptor(4, lap + sent))) {
+        expect(dead.fill(0, 99, descriptor(96, 99))).toBe(false); // the stale copy, again and again
+        sent++;
+      }
+      expect(sent).toBe(3);
+      for (let i = 0; i < sent; i++) {
+        expect(owner.take(a)).toBe(true);
+        expect([a.from, [...a.descriptor.subarray(0, a.length)]]).toEqual([10 + i, [...descriptor(4, lap + i)]]);
+      }
+      expect(owner.pending()).toBe(false);
     }
+  });
+
+  it('announce claims again when the owner gave its position up between its claim and its fill', () => {
+    const region = inboxRegion(4);
+    const owner = new Inbox(region);
+    const slow = new InboxSender(region);
+    const a = newAnnouncement();
+    const stale = slow.claim();
+    owner.skipAbandoned(0);
+    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(true);
+    // Its next claim hands back the stale position, as if it had stopped right after claiming.
+    const claim = slow.claim.bind(slow);
+    let first = true;
+    slow.claim = () => (first ? ((first = false), stale) : claim());
+    expect(slow.announce(4, descriptor(8, 4))).toBe(true);
+    expect(first).toBe(false);
+    expect(owner.take(a)).toBe(true);
+    expect([a.from, [...a.descriptor.subarray(0, a.length)]]).toEqual([4, [...descriptor(8, 4)]]);
+    expect(owner.take(a)).toBe(false);
+  });
+
+  it('steps over retired slots where the 32-bit positions wrap', () => {
+    const region = inboxRegion(4);
+    const words = new Int32Array(region.sab, region.byteOffset, region.byteLength / 4);
+    // Positions 2^32 − 3 … : slot i's sequence is the position of that slot's current lap.
+    const start = 2 ** 32 - 3;
+    Atomics.store(words, 128, start | 0);
+    for (let i = 0; i < 4; i++) Atomics.store(words, 160 + 32 * i, (start + ((i - (start % 4) + 4) % 4)) | 0);
+    const owner = new Inbox(region);
+    (owner as unknown as { next: number }).next = start;
+    const peer = new InboxSender(region);
+    const a = newAnnouncement();
+    expect(peer.claim()).toBe(start); // killed before its fill
+    expect(peer.announce(1, descriptor(4, 1))).toBe(true);
+    owner.skipAbandoned(0);
+    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(true);
+    for (let i = 0; i < 10; i++) {
+      if (i > 0) expect(peer.announce(1 + i, descriptor(4, 1 + i))).toBe(true);
+      expect(owner.take(a)).toBe(true);
+      expect([a.from, [...a.descriptor.subarray(0, a.length)]]).toEqual([1 + i, [...descriptor(4, 1 + i)]]);
+    }
+  });
+
+  it('an inbox whose every slot was retired refuses announcements (as when full), never spins forever', () => {
+    const region = inboxRegion(2);
+    const owner = new Inbox(region);
+    const peer = new InboxSender(region);
+    for (let k = 0; k < 2; k++) {
+      expect(peer.claim()).toBeGreaterThanOrEqual(0);
+      owner.skipAbandoned(0);
+      expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(true);
+    }
+    expect(peer.announce(0, descriptor(4, 0))).toBe(false);
+    expect(owner.pending()).toBe(false);
+    expect(owner.take(newAnnouncement())).toBe(false);
   });
 
   it('a claim filled late is taken, not given up: the stall clock restarts at every new stall', () => {
@@ -211,8 +276,8 @@ describe('inbox', () => {
     // Full and contended claims are told apart from positions.
     const other = new InboxSender(region);
     expect(other.claim()).toBe(2);
-    expect(other.claim()).toBe(3);
-    expect(other.claim()).toBe(FULL);
+    expect(other.claim()).toBe(CONTENDED); // position 3: slot 1 is retired, its position passed
+    expect(other.claim()).toBe(FULL); // position 4: slot 0 still holds position 2's announcement
     const words = new Int32Array(region.sab, region.byteOffset, region.byteLength / 4);
     Atomics.store(words, 160, 9); // slot 0's sequence ahead of the enqueue position: someone else's
     expect(other.claim()).toBe(CONTENDED);
