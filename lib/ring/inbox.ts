@@ -46,7 +46,7 @@
  * slot's retired word, then moves the sequence from p to p + S (compare-and-swap; a fill that won
  * the race is taken as usual and the word cleared again) — and goes on.
  *
- * A retired slot is never written or read again: a peer whose claim reaches one moves the enqueue
+ * A retired slot is never published into or read again: a peer whose claim reaches one moves the enqueue
  * position past it without touching the slot (the retired word is set before the sequence says the
  * slot is free, so no peer sees it free and not retired), and the owner steps over its positions once
  * the enqueue position has passed them. So a claimant that was only stopped (a debugger, `SIGSTOP`)
@@ -220,7 +220,7 @@ export class Inbox extends InboxView {
     super(region, 'Inbox');
   }
 
-  /** True when an announcement is ready (one atomic load). */
+  /** True when an announcement is ready (one atomic load; one more while this owner has retired slots). */
   pending(): boolean {
     if (this.retired !== undefined) this.passRetired();
     return Atomics.load(this.words, this.slotWord(this.next & (this.slots - 1), S_SEQ)) === ((this.next + 1) | 0);
@@ -262,7 +262,7 @@ export class Inbox extends InboxView {
     const slot = pos & (this.slots - 1);
     const word = this.slotWord(slot, S_SEQ);
     // Claimed (the enqueue position moved past it) and still carrying the sequence of a free slot.
-    if (Atomics.load(this.words, word) !== (pos | 0) || Atomics.load(this.words, W_ENQUEUE) === (pos | 0)) {
+    if (Atomics.load(this.words, word) !== (pos | 0) || !this.passed(pos)) {
       this.stalledAt = -1;
       return false;
     }
@@ -295,10 +295,18 @@ export class Inbox extends InboxView {
     for (let k = 0; k < this.slots; k++) {
       const pos = this.next;
       const slot = pos & (this.slots - 1);
-      if (retired[slot] === 0 || Atomics.load(this.words, W_ENQUEUE) === (pos | 0)) return;
-      Atomics.store(this.words, this.slotWord(slot, S_SEQ), (pos + this.slots) | 0);
+      if (retired[slot] === 0 || !this.passed(pos)) return;
+      // Only a peer that found the retired word cleared (garbage) fills a retired slot: its
+      // announcement is then taken as any other (`take`), not dropped here.
+      if (Atomics.compareExchange(this.words, this.slotWord(slot, S_SEQ), pos | 0, (pos + this.slots) | 0) !== (pos | 0)) return;
       this.next = (pos + 1) >>> 0;
     }
+  }
+
+  /** Whether peers' claims have gone past position `pos` (the enqueue position is ahead of it). */
+  private passed(pos: number): boolean {
+    // Signed: an enqueue word set behind `next` (garbage) is not taken for claims.
+    return ((Atomics.load(this.words, W_ENQUEUE) - pos) | 0) > 0;
   }
 
   /**

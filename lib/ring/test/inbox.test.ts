@@ -194,10 +194,48 @@ describe('inbox', () => {
       }
       expect(sent).toBe(3);
       for (let i = 0; i < sent; i++) {
+        expect(owner.pending()).toBe(true); // also when the owner stands at the retired slot
         expect(owner.take(a)).toBe(true);
         expect([a.from, [...a.descriptor.subarray(0, a.length)]]).toEqual([10 + i, [...descriptor(4, lap + i)]]);
       }
       expect(owner.pending()).toBe(false);
+    }
+  });
+
+  it('a fill that lands between the owner\'s decision to give a position up and its compare-and-swap is taken, and the slot stays in service', () => {
+    const region = inboxRegion(2);
+    const owner = new Inbox(region);
+    const slow = new InboxSender(region);
+    const a = newAnnouncement();
+    const retiredWord = 160 + 3; // slot 0's retired word
+    const pos = slow.claim();
+    owner.skipAbandoned(0);
+    const store = Atomics.store;
+    let filled = false;
+    try {
+      // The claimant fills right after the owner marked the slot retired, before its compare-and-swap.
+      Atomics.store = ((ta: Int32Array, i: number, v: number) => {
+        const r = store(ta, i, v);
+        if (ta === owner.words && i === retiredWord && v === 1 && !filled) filled = slow.fill(pos, 6, descriptor(8, 6));
+        return r;
+      }) as typeof Atomics.store;
+      expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(false);
+    } finally {
+      Atomics.store = store;
+    }
+    expect(filled).toBe(true);
+    expect(Atomics.load(owner.words, retiredWord)).toBe(0);
+    expect(owner.take(a)).toBe(true);
+    expect(a.from).toBe(6);
+    // Slot 0 serves its later laps: both slots carry announcements.
+    for (let lap = 0; lap < 3; lap++) {
+      expect(slow.announce(10, descriptor(4, lap))).toBe(true);
+      expect(slow.announce(11, descriptor(4, lap))).toBe(true);
+      expect(slow.announce(12, descriptor(4, lap))).toBe(false);
+      for (const from of [10, 11]) {
+        expect(owner.take(a)).toBe(true);
+        expect(a.from).toBe(from);
+      }
     }
   });
 
