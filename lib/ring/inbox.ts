@@ -46,10 +46,10 @@
  * slot's retired word, then moves the sequence from p to p + S (compare-and-swap; a fill that won
  * the race is taken as usual and the word cleared again) — and goes on.
  *
- * A retired slot is never published into or read again: a peer whose claim reaches one moves the enqueue
- * position past it without touching the slot (the retired word is set before the sequence says the
- * slot is free, so no peer sees it free and not retired), and the owner steps over its positions once
- * the enqueue position has passed them. So a claimant that was only stopped (a debugger, `SIGSTOP`)
+ * A retired slot is never published into or read again: a peer whose claim reaches one moves the
+ * enqueue position past it without touching the slot (the retired word is set before the sequence
+ * says the slot is free, so no peer sees it free and not retired), and the owner steps over its
+ * positions once the enqueue position has passed them. So a claimant that was only stopped (a debugger, `SIGSTOP`)
  * and resumes copies into a slot nobody reads; its compare-and-swap is refused and it claims again
  * ({@link InboxSender.announce}). Reusing the slot instead would let such a claimant overwrite the
  * announcement of the next peer to fill it. The price: the queue holds one announcement less per
