@@ -207,9 +207,13 @@ abstract class InboxView {
 export class Inbox extends InboxView {
   /** Next position to take (local: only the owner reads the queue). */
   private next = 0;
-  /** The position last seen claimed and unfilled by {@link skipAbandoned} (−1: none), and since when. */
+  /**
+   * The position last seen claimed and unfilled by {@link skipAbandoned} (−1: none), since when, and
+   * the enqueue position then: every position before it was claimed by that time too.
+   */
   private stalledAt = -1;
   private stalledSince = 0;
+  private stalledBefore = 0;
   /**
    * Slots this owner retired (1), kept here as well as in shared memory: whether to step over one is
    * never a peer's to say. Undefined until one is (the common case costs no check).
@@ -253,35 +257,48 @@ export class Inbox extends InboxView {
   /**
    * Gives up the next position if a peer claimed it and has not filled it for `stallMs` (see "A claim
    * never filled" in the module comment): for a periodic sweep, with `now` in milliseconds. The first
-   * call that finds the position so only notes the time. Returns true when it skipped one (the
-   * announcements behind it are then ready to take).
+   * call that finds the position so only notes the time. Positions behind it that were claimed by
+   * then and are still unfilled have stalled as long: they are given up in the same call. Returns
+   * true when it skipped one (the announcements behind it are then ready to take).
    */
   skipAbandoned(now: number, stallMs = ANNOUNCEMENT_STALL_MS): boolean {
     if (this.retired !== undefined) this.passRetired();
     const pos = this.next;
-    const slot = pos & (this.slots - 1);
-    const word = this.slotWord(slot, S_SEQ);
     // Claimed (the enqueue position moved past it) and still carrying the sequence of a free slot.
-    if (Atomics.load(this.words, word) !== (pos | 0) || !this.passed(pos)) {
+    if (Atomics.load(this.words, this.slotWord(pos & (this.slots - 1), S_SEQ)) !== (pos | 0) || !this.passed(pos)) {
       this.stalledAt = -1;
       return false;
     }
     if (this.stalledAt !== pos) {
       this.stalledAt = pos;
       this.stalledSince = now;
+      this.stalledBefore = Atomics.load(this.words, W_ENQUEUE);
       return false;
     }
     if (now - this.stalledSince < stallMs) return false;
+    this.stalledAt = -1;
+    let skipped = false;
+    // This position, then those claimed by the time its clock started that are still unfilled.
+    while (this.retire(this.next)) {
+      skipped = true;
+      const next = this.next;
+      if (((this.stalledBefore - next) | 0) <= 0 || Atomics.load(this.words, this.slotWord(next & (this.slots - 1), S_SEQ)) !== (next | 0)) break;
+    }
+    return skipped;
+  }
+
+  /** Retires the slot of claimed, unfilled position `pos` (= `next`) and steps past it; false when it was filled meanwhile. */
+  private retire(pos: number): boolean {
+    const slot = pos & (this.slots - 1);
     // Retired before the sequence frees it for the next lap: a peer there must see both at once.
     Atomics.store(this.words, this.slotWord(slot, S_RETIRED), 1);
-    if (Atomics.compareExchange(this.words, word, pos | 0, (pos + this.slots) | 0) !== (pos | 0)) {
+    if (Atomics.compareExchange(this.words, this.slotWord(slot, S_SEQ), pos | 0, (pos + this.slots) | 0) !== (pos | 0)) {
       // Filled meanwhile: taken as usual by the next poll (no peer can reach its next lap before).
       Atomics.store(this.words, this.slotWord(slot, S_RETIRED), 0);
       return false;
     }
     (this.retired ??= new Uint8Array(this.slots))[slot] = 1;
     this.next = (pos + 1) >>> 0;
-    this.stalledAt = -1;
     return true;
   }
 

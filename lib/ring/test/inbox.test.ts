@@ -239,6 +239,29 @@ describe('inbox', () => {
     }
   });
 
+  it('claims left unfilled one behind the other are given up together; one made after the stall was first seen waits its own time', () => {
+    const region = inboxRegion(8);
+    const owner = new Inbox(region);
+    const dead = [new InboxSender(region), new InboxSender(region)];
+    const live = new InboxSender(region);
+    const late = new InboxSender(region);
+    const a = newAnnouncement();
+    expect(dead[0].claim()).toBe(0);
+    expect(dead[1].claim()).toBe(1);
+    expect(owner.skipAbandoned(0)).toBe(false);
+    expect(live.announce(5, descriptor(4, 5))).toBe(true); // position 2
+    expect(late.claim()).toBe(3); // claimed after the clock started, then killed too
+    expect(live.announce(6, descriptor(4, 6))).toBe(true); // position 4
+    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(true);
+    expect(owner.take(a)).toBe(true);
+    expect(a.from).toBe(5);
+    expect(owner.take(a)).toBe(false); // stuck at position 3 until its own stall has lasted
+    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS + 1)).toBe(false);
+    expect(owner.skipAbandoned(3 * ANNOUNCEMENT_STALL_MS)).toBe(true);
+    expect(owner.take(a)).toBe(true);
+    expect(a.from).toBe(6);
+  });
+
   it('announce claims again when the owner gave its position up between its claim and its fill', () => {
     const region = inboxRegion(4);
     const owner = new Inbox(region);
