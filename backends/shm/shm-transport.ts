@@ -350,7 +350,8 @@ export class ShmTransport implements Transport {
     this.poller?.sweepFailed();
     // A peer killed between claiming an announcement slot and filling it would hide every ring
     // announced after it (inbox.ts, "A claim never filled").
-    this.inbox?.skipAbandoned(performance.now());
+    // The rings announced behind it are taken at the next poll: one now, not at the sleep's timeout.
+    if (this.inbox?.skipAbandoned(performance.now()) === true && this.policy?.state === 'sleeping') this.policy.wakeUp();
     for (const o of this.outbound.values()) o.channel.sweepReader();
     for (const peer of this.served) {
       if (this.dead.has(peer)) continue;

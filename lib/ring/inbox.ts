@@ -49,9 +49,9 @@
  * A retired slot is never published into or read again: a peer whose claim reaches one moves the
  * enqueue position past it without touching the slot (the retired word is set before the sequence
  * says the slot is free, so no peer sees it free and not retired), and the owner steps over its
- * positions once the enqueue position has passed them. So a claimant that was only stopped (a debugger, `SIGSTOP`)
- * and resumes copies into a slot nobody reads; its compare-and-swap is refused and it claims again
- * ({@link InboxSender.announce}). Reusing the slot instead would let such a claimant overwrite the
+ * positions once the enqueue position has passed them. So a claimant that was only stopped (a
+ * debugger, `SIGSTOP`) and resumes copies into a slot nobody reads; its compare-and-swap is refused
+ * and it claims again ({@link InboxSender.announce}). Reusing the slot instead would let such a claimant overwrite the
  * announcement of the next peer to fill it. The price: the queue holds one announcement less per
  * retired slot (only a job that lost peers in that window S times over would have none left; its
  * announcements would then fail as on a full queue). The owner does not know who claimed a retired
@@ -257,9 +257,10 @@ export class Inbox extends InboxView {
   /**
    * Gives up the next position if a peer claimed it and has not filled it for `stallMs` (see "A claim
    * never filled" in the module comment): for a periodic sweep, with `now` in milliseconds. The first
-   * call that finds the position so only notes the time. Positions behind it that were claimed by
-   * then and are still unfilled have stalled as long: they are given up in the same call. Returns
-   * true when it skipped one (the announcements behind it are then ready to take).
+   * call that finds the position so only notes the time. Positions directly behind it that were
+   * claimed by then and are still unfilled have stalled as long: they are given up in the same call
+   * (one behind a filled position gets a clock of its own once the owner reaches it). Returns true
+   * when it skipped one (what was announced behind it can then be taken: wake the owner).
    */
   skipAbandoned(now: number, stallMs = ANNOUNCEMENT_STALL_MS): boolean {
     if (this.retired !== undefined) this.passRetired();
@@ -278,8 +279,9 @@ export class Inbox extends InboxView {
     if (now - this.stalledSince < stallMs) return false;
     this.stalledAt = -1;
     let skipped = false;
-    // This position, then those claimed by the time its clock started that are still unfilled.
-    while (this.retire(this.next)) {
+    // This position, then those claimed by the time its clock started that are still unfilled; at
+    // most a lap (garbage in the enqueue word could otherwise keep this going lap after lap).
+    for (let k = 0; k < this.slots && this.retire(this.next); k++) {
       skipped = true;
       const next = this.next;
       if (((this.stalledBefore - next) | 0) <= 0 || Atomics.load(this.words, this.slotWord(next & (this.slots - 1), S_SEQ)) !== (next | 0)) break;

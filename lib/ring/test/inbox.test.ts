@@ -262,6 +262,25 @@ describe('inbox', () => {
     expect(a.from).toBe(6);
   });
 
+  it('a claim made right behind the stalled ones after the stall was first seen is not given up with them', () => {
+    const region = inboxRegion(8);
+    const owner = new Inbox(region);
+    const peer = new InboxSender(region);
+    const a = newAnnouncement();
+    expect(peer.claim()).toBe(0);
+    expect(peer.claim()).toBe(1);
+    expect(owner.skipAbandoned(0)).toBe(false); // the clock starts: positions 0 and 1 are claimed
+    expect(peer.claim()).toBe(2); // claimed later, also never filled
+    expect(peer.announce(7, descriptor(4, 7))).toBe(true); // position 3
+    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(true);
+    expect(owner.take(a)).toBe(false); // position 2 has not stalled long enough yet
+    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS + 1)).toBe(false);
+    expect(owner.skipAbandoned(2 * ANNOUNCEMENT_STALL_MS)).toBe(false);
+    expect(owner.skipAbandoned(2 * ANNOUNCEMENT_STALL_MS + 1)).toBe(true);
+    expect(owner.take(a)).toBe(true);
+    expect(a.from).toBe(7);
+  });
+
   it('announce claims again when the owner gave its position up between its claim and its fill', () => {
     const region = inboxRegion(4);
     const owner = new Inbox(region);
@@ -292,10 +311,11 @@ describe('inbox', () => {
     (owner as unknown as { next: number }).next = start;
     const peer = new InboxSender(region);
     const a = newAnnouncement();
-    expect(peer.claim()).toBe(start); // killed before its fill
+    // Three claims killed before their fill, the last at 2^32 − 1; the next position is 0 again.
+    for (let k = 0; k < 3; k++) expect(peer.claim()).toBe(start + k);
     expect(peer.announce(1, descriptor(4, 1))).toBe(true);
     owner.skipAbandoned(0);
-    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(true);
+    expect(owner.skipAbandoned(ANNOUNCEMENT_STALL_MS)).toBe(true); // all three at once, across the wrap
     for (let i = 0; i < 10; i++) {
       if (i > 0) expect(peer.announce(1 + i, descriptor(4, 1 + i))).toBe(true);
       expect(owner.take(a)).toBe(true);
