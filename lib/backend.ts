@@ -93,8 +93,11 @@ export interface Channel {
    */
   trySend?(header: Uint8Array, payload: Uint8Array | undefined): boolean;
   /**
-   * Delivers what is queued, then closes. Idempotent. After it resolves no `FrameSink` call for this
-   * channel's peer happens.
+   * Delivers what is queued, then closes this direction. Idempotent. Frames the peer sends to this
+   * rank may still be delivered afterwards, until `stop()` (or `release(peer)`): the core closes a
+   * channel at finalize, once its receives have completed, and when a dial ends after its peer was
+   * lost, and needs no more than that. (`threads` stops reading the peer when the channel closes,
+   * `shm` and `ivshmem` at `stop()`; tcp's close ends the socket.)
    */
   close(): Promise<void>;
 }

@@ -371,7 +371,7 @@ export class ThreadsTransport implements Transport {
         descriptor: encodeRingDescriptor(ring),
         peerInbox: link.inbox,
         wake: (p) => this.wake(p, false),
-        // After close() resolves no frame from the peer reaches the core (the Channel contract).
+        // After close() resolves nothing more from the peer is read (the Channel contract allows it).
         closed: (p) => this.poller?.detach(p),
         // The arena outlives every channel: a failure can be marked for the reader.
         signalFailure: true,

@@ -49,8 +49,8 @@ export interface RingChannelOptions {
   /** The channel broke (reported once, not after `close()`). */
   readonly lost: (peer: number, error: Error) => void;
   /**
-   * Optional: `close()` is about to resolve. A transport stops delivering the peer's inbound frames
-   * here, as the `Channel` contract asks.
+   * Optional: `close()` is about to resolve. A transport may stop reading the peer's inbound ring
+   * here (the `Channel` contract allows it, and asks no more).
    */
   readonly closed?: (peer: number) => void;
   /**
