@@ -310,8 +310,8 @@ export class ThreadsTransport implements Transport {
     if (this.stopping !== undefined) return;
     this.poller?.sweepFailed();
     // A peer killed between claiming an announcement slot and filling it would hide every ring
-    // announced after it (inbox.ts, "A claim never filled").
-    // The rings announced behind it are taken at the next poll: one now, not at the sleep's timeout.
+    // announced after it (inbox.ts, "A claim never filled"); once given up, those rings are taken at
+    // the next poll: one now, not at the sleep's timeout.
     if (this.inbox?.skipAbandoned(performance.now()) === true && this.policy?.state === 'sleeping') this.policy.wakeUp();
     for (const channel of this.channels.values()) channel.sweepReader();
     for (const peer of this.served) {

@@ -266,7 +266,7 @@ export class Inbox extends InboxView {
     if (this.retired !== undefined) this.passRetired();
     const pos = this.next;
     // Claimed (the enqueue position moved past it) and still carrying the sequence of a free slot.
-    if (Atomics.load(this.words, this.slotWord(pos & (this.slots - 1), S_SEQ)) !== (pos | 0) || !this.passed(pos)) {
+    if (!this.unfilled(pos) || !this.passed(pos)) {
       this.stalledAt = -1;
       return false;
     }
@@ -281,26 +281,25 @@ export class Inbox extends InboxView {
     let skipped = false;
     // This position, then those claimed by the time its clock started that are still unfilled; at
     // most a lap (garbage in the enqueue word could otherwise keep this going lap after lap).
-    for (let k = 0; k < this.slots && this.retire(this.next); k++) {
+    for (let k = 0; k < this.slots && this.retireNext(); k++) {
       skipped = true;
-      const next = this.next;
-      if (((this.stalledBefore - next) | 0) <= 0 || Atomics.load(this.words, this.slotWord(next & (this.slots - 1), S_SEQ)) !== (next | 0)) break;
+      if (((this.stalledBefore - this.next) | 0) <= 0 || !this.unfilled(this.next)) break;
     }
     return skipped;
   }
 
-  /** Retires the slot of claimed, unfilled position `pos` (= `next`) and steps past it; false when it was filled meanwhile. */
-  private retire(pos: number): boolean {
+  /** Retires the slot of the next position (claimed, unfilled) and steps past it; false when it was filled meanwhile. */
+  private retireNext(): boolean {
+    const pos = this.next;
     const slot = pos & (this.slots - 1);
     // Retired before the sequence frees it for the next lap: a peer there must see both at once.
     Atomics.store(this.words, this.slotWord(slot, S_RETIRED), 1);
-    if (Atomics.compareExchange(this.words, this.slotWord(slot, S_SEQ), pos | 0, (pos + this.slots) | 0) !== (pos | 0)) {
+    if (!this.stepPast(pos)) {
       // Filled meanwhile: taken as usual by the next poll (no peer can reach its next lap before).
       Atomics.store(this.words, this.slotWord(slot, S_RETIRED), 0);
       return false;
     }
     (this.retired ??= new Uint8Array(this.slots))[slot] = 1;
-    this.next = (pos + 1) >>> 0;
     return true;
   }
 
@@ -317,9 +316,23 @@ export class Inbox extends InboxView {
       if (retired[slot] === 0 || !this.passed(pos)) return;
       // Only a peer that found the retired word cleared (garbage) fills a retired slot: its
       // announcement is then taken as any other (`take`), not dropped here.
-      if (Atomics.compareExchange(this.words, this.slotWord(slot, S_SEQ), pos | 0, (pos + this.slots) | 0) !== (pos | 0)) return;
-      this.next = (pos + 1) >>> 0;
+      if (!this.stepPast(pos)) return;
     }
+  }
+
+  /**
+   * Gives unfilled position `pos` (= `next`) back for the slot's next lap, as a take does for a filled
+   * one, and moves past it; false when a peer filled it meanwhile (compare-and-swap).
+   */
+  private stepPast(pos: number): boolean {
+    if (Atomics.compareExchange(this.words, this.slotWord(pos & (this.slots - 1), S_SEQ), pos | 0, (pos + this.slots) | 0) !== (pos | 0)) return false;
+    this.next = (pos + 1) >>> 0;
+    return true;
+  }
+
+  /** Whether position `pos`'s slot still carries the sequence of a free slot (not filled for it). */
+  private unfilled(pos: number): boolean {
+    return Atomics.load(this.words, this.slotWord(pos & (this.slots - 1), S_SEQ)) === (pos | 0);
   }
 
   /** Whether peers' claims have gone past position `pos` (the enqueue position is ahead of it). */
